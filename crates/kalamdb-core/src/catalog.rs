@@ -1,0 +1,649 @@
+//! The catalog: namespaces, tables, users and storages.
+//!
+//! Definitions are persisted as JSON in the `catalog` column family (they are small and never
+//! on the row hot path) and cached in memory; every change is written (synced) before the
+//! in-memory copy changes, so what a client was told exists survives a crash.
+//! This module checks names and shapes; it does not check who may do what (that is the
+//! executor's job in kalamdb-sql).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::keys::{now_millis, prefix_upper_bound, table_prefix};
+use crate::store::{Store, CF_CATALOG, CF_ROWS};
+use crate::types::{DataType, Value};
+
+/// The namespace that always exists and holds unqualified tables.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// Reserved schema names that are not namespaces.
+pub const RESERVED_NAMESPACES: &[&str] = &["system", "information_schema"];
+/// The built-in superuser.
+pub const ROOT_USER: &str = "root";
+/// Name of the hidden row id column of tables without a declared primary key.
+pub const ROWID_COLUMN: &str = "_rowid";
+/// Longest namespace, table or column name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Kind of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TableKind {
+    User,
+    Shared,
+    Stream,
+    System,
+}
+
+impl TableKind {
+    /// Whether each user has an isolated partition of the table.
+    pub fn is_per_user(&self) -> bool {
+        matches!(self, TableKind::User | TableKind::Stream)
+    }
+}
+
+impl fmt::Display for TableKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TableKind::User => "USER",
+            TableKind::Shared => "SHARED",
+            TableKind::Stream => "STREAM",
+            TableKind::System => "SYSTEM",
+        })
+    }
+}
+
+/// Who may read a SHARED table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLevel {
+    Public,
+    Private,
+}
+
+impl FromStr for AccessLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<AccessLevel> {
+        match s.to_ascii_lowercase().as_str() {
+            "public" => Ok(AccessLevel::Public),
+            "private" => Ok(AccessLevel::Private),
+            _ => Err(Error::InvalidParameter(format!(
+                "ACCESS_LEVEL must be 'public' or 'private', not '{s}'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for AccessLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessLevel::Public => "public",
+            AccessLevel::Private => "private",
+        })
+    }
+}
+
+/// Role of a user, weakest first; the derived order is the privilege order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Service,
+    Dba,
+    System,
+}
+
+impl FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Role> {
+        match s.to_ascii_lowercase().as_str() {
+            "user" => Ok(Role::User),
+            "service" => Ok(Role::Service),
+            "dba" => Ok(Role::Dba),
+            "system" => Ok(Role::System),
+            _ => Err(Error::InvalidParameter(format!(
+                "role must be one of user, service, dba, system; not '{s}'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::User => "user",
+            Role::Service => "service",
+            Role::Dba => "dba",
+            Role::System => "system",
+        })
+    }
+}
+
+/// How a column gets a value when an INSERT does not give one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ColumnDefault {
+    Now,
+    SnowflakeId,
+    UuidV7,
+    Literal(Value),
+}
+
+impl fmt::Display for ColumnDefault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnDefault::Now => f.write_str("NOW()"),
+            ColumnDefault::SnowflakeId => f.write_str("SNOWFLAKE_ID()"),
+            ColumnDefault::UuidV7 => f.write_str("UUID_V7()"),
+            ColumnDefault::Literal(v) => write!(f, "{}", literal_sql(v)),
+        }
+    }
+}
+
+fn literal_sql(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Boolean(b) => b.to_string().to_uppercase(),
+        Value::SmallInt(x) => x.to_string(),
+        Value::Int(x) => x.to_string(),
+        Value::BigInt(x) => x.to_string(),
+        Value::Real(x) => x.to_string(),
+        Value::Double(x) => x.to_string(),
+        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A column, live or dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    /// Stable id; never reused within a table.
+    pub id: u32,
+    pub name: String,
+    pub data_type: DataType,
+    pub nullable: bool,
+    pub default: Option<ColumnDefault>,
+    /// Value rows written before this column existed read as (set by ADD COLUMN ... DEFAULT).
+    #[serde(default)]
+    pub value_for_older_rows: Option<Value>,
+    /// Schema version that added the column.
+    pub added_in: u32,
+    /// Schema version that dropped it, if dropped.
+    pub dropped_in: Option<u32>,
+}
+
+impl ColumnDef {
+    pub fn alive_at(&self, version: u32) -> bool {
+        self.added_in <= version && self.dropped_in.is_none_or(|d| d > version)
+    }
+}
+
+/// Per-table options of `WITH (...)`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_level: Option<AccessLevel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A table definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub id: u64,
+    pub namespace: String,
+    pub name: String,
+    pub kind: TableKind,
+    /// Every column ever defined, in declaration order, dropped ones included.
+    pub columns: Vec<ColumnDef>,
+    /// Declared primary-key column; None means the hidden `_rowid`.
+    pub primary_key: Option<String>,
+    pub options: TableOptions,
+    pub schema_version: u32,
+    pub created_at_ms: u64,
+}
+
+impl TableDef {
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// Columns of the current schema, in order.
+    pub fn live_columns(&self) -> impl Iterator<Item = &ColumnDef> {
+        let v = self.schema_version;
+        self.columns.iter().filter(move |c| c.alive_at(v))
+    }
+
+    /// Column ids of the schema at `version`, in the order rows of that version store them.
+    pub fn layout_at(&self, version: u32) -> Vec<u32> {
+        self.columns.iter().filter(|c| c.alive_at(version)).map(|c| c.id).collect()
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnDef> {
+        self.live_columns().find(|c| c.name == name)
+    }
+
+    /// The access level of a SHARED table (private unless declared public).
+    pub fn access_level(&self) -> AccessLevel {
+        self.options.access_level.unwrap_or(AccessLevel::Private)
+    }
+}
+
+/// A namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamespaceDef {
+    pub name: String,
+    pub created_at_ms: u64,
+}
+
+/// A user account. The password hash never leaves core except to verify a password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDef {
+    pub user_id: String,
+    pub role: Role,
+    pub password_hash: Option<String>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// A storage location for cold data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageDef {
+    pub storage_id: String,
+    pub storage_type: String,
+    pub base_directory: String,
+    pub created_at_ms: u64,
+}
+
+/// Check a namespace, table or column name: `[a-z_][a-z0-9_]*`, at most 64 characters.
+/// Names become storage paths, so nothing else is allowed.
+pub fn validate_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "invalid {kind} name '{}': use 1-{MAX_NAME_LEN} characters of a-z, 0-9 and _, not starting with a digit",
+            truncate_for_message(name)
+        )))
+    }
+}
+
+/// Check a user id: 1-64 characters of `A-Za-z0-9_.@-`, not `.` or `..`.
+pub fn validate_user_id(user_id: &str) -> Result<()> {
+    let ok = !user_id.is_empty()
+        && user_id.len() <= MAX_NAME_LEN
+        && user_id != "."
+        && user_id != ".."
+        && user_id.chars().all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "invalid user id '{}': use 1-{MAX_NAME_LEN} characters of A-Z, a-z, 0-9, _ . @ -",
+            truncate_for_message(user_id)
+        )))
+    }
+}
+
+/// Shorten user-supplied text before echoing it in a message.
+pub fn truncate_for_message(s: &str) -> String {
+    let clean: String = s.chars().filter(|c| !c.is_control()).take(80).collect();
+    if s.chars().count() > 80 {
+        format!("{clean}...")
+    } else {
+        clean
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    namespaces: BTreeMap<String, NamespaceDef>,
+    /// Keyed by (namespace, table).
+    tables: BTreeMap<(String, String), Arc<TableDef>>,
+    users: BTreeMap<String, UserDef>,
+    storages: BTreeMap<String, StorageDef>,
+    next_table_id: u64,
+}
+
+/// The catalog, loaded from the store at startup.
+#[derive(Debug)]
+pub struct Catalog {
+    store: Store,
+    state: RwLock<State>,
+    /// Serialises catalog changes so check-then-write sequences are atomic.
+    ddl_lock: parking_lot::Mutex<()>,
+}
+
+const KEY_NEXT_TABLE_ID: &str = "meta/next_table_id";
+
+fn ns_key(name: &str) -> String {
+    format!("ns/{name}")
+}
+fn table_key(ns: &str, name: &str) -> String {
+    format!("table/{ns}/{name}")
+}
+fn user_key(id: &str) -> String {
+    format!("user/{id}")
+}
+fn storage_key(id: &str) -> String {
+    format!("storage/{id}")
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Internal(format!("catalog encode: {e}")))
+}
+fn from_json<'a, T: Deserialize<'a>>(key: &str, b: &'a [u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| Error::Internal(format!("catalog entry {key}: {e}")))
+}
+
+impl Catalog {
+    /// Load the catalog and create the built-in entries (`default` namespace, `root` user,
+    /// `local` storage) if they are missing.
+    pub fn open(store: Store, data_dir: &str) -> Result<Catalog> {
+        let mut state = State::default();
+        for (k, v) in store.catalog_scan("ns/")? {
+            let ns: NamespaceDef = from_json(&k, &v)?;
+            state.namespaces.insert(ns.name.clone(), ns);
+        }
+        for (k, v) in store.catalog_scan("table/")? {
+            let t: TableDef = from_json(&k, &v)?;
+            state.tables.insert((t.namespace.clone(), t.name.clone()), Arc::new(t));
+        }
+        for (k, v) in store.catalog_scan("user/")? {
+            let u: UserDef = from_json(&k, &v)?;
+            state.users.insert(u.user_id.clone(), u);
+        }
+        for (k, v) in store.catalog_scan("storage/")? {
+            let s: StorageDef = from_json(&k, &v)?;
+            state.storages.insert(s.storage_id.clone(), s);
+        }
+        state.next_table_id = match store.catalog_get(KEY_NEXT_TABLE_ID)? {
+            Some(b) => from_json(KEY_NEXT_TABLE_ID, &b)?,
+            None => 1,
+        };
+        let catalog =
+            Catalog { store, state: RwLock::new(state), ddl_lock: parking_lot::Mutex::new(()) };
+        catalog.bootstrap(data_dir)?;
+        Ok(catalog)
+    }
+
+    fn bootstrap(&self, data_dir: &str) -> Result<()> {
+        let now = now_millis();
+        if self.namespace(DEFAULT_NAMESPACE).is_none() {
+            self.create_namespace(DEFAULT_NAMESPACE, true)?;
+        }
+        if self.user(ROOT_USER).is_none() {
+            self.put_user(UserDef {
+                user_id: ROOT_USER.into(),
+                role: Role::System,
+                password_hash: None,
+                created_at_ms: now,
+                updated_at_ms: now,
+            })?;
+        }
+        if !self.state.read().storages.contains_key("local") {
+            let s = StorageDef {
+                storage_id: "local".into(),
+                storage_type: "filesystem".into(),
+                base_directory: format!("{data_dir}/storage"),
+                created_at_ms: now,
+            };
+            let mut b = WriteBatch::default();
+            b.put_cf(self.store.cf(CF_CATALOG)?, storage_key("local"), to_json(&s)?);
+            self.store.write(b)?;
+            self.state.write().storages.insert(s.storage_id.clone(), s);
+        }
+        Ok(())
+    }
+
+    // ---- namespaces ----
+
+    pub fn namespace(&self, name: &str) -> Option<NamespaceDef> {
+        self.state.read().namespaces.get(name).cloned()
+    }
+
+    pub fn namespaces(&self) -> Vec<NamespaceDef> {
+        self.state.read().namespaces.values().cloned().collect()
+    }
+
+    /// Create a namespace; returns false if it existed and `if_not_exists` was given.
+    pub fn create_namespace(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+        validate_name("namespace", name)?;
+        if RESERVED_NAMESPACES.contains(&name) {
+            return Err(Error::InvalidParameter(format!("namespace name '{name}' is reserved")));
+        }
+        let _g = self.ddl_lock.lock();
+        if self.namespace(name).is_some() {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(Error::AlreadyExists(format!("namespace '{name}' already exists")))
+            };
+        }
+        let ns = NamespaceDef { name: name.into(), created_at_ms: now_millis() };
+        let mut b = WriteBatch::default();
+        b.put_cf(self.store.cf(CF_CATALOG)?, ns_key(name), to_json(&ns)?);
+        self.store.write(b)?;
+        self.state.write().namespaces.insert(name.into(), ns);
+        Ok(true)
+    }
+
+    /// Drop a namespace (and with `cascade` its tables and their rows).
+    pub fn drop_namespace(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+        if name == DEFAULT_NAMESPACE {
+            return Err(Error::InvalidParameter("the default namespace cannot be dropped".into()));
+        }
+        let _g = self.ddl_lock.lock();
+        if self.namespace(name).is_none() {
+            return if if_exists { Ok(false) } else { Err(Error::NamespaceNotFound(name.into())) };
+        }
+        let tables = self.tables_in(name);
+        if !tables.is_empty() && !cascade {
+            return Err(Error::ConstraintViolation(format!(
+                "namespace '{name}' still has {} table(s); use DROP NAMESPACE {name} CASCADE",
+                tables.len()
+            )));
+        }
+        let mut b = WriteBatch::default();
+        for t in &tables {
+            self.delete_table_into(&mut b, t)?;
+        }
+        b.delete_cf(self.store.cf(CF_CATALOG)?, ns_key(name));
+        self.store.write(b)?;
+        let mut st = self.state.write();
+        for t in &tables {
+            st.tables.remove(&(t.namespace.clone(), t.name.clone()));
+        }
+        st.namespaces.remove(name);
+        Ok(true)
+    }
+
+    // ---- tables ----
+
+    pub fn table(&self, ns: &str, name: &str) -> Option<Arc<TableDef>> {
+        self.state.read().tables.get(&(ns.to_string(), name.to_string())).cloned()
+    }
+
+    pub fn tables_in(&self, ns: &str) -> Vec<Arc<TableDef>> {
+        self.state.read().tables.values().filter(|t| t.namespace == ns).cloned().collect()
+    }
+
+    pub fn tables(&self) -> Vec<Arc<TableDef>> {
+        self.state.read().tables.values().cloned().collect()
+    }
+
+    /// Create a table from a definition whose id and version this assigns.
+    /// Returns None if it existed and `if_not_exists` was given.
+    pub fn create_table(&self, mut def: TableDef, if_not_exists: bool) -> Result<Option<Arc<TableDef>>> {
+        validate_name("table", &def.name)?;
+        let _g = self.ddl_lock.lock();
+        if self.namespace(&def.namespace).is_none() {
+            return Err(Error::NamespaceNotFound(def.namespace.clone()));
+        }
+        if self.table(&def.namespace, &def.name).is_some() {
+            return if if_not_exists {
+                Ok(None)
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "table '{}' already exists",
+                    def.qualified_name()
+                )))
+            };
+        }
+        let id = self.state.read().next_table_id;
+        def.id = id;
+        def.schema_version = 1;
+        def.created_at_ms = now_millis();
+        for c in &mut def.columns {
+            c.added_in = 1;
+            c.dropped_in = None;
+        }
+        let mut b = WriteBatch::default();
+        let cf = self.store.cf(CF_CATALOG)?;
+        b.put_cf(cf, table_key(&def.namespace, &def.name), to_json(&def)?);
+        b.put_cf(cf, KEY_NEXT_TABLE_ID, to_json(&(id + 1))?);
+        // A table id is never reused, but clear its key range in case an earlier crash left rows.
+        let prefix = table_prefix(id);
+        b.delete_range_cf(self.store.cf(CF_ROWS)?, &prefix, &prefix_upper_bound(&prefix));
+        self.store.write(b)?;
+        let def = Arc::new(def);
+        let mut st = self.state.write();
+        st.next_table_id = id + 1;
+        st.tables.insert((def.namespace.clone(), def.name.clone()), def.clone());
+        Ok(Some(def))
+    }
+
+    /// Replace a table's definition by `change(old)` (for ALTER TABLE); bumps the schema version.
+    pub fn alter_table(
+        &self,
+        ns: &str,
+        name: &str,
+        change: impl FnOnce(&TableDef) -> Result<TableDef>,
+    ) -> Result<Arc<TableDef>> {
+        let _g = self.ddl_lock.lock();
+        let old = self.table(ns, name).ok_or_else(|| Error::TableNotFound(format!("{ns}.{name}")))?;
+        let mut new = change(&old)?;
+        new.schema_version = old.schema_version + 1;
+        let mut b = WriteBatch::default();
+        b.put_cf(self.store.cf(CF_CATALOG)?, table_key(ns, name), to_json(&new)?);
+        self.store.write(b)?;
+        let new = Arc::new(new);
+        self.state.write().tables.insert((ns.into(), name.into()), new.clone());
+        Ok(new)
+    }
+
+    /// Drop a table and all its rows.
+    pub fn drop_table(&self, ns: &str, name: &str, if_exists: bool) -> Result<bool> {
+        let _g = self.ddl_lock.lock();
+        let Some(t) = self.table(ns, name) else {
+            return if if_exists { Ok(false) } else { Err(Error::TableNotFound(format!("{ns}.{name}"))) };
+        };
+        let mut b = WriteBatch::default();
+        self.delete_table_into(&mut b, &t)?;
+        self.store.write(b)?;
+        self.state.write().tables.remove(&(ns.to_string(), name.to_string()));
+        Ok(true)
+    }
+
+    fn delete_table_into(&self, b: &mut WriteBatch, t: &TableDef) -> Result<()> {
+        b.delete_cf(self.store.cf(CF_CATALOG)?, table_key(&t.namespace, &t.name));
+        let prefix = table_prefix(t.id);
+        b.delete_range_cf(self.store.cf(CF_ROWS)?, &prefix, &prefix_upper_bound(&prefix));
+        Ok(())
+    }
+
+    // ---- users ----
+
+    pub fn user(&self, id: &str) -> Option<UserDef> {
+        self.state.read().users.get(id).cloned()
+    }
+
+    pub fn users(&self) -> Vec<UserDef> {
+        self.state.read().users.values().cloned().collect()
+    }
+
+    /// Create a user; fails with ALREADY_EXISTS if the id is taken.
+    pub fn create_user(&self, user: UserDef) -> Result<()> {
+        validate_user_id(&user.user_id)?;
+        let _g = self.ddl_lock.lock();
+        if self.user(&user.user_id).is_some() {
+            return Err(Error::AlreadyExists(format!("user '{}' already exists", user.user_id)));
+        }
+        self.put_user(user)
+    }
+
+    /// Insert or replace a user.
+    pub fn put_user(&self, user: UserDef) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.store.cf(CF_CATALOG)?, user_key(&user.user_id), to_json(&user)?);
+        self.store.write(b)?;
+        self.state.write().users.insert(user.user_id.clone(), user);
+        Ok(())
+    }
+
+    pub fn drop_user(&self, id: &str) -> Result<bool> {
+        let _g = self.ddl_lock.lock();
+        if self.user(id).is_none() {
+            return Ok(false);
+        }
+        let mut b = WriteBatch::default();
+        b.delete_cf(self.store.cf(CF_CATALOG)?, user_key(id));
+        self.store.write(b)?;
+        self.state.write().users.remove(id);
+        Ok(true)
+    }
+
+    // ---- storages ----
+
+    pub fn storages(&self) -> Vec<StorageDef> {
+        self.state.read().storages.values().cloned().collect()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_a_path_are_refused() {
+        for bad in ["../x", "a/b", "a\0b", "", "A", "1abc", ".", "a-b"] {
+            assert!(validate_name("table", bad).is_err(), "{bad:?} accepted");
+        }
+        for bad in ["..", ".", "a/b", "a\0", ""] {
+            assert!(validate_user_id(bad).is_err(), "{bad:?} accepted");
+        }
+        validate_name("table", "orders_2025").unwrap();
+        validate_user_id("alice.smith@example-1").unwrap();
+    }
+
+    #[test]
+    fn catalog_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let cat = Catalog::open(store, "x").unwrap();
+            cat.create_namespace("app", false).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let cat = Catalog::open(store, "x").unwrap();
+        assert!(cat.namespace("app").is_some());
+        assert!(cat.namespace(DEFAULT_NAMESPACE).is_some());
+        assert_eq!(cat.user(ROOT_USER).unwrap().role, Role::System);
+    }
+}

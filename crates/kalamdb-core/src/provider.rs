@@ -1,0 +1,271 @@
+//! DataFusion table provider over one scope of a KalamDB table.
+//!
+//! The provider is built per statement for one [`Principal`]: the scope (the caller's user
+//! partition of a USER/STREAM table, or the SHARED partition) is fixed when it is built, so a
+//! query can never read outside it, whatever SQL it runs. Scans stream Arrow batches from the
+//! hot store on a blocking thread; projections decode only the needed columns and
+//! `pk = literal` filters become a single-key seek.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, Operator, ScalarUDF, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+
+use crate::access::Principal;
+use crate::batch::value_from_text;
+use crate::catalog::{ColumnDefault, TableDef, ROWID_COLUMN};
+use crate::error::Error;
+use crate::keys::Scope;
+use crate::rows::{RowStore, ScanColumn, ScanRange};
+use crate::types::{DataType, Value, TYPE_METADATA_KEY};
+
+/// Rows per Arrow batch produced by scans.
+pub const SCAN_BATCH_ROWS: usize = 8192;
+
+/// Wrap a KalamDB error so it crosses DataFusion and can be recovered at the edge.
+pub fn df_error(e: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Arrow schema of a table's live columns (plus `_rowid` when `with_rowid`).
+///
+/// Every field is nullable: NOT NULL is enforced by the row store with the contract's error
+/// code, not by DataFusion's generic checks.
+pub fn table_schema(def: &TableDef, with_rowid: bool) -> SchemaRef {
+    let mut fields: Vec<Field> = def
+        .live_columns()
+        .map(|c| {
+            Field::new(&c.name, c.data_type.arrow_type(), true).with_metadata(HashMap::from([(
+                TYPE_METADATA_KEY.to_string(),
+                c.data_type.to_string(),
+            )]))
+        })
+        .collect();
+    if with_rowid {
+        fields.push(Field::new(ROWID_COLUMN, arrow::datatypes::DataType::Int64, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// A KalamDB table as DataFusion sees it for one statement.
+#[derive(Debug)]
+pub struct KalamTable {
+    def: Arc<TableDef>,
+    rows: Arc<RowStore>,
+    principal: Principal,
+    scope: Scope,
+    with_rowid: bool,
+    schema: SchemaRef,
+    defaults: HashMap<String, Expr>,
+}
+
+impl KalamTable {
+    /// Build the provider. `with_rowid` exposes the hidden `_rowid` column (UPDATE/DELETE
+    /// of tables without a primary key need it to address rows).
+    pub fn new(
+        def: Arc<TableDef>,
+        rows: Arc<RowStore>,
+        principal: Principal,
+        with_rowid: bool,
+        snowflake_id: &ScalarUDF,
+        uuid_v7: &ScalarUDF,
+    ) -> KalamTable {
+        let with_rowid = with_rowid && def.primary_key.is_none();
+        let schema = table_schema(&def, with_rowid);
+        let mut defaults = HashMap::new();
+        for c in def.live_columns() {
+            let expr = match &c.default {
+                None => continue,
+                Some(ColumnDefault::Now) => datafusion::functions::datetime::expr_fn::now(),
+                Some(ColumnDefault::SnowflakeId) => snowflake_id.call(vec![]),
+                Some(ColumnDefault::UuidV7) => uuid_v7.call(vec![]),
+                Some(ColumnDefault::Literal(v)) => match scalar_of(v, &c.data_type) {
+                    Some(s) => datafusion::logical_expr::lit(s),
+                    None => continue,
+                },
+            };
+            defaults.insert(c.name.clone(), expr);
+        }
+        let scope = principal.scope_for(&def);
+        KalamTable { def, rows, principal, scope, with_rowid, schema, defaults }
+    }
+
+    pub fn def(&self) -> &Arc<TableDef> {
+        &self.def
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn has_rowid(&self) -> bool {
+        self.with_rowid
+    }
+
+    /// `pk = literal` among the filters, as a value of the key's type.
+    fn pk_equality(&self, filters: &[Expr]) -> Option<Value> {
+        let pk = self.def.primary_key.as_deref()?;
+        let dt = self.def.column(pk)?.data_type;
+        for f in filters {
+            let Expr::BinaryExpr(b) = f else { continue };
+            if b.op != Operator::Eq {
+                continue;
+            }
+            let (col, lit) = match (b.left.as_ref(), b.right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(s, _)) | (Expr::Literal(s, _), Expr::Column(c)) => {
+                    (c, s)
+                }
+                _ => continue,
+            };
+            if col.name != pk || lit.is_null() {
+                continue;
+            }
+            // Convert through text so '5' = 5 style comparisons follow SQL casting rules; a
+            // literal that does not convert exactly simply is not pushed down.
+            let text = lit.to_string();
+            if let Ok(v) = value_from_text(&text, &dt) {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// The ScalarValue of a stored literal, for column defaults.
+fn scalar_of(v: &Value, dt: &DataType) -> Option<ScalarValue> {
+    Some(match (v, dt) {
+        (Value::Null, _) => return None,
+        (Value::Boolean(x), _) => ScalarValue::Boolean(Some(*x)),
+        (Value::SmallInt(x), _) => ScalarValue::Int16(Some(*x)),
+        (Value::Int(x), _) => ScalarValue::Int32(Some(*x)),
+        (Value::BigInt(x), _) => ScalarValue::Int64(Some(*x)),
+        (Value::Real(x), _) => ScalarValue::Float32(Some(*x)),
+        (Value::Double(x), _) => ScalarValue::Float64(Some(*x)),
+        (Value::Decimal(x), DataType::Decimal { precision, scale }) => {
+            ScalarValue::Decimal128(Some(*x), *precision, *scale)
+        }
+        (Value::Text(s), _) => ScalarValue::Utf8(Some(s.clone())),
+        (Value::Bytes(b), _) => ScalarValue::Binary(Some(b.clone())),
+        (Value::Date(x), _) => ScalarValue::Date32(Some(*x)),
+        (Value::Time(x), _) => ScalarValue::Time64Microsecond(Some(*x)),
+        (Value::Timestamp(x), DataType::TimestampTz) => {
+            ScalarValue::TimestampMicrosecond(Some(*x), Some("UTC".into()))
+        }
+        (Value::Timestamp(x), _) => ScalarValue::TimestampMicrosecond(Some(*x), None),
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl TableProvider for KalamTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters are used to narrow the key range; DataFusion still applies them exactly.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.principal.check_read(&self.def).map_err(df_error)?;
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let indices = projection.unwrap_or(&all);
+        let live: Vec<_> = self.def.live_columns().collect();
+        let columns: Vec<ScanColumn> = indices
+            .iter()
+            .map(|&i| match live.get(i) {
+                Some(c) => ScanColumn::Column {
+                    id: c.id,
+                    data_type: c.data_type,
+                    value_for_older_rows: c.value_for_older_rows.clone(),
+                },
+                None => ScanColumn::RowId,
+            })
+            .collect();
+        let schema = Arc::new(self.schema.project(indices)?);
+        let partition = HotScan {
+            def: self.def.clone(),
+            rows: self.rows.clone(),
+            scope: self.scope.clone(),
+            columns,
+            schema: schema.clone(),
+            range: ScanRange { pk_equals: self.pk_equality(filters), limit },
+        };
+        let exec = StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(partition)],
+            None,
+            Vec::new(),
+            false,
+            limit,
+        )?;
+        Ok(Arc::new(exec))
+    }
+}
+
+/// One scope's hot rows as a DataFusion partition stream.
+#[derive(Debug)]
+struct HotScan {
+    def: Arc<TableDef>,
+    rows: Arc<RowStore>,
+    scope: Scope,
+    columns: Vec<ScanColumn>,
+    schema: SchemaRef,
+    range: ScanRange,
+}
+
+impl PartitionStream for HotScan {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
+        let tx = builder.tx();
+        let (def, rows, scope, columns, schema, range) = (
+            self.def.clone(),
+            self.rows.clone(),
+            self.scope.clone(),
+            self.columns.clone(),
+            self.schema.clone(),
+            self.range.clone(),
+        );
+        builder.spawn_blocking(move || {
+            rows.scan(&def, &scope, &columns, schema, &range, SCAN_BATCH_ROWS, |batch| {
+                tx.blocking_send(Ok(batch)).is_ok()
+            })
+            .map_err(df_error)
+        });
+        builder.build()
+    }
+}

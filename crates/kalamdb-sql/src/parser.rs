@@ -1,0 +1,658 @@
+//! KalamDB's own statements, parsed from sqlparser's tokens.
+//!
+//! [`parse_kalam_statement`] recognises namespaces, typed CREATE TABLE, ALTER/DROP/SHOW/
+//! DESCRIBE TABLE, users, EXECUTE AS and the storage/job commands, and returns `None` for
+//! everything else (queries and DML), which goes to DataFusion's SQL planner.
+
+use kalamdb_core::catalog::{Role, TableKind};
+use kalamdb_core::types::DataType;
+use kalamdb_core::{Error, Result};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// `[namespace.]table` as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableName {
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// A column's DEFAULT clause as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefaultSpec {
+    Now,
+    SnowflakeId,
+    UuidV7,
+    Null,
+    /// A literal in its SQL text form (strings unquoted).
+    Literal(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub data_type: DataType,
+    pub not_null: bool,
+    pub primary_key: bool,
+    pub default: Option<DefaultSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    pub kind: TableKind,
+    pub if_not_exists: bool,
+    pub table: TableName,
+    pub columns: Vec<ColumnSpec>,
+    /// From a `PRIMARY KEY (col)` table constraint.
+    pub primary_key: Option<String>,
+    /// `WITH (KEY = value, ...)`, keys upper-cased, values as text.
+    pub options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterTableOp {
+    AddColumn(ColumnSpec),
+    DropColumn { name: String, if_exists: bool },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterUserOp {
+    Password(String),
+    Role(Role),
+}
+
+/// A statement KalamDB executes itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KalamStatement {
+    CreateNamespace { name: String, if_not_exists: bool },
+    DropNamespace { name: String, if_exists: bool, cascade: bool },
+    ShowNamespaces,
+    CreateTable(CreateTable),
+    AlterTable { table: TableName, op: AlterTableOp },
+    DropTable { table: TableName, if_exists: bool },
+    ShowTables { namespace: Option<String> },
+    DescribeTable { table: TableName },
+    CreateUser { user_id: String, password: String, role: Role, if_not_exists: bool },
+    AlterUser { user_id: String, op: AlterUserOp },
+    DropUser { user_id: String, if_exists: bool },
+    /// `EXECUTE AS USER 'u' (<statement>)`; `statement` is the inner SQL text.
+    ExecuteAs { user_id: String, statement: String },
+    /// `STORAGE ...` and `KILL JOB` (not available yet).
+    JobCommand { text: String },
+}
+
+/// Parse `sql` (one statement) if it is a KalamDB statement.
+pub fn parse_kalam_statement(sql: &str) -> Result<Option<KalamStatement>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| Error::invalid_sql(e.to_string()))?;
+    let mut c = Cursor::new(tokens);
+    let first = c.peek_word_upper();
+    let second = c.peek_word_upper_at(1);
+    let stmt = match (first.as_deref(), second.as_deref()) {
+        (Some("CREATE"), Some("NAMESPACE")) => parse_create_namespace(&mut c)?,
+        (Some("DROP"), Some("NAMESPACE")) => parse_drop_namespace(&mut c)?,
+        (Some("SHOW"), Some("NAMESPACES")) => {
+            c.advance(2);
+            KalamStatement::ShowNamespaces
+        }
+        (Some("CREATE"), Some("TABLE" | "SHARED" | "STREAM")) => parse_create_table(&mut c)?,
+        (Some("CREATE"), Some("USER")) if c.peek_word_upper_at(2).as_deref() == Some("TABLE") => {
+            parse_create_table(&mut c)?
+        }
+        (Some("CREATE"), Some("USER")) => parse_create_user(&mut c)?,
+        (Some("ALTER"), Some("TABLE")) => parse_alter_table(&mut c)?,
+        (Some("ALTER"), Some("USER")) => parse_alter_user(&mut c)?,
+        (Some("DROP"), Some("TABLE")) => parse_drop_table(&mut c)?,
+        (Some("DROP"), Some("USER")) => parse_drop_user(&mut c)?,
+        (Some("SHOW"), Some("TABLES")) => parse_show_tables(&mut c)?,
+        (Some("DESCRIBE" | "DESC"), _) => parse_describe(&mut c)?,
+        (Some("EXECUTE"), Some("AS")) => parse_execute_as(&mut c, sql)?,
+        (Some("STORAGE"), _) | (Some("KILL"), Some("JOB")) => {
+            return Ok(Some(KalamStatement::JobCommand { text: sql.to_string() }))
+        }
+        _ => return Ok(None),
+    };
+    c.expect_end()?;
+    Ok(Some(stmt))
+}
+
+struct Cursor {
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+impl Cursor {
+    fn new(tokens: Vec<Token>) -> Cursor {
+        let tokens = tokens
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect();
+        Cursor { tokens, pos: 0 }
+    }
+
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos)
+    }
+
+    fn peek_word_upper_at(&self, offset: usize) -> Option<String> {
+        match self.tokens.get(self.pos + offset) {
+            Some(Token::Word(w)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        }
+    }
+
+    fn peek_word_upper(&self) -> Option<String> {
+        self.peek_word_upper_at(0)
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    fn found(&self) -> String {
+        match self.peek() {
+            None => "end of statement".to_string(),
+            Some(t) => format!("'{}'", kalamdb_core::catalog::truncate_for_message(&t.to_string())),
+        }
+    }
+
+    fn error<T>(&self, expected: &str) -> Result<T> {
+        Err(Error::invalid_sql(format!("expected {expected}, found {}", self.found())))
+    }
+
+    fn is_kw(&self, kw: &str) -> bool {
+        self.peek_word_upper().as_deref() == Some(kw)
+    }
+
+    fn eat_kw(&mut self, kw: &str) -> bool {
+        if self.is_kw(kw) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_kws(&mut self, kws: &[&str]) -> bool {
+        let all = kws
+            .iter()
+            .enumerate()
+            .all(|(i, k)| self.peek_word_upper_at(i).as_deref() == Some(*k));
+        if all {
+            self.pos += kws.len();
+        }
+        all
+    }
+
+    fn expect_kw(&mut self, kw: &str) -> Result<()> {
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            self.error(kw)
+        }
+    }
+
+    fn eat(&mut self, t: &Token) -> bool {
+        if self.peek() == Some(t) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, t: &Token) -> Result<()> {
+        if self.eat(t) {
+            Ok(())
+        } else {
+            self.error(&format!("'{t}'"))
+        }
+    }
+
+    /// An identifier: unquoted ones are lower-cased, quoted ones kept as written.
+    fn ident(&mut self, what: &str) -> Result<String> {
+        match self.peek() {
+            Some(Token::Word(w)) => {
+                let v = if w.quote_style.is_some() { w.value.clone() } else { w.value.to_lowercase() };
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => self.error(what),
+        }
+    }
+
+    fn table_name(&mut self) -> Result<TableName> {
+        let first = self.ident("a table name")?;
+        if self.eat(&Token::Period) {
+            let name = self.ident("a table name after '.'")?;
+            Ok(TableName { namespace: Some(first), name })
+        } else {
+            Ok(TableName { namespace: None, name: first })
+        }
+    }
+
+    /// A quoted string, or a bare word (user names may be written either way).
+    fn string_or_word(&mut self, what: &str) -> Result<String> {
+        match self.peek() {
+            Some(Token::SingleQuotedString(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            Some(Token::Word(w)) => {
+                let s = w.value.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => self.error(what),
+        }
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        match self.peek() {
+            Some(Token::SingleQuotedString(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => self.error(what),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> Result<u64> {
+        match self.peek() {
+            Some(Token::Number(n, _)) => {
+                let v = n.parse::<u64>().map_err(|_| Error::invalid_sql(format!("invalid number '{n}'")))?;
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => self.error(what),
+        }
+    }
+
+    fn expect_end(&mut self) -> Result<()> {
+        while self.eat(&Token::SemiColon) {}
+        if self.peek().is_none() || self.peek() == Some(&Token::EOF) {
+            Ok(())
+        } else {
+            self.error("end of statement")
+        }
+    }
+}
+
+fn parse_create_namespace(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
+    let name = c.ident("a namespace name")?;
+    Ok(KalamStatement::CreateNamespace { name, if_not_exists })
+}
+
+fn parse_drop_namespace(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_exists = c.eat_kws(&["IF", "EXISTS"]);
+    let name = c.ident("a namespace name")?;
+    let cascade = c.eat_kw("CASCADE");
+    Ok(KalamStatement::DropNamespace { name, if_exists, cascade })
+}
+
+fn parse_create_table(c: &mut Cursor) -> Result<KalamStatement> {
+    c.expect_kw("CREATE")?;
+    let kind = if c.eat_kw("USER") {
+        TableKind::User
+    } else if c.eat_kw("SHARED") {
+        TableKind::Shared
+    } else if c.eat_kw("STREAM") {
+        TableKind::Stream
+    } else {
+        TableKind::Shared
+    };
+    c.expect_kw("TABLE")?;
+    let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
+    let table = c.table_name()?;
+    if c.is_kw("AS") {
+        return Err(Error::Unsupported("CREATE TABLE ... AS SELECT is not supported; create the table, then INSERT ... SELECT".into()));
+    }
+    c.expect(&Token::LParen)?;
+    let mut columns = Vec::new();
+    let mut primary_key = None;
+    loop {
+        if c.eat_kws(&["PRIMARY", "KEY"]) {
+            c.expect(&Token::LParen)?;
+            let col = c.ident("a column name")?;
+            if c.eat(&Token::Comma) {
+                return Err(Error::Unsupported("composite primary keys are not supported".into()));
+            }
+            c.expect(&Token::RParen)?;
+            if primary_key.replace(col).is_some() {
+                return Err(Error::invalid_sql("more than one PRIMARY KEY clause"));
+            }
+        } else if c.is_kw("CONSTRAINT") || c.is_kw("UNIQUE") || c.is_kw("FOREIGN") || c.is_kw("CHECK") {
+            return Err(Error::Unsupported(format!(
+                "table constraint {} is not supported",
+                c.found()
+            )));
+        } else {
+            columns.push(parse_column(c)?);
+        }
+        if c.eat(&Token::Comma) {
+            continue;
+        }
+        c.expect(&Token::RParen)?;
+        break;
+    }
+    let mut options = Vec::new();
+    if c.eat_kw("WITH") {
+        c.expect(&Token::LParen)?;
+        loop {
+            let key = c.ident("an option name")?.to_ascii_uppercase();
+            c.expect(&Token::Eq)?;
+            let value = match c.peek() {
+                Some(Token::SingleQuotedString(s)) => s.clone(),
+                Some(Token::Number(n, _)) => n.clone(),
+                Some(Token::Word(w)) => w.value.clone(),
+                _ => return c.error("an option value"),
+            };
+            c.advance(1);
+            options.push((key, value));
+            if c.eat(&Token::Comma) {
+                continue;
+            }
+            c.expect(&Token::RParen)?;
+            break;
+        }
+    }
+    Ok(KalamStatement::CreateTable(CreateTable {
+        kind,
+        if_not_exists,
+        table,
+        columns,
+        primary_key,
+        options,
+    }))
+}
+
+/// Words that may continue a multi-word type name.
+const TYPE_CONTINUATIONS: &[&str] = &["PRECISION", "WITH", "WITHOUT", "TIME", "ZONE", "VARYING"];
+
+fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
+    let name = c.ident("a column name")?;
+    let Some(first) = c.peek_word_upper() else { return c.error("a column type") };
+    c.advance(1);
+    let mut words = vec![first];
+    while let Some(w) = c.peek_word_upper() {
+        // `TIMESTAMP WITH TIME ZONE` etc.; stop before column options such as NOT/DEFAULT.
+        if TYPE_CONTINUATIONS.contains(&w.as_str()) {
+            words.push(w);
+            c.advance(1);
+        } else {
+            break;
+        }
+    }
+    let mut args = Vec::new();
+    if c.eat(&Token::LParen) {
+        loop {
+            args.push(c.number("a type argument")?);
+            if c.eat(&Token::Comma) {
+                continue;
+            }
+            c.expect(&Token::RParen)?;
+            break;
+        }
+    }
+    let data_type = DataType::from_sql(&words, &args).map_err(Error::Unsupported)?;
+    let mut spec = ColumnSpec { name, data_type, not_null: false, primary_key: false, default: None };
+    loop {
+        if c.eat_kws(&["NOT", "NULL"]) {
+            spec.not_null = true;
+        } else if c.eat_kw("NULL") {
+        } else if c.eat_kws(&["PRIMARY", "KEY"]) {
+            spec.primary_key = true;
+        } else if c.eat_kw("DEFAULT") {
+            spec.default = Some(parse_default(c)?);
+        } else if c.is_kw("UNIQUE") || c.is_kw("REFERENCES") || c.is_kw("CHECK") {
+            return Err(Error::Unsupported(format!("column constraint {} is not supported", c.found())));
+        } else {
+            break;
+        }
+    }
+    Ok(spec)
+}
+
+fn parse_default(c: &mut Cursor) -> Result<DefaultSpec> {
+    let call = |c: &mut Cursor| -> Result<()> {
+        if c.eat(&Token::LParen) {
+            c.expect(&Token::RParen)?;
+        }
+        Ok(())
+    };
+    if let Some(w) = c.peek_word_upper() {
+        c.advance(1);
+        return match w.as_str() {
+            "NOW" | "CURRENT_TIMESTAMP" => {
+                call(c)?;
+                Ok(DefaultSpec::Now)
+            }
+            "SNOWFLAKE_ID" => {
+                call(c)?;
+                Ok(DefaultSpec::SnowflakeId)
+            }
+            "UUID_V7" => {
+                call(c)?;
+                Ok(DefaultSpec::UuidV7)
+            }
+            "NULL" => Ok(DefaultSpec::Null),
+            "TRUE" | "FALSE" => Ok(DefaultSpec::Literal(w.to_lowercase())),
+            _ => Err(Error::Unsupported(format!(
+                "DEFAULT {w} is not supported; use a literal, NOW(), SNOWFLAKE_ID() or UUID_V7()"
+            ))),
+        };
+    }
+    let negative = c.eat(&Token::Minus);
+    match c.peek().cloned() {
+        Some(Token::Number(n, _)) => {
+            c.advance(1);
+            Ok(DefaultSpec::Literal(if negative { format!("-{n}") } else { n }))
+        }
+        Some(Token::SingleQuotedString(s)) if !negative => {
+            c.advance(1);
+            Ok(DefaultSpec::Literal(s))
+        }
+        _ => c.error("a DEFAULT value"),
+    }
+}
+
+fn parse_alter_table(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let table = c.table_name()?;
+    let op = if c.eat_kw("ADD") {
+        c.eat_kw("COLUMN");
+        let spec = parse_column(c)?;
+        AlterTableOp::AddColumn(spec)
+    } else if c.eat_kw("DROP") {
+        c.eat_kw("COLUMN");
+        let if_exists = c.eat_kws(&["IF", "EXISTS"]);
+        let name = c.ident("a column name")?;
+        AlterTableOp::DropColumn { name, if_exists }
+    } else {
+        return Err(Error::Unsupported(format!(
+            "ALTER TABLE supports ADD COLUMN and DROP COLUMN; found {}",
+            c.found()
+        )));
+    };
+    Ok(KalamStatement::AlterTable { table, op })
+}
+
+fn parse_drop_table(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_exists = c.eat_kws(&["IF", "EXISTS"]);
+    let table = c.table_name()?;
+    Ok(KalamStatement::DropTable { table, if_exists })
+}
+
+fn parse_show_tables(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let namespace = if c.eat_kw("IN") || c.eat_kw("FROM") {
+        Some(c.ident("a namespace name")?)
+    } else {
+        None
+    };
+    Ok(KalamStatement::ShowTables { namespace })
+}
+
+fn parse_describe(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(1);
+    c.eat_kw("TABLE");
+    let table = c.table_name()?;
+    Ok(KalamStatement::DescribeTable { table })
+}
+
+fn parse_create_user(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
+    let user_id = c.string_or_word("a user name")?;
+    c.expect_kw("WITH")?;
+    c.expect_kw("PASSWORD")?;
+    let password = c.string("a password in quotes")?;
+    let role = if c.eat_kw("ROLE") {
+        c.string_or_word("a role")?.parse::<Role>()?
+    } else {
+        Role::User
+    };
+    Ok(KalamStatement::CreateUser { user_id, password, role, if_not_exists })
+}
+
+fn parse_alter_user(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let user_id = c.string_or_word("a user name")?;
+    c.expect_kw("SET")?;
+    let op = if c.eat_kw("PASSWORD") {
+        AlterUserOp::Password(c.string("a password in quotes")?)
+    } else if c.eat_kw("ROLE") {
+        AlterUserOp::Role(c.string_or_word("a role")?.parse::<Role>()?)
+    } else {
+        return c.error("PASSWORD or ROLE");
+    };
+    Ok(KalamStatement::AlterUser { user_id, op })
+}
+
+fn parse_drop_user(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_exists = c.eat_kws(&["IF", "EXISTS"]);
+    let user_id = c.string_or_word("a user name")?;
+    Ok(KalamStatement::DropUser { user_id, if_exists })
+}
+
+/// `EXECUTE AS USER 'u' ( <statement> )`. The inner statement is taken from the text between
+/// the first '(' after the user name and the statement's final ')'.
+fn parse_execute_as(c: &mut Cursor, sql: &str) -> Result<KalamStatement> {
+    c.advance(2);
+    c.expect_kw("USER")?;
+    let user_id = c.string_or_word("a user name")?;
+    if c.peek() != Some(&Token::LParen) {
+        return c.error("'(' and a statement");
+    }
+    // Locate the parenthesised body in the original text: the user name is quoted or a plain
+    // word and cannot contain '(' (user ids are [A-Za-z0-9_.@-]), so the first '(' after it
+    // opens the body.
+    let after_user = sql
+        .find(&user_id)
+        .map(|i| i + user_id.len())
+        .ok_or_else(|| Error::invalid_sql("cannot locate the user name in EXECUTE AS"))?;
+    let open = sql[after_user..]
+        .find('(')
+        .map(|i| after_user + i)
+        .ok_or_else(|| Error::invalid_sql("expected '(' after EXECUTE AS USER"))?;
+    let trimmed = sql.trim_end().trim_end_matches(';').trim_end();
+    if !trimmed.ends_with(')') || trimmed.len() <= open + 1 {
+        return Err(Error::invalid_sql("EXECUTE AS USER body must end with ')'"));
+    }
+    let statement = trimmed[open + 1..trimmed.len() - 1].trim().to_string();
+    if statement.is_empty() {
+        return Err(Error::invalid_sql("EXECUTE AS USER needs a statement"));
+    }
+    // The body has been taken from the text; skip its tokens.
+    c.pos = c.tokens.len();
+    Ok(KalamStatement::ExecuteAs { user_id, statement })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(sql: &str) -> KalamStatement {
+        parse_kalam_statement(sql).unwrap().unwrap()
+    }
+
+    #[test]
+    fn create_user_table_with_every_clause() {
+        let KalamStatement::CreateTable(t) = parse(
+            "CREATE USER TABLE IF NOT EXISTS app.msgs (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), \
+             body TEXT NOT NULL, price DECIMAL(10,2) DEFAULT '1.50', at TIMESTAMP WITH TIME ZONE DEFAULT NOW()) \
+             WITH (FLUSH_POLICY = 'rows:100,interval:60', TTL_SECONDS = 5)",
+        ) else {
+            panic!()
+        };
+        assert_eq!(t.kind, TableKind::User);
+        assert!(t.if_not_exists);
+        assert_eq!(t.table, TableName { namespace: Some("app".into()), name: "msgs".into() });
+        assert_eq!(t.columns.len(), 4);
+        assert!(t.columns[0].primary_key);
+        assert_eq!(t.columns[0].default, Some(DefaultSpec::SnowflakeId));
+        assert!(t.columns[1].not_null);
+        assert_eq!(t.columns[2].data_type, DataType::Decimal { precision: 10, scale: 2 });
+        assert_eq!(t.columns[3].data_type, DataType::TimestampTz);
+        assert_eq!(t.options[0], ("FLUSH_POLICY".into(), "rows:100,interval:60".into()));
+    }
+
+    #[test]
+    fn plain_create_table_is_shared() {
+        let KalamStatement::CreateTable(t) = parse("CREATE TABLE t1(a INTEGER, b TEXT)") else {
+            panic!()
+        };
+        assert_eq!(t.kind, TableKind::Shared);
+        assert_eq!(t.primary_key, None);
+    }
+
+    #[test]
+    fn queries_and_dml_are_left_to_datafusion() {
+        for sql in ["SELECT 1", "INSERT INTO t VALUES (1)", "UPDATE t SET a = 1", "WITH x AS (SELECT 1) SELECT * FROM x"] {
+            assert_eq!(parse_kalam_statement(sql).unwrap(), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn execute_as_takes_the_inner_statement() {
+        assert_eq!(
+            parse("EXECUTE AS USER 'alice' (SELECT * FROM t WHERE x IN (1, 2));"),
+            KalamStatement::ExecuteAs {
+                user_id: "alice".into(),
+                statement: "SELECT * FROM t WHERE x IN (1, 2)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn users_and_roles() {
+        assert_eq!(
+            parse("CREATE USER 'bob' WITH PASSWORD 'pw' ROLE service"),
+            KalamStatement::CreateUser {
+                user_id: "bob".into(),
+                password: "pw".into(),
+                role: Role::Service,
+                if_not_exists: false
+            }
+        );
+        assert_eq!(
+            parse("ALTER USER 'bob' SET ROLE dba"),
+            KalamStatement::AlterUser { user_id: "bob".into(), op: AlterUserOp::Role(Role::Dba) }
+        );
+    }
+
+    #[test]
+    fn bad_input_is_invalid_sql_not_a_panic() {
+        for sql in ["CREATE TABLE", "CREATE TABLE t (", "CREATE TABLE t (a NOPE)", "ALTER TABLE t RENAME x", "DROP NAMESPACE"] {
+            assert!(parse_kalam_statement(sql).is_err(), "{sql}");
+        }
+    }
+}
