@@ -605,6 +605,23 @@ impl Catalog {
         Ok(true)
     }
 
+    // ---- server secrets ----
+
+    /// The key that signs bearer tokens: 32 random bytes created on first use and kept in the
+    /// catalog, so tokens stay valid across restarts.
+    pub fn token_signing_key(&self) -> Result<Vec<u8>> {
+        const KEY: &str = "meta/token_signing_key";
+        let _g = self.ddl_lock.lock();
+        if let Some(k) = self.store.catalog_get(KEY)? {
+            return Ok(k);
+        }
+        let key: [u8; 32] = rand::random();
+        let mut b = WriteBatch::default();
+        b.put_cf(self.store.cf(CF_CATALOG)?, KEY, key);
+        self.store.write(b)?;
+        Ok(key.to_vec())
+    }
+
     // ---- storages ----
 
     pub fn storages(&self) -> Vec<StorageDef> {

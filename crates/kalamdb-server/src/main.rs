@@ -1,1 +1,150 @@
-fn main() {}
+//! `kalamdb-server`: loads the configuration, opens the database and serves the HTTP API
+//! until SIGINT/SIGTERM, then stops accepting, finishes in-flight requests, syncs and exits 0.
+
+mod auth;
+mod config;
+mod http;
+mod json;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use kalamdb_core::catalog::ROOT_USER;
+use kalamdb_core::db::Db;
+use kalamdb_core::keys::now_millis;
+use kalamdb_core::password::{hash_password, verify_password};
+use kalamdb_sql::Engine;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+/// KalamDB: a SQL database server for applications with many users.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML). Default: backend/server.toml if it exists, else built-in defaults.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kalamdb-server: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kalamdb-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("kalamdb-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Make root's stored password agree with the configuration (unset: no password).
+fn sync_root_password(db: &Db, password: Option<&str>) -> Result<(), String> {
+    let mut root = db.catalog.user(ROOT_USER).ok_or("root user missing")?;
+    let matches = match (password, &root.password_hash) {
+        (None, None) => true,
+        (Some(p), Some(h)) => verify_password(p, h),
+        _ => false,
+    };
+    if !matches {
+        root.password_hash = match password {
+            Some(p) => Some(hash_password(p).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        root.updated_at_ms = now_millis();
+        db.catalog.put_user(root).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let data_dir = config.storage.data_dir.clone();
+    tracing::info!(data_dir = %data_dir.display(), "opening database");
+    let db = Db::open(&data_dir).map_err(|e| format!("cannot open database in {}: {e}", data_dir.display()))?;
+    sync_root_password(&db, config.auth.root_password.as_deref())?;
+    if config.auth.root_password.is_none() {
+        tracing::warn!("KALAMDB_ROOT_PASSWORD is not set: root has no password and may log in from loopback only");
+    }
+    let engine = Engine::new(db.clone(), config.engine_limits()).map_err(|e| e.to_string())?;
+    let auth = auth::Authenticator::new(db.catalog.clone(), config.auth.token_ttl_secs)
+        .map_err(|e| e.to_string())?;
+    let state = Arc::new(http::AppState {
+        engine,
+        auth,
+        max_body_bytes: config.server.max_body_bytes,
+        started: Instant::now(),
+    });
+    let addr = format!("{}:{}", config.server.host, config.server.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%local, "KalamDB listening");
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    wait_for_signal().await;
+    tracing::info!("shutdown requested: finishing in-flight requests");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(shutdown_timeout, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!("server error during shutdown: {e}"),
+        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+        Err(_) => tracing::warn!("in-flight requests did not finish in {shutdown_timeout:?}; stopping anyway"),
+    }
+    db.store.db().flush_wal(true).map_err(|e| format!("final WAL sync failed: {e}"))?;
+    tracing::info!("KalamDB stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,233 @@
+//! Server configuration: a TOML file, then `KALAMDB_*` environment variables, which win.
+//!
+//! Unknown keys and invalid values are errors that name the key, so a typo never silently
+//! falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration. Every key is documented in `backend/server.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub storage: StorageSection,
+    pub auth: AuthSection,
+    pub limits: LimitsSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub host: String,
+    pub port: u16,
+    /// Largest accepted request body, in bytes (larger: 413 PAYLOAD_TOO_LARGE).
+    pub max_body_bytes: usize,
+    /// Seconds to wait for in-flight requests at shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// All state: RocksDB, Parquet, manifests.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Lifetime of bearer tokens from /v1/api/auth/login, in seconds.
+    pub token_ttl_secs: u64,
+    /// Password of `root`; normally set through KALAMDB_ROOT_PASSWORD instead.
+    pub root_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub max_statements_per_request: usize,
+    pub max_result_rows: usize,
+    pub query_memory_bytes: usize,
+    pub max_sql_nesting_depth: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// tracing filter, e.g. `info` or `kalamdb_core=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            server: ServerSection::default(),
+            storage: StorageSection::default(),
+            auth: AuthSection::default(),
+            limits: LimitsSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> ServerSection {
+        ServerSection {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 10 * 1024 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for StorageSection {
+    fn default() -> StorageSection {
+        StorageSection { data_dir: PathBuf::from("./data") }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> AuthSection {
+        AuthSection { token_ttl_secs: 24 * 3600, root_password: None }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> LimitsSection {
+        let d = kalamdb_sql::Limits::default();
+        LimitsSection {
+            max_statements_per_request: d.max_statements,
+            max_result_rows: d.max_result_rows,
+            query_memory_bytes: d.query_memory_bytes,
+            max_sql_nesting_depth: d.max_parser_recursion,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> LogSection {
+        LogSection { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// The default config file when run from the repository.
+pub const DEFAULT_CONFIG_FILE: &str = "backend/server.toml";
+
+impl Config {
+    /// Load `path` (or the default file if it exists), then apply environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        let mut config = match path {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(p: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read config file {}: {e}", p.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", p.display()))
+    }
+
+    /// Apply the contract's environment variables.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(v) = get("KALAMDB_SERVER_HOST") {
+            self.server.host = v;
+        }
+        if let Some(v) = get("KALAMDB_SERVER_PORT") {
+            self.server.port = v
+                .parse()
+                .map_err(|_| format!("KALAMDB_SERVER_PORT: '{v}' is not a port number"))?;
+        }
+        if let Some(v) = get("KALAMDB_DATA_DIR") {
+            self.storage.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("KALAMDB_ROOT_PASSWORD") {
+            self.auth.root_password = if v.is_empty() { None } else { Some(v) };
+        }
+        if let Some(v) = get("KALAMDB_LOG") {
+            self.log.level = v;
+        }
+        if let Some(v) = get("KALAMDB_LOG_FORMAT") {
+            self.log.format = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.server.max_body_bytes == 0 {
+            return Err("server.max_body_bytes must be greater than 0".into());
+        }
+        if self.limits.max_statements_per_request == 0 {
+            return Err("limits.max_statements_per_request must be greater than 0".into());
+        }
+        if self.limits.max_sql_nesting_depth < 10 {
+            return Err("limits.max_sql_nesting_depth must be at least 10".into());
+        }
+        if self.limits.query_memory_bytes < 16 * 1024 * 1024 {
+            return Err("limits.query_memory_bytes must be at least 16 MiB".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(format!("log.format must be 'text' or 'json', not '{}'", self.log.format));
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return Err("auth.token_ttl_secs must be greater than 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn engine_limits(&self) -> kalamdb_sql::Limits {
+        kalamdb_sql::Limits {
+            max_statements: self.limits.max_statements_per_request,
+            max_result_rows: self.limits.max_result_rows,
+            query_memory_bytes: self.limits.query_memory_bytes,
+            max_parser_recursion: self.limits.max_sql_nesting_depth,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_file_parses_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../backend/server.toml");
+        let c = Config::from_file(&path).unwrap();
+        let d = Config::default();
+        assert_eq!(c.server.port, d.server.port);
+        assert_eq!(c.server.max_body_bytes, d.server.max_body_bytes);
+        assert_eq!(c.limits.max_result_rows, d.limits.max_result_rows);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_in_the_error() {
+        let e = toml::from_str::<Config>("[server]\nprot = 1\n").unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "KALAMDB_SERVER_PORT" => Some("9999".into()),
+            "KALAMDB_DATA_DIR" => Some("/tmp/x".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.server.port, 9999);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/tmp/x"));
+        assert!(c.apply_env(|k| (k == "KALAMDB_SERVER_PORT").then(|| "nope".into())).is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! The HTTP API: `/health`, `/v1/api/auth/login`, `/v1/api/sql`.
+//!
+//! This module is the edge: it authenticates, reads bounded bodies, hands SQL to the engine
+//! and renders results and errors exactly as the contract says. Error codes are mapped to
+//! HTTP statuses here and nowhere else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kalamdb_core::access::Principal;
+use kalamdb_core::catalog::DEFAULT_NAMESPACE;
+use kalamdb_core::{Error, ErrorCode};
+use kalamdb_sql::{Caller, Engine, StatementOutput};
+use serde_json::{json, Map, Value as Json_};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::{info_span, Level};
+
+use crate::auth::Authenticator;
+use crate::json::{column_values, type_name};
+
+/// Shared state of all handlers.
+pub struct AppState {
+    pub engine: Engine,
+    pub auth: Authenticator,
+    pub max_body_bytes: usize,
+    pub started: Instant,
+}
+
+/// The router with every endpoint and the request span / panic layers.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/api/auth/login", post(login))
+        .route("/v1/api/sql", post(sql))
+        .fallback(not_found)
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, &Error::Internal("handler panicked".into()), None, Vec::new(), None)
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<Body>| {
+                    info_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// HTTP status of an error code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidSql
+        | ErrorCode::InvalidParameter
+        | ErrorCode::TypeMismatch
+        | ErrorCode::Unsupported => StatusCode::BAD_REQUEST,
+        ErrorCode::ConstraintViolation | ErrorCode::AlreadyExists => StatusCode::CONFLICT,
+        ErrorCode::NamespaceNotFound | ErrorCode::TableNotFound | ErrorCode::JobNotFound => {
+            StatusCode::NOT_FOUND
+        }
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn took_ms(start: Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+fn error_response(
+    status: StatusCode,
+    e: &Error,
+    statement_index: Option<usize>,
+    results: Vec<Json_>,
+    start: Option<Instant>,
+) -> Response {
+    if let Error::Internal(detail) = e {
+        tracing::error!(%detail, "internal error");
+    }
+    let mut err = Map::new();
+    err.insert("code".into(), json!(e.code().as_str()));
+    err.insert("message".into(), json!(e.client_message()));
+    if let Some(i) = statement_index {
+        err.insert("statement_index".into(), json!(i));
+    }
+    if let Error::InvalidSql { line, column, .. } = e {
+        if let Some(l) = line {
+            err.insert("line".into(), json!(l));
+        }
+        if let Some(c) = column {
+            err.insert("column".into(), json!(c));
+        }
+    }
+    let body = json!({
+        "status": "error",
+        "error": err,
+        "results": results,
+        "took_ms": start.map(took_ms).unwrap_or(0.0),
+    });
+    (status, Json(body)).into_response()
+}
+
+fn fail(e: Error, start: Instant) -> Response {
+    error_response(status_of(e.code()), &e, None, Vec::new(), Some(start))
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"status":"error","error":{"code":"NOT_FOUND","message":"no such endpoint"}})))
+        .into_response()
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+    }))
+    .into_response()
+}
+
+/// Read a request body, refusing more than `limit` bytes (413 with the contract's code).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+    let too_large = || Error::PayloadTooLarge(format!("request body exceeds {limit} bytes"));
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
+        if len.parse::<u64>().map(|n| n > limit as u64).unwrap_or(false) {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+}
+
+fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Json_>, Error> {
+    match serde_json::from_slice::<Json_>(bytes) {
+        Ok(Json_::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::InvalidParameter("the request body must be a JSON object".into())),
+        Err(e) => Err(Error::InvalidParameter(format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let start = Instant::now();
+    let body = match read_body(&headers, body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return fail(e, start),
+    };
+    let obj = match parse_json_object(&body) {
+        Ok(o) => o,
+        Err(e) => return fail(e, start),
+    };
+    let (Some(Json_::String(user)), Some(Json_::String(password))) =
+        (obj.get("username"), obj.get("password"))
+    else {
+        return fail(Error::InvalidParameter("username and password (strings) are required".into()), start);
+    };
+    let auth_result = {
+        let (user, password) = (user.clone(), password.clone());
+        let st = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let u = st.auth.check_password(&user, &password, peer)?;
+            st.auth.issue_token(&u)
+        })
+        .await
+    };
+    match auth_result {
+        Ok(Ok(t)) => Json(json!({
+            "access_token": t.access_token,
+            "token_type": "Bearer",
+            "expires_at": t.expires_at,
+        }))
+        .into_response(),
+        Ok(Err(e)) => fail(e, start),
+        Err(e) => fail(Error::Internal(e.to_string()), start),
+    }
+}
+
+async fn authenticate(state: &Arc<AppState>, headers: &HeaderMap, peer: SocketAddr) -> Result<Principal, Error> {
+    let header = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_string());
+    let st = state.clone();
+    // Password checks may run argon2: keep them off the async workers.
+    tokio::task::spawn_blocking(move || st.auth.authenticate(header.as_deref(), peer))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+async fn sql(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let start = Instant::now();
+    let principal = match authenticate(&state, &headers, peer).await {
+        Ok(p) => p,
+        Err(e) => return fail(e, start),
+    };
+    let body = match read_body(&headers, body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return fail(e, start),
+    };
+    let obj = match parse_json_object(&body) {
+        Ok(o) => o,
+        Err(e) => return fail(e, start),
+    };
+    let sql = match obj.get("sql") {
+        Some(Json_::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Json_::String(_)) => return fail(Error::invalid_sql("'sql' is empty"), start),
+        Some(_) => return fail(Error::InvalidParameter("'sql' must be a string".into()), start),
+        None => return fail(Error::invalid_sql("'sql' is missing"), start),
+    };
+    let params = match obj.get("params") {
+        None | Some(Json_::Null) => Vec::new(),
+        Some(Json_::Array(a)) => a.clone(),
+        Some(_) => return fail(Error::InvalidParameter("'params' must be an array".into()), start),
+    };
+    let namespace = match obj.get("namespace") {
+        None | Some(Json_::Null) => DEFAULT_NAMESPACE.to_string(),
+        Some(Json_::String(s)) => s.clone(),
+        Some(_) => return fail(Error::InvalidParameter("'namespace' must be a string".into()), start),
+    };
+    let user_id = principal.user_id.clone();
+    let caller = Caller { principal, namespace };
+    let span = info_span!("sql", user = %user_id);
+    let outcome = {
+        use tracing::Instrument;
+        state.engine.execute(&caller, &sql, &params).instrument(span.clone()).await
+    };
+    let results: Vec<Json_> = outcome.results.iter().map(render_output).collect();
+    match outcome.error {
+        None => Json(json!({
+            "status": "success",
+            "results": results,
+            "took_ms": took_ms(start),
+        }))
+        .into_response(),
+        Some((index, e)) => {
+            if e.code() != ErrorCode::InternalError {
+                tracing::debug!(parent: &span, code = %e.code(), statement_index = index, "statement failed");
+            }
+            error_response(status_of(e.code()), &e, Some(index), results, Some(start))
+        }
+    }
+}
+
+fn render_output(out: &StatementOutput) -> Json_ {
+    match out {
+        StatementOutput::Rows { schema, batches, row_count } => {
+            let schema_json: Vec<Json_> = schema
+                .fields()
+                .iter()
+                .map(|f| json!({"name": f.name(), "data_type": type_name(f)}))
+                .collect();
+            let mut rows: Vec<Json_> = Vec::with_capacity(*row_count);
+            for b in batches {
+                let cols: Vec<Vec<Json_>> = b.columns().iter().map(column_values).collect();
+                for r in 0..b.num_rows() {
+                    rows.push(Json_::Array(cols.iter().map(|c| c[r].clone()).collect()));
+                }
+            }
+            json!({"schema": schema_json, "rows": rows, "row_count": row_count, "message": null})
+        }
+        StatementOutput::Affected { row_count, message } => {
+            json!({"row_count": row_count, "message": message})
+        }
+        StatementOutput::Message(m) => json!({"row_count": 0, "message": m}),
+    }
+}

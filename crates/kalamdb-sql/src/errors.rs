@@ -1,0 +1,140 @@
+//! Mapping DataFusion's errors onto KalamDB's contract codes.
+//!
+//! KalamDB errors raised inside DataFusion (permission checks in a scan, say) travel as
+//! `DataFusionError::External` and come back out unchanged; DataFusion's own errors are
+//! classified by kind. Anything unexpected is INTERNAL_ERROR, whose text is logged, not sent.
+
+use arrow::error::ArrowError;
+use datafusion::common::DataFusionError;
+use kalamdb_core::db::Db;
+use kalamdb_core::system_tables::CATALOG_NAME;
+use kalamdb_core::Error;
+
+/// Convert a DataFusion error to a KalamDB error.
+pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
+    match e {
+        DataFusionError::External(inner) => external(inner, db),
+        DataFusionError::Context(_, inner) => from_datafusion(*inner, db),
+        DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
+            Ok(e) => from_datafusion(e, db),
+            Err(shared) => classify_message(&shared.to_string(), db),
+        },
+        DataFusionError::Diagnostic(_, inner) => from_datafusion(*inner, db),
+        DataFusionError::Collection(mut errs) if !errs.is_empty() => {
+            from_datafusion(errs.swap_remove(0), db)
+        }
+        DataFusionError::SQL(parser_error, _) => {
+            let message = parser_error.to_string();
+            let (line, column) = line_and_column(&message);
+            Error::InvalidSql { message, line, column }
+        }
+        DataFusionError::ArrowError(a, _) => from_arrow(*a),
+        DataFusionError::NotImplemented(m) => Error::Unsupported(m),
+        DataFusionError::ResourcesExhausted(m) => Error::InvalidParameter(format!(
+            "the query needs more memory than the server allows (query_memory_bytes): {m}"
+        )),
+        DataFusionError::Plan(m) => classify_message(&m, db),
+        DataFusionError::SchemaError(s, _) => Error::invalid_sql(s.to_string()),
+        DataFusionError::Execution(m) => classify_message(&m, db),
+        DataFusionError::ExecutionJoin(e) => Error::Internal(e.to_string()),
+        DataFusionError::Configuration(m) => Error::InvalidParameter(m),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+fn external(inner: Box<dyn std::error::Error + Send + Sync>, db: &Db) -> Error {
+    match inner.downcast::<Error>() {
+        Ok(e) => *e,
+        Err(inner) => match inner.downcast::<DataFusionError>() {
+            Ok(e) => from_datafusion(*e, db),
+            Err(inner) => match inner.downcast::<ArrowError>() {
+                Ok(a) => from_arrow(*a),
+                Err(other) => Error::Internal(other.to_string()),
+            },
+        },
+    }
+}
+
+fn from_arrow(a: ArrowError) -> Error {
+    match a {
+        ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
+            Ok(e) => *e,
+            Err(other) => Error::Internal(other.to_string()),
+        },
+        ArrowError::DivideByZero => Error::InvalidParameter("division by zero".into()),
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => Error::TypeMismatch(m),
+        ArrowError::ArithmeticOverflow(m) => Error::TypeMismatch(format!("value out of range: {m}")),
+        ArrowError::InvalidArgumentError(m) | ArrowError::ComputeError(m) => {
+            Error::InvalidParameter(m)
+        }
+        ArrowError::MemoryError(m) => Error::InvalidParameter(m),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+/// Classify a planning/execution message from DataFusion.
+fn classify_message(m: &str, db: &Db) -> Error {
+    if let Some(name) = not_found_table(m) {
+        let parts: Vec<&str> = name.split('.').collect();
+        let (ns, table) = match parts.as_slice() {
+            [c, ns, t] if *c == CATALOG_NAME => (Some(*ns), *t),
+            [ns, t] => (Some(*ns), *t),
+            [t] => (None, *t),
+            _ => (None, name.as_str()),
+        };
+        if let Some(ns) = ns {
+            if ns != "system" && ns != "information_schema" && db.catalog.namespace(ns).is_none() {
+                return Error::NamespaceNotFound(ns.to_string());
+            }
+            return Error::TableNotFound(format!("{ns}.{table}"));
+        }
+        return Error::TableNotFound(table.to_string());
+    }
+    let lower = m.to_ascii_lowercase();
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        Error::InvalidParameter("division by zero".into())
+    } else if lower.contains("cast") || lower.contains("cannot coerce") || lower.contains("type") && lower.contains("mismatch") {
+        Error::TypeMismatch(m.to_string())
+    } else if lower.contains("placeholder") || lower.contains("param") {
+        Error::InvalidParameter(m.to_string())
+    } else if lower.contains("overflow") || lower.contains("out of range") {
+        Error::TypeMismatch(m.to_string())
+    } else {
+        Error::invalid_sql(m.to_string())
+    }
+}
+
+/// `table 'x.y.z' not found` -> `x.y.z`.
+fn not_found_table(m: &str) -> Option<String> {
+    let start = m.find("table '")? + "table '".len();
+    let rest = &m[start..];
+    let end = rest.find('\'')?;
+    rest[end..].starts_with("' not found").then(|| rest[..end].to_string())
+}
+
+/// `... at Line: 1, Column: 8` -> (1, 8).
+fn line_and_column(m: &str) -> (Option<u64>, Option<u64>) {
+    let num_after = |key: &str| -> Option<u64> {
+        let i = m.find(key)? + key.len();
+        let digits: String = m[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        digits.parse().ok()
+    };
+    (num_after("Line: "), num_after("Column: "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_positions_are_extracted() {
+        assert_eq!(line_and_column("Expected: x, found: y at Line: 2, Column: 17"), (Some(2), Some(17)));
+        assert_eq!(line_and_column("no position"), (None, None));
+    }
+
+    #[test]
+    fn missing_table_names_are_extracted() {
+        assert_eq!(not_found_table("Error during planning: table 'kalam.app.t' not found"), Some("kalam.app.t".into()));
+        assert_eq!(not_found_table("column 'x' not found"), None);
+    }
+}

@@ -1,0 +1,454 @@
+//! The statement executor: runs a request's statements in order for one caller.
+//!
+//! KalamDB statements ([`crate::parser`]) run against the catalog directly; everything else
+//! is planned by DataFusion over a per-statement catalog bound to the caller
+//! ([`StatementCatalog`]). INSERT/UPDATE/DELETE are planned by DataFusion too, but their rows
+//! are written here, through the row store, as one atomic synced batch per statement.
+//! Statements that would touch the server's files or settings are refused for all but
+//! `system`.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
+use datafusion::prelude::{DataFrame, SessionConfig};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use futures::StreamExt;
+use kalamdb_core::access::Principal;
+use kalamdb_core::catalog::{Role, ROWID_COLUMN};
+use kalamdb_core::db::Db;
+use kalamdb_core::provider::KalamTable;
+use kalamdb_core::rows::RowStore;
+use kalamdb_core::session_catalog::StatementCatalog;
+use kalamdb_core::system_tables::CATALOG_NAME;
+use kalamdb_core::{Error, Result};
+use sqlparser::ast::Statement as SqlStatement;
+use sqlparser::dialect::GenericDialect;
+
+use crate::ddl;
+use crate::errors::from_datafusion;
+use crate::parser::{parse_kalam_statement, KalamStatement};
+use crate::split::split_statements;
+
+/// Limits applied to every request.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most statements in one request.
+    pub max_statements: usize,
+    /// Most rows one query may return.
+    pub max_result_rows: usize,
+    /// Memory DataFusion may use for all queries together, in bytes.
+    pub query_memory_bytes: usize,
+    /// Deepest SQL expression nesting the parser accepts.
+    pub max_parser_recursion: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_statements: 1000,
+            max_result_rows: 1_000_000,
+            query_memory_bytes: 1 << 30,
+            max_parser_recursion: 50,
+        }
+    }
+}
+
+/// Who runs a request and where unqualified names resolve.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub namespace: String,
+}
+
+/// What one statement produced.
+#[derive(Debug)]
+pub enum StatementOutput {
+    /// A query's rows.
+    Rows { schema: SchemaRef, batches: Vec<RecordBatch>, row_count: usize },
+    /// DML: rows affected.
+    Affected { row_count: u64, message: String },
+    /// DDL and commands.
+    Message(String),
+}
+
+/// Results of a request: one output per successful statement, and the first error.
+#[derive(Debug)]
+pub struct RequestOutcome {
+    pub results: Vec<StatementOutput>,
+    /// Index of the failed statement (0-based) and its error.
+    pub error: Option<(usize, Error)>,
+}
+
+/// Executes SQL for callers.
+pub struct Engine {
+    db: Arc<Db>,
+    base_state: SessionState,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("limits", &self.limits).finish()
+    }
+}
+
+impl Engine {
+    pub fn new(db: Arc<Db>, limits: Limits) -> Result<Engine> {
+        let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.query_memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut base_state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_runtime_env(runtime)
+            .build();
+        use datafusion::execution::FunctionRegistry;
+        base_state
+            .register_udf(Arc::new(db.snowflake_id_udf.clone()))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        base_state
+            .register_udf(Arc::new(db.uuid_v7_udf.clone()))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Engine { db, base_state, limits })
+    }
+
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// Run every statement of `sql` in order, stopping at the first error.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> RequestOutcome {
+        let statements = split_statements(sql);
+        let mut outcome = RequestOutcome { results: Vec::new(), error: None };
+        if statements.is_empty() {
+            outcome.error = Some((0, Error::invalid_sql("the request contains no SQL statement")));
+            return outcome;
+        }
+        if statements.len() > self.limits.max_statements {
+            outcome.error = Some((
+                0,
+                Error::InvalidParameter(format!(
+                    "a request may hold at most {} statements; this one has {}",
+                    self.limits.max_statements,
+                    statements.len()
+                )),
+            ));
+            return outcome;
+        }
+        if !params.is_empty() && statements.len() > 1 {
+            outcome.error = Some((
+                0,
+                Error::InvalidParameter("params bind a single statement; this request has several".into()),
+            ));
+            return outcome;
+        }
+        let params = match params.iter().map(json_to_scalar).collect::<Result<Vec<_>>>() {
+            Ok(p) => p,
+            Err(e) => {
+                outcome.error = Some((0, e));
+                return outcome;
+            }
+        };
+        if self.db.catalog.namespace(&caller.namespace).is_none() {
+            outcome.error = Some((0, Error::NamespaceNotFound(caller.namespace.clone())));
+            return outcome;
+        }
+        for (i, stmt) in statements.iter().enumerate() {
+            match self.execute_statement(caller, stmt, &params, true).await {
+                Ok(out) => outcome.results.push(out),
+                Err(e) => {
+                    outcome.error = Some((i, e));
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn execute_statement(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        params: &[ScalarValue],
+        allow_execute_as: bool,
+    ) -> Result<StatementOutput> {
+        match parse_kalam_statement(sql)? {
+            Some(KalamStatement::ExecuteAs { user_id, statement }) => {
+                if !allow_execute_as {
+                    return Err(Error::invalid_sql("EXECUTE AS cannot be nested"));
+                }
+                let target = self.impersonate(caller, &user_id)?;
+                Box::pin(self.execute_statement(&target, &statement, params, false)).await
+            }
+            Some(KalamStatement::JobCommand { text }) => Err(Error::Unsupported(format!(
+                "'{}' is not available yet in this version",
+                kalamdb_core::catalog::truncate_for_message(&text)
+            ))),
+            Some(stmt) => {
+                if !params.is_empty() {
+                    return Err(Error::InvalidParameter(
+                        "params are only accepted by queries and DML statements".into(),
+                    ));
+                }
+                let db = self.db.clone();
+                let caller = caller.clone();
+                tokio::task::spawn_blocking(move || ddl::execute(&db, &caller, stmt))
+                    .await
+                    .map_err(|e| Error::Internal(format!("statement task failed: {e}")))?
+            }
+            None => self.execute_datafusion(caller, sql, params).await,
+        }
+    }
+
+    /// The caller to run an `EXECUTE AS USER` body as.
+    fn impersonate(&self, caller: &Caller, user_id: &str) -> Result<Caller> {
+        if caller.principal.role < Role::Service {
+            return Err(Error::PermissionDenied(format!(
+                "role '{}' may not use EXECUTE AS USER",
+                caller.principal.role
+            )));
+        }
+        let target = self.db.catalog.user(user_id).ok_or_else(|| {
+            Error::InvalidParameter(format!(
+                "user '{}' does not exist",
+                kalamdb_core::catalog::truncate_for_message(user_id)
+            ))
+        })?;
+        if target.role > caller.principal.role {
+            return Err(Error::PermissionDenied(format!(
+                "role '{}' may not act as a user with role '{}'",
+                caller.principal.role, target.role
+            )));
+        }
+        Ok(Caller {
+            principal: Principal { user_id: target.user_id, role: target.role },
+            namespace: caller.namespace.clone(),
+        })
+    }
+
+    fn state_for(&self, caller: &Caller, with_rowid: bool) -> SessionState {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, &caller.namespace)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(false);
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog(
+            CATALOG_NAME.to_string(),
+            Arc::new(StatementCatalog::new(self.db.clone(), caller.principal.clone(), with_rowid)),
+        );
+        SessionStateBuilder::new_from_existing(self.base_state.clone())
+            .with_config(config)
+            .with_catalog_list(catalogs)
+            .build()
+    }
+
+    async fn execute_datafusion(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<StatementOutput> {
+        let mut parsed = DFParserBuilder::new(sql)
+            .with_dialect(&GenericDialect {})
+            .with_recursion_limit(self.limits.max_parser_recursion)
+            .build()
+            .and_then(|mut p| p.parse_statements())
+            .map_err(|e| from_datafusion(e.into(), &self.db))?;
+        if parsed.len() != 1 {
+            return Err(Error::invalid_sql("expected exactly one statement"));
+        }
+        let Some(statement) = parsed.pop_front() else {
+            return Err(Error::invalid_sql("expected a statement"));
+        };
+        let is_system = caller.principal.role == Role::System;
+        let with_rowid = match &statement {
+            DfStatement::Statement(s) => match s.as_ref() {
+                SqlStatement::Query(_) | SqlStatement::Insert(_) | SqlStatement::Explain { .. } => false,
+                SqlStatement::Update(_) | SqlStatement::Delete(_) => true,
+                SqlStatement::Set(_) | SqlStatement::Copy { .. } if !is_system => {
+                    return Err(Error::PermissionDenied(
+                        "only the system role may change settings or copy files".into(),
+                    ))
+                }
+                SqlStatement::Set(_) | SqlStatement::Copy { .. } => false,
+                other => {
+                    return Err(Error::Unsupported(format!(
+                        "statement not supported: {}",
+                        kalamdb_core::catalog::truncate_for_message(&other.to_string())
+                    )))
+                }
+            },
+            DfStatement::CreateExternalTable(_) | DfStatement::CopyTo(_) | DfStatement::Reset(_) => {
+                if !is_system {
+                    return Err(Error::PermissionDenied(
+                        "only the system role may read or write server files or settings".into(),
+                    ));
+                }
+                false
+            }
+            DfStatement::Explain(_) => false,
+        };
+        let state = self.state_for(caller, with_rowid);
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| from_datafusion(e, &self.db))?;
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(ParamValues::from(params.to_vec()))
+                .map_err(|e| from_datafusion(e, &self.db))?
+        };
+        match plan {
+            LogicalPlan::Dml(dml) => self.execute_dml(&state, dml).await,
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) if !is_system => {
+                Err(Error::PermissionDenied("statement not allowed".into()))
+            }
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) => {
+                let df = DataFrame::new(state, plan);
+                df.collect().await.map_err(|e| from_datafusion(e, &self.db))?;
+                Ok(StatementOutput::Message("OK".into()))
+            }
+            plan => self.execute_query(state, plan).await,
+        }
+    }
+
+    async fn execute_query(&self, state: SessionState, plan: LogicalPlan) -> Result<StatementOutput> {
+        let df = DataFrame::new(state, plan);
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = df.execute_stream().await.map_err(|e| from_datafusion(e, &self.db))?;
+        let mut batches = Vec::new();
+        let mut row_count = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| from_datafusion(e, &self.db))?;
+            row_count += batch.num_rows();
+            if row_count > self.limits.max_result_rows {
+                return Err(Error::InvalidParameter(format!(
+                    "the result has more than {} rows (max_result_rows); add a LIMIT or a WHERE clause",
+                    self.limits.max_result_rows
+                )));
+            }
+            batches.push(batch);
+        }
+        Ok(StatementOutput::Rows { schema, batches, row_count })
+    }
+
+    async fn execute_dml(&self, state: &SessionState, dml: DmlStatement) -> Result<StatementOutput> {
+        let provider = datafusion::catalog::default_table_source::source_as_provider(&dml.target)
+            .map_err(|e| from_datafusion(e, &self.db))?;
+        let Some(table) = provider.downcast_ref::<KalamTable>() else {
+            return Err(Error::PermissionDenied(format!(
+                "table '{}' is read-only",
+                dml.table_name
+            )));
+        };
+        let def = table.def().clone();
+        let scope = table.scope().clone();
+        table.principal().check_write(&def)?;
+        if matches!(dml.op, WriteOp::Update) {
+            check_key_not_assigned(&dml.input, def.primary_key.as_deref().unwrap_or(ROWID_COLUMN))?;
+        }
+        let with_rowid = table.has_rowid();
+        let input = Arc::unwrap_or_clone(dml.input);
+        let df = DataFrame::new(state.clone(), input);
+        let batches = df.collect().await.map_err(|e| from_datafusion(e, &self.db))?;
+        let rows_store = self.db.rows.clone();
+        let op = dml.op.clone();
+        tokio::task::spawn_blocking(move || -> Result<StatementOutput> {
+            match op {
+                WriteOp::Insert(_) => {
+                    let mut rows = Vec::new();
+                    for b in &batches {
+                        rows.extend(RowStore::rows_from_batch(&def, b, false)?);
+                    }
+                    let n = rows_store.insert(&def, &scope, rows)?;
+                    Ok(StatementOutput::Affected { row_count: n, message: format!("Inserted {n} row(s)") })
+                }
+                WriteOp::Update => {
+                    let mut rows = Vec::new();
+                    for b in &batches {
+                        rows.extend(RowStore::rows_from_batch(&def, b, with_rowid)?);
+                    }
+                    let n = rows_store.update(&def, &scope, rows)?;
+                    Ok(StatementOutput::Affected { row_count: n, message: format!("Updated {n} row(s)") })
+                }
+                WriteOp::Delete => {
+                    let key_index = match &def.primary_key {
+                        Some(pk) => def.live_columns().position(|c| &c.name == pk),
+                        None => Some(def.live_columns().count()),
+                    }
+                    .ok_or_else(|| Error::Internal("primary key column missing".into()))?;
+                    let mut keys = Vec::new();
+                    for b in &batches {
+                        let rows = RowStore::rows_from_batch(&def, b, with_rowid)?;
+                        keys.extend(rows.into_iter().filter_map(|mut r| {
+                            (key_index < r.len()).then(|| r.swap_remove(key_index))
+                        }));
+                    }
+                    let n = rows_store.delete(&def, &scope, keys)?;
+                    Ok(StatementOutput::Affected { row_count: n, message: format!("Deleted {n} row(s)") })
+                }
+                other => Err(Error::Unsupported(format!("{other} is not supported"))),
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+    }
+}
+
+/// Refuse an UPDATE that assigns the row's key column (primary key or `_rowid`).
+fn check_key_not_assigned(input: &LogicalPlan, key: &str) -> Result<()> {
+    let LogicalPlan::Projection(p) = input else { return Ok(()) };
+    for e in &p.expr {
+        if let Expr::Alias(a) = e {
+            let identity = matches!(a.expr.as_ref(), Expr::Column(c) if c.name == key);
+            if a.name == key && !identity {
+                return Err(Error::Unsupported(format!(
+                    "updating the primary key column '{key}' is not supported; delete and insert the row instead"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A JSON request parameter as a DataFusion scalar.
+fn json_to_scalar(v: &serde_json::Value) -> Result<ScalarValue> {
+    Ok(match v {
+        serde_json::Value::Null => ScalarValue::Null,
+        serde_json::Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                ScalarValue::Int64(Some(i))
+            } else if let Some(f) = n.as_f64() {
+                ScalarValue::Float64(Some(f))
+            } else {
+                return Err(Error::InvalidParameter(format!("parameter {n} is out of range")));
+            }
+        }
+        serde_json::Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+        _ => {
+            return Err(Error::InvalidParameter(
+                "parameters must be null, booleans, numbers or strings".into(),
+            ))
+        }
+    })
+}
+
+/// Schema of a result built by a KalamDB statement (SHOW, DESCRIBE).
+pub fn text_schema(names: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        names.iter().map(|n| Field::new(*n, ArrowType::Utf8, true)).collect::<Vec<_>>(),
+    ))
+}
