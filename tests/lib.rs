@@ -1,1 +1,281 @@
+//! Harness for black-box tests: start the real `kalamdb-server` binary on a free port with a
+//! temporary data directory, speak HTTP to it, restart it, or kill -9 it.
+//!
+//! The binary is found next to the test executable's target directory
+//! (`$CARGO_TARGET_DIR/debug/kalamdb-server`, built by `make test`), or at `KALAMDB_SERVER_BIN`.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+/// Password the harness gives root.
+pub const ROOT_PASSWORD: &str = "root-test-pw";
+
+/// Credentials for a request.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Basic(String, String),
+    Bearer(String),
+    None,
+}
+
+impl Auth {
+    pub fn root() -> Auth {
+        Auth::Basic("root".into(), ROOT_PASSWORD.into())
+    }
+    pub fn user(name: &str, password: &str) -> Auth {
+        Auth::Basic(name.into(), password.into())
+    }
+    fn header(&self) -> Option<String> {
+        match self {
+            Auth::Basic(u, p) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )),
+            Auth::Bearer(t) => Some(format!("Bearer {t}")),
+            Auth::None => None,
+        }
+    }
+}
+
+/// An HTTP response: status and parsed JSON body (Null if the body was not JSON).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Response {
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Panic with the body unless the request succeeded.
+    pub fn ok(self) -> Response {
+        assert_eq!(self.status, 200, "request failed: {}", self.body);
+        assert_eq!(self.body["status"], "success", "{}", self.body);
+        self
+    }
+
+    /// Rows of result `i`.
+    pub fn rows(&self, i: usize) -> Vec<Vec<Value>> {
+        self.body["results"][i]["rows"]
+            .as_array()
+            .unwrap_or_else(|| panic!("result {i} has no rows: {}", self.body))
+            .iter()
+            .map(|r| r.as_array().expect("row is an array").clone())
+            .collect()
+    }
+
+    /// Rows of the last result.
+    pub fn last_rows(&self) -> Vec<Vec<Value>> {
+        let n = self.body["results"].as_array().map(|a| a.len()).unwrap_or(0);
+        assert!(n > 0, "no results: {}", self.body);
+        self.rows(n - 1)
+    }
+
+    pub fn row_count(&self, i: usize) -> u64 {
+        self.body["results"][i]["row_count"].as_u64().expect("row_count")
+    }
+}
+
+/// A running server and the data directory it owns.
+pub struct TestServer {
+    child: Option<Child>,
+    pub port: u16,
+    data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+}
+
+fn server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("KALAMDB_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/debug/deps/e2e-<hash> -> target/debug/kalamdb-server
+    let exe = std::env::current_exe().expect("current exe");
+    let debug_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = debug_dir.join("kalamdb-server");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`make test` does: cargo build -p kalamdb-server)",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl TestServer {
+    /// Start a server with a fresh temporary data directory.
+    pub fn start() -> TestServer {
+        Self::start_with_env(&[])
+    }
+
+    /// Start with extra environment variables (e.g. limits).
+    pub fn start_with_env(env: &[(&str, &str)]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = TestServer {
+            child: None,
+            port: 0,
+            data_dir: tmp.path().join("data"),
+            _tmp: Some(tmp),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        s.launch();
+        s
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn launch(&mut self) {
+        for attempt in 0..5 {
+            let port = free_port();
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.data_dir.with_extension("log"))
+                .expect("log file");
+            let mut cmd = Command::new(server_binary());
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("KALAMDB_SERVER_HOST", "127.0.0.1")
+                .env("KALAMDB_SERVER_PORT", port.to_string())
+                .env("KALAMDB_DATA_DIR", &self.data_dir)
+                .env("KALAMDB_ROOT_PASSWORD", ROOT_PASSWORD)
+                .env("KALAMDB_LOG", "info")
+                // Run from a directory without backend/server.toml: built-in defaults + env only.
+                .current_dir(self.data_dir.parent().expect("parent"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log);
+            for (k, v) in &self.env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("spawn kalamdb-server");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    eprintln!("server exited early ({status}) on attempt {attempt}");
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("server did not become healthy; see {}", self.data_dir.with_extension("log").display());
+                }
+                if let Ok(r) = ureq::get(&format!("http://127.0.0.1:{port}/health"))
+                    .timeout(Duration::from_secs(2))
+                    .call()
+                {
+                    if r.status() == 200 {
+                        self.child = Some(child);
+                        self.port = port;
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("server failed to start 5 times; see {}", self.data_dir.with_extension("log").display());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// POST a raw body to a path.
+    pub fn post_raw(&self, path: &str, auth: &Auth, body: &[u8]) -> Response {
+        let mut req = ureq::post(&self.url(path))
+            .timeout(Duration::from_secs(120))
+            .set("Content-Type", "application/json");
+        if let Some(h) = auth.header() {
+            req = req.set("Authorization", &h);
+        }
+        let resp = match req.send_bytes(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("request failed: {e}"),
+        };
+        let status = resp.status();
+        let text = resp.into_string().unwrap_or_default();
+        Response { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    }
+
+    /// Run SQL as `auth`.
+    pub fn sql_as(&self, auth: &Auth, sql: &str) -> Response {
+        self.post_raw("/v1/api/sql", auth, json!({ "sql": sql }).to_string().as_bytes())
+    }
+
+    /// Run SQL with a full request body (params, namespace).
+    pub fn request(&self, auth: &Auth, body: Value) -> Response {
+        self.post_raw("/v1/api/sql", auth, body.to_string().as_bytes())
+    }
+
+    /// Run SQL as root and require success.
+    pub fn root(&self, sql: &str) -> Response {
+        self.sql_as(&Auth::root(), sql).ok()
+    }
+
+    /// Create a user with a role (password = name + "-pw") and return its credentials.
+    pub fn create_user(&self, name: &str, role: &str) -> Auth {
+        self.root(&format!("CREATE USER '{name}' WITH PASSWORD '{name}-pw' ROLE {role}"));
+        Auth::user(name, &format!("{name}-pw"))
+    }
+
+    pub fn healthy(&self) -> bool {
+        matches!(ureq::get(&self.url("/health")).timeout(Duration::from_secs(5)).call(), Ok(r) if r.status() == 200)
+    }
+
+    /// SIGTERM, wait for a clean exit (asserting exit status 0), start again on the same data.
+    pub fn restart(&mut self) {
+        self.stop_gracefully();
+        self.launch();
+    }
+
+    /// SIGTERM and wait; returns whether the process exited with status 0.
+    pub fn stop_gracefully(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9 the server and start it again on the same data.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+        self.launch();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,1 +1,9 @@
+//! End-to-end tests: each starts the real `kalamdb-server` binary and speaks HTTP to it.
+//! One test binary for the whole crate (modules below), so it links once.
 
+mod durability;
+mod errors;
+mod isolation;
+mod sql_surface;
+mod types;
+mod writes;

@@ -81,10 +81,16 @@ impl KalamTable {
         let with_rowid = with_rowid && def.primary_key.is_none();
         let schema = table_schema(&def, with_rowid);
         let mut defaults = HashMap::new();
+        let now_micros = crate::keys::now_millis() as i64 * 1000;
         for c in def.live_columns() {
             let expr = match &c.default {
                 None => continue,
-                Some(ColumnDefault::Now) => datafusion::functions::datetime::expr_fn::now(),
+                // The statement's start time, fixed when the statement is planned (as SQL's
+                // NOW() is): every row of one INSERT gets the same value.
+                Some(ColumnDefault::Now) => datafusion::logical_expr::lit(ScalarValue::TimestampMicrosecond(
+                    Some(now_micros),
+                    Some("UTC".into()),
+                )),
                 Some(ColumnDefault::SnowflakeId) => snowflake_id.call(vec![]),
                 Some(ColumnDefault::UuidV7) => uuid_v7.call(vec![]),
                 Some(ColumnDefault::Literal(v)) => match scalar_of(v, &c.data_type) {

@@ -128,15 +128,44 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
+/// Most bytes of an over-limit body read (and discarded) so the client can read our 413
+/// instead of a broken connection.
+const MAX_DRAIN_BYTES: usize = 256 * 1024 * 1024;
+
 /// Read a request body, refusing more than `limit` bytes (413 with the contract's code).
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
+    use futures::StreamExt;
     let too_large = || Error::PayloadTooLarge(format!("request body exceeds {limit} bytes"));
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
-        if len.parse::<u64>().map(|n| n > limit as u64).unwrap_or(false) {
-            return Err(too_large());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut over = declared.is_some_and(|n| n > limit as u64);
+    let mut buf = Vec::with_capacity(declared.map(|n| n.min(limit as u64) as usize).unwrap_or(0));
+    let mut seen = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(Error::InvalidParameter("the request body could not be read".into()));
+        };
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit {
+            over = true;
         }
+        if over {
+            buf = Vec::new();
+            if seen > MAX_DRAIN_BYTES {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+    if over {
+        Err(too_large())
+    } else {
+        Ok(Bytes::from(buf))
+    }
 }
 
 fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Json_>, Error> {

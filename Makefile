@@ -1,0 +1,41 @@
+# KalamDB: `make run` starts the server, `make test` runs every test.
+# Both first install what a fresh Debian machine lacks (clang/libclang for librocksdb-sys).
+
+CARGO_TARGET_DIR ?= $(HOME)/.cache/kalamdb-target
+export CARGO_TARGET_DIR
+CARGO ?= cargo
+SERVER_BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/kalamdb-server
+SERVER_BIN_RELEASE := $(CARGO_TARGET_DIR)/release/kalamdb-server
+
+.PHONY: run test deps build check fmt clean-data
+
+## Install build prerequisites if missing (apt-get when root, otherwise explain).
+deps:
+	@./scripts/ensure-deps.sh
+
+## Build in release mode and start the server with backend/server.toml.
+run: deps
+	$(CARGO) build --release --locked -p kalamdb-server
+	$(SERVER_BIN_RELEASE) --config backend/server.toml
+
+## Build (debug) and run every test: unit, property and end-to-end against the real binary.
+test: deps
+	$(CARGO) build --locked -p kalamdb-server
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
+	else \
+		echo "cargo-nextest not found; using cargo test"; \
+		$(CARGO) test --workspace --locked --no-fail-fast; \
+	fi
+
+build: deps
+	$(CARGO) build --locked --workspace --all-targets
+
+check:
+	$(CARGO) check --locked --workspace --all-targets
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-data:
+	rm -rf ./data

@@ -1,0 +1,147 @@
+//! Per-user isolation of USER tables, EXECUTE AS, and the SHARED/SYSTEM role rules.
+
+use kalamdb_tests::{Auth, TestServer};
+use serde_json::json;
+
+fn setup() -> (TestServer, Auth, Auth) {
+    let s = TestServer::start();
+    s.root("CREATE NAMESPACE app");
+    s.root("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), body TEXT NOT NULL)");
+    let alice = s.create_user("alice", "user");
+    let bob = s.create_user("bob", "user");
+    (s, alice, bob)
+}
+
+#[test]
+fn two_users_see_only_their_own_rows() {
+    let (s, alice, bob) = setup();
+    s.sql_as(&alice, "INSERT INTO app.notes (id, body) VALUES (1, 'a1'), (2, 'a2')").ok();
+    // Bob may use the same primary keys: each user has an isolated partition.
+    s.sql_as(&bob, "INSERT INTO app.notes (id, body) VALUES (1, 'b1')").ok();
+    let a = s.sql_as(&alice, "SELECT id, body FROM app.notes ORDER BY id").ok();
+    assert_eq!(a.rows(0), vec![vec![json!(1), json!("a1")], vec![json!(2), json!("a2")]]);
+    let b = s.sql_as(&bob, "SELECT id, body FROM app.notes ORDER BY id").ok();
+    assert_eq!(b.rows(0), vec![vec![json!(1), json!("b1")]]);
+    // Aggregates, self-joins and subqueries see the same partition only.
+    let b = s.sql_as(&bob, "SELECT count(*) FROM app.notes n1 JOIN app.notes n2 ON n1.id = n2.id").ok();
+    assert_eq!(b.rows(0), vec![vec![json!(1)]]);
+    let b = s.sql_as(&bob, "SELECT count(*) FROM app.notes WHERE id IN (SELECT id FROM app.notes)").ok();
+    assert_eq!(b.rows(0), vec![vec![json!(1)]]);
+    // Bob's UPDATE/DELETE cannot touch Alice's rows.
+    assert_eq!(s.sql_as(&bob, "UPDATE app.notes SET body = 'x' WHERE id = 2").ok().row_count(0), 0);
+    assert_eq!(s.sql_as(&bob, "DELETE FROM app.notes").ok().row_count(0), 1);
+    let a = s.sql_as(&alice, "SELECT body FROM app.notes ORDER BY id").ok();
+    assert_eq!(a.rows(0), vec![vec![json!("a1")], vec![json!("a2")]]);
+}
+
+#[test]
+fn execute_as_user_is_for_service_and_dba_only() {
+    let (s, alice, bob) = setup();
+    let svc = s.create_user("svc", "service");
+    let dba = s.create_user("dba1", "dba");
+    s.sql_as(&svc, "EXECUTE AS USER 'alice' (INSERT INTO app.notes (id, body) VALUES (7, 'via service'))").ok();
+    let a = s.sql_as(&alice, "SELECT id, body FROM app.notes").ok();
+    assert_eq!(a.rows(0), vec![vec![json!(7), json!("via service")]]);
+    let r = s.sql_as(&dba, "EXECUTE AS USER 'alice' (SELECT body FROM app.notes)").ok();
+    assert_eq!(r.rows(0), vec![vec![json!("via service")]]);
+    // The service's own partition stays empty.
+    assert!(s.sql_as(&svc, "SELECT * FROM app.notes").ok().rows(0).is_empty());
+    // A user-role caller may not act as another user.
+    let r = s.sql_as(&bob, "EXECUTE AS USER 'alice' (SELECT * FROM app.notes)");
+    assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{}", r.body);
+    // Nor may a service act as a stronger role.
+    let r = s.sql_as(&svc, "EXECUTE AS USER 'dba1' (SELECT 1)");
+    assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{}", r.body);
+    // Unknown users and injection attempts through the user name are refused.
+    let r = s.sql_as(&svc, "EXECUTE AS USER 'nobody' (SELECT 1)");
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.sql_as(&svc, "EXECUTE AS USER 'alice'' OR 1=1 --' (SELECT 1)");
+    assert!(r.status >= 400, "{}", r.body);
+}
+
+#[test]
+fn shared_tables_follow_public_and_private_rules() {
+    let s = TestServer::start();
+    s.root("CREATE SHARED TABLE pub_t (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'public')");
+    s.root("CREATE SHARED TABLE priv_t (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'private')");
+    s.root("CREATE TABLE default_t (id INT PRIMARY KEY, v TEXT)");
+    let user = s.create_user("u1", "user");
+    let svc = s.create_user("s1", "service");
+    // Writes need service or above.
+    for t in ["pub_t", "priv_t", "default_t"] {
+        let r = s.sql_as(&user, &format!("INSERT INTO {t} VALUES (1, 'x')"));
+        assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{t}: {}", r.body);
+        s.sql_as(&svc, &format!("INSERT INTO {t} VALUES (1, 'x')")).ok();
+    }
+    // Public tables are readable by users; private (and default, which is private) are not.
+    assert_eq!(s.sql_as(&user, "SELECT v FROM pub_t").ok().rows(0), vec![vec![json!("x")]]);
+    for t in ["priv_t", "default_t"] {
+        let r = s.sql_as(&user, &format!("SELECT * FROM {t}"));
+        assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{t}: {}", r.body);
+        let r = s.sql_as(&user, &format!("SELECT p.v FROM pub_t p JOIN {t} q ON p.id = q.id"));
+        assert_eq!(r.status, 403, "join through {t}: {}", r.body);
+        assert_eq!(s.sql_as(&svc, &format!("SELECT v FROM {t}")).ok().rows(0), vec![vec![json!("x")]]);
+    }
+    // Shared rows are the same for every reader.
+    let r = s.sql_as(&user, "UPDATE pub_t SET v = 'y'");
+    assert_eq!(r.status, 403, "{}", r.body);
+}
+
+#[test]
+fn system_tables_are_for_dba_and_never_show_password_hashes() {
+    let (s, alice, _bob) = setup();
+    let dba = s.create_user("d", "dba");
+    for t in ["system.users", "system.tables", "system.namespaces", "system.storages"] {
+        let r = s.sql_as(&alice, &format!("SELECT * FROM {t}"));
+        assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{t}: {}", r.body);
+        s.sql_as(&dba, &format!("SELECT * FROM {t}")).ok();
+    }
+    let r = s.sql_as(&dba, "SELECT * FROM system.users").ok();
+    let text = r.body.to_string();
+    assert!(!text.contains("argon2") && !text.contains("alice-pw"), "{text}");
+    let r = s.sql_as(&dba, "INSERT INTO system.users VALUES ('x', 'system', true, now(), now())");
+    assert!(r.status == 403 || r.status == 400, "{}", r.body);
+}
+
+#[test]
+fn ddl_and_user_management_need_dba() {
+    let (s, alice, _bob) = setup();
+    let svc = s.create_user("svc", "service");
+    for who in [&alice, &svc] {
+        for sql in [
+            "CREATE NAMESPACE x",
+            "CREATE TABLE t9 (a INT)",
+            "DROP TABLE app.notes",
+            "ALTER TABLE app.notes ADD COLUMN c INT",
+            "CREATE USER 'eve' WITH PASSWORD 'p' ROLE user",
+            "DROP USER 'bob'",
+        ] {
+            let r = s.sql_as(who, sql);
+            assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{sql}: {}", r.body);
+        }
+    }
+    let dba = s.create_user("d", "dba");
+    s.sql_as(&dba, "CREATE NAMESPACE x").ok();
+    // A dba cannot mint system users.
+    let r = s.sql_as(&dba, "CREATE USER 'god' WITH PASSWORD 'p' ROLE system");
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Users may change their own password, and the old one stops working.
+    s.sql_as(&alice, "ALTER USER 'alice' SET PASSWORD 'new-pw'").ok();
+    assert_eq!(s.sql_as(&alice, "SELECT 1").status, 401);
+    s.sql_as(&Auth::user("alice", "new-pw"), "SELECT 1").ok();
+}
+
+#[test]
+fn files_and_settings_statements_are_refused_for_non_system_roles() {
+    let s = TestServer::start();
+    let dba = s.create_user("d", "dba");
+    for sql in [
+        "CREATE EXTERNAL TABLE ext STORED AS CSV LOCATION '/etc/passwd'",
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let r = s.sql_as(&dba, sql);
+        assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{sql}: {}", r.body);
+    }
+    assert!(s.healthy());
+}

@@ -1,0 +1,116 @@
+//! UPDATE/DELETE by key and by predicate, versions, ALTER TABLE over existing rows.
+
+use kalamdb_tests::{Auth, TestServer};
+use serde_json::json;
+
+#[test]
+fn update_and_delete_by_key_and_predicate_latest_version_wins() {
+    let mut s = TestServer::start();
+    s.root("CREATE TABLE acct (id INT PRIMARY KEY, owner TEXT, balance BIGINT)");
+    s.root("INSERT INTO acct VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30), (4, 'd', 40)");
+    assert_eq!(s.root("UPDATE acct SET balance = balance + 1 WHERE id = 1").row_count(0), 1);
+    assert_eq!(s.root("UPDATE acct SET balance = balance * 2 WHERE balance >= 30").row_count(0), 2);
+    assert_eq!(s.root("UPDATE acct SET owner = 'z' WHERE id = 99").row_count(0), 0);
+    assert_eq!(s.root("DELETE FROM acct WHERE id = 2").row_count(0), 1);
+    assert_eq!(s.root("DELETE FROM acct WHERE id = 2").row_count(0), 0, "deleting twice deletes nothing");
+    let want = vec![
+        vec![json!(1), json!("a"), json!(11)],
+        vec![json!(3), json!("c"), json!(60)],
+        vec![json!(4), json!("d"), json!(80)],
+    ];
+    assert_eq!(s.root("SELECT * FROM acct ORDER BY id").rows(0), want);
+    // A deleted key never comes back, and can be inserted anew.
+    assert!(s.root("SELECT * FROM acct WHERE id = 2").rows(0).is_empty());
+    s.root("INSERT INTO acct VALUES (2, 'new', 0)");
+    assert_eq!(s.root("SELECT owner FROM acct WHERE id = 2").rows(0), vec![vec![json!("new")]]);
+    s.root("DELETE FROM acct WHERE owner = 'new'");
+    s.restart();
+    assert_eq!(s.root("SELECT * FROM acct ORDER BY id").rows(0), want);
+    // DELETE with a subquery deletes exactly the matching rows.
+    s.root("DELETE FROM acct WHERE id IN (SELECT id FROM acct WHERE balance > 70)");
+    assert_eq!(s.root("SELECT id FROM acct ORDER BY id").rows(0), vec![vec![json!(1)], vec![json!(3)]]);
+    // The primary key cannot be updated.
+    let r = s.sql_as(&Auth::root(), "UPDATE acct SET id = 5 WHERE id = 1");
+    assert_eq!((r.status, r.code()), (400, "UNSUPPORTED"), "{}", r.body);
+}
+
+#[test]
+fn tables_without_primary_key_get_a_hidden_row_id() {
+    let s = TestServer::start();
+    s.root("CREATE TABLE t1(a INTEGER, b TEXT)");
+    s.root("INSERT INTO t1 VALUES (1, 'x'), (1, 'x'), (2, 'y')");
+    let r = s.root("SELECT * FROM t1 ORDER BY a");
+    assert_eq!(r.body["results"][0]["schema"].as_array().unwrap().len(), 2, "no hidden column in SELECT *");
+    assert_eq!(r.rows(0).len(), 3, "duplicates are allowed without a primary key");
+    assert_eq!(s.root("UPDATE t1 SET b = 'z' WHERE a = 1").row_count(0), 2);
+    assert_eq!(s.root("DELETE FROM t1 WHERE b = 'y'").row_count(0), 1);
+    assert_eq!(s.root("SELECT a, b FROM t1").rows(0), vec![vec![json!(1), json!("z")]; 2]);
+}
+
+#[test]
+fn alter_table_add_and_drop_column_over_existing_rows() {
+    let mut s = TestServer::start();
+    s.root("CREATE TABLE items (id INT PRIMARY KEY, name TEXT, old TEXT)");
+    s.root("INSERT INTO items VALUES (1, 'one', 'x'), (2, 'two', 'y')");
+    s.root("ALTER TABLE items ADD COLUMN qty INT DEFAULT 7");
+    s.root("ALTER TABLE items ADD COLUMN note TEXT");
+    s.root("ALTER TABLE items DROP COLUMN old");
+    s.root("INSERT INTO items (id, name, qty, note) VALUES (3, 'three', 1, 'n')");
+    s.root("INSERT INTO items (id, name) VALUES (4, 'four')");
+    let want = vec![
+        vec![json!(1), json!("one"), json!(7), json!(null)],
+        vec![json!(2), json!("two"), json!(7), json!(null)],
+        vec![json!(3), json!("three"), json!(1), json!("n")],
+        vec![json!(4), json!("four"), json!(7), json!(null)],
+    ];
+    assert_eq!(s.root("SELECT * FROM items ORDER BY id").rows(0), want);
+    // Updating an old row rewrites it under the new schema.
+    s.root("UPDATE items SET note = 'u' WHERE id = 1");
+    s.restart();
+    let r = s.root("SELECT id, qty, note FROM items WHERE id = 1");
+    assert_eq!(r.rows(0), vec![vec![json!(1), json!(7), json!("u")]]);
+    let r = s.sql_as(&Auth::root(), "SELECT old FROM items");
+    assert_eq!(r.status, 400, "dropped column is gone: {}", r.body);
+    // Re-adding a dropped name gives a new, empty column (old values do not resurface).
+    s.root("ALTER TABLE items ADD COLUMN old TEXT");
+    assert_eq!(s.root("SELECT old FROM items WHERE id = 1").rows(0), vec![vec![json!(null)]]);
+    for bad in [
+        "ALTER TABLE items DROP COLUMN id",
+        "ALTER TABLE items ADD COLUMN name TEXT",
+        "ALTER TABLE items ADD COLUMN must TEXT NOT NULL",
+        "ALTER TABLE items DROP COLUMN nope",
+    ] {
+        let r = s.sql_as(&Auth::root(), bad);
+        assert!(r.status >= 400 && r.status < 500, "{bad}: {}", r.body);
+    }
+}
+
+#[test]
+fn insert_select_and_defaults() {
+    let s = TestServer::start();
+    s.root("CREATE TABLE src (id INT PRIMARY KEY, v TEXT)");
+    s.root("CREATE TABLE dst (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), v TEXT, at TIMESTAMP DEFAULT NOW(), u UUID DEFAULT UUID_V7(), n INT DEFAULT -3)");
+    s.root("INSERT INTO src VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+    assert_eq!(s.root("INSERT INTO dst (v) SELECT v FROM src WHERE id > 1").row_count(0), 2);
+    let r = s.root("SELECT id, v, at, u, n FROM dst ORDER BY v");
+    let rows = r.rows(0);
+    assert_eq!(rows.len(), 2);
+    assert_ne!(rows[0][0], rows[1][0], "SNOWFLAKE_ID() gives each row its own id");
+    assert!(rows[0][2].as_str().unwrap().starts_with("20"), "NOW() filled: {}", rows[0][2]);
+    assert_eq!(rows[0][3].as_str().unwrap().len(), 36);
+    assert_ne!(rows[0][3], rows[1][3]);
+    assert_eq!(rows[0][4], json!(-3));
+}
+
+#[test]
+fn stream_tables_expire_rows_after_ttl() {
+    let s = TestServer::start();
+    let alice = s.create_user("alice", "user");
+    s.root("CREATE STREAM TABLE ticks (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), v INT) WITH (TTL_SECONDS = 1)");
+    s.sql_as(&alice, "INSERT INTO ticks (v) VALUES (1), (2)").ok();
+    assert_eq!(s.sql_as(&alice, "SELECT count(*) FROM ticks").ok().rows(0), vec![vec![json!(2)]]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(s.sql_as(&alice, "SELECT count(*) FROM ticks").ok().rows(0), vec![vec![json!(0)]]);
+    let r = s.sql_as(&Auth::root(), "CREATE STREAM TABLE no_ttl (id INT)");
+    assert_eq!(r.status, 400, "{}", r.body);
+}
