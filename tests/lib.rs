@@ -79,6 +79,18 @@ impl Response {
         self.rows(n - 1)
     }
 
+    /// First row of result `i` as an object keyed by column name.
+    pub fn job_row(&self, i: usize) -> serde_json::Map<String, Value> {
+        let schema = self.body["results"][i]["schema"].as_array().expect("schema").clone();
+        let rows = self.rows(i);
+        let row = rows.first().unwrap_or_else(|| panic!("no row: {}", self.body));
+        schema
+            .iter()
+            .zip(row.iter())
+            .map(|(f, v)| (f["name"].as_str().unwrap_or("").to_string(), v.clone()))
+            .collect()
+    }
+
     pub fn row_count(&self, i: usize) -> u64 {
         self.body["results"][i]["row_count"].as_u64().expect("row_count")
     }
@@ -137,6 +149,56 @@ impl TestServer {
         &self.data_dir
     }
 
+    fn failpoints_file(&self) -> PathBuf {
+        self.data_dir.with_extension("failpoints")
+    }
+
+    /// Replace the server's active failpoints (`name=value` lines; "" clears them).
+    /// Takes effect at the server's next check, without a restart.
+    pub fn set_failpoints(&self, spec: &str) {
+        std::fs::write(self.failpoints_file(), spec).expect("write failpoints");
+    }
+
+    /// Change an environment variable for the next (re)start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Root of the Parquet cold store.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.data_dir.join("storage")
+    }
+
+    /// Run `STORAGE FLUSH TABLE t WAIT` as root and return the job's final row as an object.
+    pub fn flush_wait(&self, table: &str) -> serde_json::Map<String, Value> {
+        let r = self.root(&format!("STORAGE FLUSH TABLE {table} WAIT"));
+        r.job_row(0)
+    }
+
+    /// The system.jobs row of a job, as an object (None if it does not exist).
+    pub fn job(&self, job_id: &str) -> Option<serde_json::Map<String, Value>> {
+        let r = self.root(&format!("SELECT * FROM system.jobs WHERE job_id = '{job_id}'"));
+        if r.rows(0).is_empty() {
+            None
+        } else {
+            Some(r.job_row(0))
+        }
+    }
+
+    /// Poll a job until it has finished (or panic after `secs`).
+    pub fn wait_job(&self, job_id: &str, secs: u64) -> serde_json::Map<String, Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let j = self.job(job_id).expect("job row exists");
+            if matches!(j["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+                return j;
+            }
+            assert!(Instant::now() < deadline, "job {job_id} did not finish: {j:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn launch(&mut self) {
         for attempt in 0..5 {
             let port = free_port();
@@ -153,6 +215,7 @@ impl TestServer {
                 .env("KALAMDB_DATA_DIR", &self.data_dir)
                 .env("KALAMDB_ROOT_PASSWORD", ROOT_PASSWORD)
                 .env("KALAMDB_LOG", "info")
+                .env("KALAMDB_FAILPOINTS_FILE", self.failpoints_file())
                 // Run from a directory without backend/server.toml: built-in defaults + env only.
                 .current_dir(self.data_dir.parent().expect("parent"))
                 .stdin(Stdio::null())
@@ -276,6 +339,15 @@ impl Drop for TestServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            // The data dir is about to be deleted: show the server's log with the failure.
+            let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("---- server log (last 80 lines) ----");
+            for l in &lines[lines.len().saturating_sub(80)..] {
+                eprintln!("{l}");
+            }
         }
     }
 }

@@ -27,7 +27,7 @@ fn sql_errors_map_to_contract_codes() {
     expect(&s, &root, "DROP TABLE missing", 404, "TABLE_NOT_FOUND");
     expect(&s, &root, "CREATE TABLE t (id INT)", 409, "ALREADY_EXISTS");
     expect(&s, &root, "CREATE NAMESPACE default", 409, "ALREADY_EXISTS");
-    expect(&s, &root, "STORAGE FLUSH TABLE default.t", 400, "UNSUPPORTED");
+    expect(&s, &root, "KILL JOB 'FL-000000000000'", 404, "JOB_NOT_FOUND");
     expect(&s, &root, "CREATE TABLE g (id INT, p POINT)", 400, "UNSUPPORTED");
     expect(&s, &root, "CREATE TABLE ../etc (id INT)", 400, "INVALID_SQL");
     expect(&s, &root, "CREATE NAMESPACE \"../x\"", 400, "INVALID_PARAMETER");

@@ -3,6 +3,9 @@
 
 mod durability;
 mod errors;
+mod flush_basic;
+mod flush_failures;
+mod flush_queries;
 mod isolation;
 mod sql_surface;
 mod types;

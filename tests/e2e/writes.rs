@@ -106,10 +106,10 @@ fn insert_select_and_defaults() {
 fn stream_tables_expire_rows_after_ttl() {
     let s = TestServer::start();
     let alice = s.create_user("alice", "user");
-    s.root("CREATE STREAM TABLE ticks (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), v INT) WITH (TTL_SECONDS = 1)");
+    s.root("CREATE STREAM TABLE ticks (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), v INT) WITH (TTL_SECONDS = 2)");
     s.sql_as(&alice, "INSERT INTO ticks (v) VALUES (1), (2)").ok();
     assert_eq!(s.sql_as(&alice, "SELECT count(*) FROM ticks").ok().rows(0), vec![vec![json!(2)]]);
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    std::thread::sleep(std::time::Duration::from_millis(3100));
     assert_eq!(s.sql_as(&alice, "SELECT count(*) FROM ticks").ok().rows(0), vec![vec![json!(0)]]);
     let r = s.sql_as(&Auth::root(), "CREATE STREAM TABLE no_ttl (id INT)");
     assert_eq!(r.status, 400, "{}", r.body);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::keys::{now_millis, prefix_upper_bound, table_prefix};
-use crate::store::{Store, CF_CATALOG, CF_ROWS};
+use crate::store::{Store, CF_CATALOG, CF_FLUSHED, CF_ROWS};
 use crate::types::{DataType, Value};
 
 /// The namespace that always exists and holds unqualified tables.
@@ -517,6 +517,7 @@ impl Catalog {
         // A table id is never reused, but clear its key range in case an earlier crash left rows.
         let prefix = table_prefix(id);
         b.delete_range_cf(self.store.cf(CF_ROWS)?, &prefix, &prefix_upper_bound(&prefix));
+        b.delete_range_cf(self.store.cf(CF_FLUSHED)?, &prefix, &prefix_upper_bound(&prefix));
         self.store.write(b)?;
         let def = Arc::new(def);
         let mut st = self.state.write();
@@ -557,10 +558,17 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Delete a table's definition, hot rows, flushed-key index and manifests. Its Parquet
+    /// files become unreferenced and are removed by the caller or at the next start.
     fn delete_table_into(&self, b: &mut WriteBatch, t: &TableDef) -> Result<()> {
-        b.delete_cf(self.store.cf(CF_CATALOG)?, table_key(&t.namespace, &t.name));
+        let catalog = self.store.cf(CF_CATALOG)?;
+        b.delete_cf(catalog, table_key(&t.namespace, &t.name));
         let prefix = table_prefix(t.id);
-        b.delete_range_cf(self.store.cf(CF_ROWS)?, &prefix, &prefix_upper_bound(&prefix));
+        let upper = prefix_upper_bound(&prefix);
+        b.delete_range_cf(self.store.cf(CF_ROWS)?, &prefix, &upper);
+        b.delete_range_cf(self.store.cf(CF_FLUSHED)?, &prefix, &upper);
+        let mp = crate::manifest::table_manifest_prefix(t.id);
+        b.delete_range_cf(catalog, mp.as_bytes(), &prefix_upper_bound(mp.as_bytes()));
         Ok(())
     }
 

@@ -10,20 +10,32 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::SchemaRef;
 use parking_lot::Mutex;
 use rocksdb::WriteBatch;
 
-use crate::batch::{conform, value_at, ColumnBuilder};
+use crate::batch::{conform, value_at};
 use crate::catalog::{TableDef, TableKind};
-use crate::codec::{decode_row, encode_row, encode_tombstone, is_tombstone};
+use crate::codec::{encode_row, encode_tombstone, is_tombstone};
 use crate::error::{Error, Result};
 use crate::keys::{
     encode_pk, now_millis, prefix_upper_bound, row_key, scope_prefix, seq_millis, split_row_key,
     Scope, SeqGenerator,
 };
-use crate::store::{Store, CF_ROWS};
+use crate::cold::ColdStore;
+use crate::store::{Store, CF_FLUSHED, CF_ROWS};
 use crate::types::{DataType, Value};
+
+/// One version of a row, from the hot buffer or a Parquet segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowVersion {
+    /// Order-preserving primary-key encoding.
+    pub pk: Vec<u8>,
+    pub seq: u64,
+    /// Schema version whose layout `values` follow.
+    pub schema_version: u32,
+    /// None for a tombstone.
+    pub values: Option<Vec<Value>>,
+}
 
 /// Which rows of a scope a scan reads.
 #[derive(Debug, Clone, Default)]
@@ -47,8 +59,11 @@ pub enum ScanColumn {
 #[derive(Debug)]
 pub struct RowStore {
     store: Store,
+    cold: ColdStore,
     seq: Arc<SeqGenerator>,
     scope_locks: Mutex<HashMap<(u64, Scope), Arc<Mutex<()>>>>,
+    /// Row versions in the hot buffer per table id (for flush policies and system.tables).
+    buffered: Mutex<HashMap<u64, u64>>,
 }
 
 /// Check a value against its column type's rules (JSON must parse, UUIDs are normalised).
@@ -70,15 +85,52 @@ pub fn check_value(dt: &DataType, v: Value) -> Result<Value> {
 }
 
 impl RowStore {
-    pub fn new(store: Store, seq: Arc<SeqGenerator>) -> RowStore {
-        RowStore { store, seq, scope_locks: Mutex::new(HashMap::new()) }
+    pub fn new(store: Store, cold: ColdStore, seq: Arc<SeqGenerator>) -> RowStore {
+        RowStore { store, cold, seq, scope_locks: Mutex::new(HashMap::new()), buffered: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn cold(&self) -> &ColdStore {
+        &self.cold
+    }
+
+    /// Count the hot row versions of a table (at startup) into the buffered counter.
+    pub fn init_buffered(&self, table_id: u64) -> Result<u64> {
+        let n = self.count_versions(table_id)?;
+        self.buffered.lock().insert(table_id, n);
+        Ok(n)
+    }
+
+    /// Row versions of a table in the hot buffer.
+    pub fn buffered(&self, table_id: u64) -> u64 {
+        self.buffered.lock().get(&table_id).copied().unwrap_or(0)
+    }
+
+    fn note_written(&self, table_id: u64, versions: u64) {
+        *self.buffered.lock().entry(table_id).or_default() += versions;
+    }
+
+    /// A flush removed `versions` hot row versions of a table.
+    pub fn note_flushed(&self, table_id: u64, versions: u64) {
+        let mut b = self.buffered.lock();
+        let e = b.entry(table_id).or_default();
+        *e = e.saturating_sub(versions);
+    }
+
+    /// Forget a dropped table's counter.
+    pub fn forget_table(&self, table_id: u64) {
+        self.buffered.lock().remove(&table_id);
     }
 
     pub fn seq(&self) -> &SeqGenerator {
         &self.seq
     }
 
-    fn scope_lock(&self, table_id: u64, scope: &Scope) -> Arc<Mutex<()>> {
+    /// The lock that serialises writes to one scope (flushes take it while they commit).
+    pub fn scope_lock(&self, table_id: u64, scope: &Scope) -> Arc<Mutex<()>> {
         let mut locks = self.scope_locks.lock();
         if locks.len() > 100_000 {
             // Bound memory: drop locks nobody holds right now.
@@ -144,7 +196,8 @@ impl RowStore {
         Ok(pk)
     }
 
-    /// Whether the newest version of `pk` in the scope is a live (not deleted, not expired) row.
+    /// Whether the newest version of `pk` in the scope is a live (not deleted, not expired)
+    /// row: the newest hot version decides; without one, the flushed-key index does.
     fn is_live(&self, def: &TableDef, prefix: &[u8], pk: &[u8]) -> Result<bool> {
         let mut lower = prefix.to_vec();
         lower.extend_from_slice(pk);
@@ -164,7 +217,10 @@ impl RowStore {
             it.next();
         }
         it.status()?;
-        Ok(false)
+        match self.store.db().get_cf(self.store.cf(CF_FLUSHED)?, &lower)? {
+            Some(v) => Ok(v.first() == Some(&0)),
+            None => Ok(false),
+        }
     }
 
     /// Insert new rows (values in live-column order). Fails with CONSTRAINT_VIOLATION, writing
@@ -199,6 +255,7 @@ impl RowStore {
             batch.put_cf(cf, row_key(&prefix, &pk, seq), &buf);
         }
         self.store.write(batch)?;
+        self.note_written(def.id, rows.len() as u64);
         Ok(rows.len() as u64)
     }
 
@@ -229,6 +286,7 @@ impl RowStore {
             updated += 1;
         }
         self.store.write(batch)?;
+        self.note_written(def.id, updated);
         Ok(updated)
     }
 
@@ -252,96 +310,8 @@ impl RowStore {
             deleted += 1;
         }
         self.store.write(batch)?;
+        self.note_written(def.id, deleted);
         Ok(deleted)
-    }
-
-    /// Scan the latest live version of every row of one scope into Arrow batches of at most
-    /// `batch_rows` rows with `schema`, handing each to `emit`; `emit` returns false to stop.
-    pub fn scan(
-        &self,
-        def: &TableDef,
-        scope: &Scope,
-        columns: &[ScanColumn],
-        schema: SchemaRef,
-        range: &ScanRange,
-        batch_rows: usize,
-        mut emit: impl FnMut(RecordBatch) -> bool,
-    ) -> Result<()> {
-        let prefix = scope_prefix(def.id, scope);
-        let mut lower = prefix.clone();
-        if let Some(v) = &range.pk_equals {
-            lower.extend_from_slice(&Self::encode_key_value(v)?);
-        }
-        let upper = prefix_upper_bound(&lower);
-        let ro = Store::range_read_options(&lower, &upper);
-        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, ro);
-        it.seek(&lower);
-
-        let now = now_millis();
-        let mut layouts: HashMap<u32, Vec<Option<usize>>> = HashMap::new();
-        let mut builders: Vec<ColumnBuilder> = columns
-            .iter()
-            .map(|c| match c {
-                ScanColumn::Column { data_type, .. } => ColumnBuilder::new(data_type, batch_rows),
-                ScanColumn::RowId => ColumnBuilder::new(&DataType::BigInt, batch_rows),
-            })
-            .collect();
-        let mut in_batch = 0usize;
-        let mut total = 0usize;
-        let mut last_pk: Vec<u8> = Vec::new();
-        let mut have_last = false;
-        let limit = range.limit.unwrap_or(usize::MAX);
-        let pk_filter = range.pk_equals.as_ref().map(Self::encode_key_value).transpose()?;
-
-        while it.valid() && total < limit {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
-            let Some((pk, seq)) = split_row_key(k, prefix.len()) else {
-                return Err(Error::Internal("malformed row key".into()));
-            };
-            if have_last && pk == last_pk.as_slice() {
-                it.next();
-                continue; // an older version of a key already handled
-            }
-            last_pk.clear();
-            last_pk.extend_from_slice(pk);
-            have_last = true;
-            if pk_filter.as_ref().is_some_and(|f| f.as_slice() != pk)
-                || is_tombstone(v)
-                || expired(def, seq, now)
-            {
-                it.next();
-                continue;
-            }
-            let row = decode_row(v)?;
-            let values = row.values.unwrap_or_default();
-            let layout = layouts
-                .entry(row.schema_version)
-                .or_insert_with(|| projection_layout(def, row.schema_version, columns));
-            for (i, c) in columns.iter().enumerate() {
-                match c {
-                    ScanColumn::RowId => builders[i].append(&decode_rowid(pk)?)?,
-                    ScanColumn::Column { value_for_older_rows, .. } => match layout[i] {
-                        Some(pos) => builders[i].append(values.get(pos).unwrap_or(&Value::Null))?,
-                        None => builders[i]
-                            .append(value_for_older_rows.as_ref().unwrap_or(&Value::Null))?,
-                    },
-                }
-            }
-            in_batch += 1;
-            total += 1;
-            if in_batch == batch_rows {
-                if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
-                    return Ok(());
-                }
-                in_batch = 0;
-            }
-            it.next();
-        }
-        it.status()?;
-        if in_batch > 0 {
-            emit(finish_batch(&schema, &mut builders, in_batch)?);
-        }
-        Ok(())
     }
 
     /// Number of row versions (live, superseded and tombstones) of a table in the hot buffer.
@@ -361,34 +331,16 @@ impl RowStore {
     }
 }
 
-/// For each scan column, its position among the values of a row written at `version`.
-fn projection_layout(def: &TableDef, version: u32, columns: &[ScanColumn]) -> Vec<Option<usize>> {
-    let layout = def.layout_at(version);
-    columns
-        .iter()
-        .map(|c| match c {
-            ScanColumn::Column { id, .. } => layout.iter().position(|x| x == id),
-            ScanColumn::RowId => None,
-        })
-        .collect()
-}
-
-fn decode_rowid(pk: &[u8]) -> Result<Value> {
+pub(crate) fn decode_rowid(pk: &[u8]) -> Result<Value> {
     let b: [u8; 8] = pk.try_into().map_err(|_| Error::Internal("malformed row id".into()))?;
     Ok(Value::BigInt((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
 }
 
-fn expired(def: &TableDef, seq: u64, now_ms: u64) -> bool {
+pub(crate) fn expired(def: &TableDef, seq: u64, now_ms: u64) -> bool {
     match (def.kind, def.options.ttl_seconds) {
         (TableKind::Stream, Some(ttl)) => seq_millis(seq).saturating_add(ttl * 1000) <= now_ms,
         _ => false,
     }
-}
-
-fn finish_batch(schema: &SchemaRef, builders: &mut [ColumnBuilder], rows: usize) -> Result<RecordBatch> {
-    let arrays = builders.iter_mut().map(|b| b.finish()).collect::<Result<Vec<_>>>()?;
-    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &opts)?)
 }
 
 /// Short text of a value for error messages.

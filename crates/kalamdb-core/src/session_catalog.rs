@@ -113,6 +113,15 @@ impl SchemaProvider for SystemSchema {
         if !SYSTEM_TABLES.contains(&name) {
             return Ok(None);
         }
+        if name == "jobs" {
+            // Everyone may query jobs; below dba, only the jobs they created.
+            let mut jobs = crate::jobs::list_jobs(&self.db.store).map_err(df_error)?;
+            if self.principal.role < Role::Dba {
+                jobs.retain(|j| j.created_by == self.principal.user_id);
+            }
+            let t = crate::system_tables::jobs_table(&jobs).map_err(df_error)?;
+            return Ok(Some(t as Arc<dyn TableProvider>));
+        }
         if self.principal.role < Role::Dba {
             return Err(df_error(Error::PermissionDenied(format!(
                 "role '{}' may not read system.{name}",

@@ -1,8 +1,9 @@
 //! The RocksDB instance behind the hot buffer and the catalog.
 //!
-//! Two column families: `catalog` (namespaces, tables, users, storages, server metadata;
-//! small values, serde JSON) and `rows` (row versions keyed as described in [`crate::keys`],
-//! values from [`crate::codec`]). Every write that acknowledges a client's statement goes
+//! Three column families: `catalog` (namespaces, tables, users, storages, manifests, jobs,
+//! server metadata; small values, serde JSON), `rows` (the hot buffer: row versions keyed as
+//! described in [`crate::keys`], values from [`crate::codec`]) and `flushed` (which primary
+//! keys live in Parquet). Every write that acknowledges a client's statement goes
 //! through [`Store::write`], which syncs the WAL before returning; RocksDB groups concurrent
 //! synced writers into one fsync (group commit).
 
@@ -18,6 +19,9 @@ use crate::error::{Error, Result};
 
 pub const CF_CATALOG: &str = "catalog";
 pub const CF_ROWS: &str = "rows";
+/// Index of flushed primary keys: `scope prefix | pk` -> `[deleted: u8][seq: u64 BE]` of the
+/// version held in Parquet, so key checks need no Parquet read.
+pub const CF_FLUSHED: &str = "flushed";
 
 /// Shared handle to the database.
 #[derive(Clone)]
@@ -50,6 +54,7 @@ impl Store {
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_CATALOG, Options::default()),
             ColumnFamilyDescriptor::new(CF_ROWS, rows_opts),
+            ColumnFamilyDescriptor::new(CF_FLUSHED, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         Ok(Store { db: Arc::new(db) })

@@ -14,10 +14,11 @@ use datafusion::catalog::MemTable;
 
 use crate::catalog::{Catalog, TableKind};
 use crate::error::Result;
+use crate::jobs::JobRecord;
 use crate::rows::RowStore;
 
 /// Names of the tables in the `system` schema.
-pub const SYSTEM_TABLES: &[&str] = &["namespaces", "tables", "users", "storages"];
+pub const SYSTEM_TABLES: &[&str] = &["namespaces", "tables", "users", "storages", "jobs"];
 /// Names of the tables in the `information_schema` schema.
 pub const INFORMATION_SCHEMA_TABLES: &[&str] = &["tables", "columns"];
 /// Catalog name reported by information_schema.
@@ -41,6 +42,10 @@ fn ts_type() -> ArrowType {
     ArrowType::Timestamp(TimeUnit::Microsecond, None)
 }
 
+fn record_batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
 fn mem_table(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Arc<MemTable>> {
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
@@ -49,7 +54,64 @@ fn mem_table(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Arc<MemTable>
     Ok(Arc::new(table))
 }
 
-/// Build `system.<name>`; None if there is no such table.
+fn opt_ts(ms: Vec<Option<u64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(
+        ms.into_iter().map(|m| m.map(|m| m as i64 * 1000)).collect::<Vec<_>>(),
+    ))
+}
+
+/// Build `system.jobs` from job rows (already filtered to what the caller may see).
+pub fn jobs_table(jobs: &[JobRecord]) -> Result<Arc<MemTable>> {
+    let batch = jobs_batch(jobs)?;
+    MemTable::try_new(batch.schema(), vec![vec![batch]])
+        .map(Arc::new)
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))
+}
+
+/// The rows of `system.jobs` for these jobs, as one batch.
+pub fn jobs_batch(jobs: &[JobRecord]) -> Result<RecordBatch> {
+    let t = |f: fn(&JobRecord) -> String| text(jobs.iter().map(f).collect());
+    record_batch(
+        vec![
+            f("job_id", ArrowType::Utf8, false),
+            f("job_type", ArrowType::Utf8, false),
+            f("status", ArrowType::Utf8, false),
+            f("namespace", ArrowType::Utf8, false),
+            f("table_name", ArrowType::Utf8, false),
+            f("parameters", ArrowType::Utf8, false),
+            f("result", ArrowType::Utf8, true),
+            f("error_message", ArrowType::Utf8, true),
+            f("attempt", ArrowType::Int32, false),
+            f("max_attempts", ArrowType::Int32, false),
+            f("created_by", ArrowType::Utf8, false),
+            f("created_at", ts_type(), false),
+            f("started_at", ts_type(), true),
+            f("completed_at", ts_type(), true),
+            f("duration_ms", ArrowType::Int64, true),
+            f("node_id", ArrowType::Utf8, false),
+        ],
+        vec![
+            t(|j| j.job_id.clone()),
+            t(|j| j.job_type.clone()),
+            t(|j| j.status.to_string()),
+            t(|j| j.namespace.clone()),
+            t(|j| j.table_name.clone()),
+            t(|j| j.parameters.clone()),
+            opt_text(jobs.iter().map(|j| j.result.clone()).collect()),
+            opt_text(jobs.iter().map(|j| j.error_message.clone()).collect()),
+            Arc::new(Int32Array::from(jobs.iter().map(|j| j.attempt as i32).collect::<Vec<_>>())),
+            Arc::new(Int32Array::from(jobs.iter().map(|j| j.max_attempts as i32).collect::<Vec<_>>())),
+            t(|j| j.created_by.clone()),
+            ts(jobs.iter().map(|j| j.created_at_ms).collect()),
+            opt_ts(jobs.iter().map(|j| j.started_at_ms).collect()),
+            opt_ts(jobs.iter().map(|j| j.completed_at_ms).collect()),
+            Arc::new(Int64Array::from(jobs.iter().map(|j| j.duration_ms.map(|d| d as i64)).collect::<Vec<_>>())),
+            t(|j| j.node_id.clone()),
+        ],
+    )
+}
+
+/// Build `system.<name>` (except `jobs`, see [`jobs_table`]); None if there is no such table.
 pub fn system_table(name: &str, catalog: &Catalog, rows: &RowStore) -> Result<Option<Arc<MemTable>>> {
     Ok(Some(match name {
         "namespaces" => {
@@ -72,8 +134,11 @@ pub fn system_table(name: &str, catalog: &Catalog, rows: &RowStore) -> Result<Op
         "tables" => {
             let tables = catalog.tables();
             let mut buffered = Vec::with_capacity(tables.len());
+            let mut flushed = Vec::with_capacity(tables.len());
             for t in &tables {
-                buffered.push(rows.count_versions(t.id)? as i64);
+                buffered.push(rows.buffered(t.id) as i64);
+                let manifests = crate::manifest::load_table(rows.store(), t.id)?;
+                flushed.push(manifests.iter().map(|(_, m)| m.rows()).sum::<u64>() as i64);
             }
             let columns_json: Vec<String> = tables
                 .iter()
@@ -119,7 +184,7 @@ pub fn system_table(name: &str, catalog: &Catalog, rows: &RowStore) -> Result<Op
                             .collect(),
                     ),
                     Arc::new(Int64Array::from(buffered)),
-                    Arc::new(Int64Array::from(vec![0i64; tables.len()])),
+                    Arc::new(Int64Array::from(flushed)),
                     Arc::new(Int32Array::from(
                         tables.iter().map(|t| t.schema_version as i32).collect::<Vec<_>>(),
                     )),

@@ -15,7 +15,57 @@ pub struct Config {
     pub storage: StorageSection,
     pub auth: AuthSection,
     pub limits: LimitsSection,
+    pub flush: FlushSection,
+    pub jobs: JobsSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlushSection {
+    /// Most rows per Parquet segment file (bounds a flush's memory).
+    pub segment_rows: usize,
+    /// Policy of tables without FLUSH_POLICY: `rows:N,interval:S`, or "" for none.
+    pub default_policy: String,
+    /// How often the policy scheduler looks at the tables, in milliseconds.
+    pub policy_check_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSection {
+    /// Jobs running at once.
+    pub max_concurrent: usize,
+    /// Attempts of a flush job for scopes that fail (1 = no retry).
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubles for each further one.
+    pub retry_backoff_ms: u64,
+    /// Finished jobs are deleted from system.jobs after this many seconds.
+    pub retention_secs: u64,
+    /// This server's name in system.jobs.node_id.
+    pub node_id: String,
+}
+
+impl Default for FlushSection {
+    fn default() -> FlushSection {
+        FlushSection {
+            segment_rows: 100_000,
+            default_policy: "rows:100000,interval:300".into(),
+            policy_check_interval_ms: 1000,
+        }
+    }
+}
+
+impl Default for JobsSection {
+    fn default() -> JobsSection {
+        JobsSection {
+            max_concurrent: 2,
+            max_attempts: 3,
+            retry_backoff_ms: 1000,
+            retention_secs: 7 * 24 * 3600,
+            node_id: "node-1".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +120,8 @@ impl Default for Config {
             storage: StorageSection::default(),
             auth: AuthSection::default(),
             limits: LimitsSection::default(),
+            flush: FlushSection::default(),
+            jobs: JobsSection::default(),
             log: LogSection::default(),
         }
     }
@@ -159,6 +211,21 @@ impl Config {
         if let Some(v) = get("KALAMDB_LOG") {
             self.log.level = v;
         }
+        if let Some(v) = get("KALAMDB_FLUSH_DEFAULT_POLICY") {
+            self.flush.default_policy = v;
+        }
+        if let Some(v) = get("KALAMDB_FLUSH_SEGMENT_ROWS") {
+            self.flush.segment_rows =
+                v.parse().map_err(|_| format!("KALAMDB_FLUSH_SEGMENT_ROWS: '{v}' is not a number"))?;
+        }
+        if let Some(v) = get("KALAMDB_JOBS_MAX_ATTEMPTS") {
+            self.jobs.max_attempts =
+                v.parse().map_err(|_| format!("KALAMDB_JOBS_MAX_ATTEMPTS: '{v}' is not a number"))?;
+        }
+        if let Some(v) = get("KALAMDB_JOBS_RETRY_BACKOFF_MS") {
+            self.jobs.retry_backoff_ms =
+                v.parse().map_err(|_| format!("KALAMDB_JOBS_RETRY_BACKOFF_MS: '{v}' is not a number"))?;
+        }
         if let Some(v) = get("KALAMDB_LOG_FORMAT") {
             self.log.format = v;
         }
@@ -181,10 +248,42 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(format!("log.format must be 'text' or 'json', not '{}'", self.log.format));
         }
+        if self.flush.segment_rows == 0 || self.flush.segment_rows > 10_000_000 {
+            return Err("flush.segment_rows must be between 1 and 10000000".into());
+        }
+        if !self.flush.default_policy.is_empty() {
+            kalamdb_core::policy::FlushPolicy::parse(&self.flush.default_policy)
+                .map_err(|e| format!("flush.default_policy: {e}"))?;
+        }
+        if self.flush.policy_check_interval_ms == 0 {
+            return Err("flush.policy_check_interval_ms must be greater than 0".into());
+        }
+        if self.jobs.max_concurrent == 0 || self.jobs.max_attempts == 0 {
+            return Err("jobs.max_concurrent and jobs.max_attempts must be greater than 0".into());
+        }
         if self.auth.token_ttl_secs == 0 {
             return Err("auth.token_ttl_secs must be greater than 0".into());
         }
         Ok(())
+    }
+
+    pub fn job_settings(&self) -> kalamdb_core::jobs::JobSettings {
+        kalamdb_core::jobs::JobSettings {
+            max_concurrent: self.jobs.max_concurrent,
+            max_attempts: self.jobs.max_attempts,
+            retry_backoff_ms: self.jobs.retry_backoff_ms,
+            retention_secs: self.jobs.retention_secs,
+            segment_rows: self.flush.segment_rows,
+            node_id: self.jobs.node_id.clone(),
+        }
+    }
+
+    pub fn default_flush_policy(&self) -> kalamdb_core::policy::FlushPolicy {
+        if self.flush.default_policy.is_empty() {
+            kalamdb_core::policy::FlushPolicy::default()
+        } else {
+            kalamdb_core::policy::FlushPolicy::parse(&self.flush.default_policy).unwrap_or_default()
+        }
     }
 
     pub fn engine_limits(&self) -> kalamdb_sql::Limits {

@@ -306,5 +306,21 @@ fn render_output(out: &StatementOutput) -> Json_ {
             json!({"row_count": row_count, "message": message})
         }
         StatementOutput::Message(m) => json!({"row_count": 0, "message": m}),
+        StatementOutput::Job { message, job_ids, job } => {
+            let mut out = match job {
+                Some((schema, batches)) => render_output(&StatementOutput::Rows {
+                    schema: schema.clone(),
+                    batches: batches.clone(),
+                    row_count: batches.iter().map(|b| b.num_rows()).sum(),
+                }),
+                None => json!({"row_count": 0}),
+            };
+            out["message"] = json!(message);
+            match job_ids.as_slice() {
+                [one] => out["job_id"] = json!(one),
+                _ => out["job_ids"] = json!(job_ids),
+            }
+            out
+        }
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use kalamdb_core::catalog::ROOT_USER;
 use kalamdb_core::db::Db;
+use kalamdb_core::jobs::JobManager;
 use kalamdb_core::keys::now_millis;
 use kalamdb_core::password::{hash_password, verify_password};
 use kalamdb_sql::Engine;
@@ -94,7 +95,14 @@ async fn run(config: Config) -> Result<(), String> {
     if config.auth.root_password.is_none() {
         tracing::warn!("KALAMDB_ROOT_PASSWORD is not set: root has no password and may log in from loopback only");
     }
-    let engine = Engine::new(db.clone(), config.engine_limits()).map_err(|e| e.to_string())?;
+    let jobs = JobManager::start(db.clone(), config.job_settings()).map_err(|e| e.to_string())?;
+    tokio::spawn(kalamdb_core::policy::run_scheduler(
+        db.clone(),
+        jobs.clone(),
+        config.default_flush_policy(),
+        Duration::from_millis(config.flush.policy_check_interval_ms),
+    ));
+    let engine = Engine::new(db.clone(), jobs, config.engine_limits()).map_err(|e| e.to_string())?;
     let auth = auth::Authenticator::new(db.catalog.clone(), config.auth.token_ttl_secs)
         .map_err(|e| e.to_string())?;
     let state = Arc::new(http::AppState {

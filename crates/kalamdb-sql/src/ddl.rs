@@ -39,7 +39,13 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
         }
         KalamStatement::DropNamespace { name, if_exists, cascade } => {
             p.check_admin("drop namespaces")?;
+            let tables = db.catalog.tables_in(&name);
             let dropped = db.catalog.drop_namespace(&name, if_exists, cascade)?;
+            if dropped {
+                for t in tables {
+                    remove_table_files(db, t.id, &t.namespace, &t.name);
+                }
+            }
             Ok(message(if dropped {
                 format!("Namespace '{name}' dropped")
             } else {
@@ -55,7 +61,11 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
         KalamStatement::DropTable { table, if_exists } => {
             p.check_admin("drop tables")?;
             let (ns, name) = resolve(caller, &table);
+            let id = db.catalog.table(&ns, &name).map(|t| t.id);
             let dropped = db.catalog.drop_table(&ns, &name, if_exists)?;
+            if let Some(id) = id.filter(|_| dropped) {
+                remove_table_files(db, id, &ns, &name);
+            }
             Ok(message(if dropped {
                 format!("Table '{ns}.{name}' dropped")
             } else {
@@ -168,9 +178,28 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                 }
             }
         }
-        KalamStatement::ExecuteAs { .. } | KalamStatement::JobCommand { .. } => {
+        KalamStatement::ExecuteAs { .. }
+        | KalamStatement::FlushTable { .. }
+        | KalamStatement::FlushAll { .. }
+        | KalamStatement::KillJob { .. } => {
             Err(Error::Internal("statement routed to the wrong executor".into()))
         }
+    }
+}
+
+/// Delete a dropped table's Parquet files (best effort: startup removes what is left).
+fn remove_table_files(db: &Db, table_id: u64, ns: &str, name: &str) {
+    db.rows.forget_table(table_id);
+    let cold = db.rows.cold();
+    match cold.list(Some(&format!("{ns}/{name}"))) {
+        Ok(paths) => {
+            for p in paths {
+                if let Err(e) = cold.delete(&p) {
+                    tracing::warn!(path = %p, error = %e, "could not delete a dropped table's file");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(table = %format!("{ns}.{name}"), error = %e, "could not list a dropped table's files"),
     }
 }
 
@@ -327,7 +356,7 @@ fn table_options(kind: TableKind, raw: &[(String, String)]) -> Result<TableOptio
                 if kind == TableKind::Stream {
                     return Err(Error::InvalidParameter("STREAM tables are never flushed; FLUSH_POLICY does not apply".into()));
                 }
-                validate_flush_policy(v)?;
+                kalamdb_core::policy::FlushPolicy::parse(v)?;
                 o.flush_policy = Some(v.clone());
             }
             "ACCESS_LEVEL" => {
@@ -362,27 +391,6 @@ fn table_options(kind: TableKind, raw: &[(String, String)]) -> Result<TableOptio
         return Err(Error::InvalidParameter("STREAM tables need WITH (TTL_SECONDS = n)".into()));
     }
     Ok(o)
-}
-
-/// `rows:N,interval:S` (either part may be omitted, each at most once, both positive).
-pub fn validate_flush_policy(v: &str) -> Result<()> {
-    let bad = || {
-        Error::InvalidParameter(format!(
-            "FLUSH_POLICY must look like 'rows:10000,interval:300', not '{}'",
-            short(v)
-        ))
-    };
-    let mut seen = Vec::new();
-    for part in v.split(',') {
-        let (k, n) = part.trim().split_once(':').ok_or_else(bad)?;
-        let k = k.trim().to_ascii_lowercase();
-        let n: u64 = n.trim().parse().map_err(|_| bad())?;
-        if !(k == "rows" || k == "interval") || n == 0 || seen.contains(&k) {
-            return Err(bad());
-        }
-        seen.push(k);
-    }
-    Ok(())
 }
 
 fn alter_table(db: &Db, caller: &Caller, table: TableName, op: AlterTableOp) -> Result<StatementOutput> {
@@ -471,19 +479,5 @@ fn now_value(dt: &DataType) -> Value {
     match dt {
         DataType::Date => Value::Date((ms / 86_400_000) as i32),
         _ => Value::Timestamp(ms * 1000),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flush_policies_are_checked() {
-        validate_flush_policy("rows:10000,interval:300").unwrap();
-        validate_flush_policy("interval:5").unwrap();
-        for bad in ["", "rows:0", "rows:x", "bytes:5", "rows:1,rows:2"] {
-            assert!(validate_flush_policy(bad).is_err(), "{bad}");
-        }
     }
 }

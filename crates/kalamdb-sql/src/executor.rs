@@ -20,7 +20,8 @@ use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use futures::StreamExt;
 use kalamdb_core::access::Principal;
-use kalamdb_core::catalog::{Role, ROWID_COLUMN};
+use kalamdb_core::catalog::{Role, TableKind, ROWID_COLUMN};
+use kalamdb_core::jobs::{FlushTrigger, JobManager};
 use kalamdb_core::db::Db;
 use kalamdb_core::provider::KalamTable;
 use kalamdb_core::rows::RowStore;
@@ -75,6 +76,8 @@ pub enum StatementOutput {
     Affected { row_count: u64, message: String },
     /// DDL and commands.
     Message(String),
+    /// A job command: the job ids it concerns and, for `WAIT`, the job's final system.jobs row.
+    Job { message: String, job_ids: Vec<String>, job: Option<(SchemaRef, Vec<RecordBatch>)> },
 }
 
 /// Results of a request: one output per successful statement, and the first error.
@@ -88,6 +91,7 @@ pub struct RequestOutcome {
 /// Executes SQL for callers.
 pub struct Engine {
     db: Arc<Db>,
+    jobs: Arc<JobManager>,
     base_state: SessionState,
     limits: Limits,
 }
@@ -99,7 +103,7 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    pub fn new(db: Arc<Db>, limits: Limits) -> Result<Engine> {
+    pub fn new(db: Arc<Db>, jobs: Arc<JobManager>, limits: Limits) -> Result<Engine> {
         let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.query_memory_bytes, 1.0)
             .build_arc()
@@ -115,7 +119,7 @@ impl Engine {
         base_state
             .register_udf(Arc::new(db.uuid_v7_udf.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Engine { db, base_state, limits })
+        Ok(Engine { db, jobs, base_state, limits })
     }
 
     pub fn db(&self) -> &Arc<Db> {
@@ -191,10 +195,22 @@ impl Engine {
                 let target = self.impersonate(caller, &user_id)?;
                 Box::pin(self.execute_statement(&target, &statement, params, false)).await
             }
-            Some(KalamStatement::JobCommand { text }) => Err(Error::Unsupported(format!(
-                "'{}' is not available yet in this version",
-                kalamdb_core::catalog::truncate_for_message(&text)
-            ))),
+            Some(KalamStatement::FlushTable { table, wait }) => {
+                self.flush_table(caller, &table, wait).await
+            }
+            Some(KalamStatement::FlushAll { namespace }) => self.flush_all(caller, namespace.as_deref()),
+            Some(KalamStatement::KillJob { job_id }) => {
+                let job = self.jobs.kill(&job_id, &caller.principal)?;
+                Ok(StatementOutput::Job {
+                    message: if job.status.is_finished() {
+                        format!("Job '{job_id}' already ended with status {}", job.status)
+                    } else {
+                        format!("Job '{job_id}' will stop at the next user boundary")
+                    },
+                    job_ids: vec![job_id],
+                    job: None,
+                })
+            }
             Some(stmt) => {
                 if !params.is_empty() {
                     return Err(Error::InvalidParameter(
@@ -209,6 +225,66 @@ impl Engine {
             }
             None => self.execute_datafusion(caller, sql, params).await,
         }
+    }
+
+    fn flush_target(&self, caller: &Caller, table: &crate::parser::TableName) -> Result<Arc<kalamdb_core::catalog::TableDef>> {
+        if caller.principal.role < Role::Service {
+            return Err(Error::PermissionDenied("flush commands need the service role or above".into()));
+        }
+        let ns = table.namespace.clone().unwrap_or_else(|| caller.namespace.clone());
+        if self.db.catalog.namespace(&ns).is_none() {
+            return Err(Error::NamespaceNotFound(ns));
+        }
+        self.db.catalog.table(&ns, &table.name).ok_or_else(|| Error::TableNotFound(format!("{ns}.{}", table.name)))
+    }
+
+    async fn flush_table(&self, caller: &Caller, table: &crate::parser::TableName, wait: bool) -> Result<StatementOutput> {
+        let def = self.flush_target(caller, table)?;
+        let name = def.qualified_name();
+        let (job_id, _created) = self.jobs.start_flush(def, &caller.principal.user_id, FlushTrigger::Manual)?;
+        if !wait {
+            return Ok(StatementOutput::Job {
+                message: format!("Flush started for table '{name}'. Job ID: {job_id}"),
+                job_ids: vec![job_id],
+                job: None,
+            });
+        }
+        let job = self.jobs.wait(&job_id).await?;
+        let batch = kalamdb_core::system_tables::jobs_batch(std::slice::from_ref(&job))?;
+        let schema = batch.schema();
+        let batches = vec![batch];
+        Ok(StatementOutput::Job {
+            message: format!("Flush of table '{name}' finished with status {}. Job ID: {job_id}", job.status),
+            job_ids: vec![job_id],
+            job: Some((schema, batches)),
+        })
+    }
+
+    fn flush_all(&self, caller: &Caller, namespace: Option<&str>) -> Result<StatementOutput> {
+        if caller.principal.role < Role::Service {
+            return Err(Error::PermissionDenied("flush commands need the service role or above".into()));
+        }
+        let tables = match namespace {
+            Some(ns) => {
+                if self.db.catalog.namespace(ns).is_none() {
+                    return Err(Error::NamespaceNotFound(ns.to_string()));
+                }
+                self.db.catalog.tables_in(ns)
+            }
+            None => self.db.catalog.tables(),
+        };
+        let mut ids = Vec::new();
+        for def in tables {
+            if !matches!(def.kind, TableKind::User | TableKind::Shared) || self.db.rows.buffered(def.id) == 0 {
+                continue;
+            }
+            ids.push(self.jobs.start_flush(def, &caller.principal.user_id, FlushTrigger::Manual)?.0);
+        }
+        Ok(StatementOutput::Job {
+            message: format!("Flush started for {} table(s)", ids.len()),
+            job_ids: ids,
+            job: None,
+        })
     }
 
     /// The caller to run an `EXECUTE AS USER` body as.

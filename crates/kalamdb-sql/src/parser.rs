@@ -77,8 +77,12 @@ pub enum KalamStatement {
     DropUser { user_id: String, if_exists: bool },
     /// `EXECUTE AS USER 'u' (<statement>)`; `statement` is the inner SQL text.
     ExecuteAs { user_id: String, statement: String },
-    /// `STORAGE ...` and `KILL JOB` (not available yet).
-    JobCommand { text: String },
+    /// `STORAGE FLUSH TABLE t [WAIT]`.
+    FlushTable { table: TableName, wait: bool },
+    /// `STORAGE FLUSH ALL [IN ns]`.
+    FlushAll { namespace: Option<String> },
+    /// `KILL JOB 'FL-...'`.
+    KillJob { job_id: String },
 }
 
 /// Parse `sql` (one statement) if it is a KalamDB statement.
@@ -108,8 +112,10 @@ pub fn parse_kalam_statement(sql: &str) -> Result<Option<KalamStatement>> {
         (Some("SHOW"), Some("TABLES")) => parse_show_tables(&mut c)?,
         (Some("DESCRIBE" | "DESC"), _) => parse_describe(&mut c)?,
         (Some("EXECUTE"), Some("AS")) => parse_execute_as(&mut c, sql)?,
-        (Some("STORAGE"), _) | (Some("KILL"), Some("JOB")) => {
-            return Ok(Some(KalamStatement::JobCommand { text: sql.to_string() }))
+        (Some("STORAGE"), _) => parse_storage(&mut c)?,
+        (Some("KILL"), Some("JOB")) => {
+            c.advance(2);
+            KalamStatement::KillJob { job_id: c.string_or_word("a job id")? }
         }
         _ => return Ok(None),
     };
@@ -279,6 +285,19 @@ impl Cursor {
             self.error("end of statement")
         }
     }
+}
+
+fn parse_storage(c: &mut Cursor) -> Result<KalamStatement> {
+    c.expect_kw("STORAGE")?;
+    c.expect_kw("FLUSH")?;
+    if c.eat_kw("ALL") {
+        let namespace = if c.eat_kw("IN") { Some(c.ident("a namespace name")?) } else { None };
+        return Ok(KalamStatement::FlushAll { namespace });
+    }
+    c.expect_kw("TABLE")?;
+    let table = c.table_name()?;
+    let wait = c.eat_kw("WAIT");
+    Ok(KalamStatement::FlushTable { table, wait })
 }
 
 fn parse_create_namespace(c: &mut Cursor) -> Result<KalamStatement> {
@@ -647,6 +666,19 @@ mod tests {
             parse("ALTER USER 'bob' SET ROLE dba"),
             KalamStatement::AlterUser { user_id: "bob".into(), op: AlterUserOp::Role(Role::Dba) }
         );
+    }
+
+    #[test]
+    fn storage_and_job_commands() {
+        assert_eq!(
+            parse("STORAGE FLUSH TABLE app.t WAIT"),
+            KalamStatement::FlushTable {
+                table: TableName { namespace: Some("app".into()), name: "t".into() },
+                wait: true
+            }
+        );
+        assert_eq!(parse("STORAGE FLUSH ALL IN app"), KalamStatement::FlushAll { namespace: Some("app".into()) });
+        assert_eq!(parse("KILL JOB 'FL-0123456789ab'"), KalamStatement::KillJob { job_id: "FL-0123456789ab".into() });
     }
 
     #[test]

@@ -1,0 +1,146 @@
+//! The cold store: Parquet segment files behind `object_store`.
+//!
+//! Segments live at `{namespace}/{table}/{user_id | "shared"}/batch-{n}.parquet` under the
+//! store's root (`{data_dir}/storage` for the local default). A `put` is invisible until it is
+//! complete (object_store writes a staged file and renames it); for the local filesystem we
+//! also fsync the file and its directory before a segment is committed to a manifest, so a
+//! committed segment survives a crash. This module does no Parquet encoding; see
+//! [`crate::segment`].
+//!
+//! Calls block the current thread (they run object_store futures on the tokio runtime), so
+//! they must be made from blocking threads (`spawn_blocking`), never from async tasks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error::{Error, Result};
+use crate::keys::Scope;
+
+/// Handle to the cold store.
+#[derive(Debug, Clone)]
+pub struct ColdStore {
+    store: Arc<dyn ObjectStore>,
+    /// Root directory when the store is the local filesystem (for fsync).
+    local_root: Option<PathBuf>,
+}
+
+fn storage_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("{what}: {e}"))
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => h.block_on(f),
+        Err(_) => futures::executor::block_on(f),
+    }
+}
+
+impl ColdStore {
+    /// The local-filesystem cold store rooted at `root` (created if missing).
+    pub fn local(root: PathBuf) -> Result<ColdStore> {
+        std::fs::create_dir_all(&root)
+            .map_err(|e| storage_error(&format!("cannot create {}", root.display()), e))?;
+        let fs = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| storage_error("cannot open the cold store", e))?;
+        Ok(ColdStore { store: Arc::new(fs), local_root: Some(root) })
+    }
+
+    /// Object path of a scope's directory.
+    pub fn scope_dir(namespace: &str, table: &str, scope: &Scope) -> String {
+        format!("{namespace}/{table}/{}", scope.user_id().unwrap_or("shared"))
+    }
+
+    /// Object path of segment `n` of a scope.
+    pub fn segment_path(namespace: &str, table: &str, scope: &Scope, n: u64) -> String {
+        format!("{}/batch-{n}.parquet", Self::scope_dir(namespace, table, scope))
+    }
+
+    /// Write a whole object durably (complete and, locally, fsynced) or not at all.
+    pub fn put_durable(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        let location = ObjectPath::parse(path).map_err(|e| storage_error("bad segment path", e))?;
+        block_on(self.store.put(&location, PutPayload::from(data)))
+            .map_err(|e| storage_error(&format!("cannot write {path}"), e))?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(path);
+            let f = std::fs::File::open(&file)
+                .map_err(|e| storage_error(&format!("cannot reopen {path}"), e))?;
+            f.sync_all().map_err(|e| storage_error(&format!("cannot fsync {path}"), e))?;
+            if let Some(dir) = file.parent() {
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Read a whole object.
+    pub fn get(&self, path: &str) -> Result<Bytes> {
+        let location = ObjectPath::parse(path).map_err(|e| storage_error("bad segment path", e))?;
+        block_on(async {
+            let r = self.store.get(&location).await?;
+            r.bytes().await
+        })
+        .map_err(|e| storage_error(&format!("cannot read {path}"), e))
+    }
+
+    /// Delete an object; a missing object is not an error.
+    pub fn delete(&self, path: &str) -> Result<()> {
+        let location = ObjectPath::parse(path).map_err(|e| storage_error("bad segment path", e))?;
+        match block_on(self.store.delete(&location)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(storage_error(&format!("cannot delete {path}"), e)),
+        }
+    }
+
+    /// Every object path under `prefix` (all objects when None).
+    pub fn list(&self, prefix: Option<&str>) -> Result<Vec<String>> {
+        let prefix = prefix
+            .map(ObjectPath::parse)
+            .transpose()
+            .map_err(|e| storage_error("bad prefix", e))?;
+        let metas: Vec<_> = block_on(self.store.list(prefix.as_ref()).try_collect())
+            .map_err(|e| storage_error("cannot list the cold store", e))?;
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    }
+}
+
+impl ColdStore {
+    /// Delete every file under the local root that `keep` does not name: segments written
+    /// but never committed (a crash between the write and the manifest commit) and staged
+    /// uploads left by a crash mid-write. Returns the deleted paths. Non-local stores are
+    /// left alone (listing a bucket at every start is not free).
+    pub fn remove_unreferenced(&self, keep: &std::collections::HashSet<String>) -> Result<Vec<String>> {
+        let Some(root) = &self.local_root else { return Ok(Vec::new()) };
+        let mut removed = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(_) => continue,
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(root) else { continue };
+                let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                if !keep.contains(&rel) {
+                    std::fs::remove_file(&path)
+                        .map_err(|e| storage_error(&format!("cannot remove {rel}"), e))?;
+                    removed.push(rel);
+                }
+            }
+        }
+        Ok(removed)
+    }
+}

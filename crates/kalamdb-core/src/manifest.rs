@@ -1,0 +1,106 @@
+//! Per-scope manifests: the list of committed Parquet segments of one scope of a table.
+//!
+//! A manifest is a small JSON value in the `catalog` column family under
+//! `manifest/{table_id}/{scope}`. It is only ever changed inside the same synced WriteBatch
+//! that deletes the flushed hot keys, so a segment is either listed here and its rows gone
+//! from the hot buffer, or not listed and its rows still hot. Files not listed in any manifest
+//! are garbage and removed at startup.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::keys::Scope;
+use crate::store::Store;
+
+/// One committed segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// Object path in the cold store.
+    pub path: String,
+    pub batch: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub seq_min: u64,
+    pub seq_max: u64,
+    /// Smallest and largest encoded primary key (hex), for pruning.
+    pub pk_min: String,
+    pub pk_max: String,
+    pub schema_version: u32,
+    pub created_at_ms: u64,
+}
+
+impl SegmentMeta {
+    /// Whether the segment may hold `pk` (encoded).
+    pub fn may_contain(&self, pk: &[u8]) -> bool {
+        let hex = to_hex(pk);
+        self.pk_min <= hex && hex <= self.pk_max
+    }
+}
+
+/// The committed segments of one scope.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScopeManifest {
+    pub segments: Vec<SegmentMeta>,
+    /// Number of the next segment file.
+    pub next_batch: u64,
+}
+
+impl ScopeManifest {
+    pub fn rows(&self) -> u64 {
+        self.segments.iter().map(|s| s.rows).sum()
+    }
+}
+
+/// Hex with lowercase digits: byte order is preserved by string order.
+pub fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Catalog key of a scope's manifest.
+pub fn manifest_key(table_id: u64, scope: &Scope) -> String {
+    format!("{}{}", table_manifest_prefix(table_id), scope.user_id().unwrap_or(""))
+}
+
+/// Catalog key prefix of all manifests of a table.
+pub fn table_manifest_prefix(table_id: u64) -> String {
+    format!("manifest/{table_id:020}/")
+}
+
+/// Load a scope's manifest (empty if it has none).
+pub fn load(store: &Store, table_id: u64, scope: &Scope) -> Result<ScopeManifest> {
+    match store.catalog_get(&manifest_key(table_id, scope))? {
+        None => Ok(ScopeManifest::default()),
+        Some(b) => serde_json::from_slice(&b)
+            .map_err(|e| Error::Internal(format!("corrupt manifest of table {table_id}: {e}"))),
+    }
+}
+
+/// All manifests of a table, with their scopes.
+pub fn load_table(store: &Store, table_id: u64) -> Result<Vec<(Scope, ScopeManifest)>> {
+    let prefix = table_manifest_prefix(table_id);
+    let mut out = Vec::new();
+    for (k, v) in store.catalog_scan(&prefix)? {
+        let user = &k[prefix.len()..];
+        let scope = if user.is_empty() { Scope::shared() } else { Scope::user(user) };
+        let m: ScopeManifest = serde_json::from_slice(&v)
+            .map_err(|e| Error::Internal(format!("corrupt manifest {k}: {e}")))?;
+        out.push((scope, m));
+    }
+    Ok(out)
+}
+
+/// Every segment path referenced by any manifest.
+pub fn all_segment_paths(store: &Store) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for (k, v) in store.catalog_scan("manifest/")? {
+        let m: ScopeManifest = serde_json::from_slice(&v)
+            .map_err(|e| Error::Internal(format!("corrupt manifest {k}: {e}")))?;
+        out.extend(m.segments.into_iter().map(|s| s.path));
+    }
+    Ok(out)
+}
+
+/// Serialise a manifest for a WriteBatch.
+pub fn encode(m: &ScopeManifest) -> Result<Vec<u8>> {
+    serde_json::to_vec(m).map_err(|e| Error::Internal(format!("manifest encode: {e}")))
+}

@@ -1,0 +1,110 @@
+//! Flush policies: start flush jobs when a table's hot buffer crosses a bound.
+//!
+//! `FLUSH_POLICY = 'rows:N,interval:S'` on a table, else the server default. A table is
+//! flushed (trigger `policy`, created by `system`) when it holds at least N buffered row
+//! versions, or when it has buffered rows and S seconds passed since its last policy check
+//! that flushed it (or since startup).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::TableKind;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::jobs::{FlushTrigger, JobManager};
+use crate::keys::now_millis;
+
+/// A parsed flush policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushPolicy {
+    pub rows: Option<u64>,
+    pub interval_secs: Option<u64>,
+}
+
+impl FlushPolicy {
+    /// Parse `rows:N,interval:S` (either part optional, each once, both positive).
+    pub fn parse(text: &str) -> Result<FlushPolicy> {
+        let bad = || {
+            Error::InvalidParameter(format!(
+                "FLUSH_POLICY must look like 'rows:10000,interval:300', not '{}'",
+                crate::catalog::truncate_for_message(text)
+            ))
+        };
+        let mut p = FlushPolicy::default();
+        for part in text.split(',') {
+            let (k, n) = part.trim().split_once(':').ok_or_else(bad)?;
+            let n: u64 = n.trim().parse().map_err(|_| bad())?;
+            if n == 0 {
+                return Err(bad());
+            }
+            let slot = match k.trim().to_ascii_lowercase().as_str() {
+                "rows" => &mut p.rows,
+                "interval" => &mut p.interval_secs,
+                _ => return Err(bad()),
+            };
+            if slot.replace(n).is_some() {
+                return Err(bad());
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Check every table's policy every `check_every`, until the process ends.
+pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: FlushPolicy, check_every: Duration) {
+    let mut last_flush: HashMap<u64, u64> = HashMap::new();
+    let mut last_prune = 0u64;
+    loop {
+        tokio::time::sleep(check_every).await;
+        let now = now_millis();
+        for def in db.catalog.tables() {
+            if !matches!(def.kind, TableKind::User | TableKind::Shared) {
+                continue;
+            }
+            let policy = match def.options.flush_policy.as_deref().map(FlushPolicy::parse) {
+                Some(Ok(p)) => p,
+                _ => default_policy,
+            };
+            let since = *last_flush.entry(def.id).or_insert(now);
+            let buffered = db.rows.buffered(def.id);
+            if buffered == 0 {
+                continue;
+            }
+            let by_rows = policy.rows.is_some_and(|n| buffered >= n);
+            let by_time = policy.interval_secs.is_some_and(|s| now.saturating_sub(since) >= s * 1000);
+            if by_rows || by_time {
+                match jobs.start_flush(def.clone(), "system", FlushTrigger::Policy) {
+                    Ok((id, true)) => {
+                        tracing::info!(job_id = %id, table = %def.qualified_name(), buffered, by_rows, "flush policy started a job");
+                        last_flush.insert(def.id, now);
+                    }
+                    Ok((_, false)) => {}
+                    Err(e) => tracing::warn!(table = %def.qualified_name(), error = %e, "flush policy could not start a job"),
+                }
+            }
+        }
+        if now.saturating_sub(last_prune) >= 60_000 {
+            last_prune = now;
+            match jobs.prune() {
+                Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned finished jobs past retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "job pruning failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_and_bad_ones_are_refused() {
+        assert_eq!(FlushPolicy::parse("rows:100,interval:5").unwrap(), FlushPolicy { rows: Some(100), interval_secs: Some(5) });
+        assert_eq!(FlushPolicy::parse("interval:5").unwrap(), FlushPolicy { rows: None, interval_secs: Some(5) });
+        for bad in ["", "rows:0", "rows:x", "bytes:5", "rows:1,rows:2"] {
+            assert!(FlushPolicy::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

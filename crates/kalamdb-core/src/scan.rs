@@ -1,0 +1,258 @@
+//! Reading one scope as one table: hot rows and Parquet segments merged.
+//!
+//! Every source (the hot buffer, each segment) yields row versions in primary-key order with
+//! at most one version per key. A k-way merge keeps, for each key, the version with the
+//! highest seq, drops it if it is a tombstone (or an expired STREAM row), and appends the
+//! rest to Arrow builders. Memory holds one pending version per source, whatever the table's
+//! size.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use rocksdb::{DBRawIteratorWithThreadMode, DB};
+
+use crate::batch::ColumnBuilder;
+use crate::catalog::TableDef;
+use crate::codec::{decode_row, is_tombstone};
+use crate::error::{Error, Result};
+use crate::keys::{encode_pk, now_millis, prefix_upper_bound, scope_prefix, split_row_key, Scope};
+use crate::manifest;
+use crate::rows::{decode_rowid, expired, RowStore, RowVersion, ScanColumn, ScanRange};
+use crate::segment::SegmentReader;
+use crate::store::{Store, CF_ROWS};
+use crate::types::{DataType, Value};
+
+type Source<'a> = Box<dyn Iterator<Item = Result<RowVersion>> + 'a>;
+
+/// The newest hot version of each key of a scope (tombstones and expired rows included, as
+/// versions without values).
+struct HotSource<'a> {
+    it: DBRawIteratorWithThreadMode<'a, DB>,
+    def: &'a TableDef,
+    prefix_len: usize,
+    last_pk: Option<Vec<u8>>,
+    now_ms: u64,
+    started: bool,
+}
+
+impl HotSource<'_> {
+    fn next_version(&mut self) -> Result<Option<RowVersion>> {
+        if self.started {
+            self.it.next();
+        }
+        self.started = true;
+        while self.it.valid() {
+            let (Some(k), Some(v)) = (self.it.key(), self.it.value()) else { break };
+            let (pk, seq) =
+                split_row_key(k, self.prefix_len).ok_or_else(|| Error::Internal("malformed row key".into()))?;
+            if self.last_pk.as_deref() == Some(pk) {
+                self.it.next();
+                continue; // an older version of a key already returned
+            }
+            self.last_pk = Some(pk.to_vec());
+            if is_tombstone(v) || expired(self.def, seq, self.now_ms) {
+                return Ok(Some(RowVersion { pk: pk.to_vec(), seq, schema_version: 0, values: None }));
+            }
+            let row = decode_row(v)?;
+            return Ok(Some(RowVersion {
+                pk: pk.to_vec(),
+                seq,
+                schema_version: row.schema_version,
+                values: row.values,
+            }));
+        }
+        self.it.status()?;
+        Ok(None)
+    }
+}
+
+impl Iterator for HotSource<'_> {
+    type Item = Result<RowVersion>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_version().transpose()
+    }
+}
+
+/// A source's pending version, ordered for a min-heap on (pk asc, seq desc).
+struct Head {
+    row: RowVersion,
+    source: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the smallest pk, then highest seq.
+        other.row.pk.cmp(&self.row.pk).then(self.row.seq.cmp(&other.row.seq))
+    }
+}
+
+/// Yields the winning version of each key across sources.
+struct Merge<'a> {
+    sources: Vec<Source<'a>>,
+    heap: BinaryHeap<Head>,
+}
+
+impl<'a> Merge<'a> {
+    fn new(mut sources: Vec<Source<'a>>) -> Result<Merge<'a>> {
+        let mut heap = BinaryHeap::with_capacity(sources.len());
+        for (i, s) in sources.iter_mut().enumerate() {
+            if let Some(row) = s.next().transpose()? {
+                heap.push(Head { row, source: i });
+            }
+        }
+        Ok(Merge { sources, heap })
+    }
+
+    fn advance(&mut self, source: usize) -> Result<()> {
+        if let Some(row) = self.sources[source].next().transpose()? {
+            self.heap.push(Head { row, source });
+        }
+        Ok(())
+    }
+
+    fn next_winner(&mut self) -> Result<Option<RowVersion>> {
+        let Some(top) = self.heap.pop() else { return Ok(None) };
+        self.advance(top.source)?;
+        // Drop every other source's (older) version of the same key.
+        while self.heap.peek().is_some_and(|h| h.row.pk == top.row.pk) {
+            if let Some(h) = self.heap.pop() {
+                self.advance(h.source)?;
+            }
+        }
+        Ok(Some(top.row))
+    }
+}
+
+impl RowStore {
+    /// Scan the latest live version of every row of one scope (hot and flushed) into Arrow
+    /// batches of at most `batch_rows` rows with `schema`, handing each to `emit`; `emit`
+    /// returns false to stop.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        columns: &[ScanColumn],
+        schema: SchemaRef,
+        range: &ScanRange,
+        batch_rows: usize,
+        mut emit: impl FnMut(RecordBatch) -> bool,
+    ) -> Result<()> {
+        let prefix = scope_prefix(def.id, scope);
+        let pk_filter = match &range.pk_equals {
+            Some(v) => {
+                let mut pk = Vec::new();
+                if !encode_pk(v, &mut pk) {
+                    return Ok(());
+                }
+                Some(pk)
+            }
+            None => None,
+        };
+        let mut lower = prefix.clone();
+        if let Some(pk) = &pk_filter {
+            lower.extend_from_slice(pk);
+        }
+        let upper = prefix_upper_bound(&lower);
+        let store = self.store();
+        let mut it = store.db().raw_iterator_cf_opt(store.cf(CF_ROWS)?, Store::range_read_options(&lower, &upper));
+        it.seek(&lower);
+        let hot = HotSource {
+            it,
+            def,
+            prefix_len: prefix.len(),
+            last_pk: None,
+            now_ms: now_millis(),
+            started: false,
+        };
+        let mut sources: Vec<Source<'_>> = vec![Box::new(hot)];
+
+        let wanted: Vec<u32> = columns
+            .iter()
+            .filter_map(|c| match c {
+                ScanColumn::Column { id, .. } => Some(*id),
+                ScanColumn::RowId => None,
+            })
+            .collect();
+        let manifest = manifest::load(store, def.id, scope)?;
+        for seg in &manifest.segments {
+            if pk_filter.as_ref().is_some_and(|pk| !seg.may_contain(pk)) {
+                continue; // pruned by the manifest's key range
+            }
+            let data = self.cold().get(&seg.path)?;
+            let reader = SegmentReader::open(def, data, seg.schema_version, &wanted, pk_filter.clone(), batch_rows)?;
+            sources.push(Box::new(reader));
+        }
+        let mut merge = Merge::new(sources)?;
+
+        let mut layouts: HashMap<u32, Vec<Option<usize>>> = HashMap::new();
+        let mut builders: Vec<ColumnBuilder> = columns
+            .iter()
+            .map(|c| match c {
+                ScanColumn::Column { data_type, .. } => ColumnBuilder::new(data_type, batch_rows),
+                ScanColumn::RowId => ColumnBuilder::new(&DataType::BigInt, batch_rows),
+            })
+            .collect();
+        let limit = range.limit.unwrap_or(usize::MAX);
+        let (mut in_batch, mut total) = (0usize, 0usize);
+        while total < limit {
+            let Some(row) = merge.next_winner()? else { break };
+            let Some(values) = row.values else { continue };
+            let layout = layouts
+                .entry(row.schema_version)
+                .or_insert_with(|| projection_layout(def, row.schema_version, columns));
+            for (i, c) in columns.iter().enumerate() {
+                match c {
+                    ScanColumn::RowId => builders[i].append(&decode_rowid(&row.pk)?)?,
+                    ScanColumn::Column { value_for_older_rows, .. } => match layout[i] {
+                        Some(pos) => builders[i].append(values.get(pos).unwrap_or(&Value::Null))?,
+                        None => builders[i].append(value_for_older_rows.as_ref().unwrap_or(&Value::Null))?,
+                    },
+                }
+            }
+            in_batch += 1;
+            total += 1;
+            if in_batch == batch_rows {
+                if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
+                    return Ok(());
+                }
+                in_batch = 0;
+            }
+        }
+        if in_batch > 0 {
+            emit(finish_batch(&schema, &mut builders, in_batch)?);
+        }
+        Ok(())
+    }
+}
+
+/// For each scan column, its position among the values of a row written at `version`.
+fn projection_layout(def: &TableDef, version: u32, columns: &[ScanColumn]) -> Vec<Option<usize>> {
+    let layout = def.layout_at(version);
+    columns
+        .iter()
+        .map(|c| match c {
+            ScanColumn::Column { id, .. } => layout.iter().position(|x| x == id),
+            ScanColumn::RowId => None,
+        })
+        .collect()
+}
+
+fn finish_batch(schema: &SchemaRef, builders: &mut [ColumnBuilder], rows: usize) -> Result<RecordBatch> {
+    let arrays = builders.iter_mut().map(|b| b.finish()).collect::<Result<Vec<_>>>()?;
+    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &opts)?)
+}

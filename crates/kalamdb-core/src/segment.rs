@@ -1,0 +1,218 @@
+//! Parquet encoding of flushed row versions.
+//!
+//! A segment holds, for one scope, the latest version (at the flush's snapshot) of a run of
+//! primary keys, in key order. Its columns are three system columns followed by the table's
+//! live columns at the segment's schema version:
+//!
+//! ```text
+//! _seq BIGINT      the version's seq
+//! _deleted BOOLEAN a tombstone (all table columns NULL), kept so it keeps hiding older segments
+//! _pk BYTEA        the order-preserving primary-key encoding (see keys.rs): merge and pruning key
+//! <columns>        named as the table's columns; field metadata carries the column id
+//! ```
+//!
+//! Written with zstd and column statistics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::batch::{value_at, ColumnBuilder};
+use crate::catalog::TableDef;
+use crate::error::{Error, Result};
+use crate::rows::RowVersion;
+use crate::types::{DataType, Value, TYPE_METADATA_KEY};
+
+pub const SEQ_COLUMN: &str = "_seq";
+pub const DELETED_COLUMN: &str = "_deleted";
+pub const PK_COLUMN: &str = "_pk";
+const SYSTEM_COLUMNS: usize = 3;
+/// Field metadata key holding a column's stable id.
+pub const COLUMN_ID_METADATA_KEY: &str = "kalamdb.column_id";
+
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Arrow schema of a segment written at `version`.
+pub fn segment_schema(def: &TableDef, version: u32) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(SEQ_COLUMN, ArrowType::Int64, false),
+        Field::new(DELETED_COLUMN, ArrowType::Boolean, false),
+        Field::new(PK_COLUMN, ArrowType::Binary, false),
+    ];
+    for c in def.columns.iter().filter(|c| c.alive_at(version)) {
+        fields.push(Field::new(&c.name, c.data_type.arrow_type(), true).with_metadata(HashMap::from([
+            (COLUMN_ID_METADATA_KEY.to_string(), c.id.to_string()),
+            (TYPE_METADATA_KEY.to_string(), c.data_type.to_string()),
+        ])));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Encode row versions (already in the layout of `version`, in key order) as one Parquet file.
+pub fn encode_segment(def: &TableDef, version: u32, rows: &[RowVersion]) -> Result<Vec<u8>> {
+    let schema = segment_schema(def, version);
+    let types: Vec<DataType> =
+        def.columns.iter().filter(|c| c.alive_at(version)).map(|c| c.data_type).collect();
+    let mut seqs = Vec::with_capacity(rows.len());
+    let mut deleted = Vec::with_capacity(rows.len());
+    let mut pks: Vec<&[u8]> = Vec::with_capacity(rows.len());
+    let mut builders: Vec<ColumnBuilder> =
+        types.iter().map(|t| ColumnBuilder::new(t, rows.len())).collect();
+    for r in rows {
+        seqs.push(r.seq as i64);
+        deleted.push(r.values.is_none());
+        pks.push(&r.pk);
+        match &r.values {
+            Some(values) => {
+                if values.len() != types.len() {
+                    return Err(Error::Internal("row does not match the segment layout".into()));
+                }
+                for (b, v) in builders.iter_mut().zip(values) {
+                    b.append(v)?;
+                }
+            }
+            None => {
+                for b in builders.iter_mut() {
+                    b.append(&Value::Null)?;
+                }
+            }
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(seqs)),
+        Arc::new(BooleanArray::from(deleted)),
+        Arc::new(BinaryArray::from(pks)),
+    ];
+    for b in builders.iter_mut() {
+        columns.push(b.finish()?);
+    }
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(parquet_error)?))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(parquet_error)?;
+    writer.write(&batch).map_err(parquet_error)?;
+    let meta = writer.close().map_err(parquet_error)?;
+    // Rows out must equal rows in before anything is committed.
+    if meta.file_metadata().num_rows() as usize != rows.len() {
+        return Err(Error::Internal(format!(
+            "segment holds {} rows, expected {}",
+            meta.file_metadata().num_rows(),
+            rows.len()
+        )));
+    }
+    Ok(out)
+}
+
+fn parquet_error(e: parquet::errors::ParquetError) -> Error {
+    Error::Internal(format!("parquet: {e}"))
+}
+
+/// Reads the row versions of one segment, decoding only the columns in `wanted` (column ids);
+/// other columns of the layout come back as NULL.
+pub struct SegmentReader {
+    reader: ParquetRecordBatchReader,
+    schema_version: u32,
+    /// For each column of the segment's layout: (position in the projected batch, type).
+    layout: Vec<Option<(usize, DataType)>>,
+    batch: Option<RecordBatch>,
+    row: usize,
+    pk_filter: Option<Vec<u8>>,
+}
+
+impl SegmentReader {
+    pub fn open(
+        def: &TableDef,
+        data: Bytes,
+        schema_version: u32,
+        wanted: &[u32],
+        pk_filter: Option<Vec<u8>>,
+        batch_rows: usize,
+    ) -> Result<SegmentReader> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_error)?;
+        let layout_cols: Vec<_> = def.columns.iter().filter(|c| c.alive_at(schema_version)).collect();
+        let mut roots = vec![0, 1, 2];
+        let mut layout = Vec::with_capacity(layout_cols.len());
+        for (i, c) in layout_cols.iter().enumerate() {
+            if wanted.contains(&c.id) {
+                layout.push(Some((roots.len(), c.data_type)));
+                roots.push(SYSTEM_COLUMNS + i);
+            } else {
+                layout.push(None);
+            }
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(parquet_error)?;
+        Ok(SegmentReader { reader, schema_version, layout, batch: None, row: 0, pk_filter })
+    }
+
+    fn next_row(&mut self) -> Result<Option<RowVersion>> {
+        loop {
+            if let Some(b) = &self.batch {
+                if self.row < b.num_rows() {
+                    let r = self.row;
+                    self.row += 1;
+                    let pks = downcast::<BinaryArray>(b.column(2))?;
+                    if let Some(f) = &self.pk_filter {
+                        if pks.value(r) != f.as_slice() {
+                            continue;
+                        }
+                    }
+                    let seq = downcast::<Int64Array>(b.column(0))?.value(r) as u64;
+                    let deleted = downcast::<BooleanArray>(b.column(1))?.value(r);
+                    let values = if deleted {
+                        None
+                    } else {
+                        let mut v = Vec::with_capacity(self.layout.len());
+                        for slot in &self.layout {
+                            v.push(match slot {
+                                Some((pos, dt)) => value_at(b.column(*pos), r, dt)?,
+                                None => Value::Null,
+                            });
+                        }
+                        Some(v)
+                    };
+                    return Ok(Some(RowVersion {
+                        pk: pks.value(r).to_vec(),
+                        seq,
+                        schema_version: self.schema_version,
+                        values,
+                    }));
+                }
+            }
+            match self.reader.next() {
+                None => return Ok(None),
+                Some(b) => {
+                    self.batch = Some(b?);
+                    self.row = 0;
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for SegmentReader {
+    type Item = Result<RowVersion>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_row().transpose()
+    }
+}
+
+fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T> {
+    a.as_any().downcast_ref::<T>().ok_or_else(|| Error::Internal("unexpected segment column type".into()))
+}
