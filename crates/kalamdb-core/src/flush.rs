@@ -16,7 +16,7 @@
 
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 
-use crate::catalog::TableDef;
+use crate::catalog::{Catalog, TableDef};
 use crate::codec::{decode_row, is_tombstone};
 use crate::cold::ColdStore;
 use crate::error::{Error, Result};
@@ -72,21 +72,25 @@ struct Pending {
     keys: Vec<Vec<u8>>,
 }
 
-/// Flush one scope. On error, the returned ScopeFlush counts what was committed before it.
+/// Flush one scope of `table` (its definition is re-read from `catalog` after the snapshot,
+/// so rows written under a newer schema are never read with an older one). On error, the
+/// returned ScopeFlush counts what was committed before it.
 pub fn flush_scope(
     rows: &RowStore,
-    def: &TableDef,
+    catalog: &Catalog,
+    table: &TableDef,
     scope: &Scope,
     segment_rows: usize,
 ) -> (ScopeFlush, Option<Error>) {
     let mut done = ScopeFlush::default();
-    let err = flush_scope_inner(rows, def, scope, segment_rows.max(1), &mut done).err();
+    let err = flush_scope_inner(rows, catalog, table, scope, segment_rows.max(1), &mut done).err();
     (done, err)
 }
 
 fn flush_scope_inner(
     rows: &RowStore,
-    def: &TableDef,
+    catalog: &Catalog,
+    table: &TableDef,
     scope: &Scope,
     segment_rows: usize,
     done: &mut ScopeFlush,
@@ -95,6 +99,13 @@ fn flush_scope_inner(
     let store = rows.store();
     let snapshot_seq = rows.seq().next();
     let snapshot = store.db().snapshot();
+    // Read the definition after the snapshot: every row in the snapshot was written under
+    // this schema version or an older one.
+    let def = catalog
+        .table(&table.namespace, &table.name)
+        .filter(|d| d.id == table.id)
+        .ok_or_else(|| Error::TableNotFound(table.qualified_name()))?;
+    let def = def.as_ref();
     let prefix = scope_prefix(def.id, scope);
     let upper = prefix_upper_bound(&prefix);
     let mut ro = ReadOptions::default();
@@ -125,6 +136,9 @@ fn flush_scope_inner(
             None
         } else {
             let row = decode_row(&value)?;
+            if row.schema_version > version {
+                return Err(Error::Internal("row written under a newer schema than the flush read".into()));
+            }
             Some(convert_layout(def, row.schema_version, &target_layout, row.values.unwrap_or_default()))
         };
         pending.rows.push(RowVersion { pk: pk.to_vec(), seq, schema_version: version, values });

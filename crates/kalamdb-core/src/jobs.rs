@@ -156,6 +156,7 @@ pub struct JobManager {
     /// `ns.table` -> id of its unfinished flush job.
     active: Mutex<HashMap<String, String>>,
     cancel: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    shutting_down: AtomicBool,
 }
 
 impl fmt::Debug for JobManager {
@@ -173,6 +174,7 @@ impl JobManager {
             settings,
             active: Mutex::new(HashMap::new()),
             cancel: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
         });
         for mut job in jm.list()? {
             if !job.status.is_finished() {
@@ -289,9 +291,10 @@ impl JobManager {
                     break;
                 }
                 let name = scope_name(&scope);
-                let (rows2, def2, scope2) = (rows.clone(), def.clone(), scope.clone());
+                let (rows2, catalog, def2, scope2) = (rows.clone(), self.db.catalog.clone(), def.clone(), scope.clone());
                 let segment_rows = self.settings.segment_rows;
-                let (done, err) = tokio::task::spawn_blocking(move || flush_scope(&rows2, &def2, &scope2, segment_rows))
+                let (done, err) =
+                    tokio::task::spawn_blocking(move || flush_scope(&rows2, &catalog, &def2, &scope2, segment_rows))
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 tally.rows_scanned += done.rows_scanned;
@@ -335,7 +338,8 @@ impl JobManager {
         let joined = tally.errors.iter().map(|(u, e)| format!("user {u}: {e}")).collect::<Vec<_>>().join("; ");
         if cancelled {
             job.status = JobStatus::Cancelled;
-            job.error_message = Some(if joined.is_empty() { "cancelled by KILL JOB".into() } else { format!("cancelled by KILL JOB; {joined}") });
+            let why = if self.shutting_down.load(Ordering::Relaxed) { "interrupted by shutdown" } else { "cancelled by KILL JOB" };
+            job.error_message = Some(if joined.is_empty() { why.to_string() } else { format!("{why}; {joined}") });
         } else if tally.errors.is_empty() {
             job.status = JobStatus::Completed;
             job.error_message = None;
@@ -366,6 +370,19 @@ impl JobManager {
             flag.store(true, Ordering::Relaxed);
         }
         Ok(job)
+    }
+
+    /// At shutdown: ask every running job to stop at its next scope boundary and wait up to
+    /// `timeout` for them to record their final status.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        for flag in self.cancel.lock().values() {
+            flag.store(true, Ordering::Relaxed);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.active.lock().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Wait until a job has finished and return its final row.

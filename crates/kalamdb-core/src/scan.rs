@@ -211,6 +211,12 @@ impl RowStore {
         while total < limit {
             let Some(row) = merge.next_winner()? else { break };
             let Some(values) = row.values else { continue };
+            if row.schema_version > def.schema_version {
+                // Written under a schema newer than this statement's plan.
+                return Err(Error::ConstraintViolation(
+                    "the table's schema changed while the statement ran; run it again".into(),
+                ));
+            }
             let layout = layouts
                 .entry(row.schema_version)
                 .or_insert_with(|| projection_layout(def, row.schema_version, columns));

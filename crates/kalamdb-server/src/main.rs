@@ -102,7 +102,7 @@ async fn run(config: Config) -> Result<(), String> {
         config.default_flush_policy(),
         Duration::from_millis(config.flush.policy_check_interval_ms),
     ));
-    let engine = Engine::new(db.clone(), jobs, config.engine_limits()).map_err(|e| e.to_string())?;
+    let engine = Engine::new(db.clone(), jobs.clone(), config.engine_limits()).map_err(|e| e.to_string())?;
     let auth = auth::Authenticator::new(db.catalog.clone(), config.auth.token_ttl_secs)
         .map_err(|e| e.to_string())?;
     let state = Arc::new(http::AppState {
@@ -136,6 +136,9 @@ async fn run(config: Config) -> Result<(), String> {
         Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
         Err(_) => tracing::warn!("in-flight requests did not finish in {shutdown_timeout:?}; stopping anyway"),
     }
+    // Running flush jobs stop at their next user boundary and record `cancelled`; committed
+    // segments stay, the rest stays buffered.
+    jobs.shutdown(shutdown_timeout).await;
     db.store.db().flush_wal(true).map_err(|e| format!("final WAL sync failed: {e}"))?;
     tracing::info!("KalamDB stopped");
     Ok(())
