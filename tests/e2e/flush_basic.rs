@@ -193,3 +193,22 @@ fn flush_policy_starts_jobs_by_row_count() {
     assert_eq!(s.root("SELECT count(*) FROM pol").rows(0), vec![vec![json!(6)]]);
     assert_eq!(s.root("SELECT buffered_rows FROM system.tables WHERE table_name = 'pol'").rows(0), vec![vec![json!(0)]]);
 }
+
+#[test]
+fn flush_policy_starts_jobs_by_interval_and_finished_jobs_are_pruned() {
+    let s = TestServer::start_with_env(&[("KALAMDB_JOBS_RETENTION_SECS", "2")]);
+    s.root("CREATE TABLE tick (id BIGINT PRIMARY KEY) WITH (FLUSH_POLICY = 'interval:1')");
+    s.root("INSERT INTO tick VALUES (1)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.root("SELECT flushed_rows FROM system.tables WHERE table_name = 'tick'").rows(0)[0][0] != json!(1) {
+        assert!(std::time::Instant::now() < deadline, "interval policy did not flush");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The finished job disappears from system.jobs once past the 2 s retention.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s.root("SELECT job_id FROM system.jobs").rows(0).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "finished job was not pruned");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(s.root("SELECT count(*) FROM tick").rows(0), vec![vec![json!(1)]]);
+}

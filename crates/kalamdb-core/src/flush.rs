@@ -22,7 +22,7 @@ use crate::cold::ColdStore;
 use crate::error::{Error, Result};
 use crate::failpoints;
 use crate::keys::{now_millis, prefix_upper_bound, scope_prefix, split_row_key, table_prefix, Scope};
-use crate::manifest::{self, to_hex, ScopeManifest, SegmentMeta};
+use crate::manifest::{self, lower_bound_hex, upper_bound_hex, ScopeManifest, SegmentMeta};
 use crate::rows::{RowStore, RowVersion};
 use crate::segment::encode_segment;
 use crate::store::{Store, CF_CATALOG, CF_FLUSHED, CF_ROWS};
@@ -226,10 +226,11 @@ fn commit_manifest(
         bytes,
         seq_min: pending.rows.iter().map(|r| r.seq).min().unwrap_or(0),
         seq_max: pending.rows.iter().map(|r| r.seq).max().unwrap_or(0),
-        pk_min: to_hex(&first.pk),
-        pk_max: to_hex(&last.pk),
+        pk_min: lower_bound_hex(&first.pk),
+        pk_max: upper_bound_hex(&last.pk),
         schema_version: def.schema_version,
         created_at_ms: now_millis(),
+        column_stats: manifest::ColumnStats::of_rows(&def.layout_at(def.schema_version), &pending.rows),
     });
     next.next_batch = n + 1;
     let prefix = scope_prefix(def.id, scope);

@@ -84,7 +84,9 @@ pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: F
                 }
             }
         }
-        if now.saturating_sub(last_prune) >= 60_000 {
+        // Prune at least every minute, and often enough for short retention periods.
+        let prune_every_ms = (jobs.settings().retention_secs * 500).clamp(1_000, 60_000);
+        if now.saturating_sub(last_prune) >= prune_every_ms {
             last_prune = now;
             match jobs.prune() {
                 Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned finished jobs past retention"),

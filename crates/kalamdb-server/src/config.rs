@@ -226,6 +226,10 @@ impl Config {
             self.jobs.retry_backoff_ms =
                 v.parse().map_err(|_| format!("KALAMDB_JOBS_RETRY_BACKOFF_MS: '{v}' is not a number"))?;
         }
+        if let Some(v) = get("KALAMDB_JOBS_RETENTION_SECS") {
+            self.jobs.retention_secs =
+                v.parse().map_err(|_| format!("KALAMDB_JOBS_RETENTION_SECS: '{v}' is not a number"))?;
+        }
         if let Some(v) = get("KALAMDB_LOG_FORMAT") {
             self.log.format = v;
         }

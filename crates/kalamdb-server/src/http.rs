@@ -168,8 +168,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     }
 }
 
-fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Json_>, Error> {
-    match serde_json::from_slice::<Json_>(bytes) {
+/// Read a bounded body and parse it as a JSON object.
+async fn read_json_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Json_>, Error> {
+    let bytes = read_body(headers, body, limit).await?;
+    match serde_json::from_slice::<Json_>(&bytes) {
         Ok(Json_::Object(m)) => Ok(m),
         Ok(_) => Err(Error::InvalidParameter("the request body must be a JSON object".into())),
         Err(e) => Err(Error::InvalidParameter(format!("the request body is not valid JSON: {e}"))),
@@ -183,11 +185,7 @@ async fn login(
     body: Body,
 ) -> Response {
     let start = Instant::now();
-    let body = match read_body(&headers, body, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return fail(e, start),
-    };
-    let obj = match parse_json_object(&body) {
+    let obj = match read_json_object(&headers, body, state.max_body_bytes).await {
         Ok(o) => o,
         Err(e) => return fail(e, start),
     };
@@ -237,11 +235,7 @@ async fn sql(
         Ok(p) => p,
         Err(e) => return fail(e, start),
     };
-    let body = match read_body(&headers, body, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return fail(e, start),
-    };
-    let obj = match parse_json_object(&body) {
+    let obj = match read_json_object(&headers, body, state.max_body_bytes).await {
         Ok(o) => o,
         Err(e) => return fail(e, start),
     };
