@@ -94,7 +94,7 @@ def main():
               f"({result['bytes_written']/1e6:.1f} MB)")
         print(f"RSS before flush {rss_before/2**20:.0f} MiB, peak during flush {peak/2**20:.0f} MiB "
               f"(growth {(peak-rss_before)/2**20:.0f} MiB)")
-        t = time.time(); r = s.sql("EXECUTE AS USER 'user7' (SELECT count(*) FROM ut)"); q = time.time() - t
+        t = time.time(); r = s.sql(f"EXECUTE AS USER 'user{min(7, a.users - 1)}' (SELECT count(*) FROM ut)"); q = time.time() - t
         print(f"count(*) of one user's flushed rows: {r['results'][0]['rows'][0][0]} in {q*1000:.1f} ms")
         s.stop()
 
