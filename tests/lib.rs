@@ -105,7 +105,8 @@ pub struct TestServer {
     env: Vec<(String, String)>,
 }
 
-fn server_binary() -> PathBuf {
+/// Path of the kalamdb-server binary the tests run.
+pub fn server_binary() -> PathBuf {
     if let Ok(p) = std::env::var("KALAMDB_SERVER_BIN") {
         return PathBuf::from(p);
     }
@@ -163,6 +164,20 @@ impl TestServer {
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Everything the server logged so far (all starts).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// GET a path without authentication; returns status and body text.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        match ureq::get(&self.url(path)).timeout(Duration::from_secs(30)).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
     }
 
     /// Root of the Parquet cold store.

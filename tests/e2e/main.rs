@@ -7,6 +7,7 @@ mod flush_basic;
 mod flush_failures;
 mod flush_queries;
 mod isolation;
+mod ops;
 mod sql_surface;
 mod types;
 mod writes;

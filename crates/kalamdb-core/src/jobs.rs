@@ -157,6 +157,8 @@ pub struct JobManager {
     active: Mutex<HashMap<String, String>>,
     cancel: Mutex<HashMap<String, Arc<AtomicBool>>>,
     shutting_down: AtomicBool,
+    /// `ns.table` -> flush jobs in a row that did not flush every user.
+    consecutive_failures: Mutex<HashMap<String, u64>>,
 }
 
 impl fmt::Debug for JobManager {
@@ -175,6 +177,7 @@ impl JobManager {
             active: Mutex::new(HashMap::new()),
             cancel: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
+            consecutive_failures: Mutex::new(HashMap::new()),
         });
         for mut job in jm.list()? {
             if !job.status.is_finished() {
@@ -248,6 +251,7 @@ impl JobManager {
         };
         self.save(&job)?;
         active.insert(key.clone(), id.clone());
+        metrics::gauge!("kalamdb_jobs_active").set(active.len() as f64);
         drop(active);
         let flag = Arc::new(AtomicBool::new(false));
         self.cancel.lock().insert(id.clone(), flag.clone());
@@ -259,7 +263,10 @@ impl JobManager {
             if let Err(e) = tracing::Instrument::instrument(jm.run_flush(job, def, flag), span).await {
                 tracing::error!(%job_id, error = %e, "job bookkeeping failed");
             }
-            jm.active.lock().remove(&key);
+            let mut active = jm.active.lock();
+            active.remove(&key);
+            metrics::gauge!("kalamdb_jobs_active").set(active.len() as f64);
+            drop(active);
             jm.cancel.lock().remove(&job_id);
         });
         Ok((id, true))
@@ -351,7 +358,30 @@ impl JobManager {
             job.error_message = Some(joined);
         }
         tracing::info!(job_id = %job.job_id, status = %job.status, rows_flushed = tally.rows_flushed, "flush job finished");
+        self.record_flush_metrics(&job, &tally, now.saturating_sub(started));
         self.save(&job)
+    }
+
+    fn record_flush_metrics(&self, job: &JobRecord, tally: &FlushTally, duration_ms: u64) {
+        let outcome = match job.status {
+            JobStatus::Completed if tally.errors.is_empty() => "completed",
+            JobStatus::Completed => "partial",
+            JobStatus::Failed => "failed",
+            _ => "cancelled",
+        };
+        metrics::counter!("kalamdb_flush_jobs_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("kalamdb_flush_duration_seconds").record(duration_ms as f64 / 1000.0);
+        metrics::counter!("kalamdb_flush_rows_total").increment(tally.rows_flushed);
+        metrics::counter!("kalamdb_flush_bytes_total").increment(tally.bytes_written);
+        let table = format!("{}.{}", job.namespace, job.table_name);
+        let mut failures = self.consecutive_failures.lock();
+        let n = failures.entry(table.clone()).or_default();
+        match outcome {
+            "completed" => *n = 0,
+            "partial" | "failed" => *n += 1,
+            _ => {}
+        }
+        metrics::gauge!("kalamdb_flush_consecutive_failures", "table" => table).set(*n as f64);
     }
 
     /// Ask a job to stop at the next scope boundary. Users may only kill their own jobs.

@@ -55,6 +55,7 @@ impl FlushPolicy {
 pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: FlushPolicy, check_every: Duration) {
     let mut last_flush: HashMap<u64, u64> = HashMap::new();
     let mut last_prune = 0u64;
+    let mut last_sizes = 0u64;
     loop {
         tokio::time::sleep(check_every).await;
         let now = now_millis();
@@ -68,6 +69,7 @@ pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: F
             };
             let since = *last_flush.entry(def.id).or_insert(now);
             let buffered = db.rows.buffered(def.id);
+            metrics::gauge!("kalamdb_buffered_rows", "table" => def.qualified_name()).set(buffered as f64);
             if buffered == 0 {
                 continue;
             }
@@ -83,6 +85,10 @@ pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: F
                     Err(e) => tracing::warn!(table = %def.qualified_name(), error = %e, "flush policy could not start a job"),
                 }
             }
+        }
+        if now.saturating_sub(last_sizes) >= 10_000 {
+            last_sizes = now;
+            record_storage_sizes(&db);
         }
         // Prune at least every minute, and often enough for short retention periods.
         let prune_every_ms = (jobs.settings().retention_secs * 500).clamp(1_000, 60_000);
@@ -109,4 +115,26 @@ mod tests {
             assert!(FlushPolicy::parse(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// Publish the on-disk size of the hot store and of committed Parquet segments.
+fn record_storage_sizes(db: &Db) {
+    let mut rocks = 0u64;
+    for cf in [crate::store::CF_CATALOG, crate::store::CF_ROWS, crate::store::CF_FLUSHED] {
+        if let Ok(handle) = db.store.cf(cf) {
+            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
+                if let Ok(Some(v)) = db.store.db().property_int_value_cf(handle, prop) {
+                    rocks += v;
+                }
+            }
+        }
+    }
+    metrics::gauge!("kalamdb_rocksdb_size_bytes").set(rocks as f64);
+    let mut parquet = 0u64;
+    for def in db.catalog.tables() {
+        if let Ok(manifests) = crate::manifest::load_table(&db.store, def.id) {
+            parquet += manifests.iter().flat_map(|(_, m)| m.segments.iter()).map(|s| s.bytes).sum::<u64>();
+        }
+    }
+    metrics::gauge!("kalamdb_parquet_size_bytes").set(parquet as f64);
 }

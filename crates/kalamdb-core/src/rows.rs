@@ -109,8 +109,9 @@ impl RowStore {
         self.buffered.lock().get(&table_id).copied().unwrap_or(0)
     }
 
-    fn note_written(&self, table_id: u64, versions: u64) {
+    fn note_written(&self, table_id: u64, versions: u64, op: &'static str) {
         *self.buffered.lock().entry(table_id).or_default() += versions;
+        metrics::counter!("kalamdb_rows_written_total", "op" => op).increment(versions);
     }
 
     /// A flush removed `versions` hot row versions of a table.
@@ -255,7 +256,7 @@ impl RowStore {
             batch.put_cf(cf, row_key(&prefix, &pk, seq), &buf);
         }
         self.store.write(batch)?;
-        self.note_written(def.id, rows.len() as u64);
+        self.note_written(def.id, rows.len() as u64, "insert");
         Ok(rows.len() as u64)
     }
 
@@ -286,7 +287,7 @@ impl RowStore {
             updated += 1;
         }
         self.store.write(batch)?;
-        self.note_written(def.id, updated);
+        self.note_written(def.id, updated, "update");
         Ok(updated)
     }
 
@@ -310,7 +311,7 @@ impl RowStore {
             deleted += 1;
         }
         self.store.write(batch)?;
-        self.note_written(def.id, deleted);
+        self.note_written(def.id, deleted, "delete");
         Ok(deleted)
     }
 

@@ -17,7 +17,23 @@ pub struct Config {
     pub limits: LimitsSection,
     pub flush: FlushSection,
     pub jobs: JobsSection,
+    pub metrics: MetricsSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Serve GET /metrics at all.
+    pub enabled: bool,
+    /// Serve it to non-loopback clients too (default: loopback only).
+    pub allow_remote: bool,
+}
+
+impl Default for MetricsSection {
+    fn default() -> MetricsSection {
+        MetricsSection { enabled: true, allow_remote: false }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +127,8 @@ pub struct LogSection {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// Requests slower than this (milliseconds) are logged at WARN with their SQL; 0 = off.
+    pub slow_query_ms: u64,
 }
 
 impl Default for Config {
@@ -122,6 +140,7 @@ impl Default for Config {
             limits: LimitsSection::default(),
             flush: FlushSection::default(),
             jobs: JobsSection::default(),
+            metrics: MetricsSection::default(),
             log: LogSection::default(),
         }
     }
@@ -164,8 +183,29 @@ impl Default for LimitsSection {
 
 impl Default for LogSection {
     fn default() -> LogSection {
-        LogSection { level: "info".into(), format: "text".into() }
+        LogSection { level: "info".into(), format: "text".into(), slow_query_ms: 1000 }
     }
+}
+
+/// Contract environment variables that are not `KALAMDB_SECTION_KEY`.
+pub const ENV_ALIASES: &[(&str, &str, &str)] = &[
+    ("KALAMDB_DATA_DIR", "storage", "data_dir"),
+    ("KALAMDB_ROOT_PASSWORD", "auth", "root_password"),
+    ("KALAMDB_LOG", "log", "level"),
+];
+
+/// `KALAMDB_*` variables that are not configuration keys.
+pub const OTHER_ENV: &[&str] = &["KALAMDB_FAILPOINTS_FILE"];
+
+/// Parse an environment value as the type of the key's current value.
+fn env_value(var: &str, current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    let bad = |what: &str| format!("{var}: '{raw}' is not {what}");
+    Ok(match current {
+        toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?),
+        toml::Value::Float(_) => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+        _ => toml::Value::String(raw.to_string()),
+    })
 }
 
 /// The default config file when run from the repository.
@@ -181,6 +221,7 @@ impl Config {
             }
             None => Config::default(),
         };
+        config.check_env_names(std::env::vars().map(|(k, _)| k))?;
         config.apply_env(|k| std::env::var(k).ok())?;
         config.validate()?;
         Ok(config)
@@ -192,48 +233,66 @@ impl Config {
         toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", p.display()))
     }
 
-    /// Apply the contract's environment variables.
+    /// Apply environment variables: every key `section.key` can be set as
+    /// `KALAMDB_SECTION_KEY` (e.g. `KALAMDB_LIMITS_MAX_RESULT_ROWS`), plus the contract's
+    /// names `KALAMDB_DATA_DIR`, `KALAMDB_ROOT_PASSWORD` and `KALAMDB_LOG`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        if let Some(v) = get("KALAMDB_SERVER_HOST") {
-            self.server.host = v;
+        let mut doc = toml::Value::try_from(&*self).map_err(|e| e.to_string())?;
+        let sections = doc.as_table_mut().ok_or("config is not a table")?;
+        for (section, table) in sections.iter_mut() {
+            let Some(table) = table.as_table_mut() else { continue };
+            for (key, value) in table.iter_mut() {
+                let var = format!("KALAMDB_{}_{}", section.to_uppercase(), key.to_uppercase());
+                if let Some(raw) = get(&var) {
+                    *value = env_value(&var, value, &raw)?;
+                }
+            }
         }
-        if let Some(v) = get("KALAMDB_SERVER_PORT") {
-            self.server.port = v
-                .parse()
-                .map_err(|_| format!("KALAMDB_SERVER_PORT: '{v}' is not a port number"))?;
+        for (var, section, key) in ENV_ALIASES {
+            if let Some(raw) = get(var) {
+                let table = sections
+                    .get_mut(*section)
+                    .and_then(|t| t.as_table_mut())
+                    .ok_or("config section missing")?;
+                table.insert((*key).to_string(), toml::Value::String(raw));
+            }
         }
-        if let Some(v) = get("KALAMDB_DATA_DIR") {
-            self.storage.data_dir = PathBuf::from(v);
+        let mut next: Config = doc.try_into().map_err(|e: toml::de::Error| e.to_string())?;
+        if next.auth.root_password.as_deref() == Some("") {
+            next.auth.root_password = None;
         }
-        if let Some(v) = get("KALAMDB_ROOT_PASSWORD") {
-            self.auth.root_password = if v.is_empty() { None } else { Some(v) };
+        *self = next;
+        Ok(())
+    }
+
+    /// Refuse `KALAMDB_*` variables that name no key (a typo would otherwise be ignored).
+    pub fn check_env_names(&self, names: impl Iterator<Item = String>) -> Result<(), String> {
+        let doc = toml::Value::try_from(self).map_err(|e| e.to_string())?;
+        let mut known: Vec<String> = ENV_ALIASES.iter().map(|(v, _, _)| v.to_string()).collect();
+        known.extend(OTHER_ENV.iter().map(|v| v.to_string()));
+        known.push("KALAMDB_AUTH_ROOT_PASSWORD".into());
+        if let Some(sections) = doc.as_table() {
+            for (section, table) in sections {
+                for key in table.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+                    known.push(format!("KALAMDB_{}_{}", section.to_uppercase(), key.to_uppercase()));
+                }
+            }
         }
-        if let Some(v) = get("KALAMDB_LOG") {
-            self.log.level = v;
-        }
-        if let Some(v) = get("KALAMDB_FLUSH_DEFAULT_POLICY") {
-            self.flush.default_policy = v;
-        }
-        if let Some(v) = get("KALAMDB_FLUSH_SEGMENT_ROWS") {
-            self.flush.segment_rows =
-                v.parse().map_err(|_| format!("KALAMDB_FLUSH_SEGMENT_ROWS: '{v}' is not a number"))?;
-        }
-        if let Some(v) = get("KALAMDB_JOBS_MAX_ATTEMPTS") {
-            self.jobs.max_attempts =
-                v.parse().map_err(|_| format!("KALAMDB_JOBS_MAX_ATTEMPTS: '{v}' is not a number"))?;
-        }
-        if let Some(v) = get("KALAMDB_JOBS_RETRY_BACKOFF_MS") {
-            self.jobs.retry_backoff_ms =
-                v.parse().map_err(|_| format!("KALAMDB_JOBS_RETRY_BACKOFF_MS: '{v}' is not a number"))?;
-        }
-        if let Some(v) = get("KALAMDB_JOBS_RETENTION_SECS") {
-            self.jobs.retention_secs =
-                v.parse().map_err(|_| format!("KALAMDB_JOBS_RETENTION_SECS: '{v}' is not a number"))?;
-        }
-        if let Some(v) = get("KALAMDB_LOG_FORMAT") {
-            self.log.format = v;
+        for name in names {
+            if name.starts_with("KALAMDB_") && !known.contains(&name) {
+                return Err(format!("unknown environment variable {name} (see docs/CONFIGURATION.md)"));
+            }
         }
         Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut c = self.clone();
+        if c.auth.root_password.is_some() {
+            c.auth.root_password = Some("********".into());
+        }
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -331,6 +390,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.server.port, 9999);
         assert_eq!(c.storage.data_dir, PathBuf::from("/tmp/x"));
-        assert!(c.apply_env(|k| (k == "KALAMDB_SERVER_PORT").then(|| "nope".into())).is_err());
+        let e = c.apply_env(|k| (k == "KALAMDB_SERVER_PORT").then(|| "nope".into())).unwrap_err();
+        assert!(e.contains("KALAMDB_SERVER_PORT"), "{e}");
+        c.apply_env(|k| (k == "KALAMDB_LIMITS_MAX_RESULT_ROWS").then(|| "7".into())).unwrap();
+        assert_eq!(c.limits.max_result_rows, 7);
+        c.apply_env(|k| (k == "KALAMDB_ROOT_PASSWORD").then(|| "s3cret".into())).unwrap();
+        assert!(c.check_env_names(["KALAMDB_LIMITS_MAX_RESULT_ROWS".to_string()].into_iter()).is_ok());
+        let e = c.check_env_names(["KALAMDB_LIMITS_MAX_RESLUT_ROWS".to_string()].into_iter()).unwrap_err();
+        assert!(e.contains("KALAMDB_LIMITS_MAX_RESLUT_ROWS"), "{e}");
+        assert!(c.to_masked_toml().contains("********") && !c.to_masked_toml().contains("s3cret"));
     }
 }

@@ -32,6 +32,10 @@ pub struct AppState {
     pub auth: Authenticator,
     pub max_body_bytes: usize,
     pub started: Instant,
+    /// Renders /metrics; None when metrics are disabled.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub metrics_allow_remote: bool,
+    pub slow_query_ms: u64,
 }
 
 /// The router with every endpoint and the request span / panic layers.
@@ -40,7 +44,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/v1/api/auth/login", post(login))
         .route("/v1/api/sql", post(sql))
+        .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(record_request))
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, &Error::Internal("handler panicked".into()), None, Vec::new(), None)
         }))
@@ -116,6 +122,36 @@ fn fail(e: Error, start: Instant) -> Response {
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"status":"error","error":{"code":"NOT_FOUND","message":"no such endpoint"}})))
+        .into_response()
+}
+
+/// Count every request by endpoint and status, and time it.
+async fn record_request(req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("kalamdb_http_requests_total", "endpoint" => endpoint.clone(), "status" => status).increment(1);
+    metrics::histogram!("kalamdb_http_request_duration_seconds", "endpoint" => endpoint).record(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn metrics_endpoint(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let Some(handle) = &state.metrics else { return not_found().await };
+    if !state.metrics_allow_remote && !peer.ip().is_loopback() {
+        return (StatusCode::FORBIDDEN, "metrics are served to loopback clients only (metrics.allow_remote)\n").into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
         .into_response()
 }
 
@@ -263,6 +299,15 @@ async fn sql(
         state.engine.execute(&caller, &sql, &params).instrument(span.clone()).await
     };
     let results: Vec<Json_> = outcome.results.iter().map(render_output).collect();
+    let elapsed_ms = start.elapsed().as_millis() as u64;
+    if state.slow_query_ms > 0 && elapsed_ms >= state.slow_query_ms {
+        tracing::warn!(
+            parent: &span,
+            took_ms = elapsed_ms,
+            sql = %kalamdb_core::catalog::truncate_for_message(&sql),
+            "slow query"
+        );
+    }
     match outcome.error {
         None => Json(json!({
             "status": "success",

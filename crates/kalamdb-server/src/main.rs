@@ -27,8 +27,12 @@ use crate::config::Config;
 #[command(version, about)]
 struct Args {
     /// Configuration file (TOML). Default: backend/server.toml if it exists, else built-in defaults.
+    /// Every key can also be set as KALAMDB_SECTION_KEY (see docs/CONFIGURATION.md).
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
+    /// Print the effective configuration (file + environment, secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +44,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if args.print_config {
+        print!("{}", config.to_masked_toml());
+        return std::process::ExitCode::SUCCESS;
+    }
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -105,11 +113,24 @@ async fn run(config: Config) -> Result<(), String> {
     let engine = Engine::new(db.clone(), jobs.clone(), config.engine_limits()).map_err(|e| e.to_string())?;
     let auth = auth::Authenticator::new(db.catalog.clone(), config.auth.token_ttl_secs)
         .map_err(|e| e.to_string())?;
+    let metrics = if config.metrics.enabled {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+            .map_err(|e| format!("metrics: {e}"))?
+            .install_recorder()
+            .map_err(|e| format!("metrics: {e}"))?;
+        Some(handle)
+    } else {
+        None
+    };
     let state = Arc::new(http::AppState {
         engine,
         auth,
         max_body_bytes: config.server.max_body_bytes,
         started: Instant::now(),
+        metrics,
+        metrics_allow_remote: config.metrics.allow_remote,
+        slow_query_ms: config.log.slow_query_ms,
     });
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
