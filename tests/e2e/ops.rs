@@ -97,7 +97,7 @@ fn metrics_count_requests_rows_and_flush_outcomes() {
     assert_eq!(metric(&text, "kalamdb_flush_jobs_total{outcome=\"completed\"}"), Some(1.0), "{text}");
     assert_eq!(metric(&text, "kalamdb_flush_jobs_total{outcome=\"failed\"}"), Some(2.0), "{text}");
     assert_eq!(metric(&text, "kalamdb_flush_consecutive_failures{table=\"default.m\"}"), Some(2.0), "{text}");
-    assert_eq!(metric(&text, "kalamdb_flush_rows_total"), Some(3.0), "{text}");
+    assert_eq!(metric(&text, "kalamdb_flush_rows_total{table=\"default.m\"}"), Some(3.0), "{text}");
     assert!(metric(&text, "kalamdb_http_requests_total{endpoint=\"/v1/api/sql\",status=\"401\"}").is_some(), "{text}");
     assert!(text.contains("kalamdb_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("kalamdb_flush_duration_seconds_count"), "{text}");

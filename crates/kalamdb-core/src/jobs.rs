@@ -371,9 +371,9 @@ impl JobManager {
         };
         metrics::counter!("kalamdb_flush_jobs_total", "outcome" => outcome).increment(1);
         metrics::histogram!("kalamdb_flush_duration_seconds").record(duration_ms as f64 / 1000.0);
-        metrics::counter!("kalamdb_flush_rows_total").increment(tally.rows_flushed);
-        metrics::counter!("kalamdb_flush_bytes_total").increment(tally.bytes_written);
         let table = format!("{}.{}", job.namespace, job.table_name);
+        metrics::counter!("kalamdb_flush_rows_total", "table" => table.clone()).increment(tally.rows_flushed);
+        metrics::counter!("kalamdb_flush_bytes_total", "table" => table.clone()).increment(tally.bytes_written);
         let mut failures = self.consecutive_failures.lock();
         let n = failures.entry(table.clone()).or_default();
         match outcome {
