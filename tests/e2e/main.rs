@@ -7,6 +7,7 @@ mod errors;
 mod flush_basic;
 mod flush_failures;
 mod flush_queries;
+mod hostile;
 mod isolation;
 mod ops;
 mod sql_surface;

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     PermissionDenied,
     PayloadTooLarge,
     Unsupported,
+    Timeout,
     InternalError,
 }
 
@@ -39,6 +40,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }
     }
@@ -77,6 +79,8 @@ pub enum Error {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Timeout(String),
     /// The message is for logs only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,6 +101,7 @@ impl Error {
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Error::Unsupported(_) => ErrorCode::Unsupported,
+            Error::Timeout(_) => ErrorCode::Timeout,
             Error::Internal(_) => ErrorCode::InternalError,
         }
     }
@@ -105,11 +110,21 @@ impl Error {
         Error::InvalidSql { message: message.into(), line: None, column: None }
     }
 
-    /// The message a client may see (internal details are replaced).
+    /// The message a client may see: internal details are replaced, and user input echoed in
+    /// a message (a huge identifier, say) is cut to 1000 characters.
     pub fn client_message(&self) -> String {
+        const MAX_CHARS: usize = 1000;
         match self {
             Error::Internal(_) => "internal error; see the server log".to_string(),
-            other => other.to_string(),
+            other => {
+                let m = other.to_string();
+                if m.chars().count() > MAX_CHARS {
+                    let cut: String = m.chars().take(MAX_CHARS).collect();
+                    format!("{cut}... (truncated)")
+                } else {
+                    m
+                }
+            }
         }
     }
 }

@@ -118,6 +118,8 @@ pub struct LimitsSection {
     pub max_result_rows: usize,
     pub query_memory_bytes: usize,
     pub max_sql_nesting_depth: usize,
+    /// Longest a statement may spend reading, in seconds.
+    pub statement_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,6 +179,7 @@ impl Default for LimitsSection {
             max_result_rows: d.max_result_rows,
             query_memory_bytes: d.query_memory_bytes,
             max_sql_nesting_depth: d.max_parser_recursion,
+            statement_timeout_secs: d.statement_timeout.as_secs(),
         }
     }
 }
@@ -355,6 +358,8 @@ impl Config {
             max_result_rows: self.limits.max_result_rows,
             query_memory_bytes: self.limits.query_memory_bytes,
             max_parser_recursion: self.limits.max_sql_nesting_depth,
+            statement_timeout: std::time::Duration::from_secs(self.limits.statement_timeout_secs.max(1)),
+            query_threads: kalamdb_sql::Limits::default().query_threads,
         }
     }
 }

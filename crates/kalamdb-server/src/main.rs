@@ -49,7 +49,13 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Generous stacks: planning walks expression trees recursively (depth is bounded by the
+    // parser's limits, but a debug build's frames are large).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(64 * 1024 * 1024)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kalamdb-server: cannot start the runtime: {e}");

@@ -64,6 +64,11 @@ fn from_arrow(a: ArrowError) -> Error {
         ArrowError::DivideByZero => Error::InvalidParameter("division by zero".into()),
         ArrowError::CastError(m) | ArrowError::ParseError(m) => Error::TypeMismatch(m),
         ArrowError::ArithmeticOverflow(m) => Error::TypeMismatch(format!("value out of range: {m}")),
+        ArrowError::InvalidArgumentError(m) | ArrowError::ComputeError(m)
+            if m.contains("too large") || m.contains("overflow") || m.contains("out of range") =>
+        {
+            Error::TypeMismatch(format!("value out of range: {m}"))
+        }
         ArrowError::InvalidArgumentError(m) | ArrowError::ComputeError(m) => {
             Error::InvalidParameter(m)
         }
@@ -91,6 +96,11 @@ fn classify_message(m: &str, db: &Db) -> Error {
         return Error::TableNotFound(table.to_string());
     }
     let lower = m.to_ascii_lowercase();
+    if lower.contains("resources exhausted") {
+        return Error::InvalidParameter(format!(
+            "the query needs more memory than the server allows (limits.query_memory_bytes): {m}"
+        ));
+    }
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         Error::InvalidParameter("division by zero".into())
     } else if lower.contains("cast") || lower.contains("cannot coerce") || lower.contains("type") && lower.contains("mismatch") {

@@ -47,6 +47,11 @@ pub struct Limits {
     pub query_memory_bytes: usize,
     /// Deepest SQL expression nesting the parser accepts.
     pub max_parser_recursion: usize,
+    /// Longest a statement may spend reading (a query, or the read side of a DML statement).
+    /// Writes are never interrupted once they start, so a timeout never hides a commit.
+    pub statement_timeout: std::time::Duration,
+    /// Threads that execute queries.
+    pub query_threads: usize,
 }
 
 impl Default for Limits {
@@ -56,6 +61,8 @@ impl Default for Limits {
             max_result_rows: 1_000_000,
             query_memory_bytes: 1 << 30,
             max_parser_recursion: 50,
+            statement_timeout: std::time::Duration::from_secs(30),
+            query_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         }
     }
 }
@@ -92,8 +99,18 @@ pub struct RequestOutcome {
 pub struct Engine {
     db: Arc<Db>,
     jobs: Arc<JobManager>,
+    /// Always Some until drop (a runtime may not be dropped inside async code: see Drop).
+    query_runtime: Option<tokio::runtime::Runtime>,
     base_state: SessionState,
     limits: Limits,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(rt) = self.query_runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,10 +121,25 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(db: Arc<Db>, jobs: Arc<JobManager>, limits: Limits) -> Result<Engine> {
+        // No spilling to the OS temp directory: a query that does not fit the memory pool
+        // fails (INVALID_PARAMETER) instead of filling a disk the operator did not plan for.
         let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.query_memory_bytes, 1.0)
+            .with_disk_manager_builder(
+                datafusion::execution::disk_manager::DiskManagerBuilder::default()
+                    .with_mode(datafusion::execution::disk_manager::DiskManagerMode::Disabled),
+            )
             .build_arc()
             .map_err(|e| Error::Internal(e.to_string()))?;
+        // Queries execute on their own threads, so CPU-heavy queries neither starve the HTTP
+        // server nor delay the statement timeout, which runs on the server's runtime.
+        let query_runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("kalamdb-query")
+            .worker_threads(limits.query_threads.max(1))
+            .thread_stack_size(64 * 1024 * 1024)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
         let mut base_state = SessionStateBuilder::new()
             .with_default_features()
             .with_runtime_env(runtime)
@@ -119,7 +151,7 @@ impl Engine {
         base_state
             .register_udf(Arc::new(db.uuid_v7_udf.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Engine { db, jobs, base_state, limits })
+        Ok(Engine { db, jobs, base_state, limits, query_runtime: Some(query_runtime) })
     }
 
     pub fn db(&self) -> &Arc<Db> {
@@ -403,21 +435,46 @@ impl Engine {
     async fn execute_query(&self, state: SessionState, plan: LogicalPlan) -> Result<StatementOutput> {
         let df = DataFrame::new(state, plan);
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df.execute_stream().await.map_err(|e| from_datafusion(e, &self.db))?;
-        let mut batches = Vec::new();
-        let mut row_count = 0usize;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| from_datafusion(e, &self.db))?;
-            row_count += batch.num_rows();
-            if row_count > self.limits.max_result_rows {
-                return Err(Error::InvalidParameter(format!(
-                    "the result has more than {} rows (max_result_rows); add a LIMIT or a WHERE clause",
-                    self.limits.max_result_rows
-                )));
-            }
-            batches.push(batch);
-        }
+        let (batches, row_count) = self.collect_bounded(df).await?;
         Ok(StatementOutput::Rows { schema, batches, row_count })
+    }
+
+    /// Run a plan to completion on the query runtime, within the row limit and the statement
+    /// timeout. On timeout the execution is aborted (dropping DataFusion's streams cancels it).
+    async fn collect_bounded(&self, df: DataFrame) -> Result<(Vec<RecordBatch>, usize)> {
+        let db = self.db.clone();
+        let max_rows = self.limits.max_result_rows;
+        let Some(runtime) = &self.query_runtime else {
+            return Err(Error::Internal("the query runtime is shut down".into()));
+        };
+        let task = runtime.spawn(async move {
+            let mut stream = df.execute_stream().await.map_err(|e| from_datafusion(e, &db))?;
+            let mut batches = Vec::new();
+            let mut row_count = 0usize;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| from_datafusion(e, &db))?;
+                row_count += batch.num_rows();
+                if row_count > max_rows {
+                    return Err(Error::InvalidParameter(format!(
+                        "the statement reads more than {max_rows} rows (limits.max_result_rows); add a LIMIT or a WHERE clause"
+                    )));
+                }
+                batches.push(batch);
+            }
+            Ok((batches, row_count))
+        });
+        let abort = task.abort_handle();
+        match tokio::time::timeout(self.limits.statement_timeout, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(Error::Internal(format!("query task failed: {e}"))),
+            Err(_) => {
+                abort.abort();
+                Err(Error::Timeout(format!(
+                    "the statement ran longer than {} s (limits.statement_timeout_secs) and was stopped",
+                    self.limits.statement_timeout.as_secs_f64()
+                )))
+            }
+        }
     }
 
     async fn execute_dml(&self, state: &SessionState, dml: DmlStatement) -> Result<StatementOutput> {
@@ -438,7 +495,7 @@ impl Engine {
         let with_rowid = table.has_rowid();
         let input = Arc::unwrap_or_clone(dml.input);
         let df = DataFrame::new(state.clone(), input);
-        let batches = df.collect().await.map_err(|e| from_datafusion(e, &self.db))?;
+        let (batches, _) = self.collect_bounded(df).await?;
         let rows_store = self.db.rows.clone();
         let op = dml.op.clone();
         tokio::task::spawn_blocking(move || -> Result<StatementOutput> {

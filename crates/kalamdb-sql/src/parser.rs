@@ -90,6 +90,7 @@ pub fn parse_kalam_statement(sql: &str) -> Result<Option<KalamStatement>> {
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize()
         .map_err(|e| Error::invalid_sql(e.to_string()))?;
+    check_operator_count(&tokens)?;
     let mut c = Cursor::new(tokens);
     let first = c.peek_word_upper();
     let second = c.peek_word_upper_at(1);
@@ -121,6 +122,47 @@ pub fn parse_kalam_statement(sql: &str) -> Result<Option<KalamStatement>> {
     };
     c.expect_end()?;
     Ok(Some(stmt))
+}
+
+/// Most operators one statement may contain. A long chain like `1+1+...+1` parses
+/// iteratively but becomes a tree as deep as the chain, which the planner, optimizer and even
+/// dropping the syntax tree walk recursively (a stack overflow kills the process), and whose
+/// planning time grows quadratically (4000 operators: ~50 s in a debug build). Bound it before
+/// any of that runs. IN lists use commas and are not limited by this.
+pub const MAX_OPERATORS_PER_STATEMENT: usize = 1_000;
+
+fn check_operator_count(tokens: &[Token]) -> Result<()> {
+    let n = tokens
+        .iter()
+        .filter(|t| match t {
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret => true,
+            Token::Word(w) => {
+                w.quote_style.is_none()
+                    && (w.value.eq_ignore_ascii_case("and") || w.value.eq_ignore_ascii_case("or"))
+            }
+            _ => false,
+        })
+        .count();
+    if n > MAX_OPERATORS_PER_STATEMENT {
+        return Err(Error::invalid_sql(format!(
+            "the statement has {n} operators; at most {MAX_OPERATORS_PER_STATEMENT} are allowed"
+        )));
+    }
+    Ok(())
 }
 
 struct Cursor {

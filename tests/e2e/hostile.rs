@@ -1,0 +1,151 @@
+//! Hostile input: every case gets the contract's code and the server stays healthy.
+
+use kalamdb_tests::{Auth, TestServer};
+use serde_json::json;
+
+fn check(s: &TestServer, body: &[u8], status: u16, code: &str, what: &str) {
+    let r = s.post_raw("/v1/api/sql", &Auth::root(), body);
+    assert_eq!((r.status, r.code()), (status, code), "{what}: {}", truncate(&r.body.to_string()));
+    assert!(s.healthy(), "server unhealthy after: {what}");
+}
+
+fn check_sql(s: &TestServer, sql: &str, status: u16, code: &str, what: &str) {
+    check(s, json!({ "sql": sql }).to_string().as_bytes(), status, code, what);
+}
+
+fn truncate(t: &str) -> String {
+    t.chars().take(600).collect()
+}
+
+#[test]
+fn malformed_bodies_and_wrong_types() {
+    let s = TestServer::start();
+    check(&s, br#"{"sql": "SELECT 1""#, 400, "INVALID_PARAMETER", "truncated JSON");
+    check(&s, br#"{"sql": "SELECT 1", "params": {"a": 1}}"#, 400, "INVALID_PARAMETER", "params object");
+    check(&s, br#"{"sql": "SELECT 1", "namespace": 5}"#, 400, "INVALID_PARAMETER", "namespace number");
+    check(&s, br#"{"sql": "SELECT $1", "params": [[1]]}"#, 400, "INVALID_PARAMETER", "nested param");
+    check(&s, b"", 400, "INVALID_PARAMETER", "empty body");
+    check(&s, b"null", 400, "INVALID_PARAMETER", "null body");
+    let r = s.post_raw("/v1/api/sql", &Auth::root(), br#"{"sql": "SELECT 'a\u0000b'"}"#);
+    assert_eq!(r.status, 200, "an escaped NUL inside a string literal is data: {}", r.body);
+}
+
+#[test]
+fn oversized_requests_are_refused_and_the_server_survives() {
+    let s = TestServer::start();
+    // 100 MB body.
+    let big = format!("{{\"sql\": \"SELECT '{}'\"}}", "x".repeat(100 * 1024 * 1024));
+    check(&s, big.as_bytes(), 413, "PAYLOAD_TOO_LARGE", "100 MB body");
+    // 10,000 statements.
+    let many = "SELECT 1;".repeat(10_000);
+    check_sql(&s, &many, 400, "INVALID_PARAMETER", "10k statements");
+    // A 1 MB identifier.
+    let ident = "a".repeat(1024 * 1024);
+    check_sql(&s, &format!("CREATE TABLE {ident} (id INT)"), 400, "INVALID_PARAMETER", "1 MB table name");
+    let r = s.sql_as(&Auth::root(), &format!("SELECT * FROM {ident}"));
+    assert_eq!(r.status, 404, "{}", truncate(&r.body.to_string()));
+    assert!(r.body.to_string().len() < 10_000, "error messages do not echo megabytes");
+    assert!(s.healthy());
+}
+
+#[test]
+fn deep_and_huge_expressions_do_not_crash_the_parser_or_planner() {
+    let s = TestServer::start();
+    let deep = format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    check_sql(&s, &deep, 400, "INVALID_SQL", "100k nested parentheses");
+    let deep_neg = format!("SELECT {}1", "-".repeat(100_000));
+    check_sql(&s, &deep_neg, 400, "INVALID_SQL", "100k nested unary minus");
+    // A long flat chain parses iteratively but plans recursively: refused before planning.
+    check_sql(&s, &format!("SELECT 1{}", "+1".repeat(200_000)), 400, "INVALID_SQL", "200k-long + chain");
+    check_sql(&s, &format!("SELECT 1 WHERE {}", "1=1 AND ".repeat(100_000) + "1=1"), 400, "INVALID_SQL", "100k ANDs");
+    // Below the limit, it works.
+    let r = s.root(&format!("SELECT 1{}", "+1".repeat(500)));
+    assert_eq!(r.rows(0), vec![vec![json!(501)]]);
+    let list: Vec<String> = (0..50_000).map(|i| i.to_string()).collect();
+    let r = s.sql_as(&Auth::root(), &format!("SELECT 49999 IN ({})", list.join(",")));
+    assert_eq!(r.ok().rows(0), vec![vec![json!(true)]]);
+}
+
+#[test]
+fn values_functions_and_parameters() {
+    let s = TestServer::start();
+    s.root("CREATE TABLE v (id INT PRIMARY KEY, small SMALLINT, d DECIMAL(4,2), ts TIMESTAMP)");
+    check_sql(&s, "INSERT INTO v (id, small) VALUES (1, 40000)", 400, "TYPE_MISMATCH", "SMALLINT overflow");
+    check_sql(&s, "INSERT INTO v (id, d) VALUES (1, 12345.6)", 400, "TYPE_MISMATCH", "DECIMAL overflow");
+    check_sql(&s, "INSERT INTO v (id) VALUES (99999999999)", 400, "TYPE_MISMATCH", "INT overflow");
+    check_sql(&s, "INSERT INTO v (id, ts) VALUES (1, 'not a time')", 400, "TYPE_MISMATCH", "bad timestamp");
+    check_sql(&s, "SELECT 10 / 0", 400, "INVALID_PARAMETER", "division by zero");
+    check_sql(&s, "SELECT no_such_function(1)", 400, "INVALID_SQL", "unknown function");
+    let r = s.request(&Auth::root(), json!({"sql": "SELECT $1, $2", "params": [1]}));
+    assert_eq!(r.status, 400, "missing parameter: {}", r.body);
+    let r = s.request(&Auth::root(), json!({"sql": "SELECT 1", "params": [1, 2]}));
+    assert!(r.status == 200 || r.status == 400, "extra parameters: {}", r.body);
+    assert!(s.healthy());
+    assert!(s.root("SELECT * FROM v").rows(0).is_empty(), "nothing was written by the failures");
+}
+
+#[test]
+fn injection_traversal_and_reserved_names() {
+    let s = TestServer::start();
+    s.root("CREATE TABLE keep (id INT PRIMARY KEY)");
+    check_sql(&s, "SELECT * FROM \"keep; DROP TABLE keep\"", 404, "TABLE_NOT_FOUND", "quoted injection");
+    check_sql(&s, "CREATE NAMESPACE \"../../etc\"", 400, "INVALID_PARAMETER", "traversal namespace");
+    check_sql(&s, "CREATE TABLE \"../t\" (id INT)", 400, "INVALID_PARAMETER", "traversal table");
+    check_sql(&s, "CREATE TABLE \"a/b\" (id INT)", 400, "INVALID_PARAMETER", "slash table");
+    check_sql(&s, "CREATE TABLE \"a\u{0}b\" (id INT)", 400, "INVALID_PARAMETER", "NUL table");
+    check_sql(&s, "CREATE USER '../root' WITH PASSWORD 'p'", 400, "INVALID_PARAMETER", "traversal user");
+    check_sql(&s, "CREATE USER 'a/b' WITH PASSWORD 'p'", 400, "INVALID_PARAMETER", "slash user");
+    check_sql(&s, "CREATE NAMESPACE system", 400, "INVALID_PARAMETER", "reserved namespace");
+    check_sql(&s, "CREATE TABLE system.t (id INT)", 400, "INVALID_PARAMETER", "table in system");
+    check_sql(&s, "CREATE TABLE r (_rowid INT)", 400, "INVALID_PARAMETER", "reserved column");
+    check_sql(&s, "EXECUTE AS USER 'root'' --' (SELECT 1)", 400, "INVALID_SQL", "quote in EXECUTE AS");
+    assert_eq!(s.root("SELECT count(*) FROM keep").rows(0), vec![vec![json!(0)]], "keep still exists");
+}
+
+#[test]
+fn row_memory_and_time_limits_come_from_config() {
+    let s = TestServer::start_with_env(&[
+        ("KALAMDB_LIMITS_MAX_RESULT_ROWS", "1000"),
+        ("KALAMDB_LIMITS_QUERY_MEMORY_BYTES", "16777216"),
+        ("KALAMDB_LIMITS_STATEMENT_TIMEOUT_SECS", "2"),
+    ]);
+    check_sql(&s, "SELECT unnest(range(5000))", 400, "INVALID_PARAMETER", "rows over max_result_rows");
+    let r = s.root("SELECT count(*) FROM (SELECT unnest(range(5000)))");
+    assert_eq!(r.rows(0), vec![vec![json!(5000)]], "aggregates over many rows are fine");
+    check_sql(
+        &s,
+        "SELECT count(*) FROM (SELECT x, count(*) FROM (SELECT unnest(range(1000000)) x) GROUP BY x)",
+        400,
+        "INVALID_PARAMETER",
+        "aggregate over the memory pool",
+    );
+    // Last: the timed-out query's threads may need a moment to notice they were cancelled.
+    check_sql(
+        &s,
+        "SELECT count(*) FROM (SELECT unnest(range(100000)) a) x, (SELECT unnest(range(100000)) b) y WHERE x.a + y.b = -1",
+        408,
+        "TIMEOUT",
+        "statement over the timeout",
+    );
+}
+
+#[test]
+fn many_concurrent_connections_are_all_served() {
+    let s = TestServer::start();
+    s.root("CREATE TABLE c (id INT PRIMARY KEY); INSERT INTO c VALUES (1)");
+    let port = s.port;
+    let threads: Vec<_> = (0..200)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let r = ureq::post(&format!("http://127.0.0.1:{port}/v1/api/sql"))
+                    .set("Authorization", "Basic cm9vdDpyb290LXRlc3QtcHc=")
+                    .timeout(std::time::Duration::from_secs(120))
+                    .send_string(r#"{"sql": "SELECT count(*) FROM c"}"#);
+                r.map(|r| r.status()).unwrap_or(0)
+            })
+        })
+        .collect();
+    let ok = threads.into_iter().map(|t| t.join().unwrap()).filter(|s| *s == 200).count();
+    assert_eq!(ok, 200);
+    assert!(s.healthy());
+}
