@@ -9,6 +9,7 @@ mod flush_failures;
 mod flush_queries;
 mod hostile;
 mod isolation;
+mod isolation_matrix;
 mod ops;
 mod sql_surface;
 mod types;
