@@ -7,7 +7,9 @@ CARGO ?= cargo
 SERVER_BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/kalamdb-server
 SERVER_BIN_RELEASE := $(CARGO_TARGET_DIR)/release/kalamdb-server
 
-.PHONY: run test deps build check fmt clean-data
+CYCLES ?= 200
+
+.PHONY: run test crash-test deps build check fmt clean-data
 
 ## Install build prerequisites if missing (apt-get when root, otherwise explain).
 deps:
@@ -28,6 +30,12 @@ test: deps
 		echo "cargo-nextest not found; using cargo test"; \
 		$(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
+
+## Long crash-recovery run: kill -9 at random moments and at each flush step, CYCLES times.
+crash-test: deps
+	$(CARGO) build --locked -p kalamdb-server
+	KALAMDB_CRASH_CYCLES=$(CYCLES) $(CARGO) nextest run -p kalamdb-tests --locked \
+		-E 'test(/crash_recovery/)' --no-capture
 
 build: deps
 	$(CARGO) build --locked --workspace --all-targets

@@ -1,10 +1,11 @@
 //! The cold store: Parquet segment files behind `object_store`.
 //!
 //! Segments live at `{namespace}/{table}/{user_id | "shared"}/batch-{n}.parquet` under the
-//! store's root (`{data_dir}/storage` for the local default). A `put` is invisible until it is
-//! complete (object_store writes a staged file and renames it); for the local filesystem we
-//! also fsync the file and its directory before a segment is committed to a manifest, so a
-//! committed segment survives a crash. This module does no Parquet encoding; see
+//! store's root (`{data_dir}/storage` for the local default). A segment is invisible until it
+//! is complete: on the local filesystem it is written as `batch-{n}.parquet.tmp`, fsynced,
+//! renamed and its directory fsynced before it is committed to a manifest (other stores use
+//! object_store's atomic put), so a committed segment survives a crash and a half-written one
+//! is never read. Startup removes files no manifest references. This module does no Parquet encoding; see
 //! [`crate::segment`].
 //!
 //! Calls block the current thread (they run object_store futures on the tokio runtime), so
@@ -61,22 +62,38 @@ impl ColdStore {
         format!("{}/batch-{n}.parquet", Self::scope_dir(namespace, table, scope))
     }
 
-    /// Write a whole object durably (complete and, locally, fsynced) or not at all.
+    /// Write a whole object durably or not at all. On the local filesystem: write
+    /// `path.tmp`, fsync it, rename it over `path`, fsync the directory; elsewhere an
+    /// object_store put (atomic by the store's own contract).
     pub fn put_durable(&self, path: &str, data: Vec<u8>) -> Result<()> {
-        let location = ObjectPath::parse(path).map_err(|e| storage_error("bad segment path", e))?;
-        block_on(self.store.put(&location, PutPayload::from(data)))
-            .map_err(|e| storage_error(&format!("cannot write {path}"), e))?;
-        if let Some(root) = &self.local_root {
-            let file = root.join(path);
-            let f = std::fs::File::open(&file)
-                .map_err(|e| storage_error(&format!("cannot reopen {path}"), e))?;
-            f.sync_all().map_err(|e| storage_error(&format!("cannot fsync {path}"), e))?;
-            if let Some(dir) = file.parent() {
-                if let Ok(d) = std::fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
-            }
+        let Some(root) = &self.local_root else {
+            let location = ObjectPath::parse(path).map_err(|e| storage_error("bad segment path", e))?;
+            block_on(self.store.put(&location, PutPayload::from(data)))
+                .map_err(|e| storage_error(&format!("cannot write {path}"), e))?;
+            return Ok(());
+        };
+        use std::io::Write;
+        let file = root.join(path);
+        let dir = file.parent().ok_or_else(|| Error::Internal(format!("bad segment path {path}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| storage_error(&format!("cannot create the directory of {path}"), e))?;
+        let tmp = file.with_extension("parquet.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(storage_error(&format!("cannot write {path}"), e));
         }
+        crate::failpoints::pause("flush.pause_after_temp");
+        if let Err(e) = std::fs::rename(&tmp, &file) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(storage_error(&format!("cannot rename {path}"), e));
+        }
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| storage_error(&format!("cannot fsync the directory of {path}"), e))?;
         Ok(())
     }
 

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! flush.scope_error=alice,bob      # flushing these scopes fails ("shared" for SHARED tables, * for all)
-//! flush.pause_after_write=30000    # sleep (ms) after the segment file is written, before the commit
+//! flush.pause_after_temp=30000     # sleep (ms) after the .tmp file is written and fsynced, before the rename
+//! flush.pause_after_write=30000    # sleep (ms) after the segment file is renamed into place, before the commit
 //! flush.pause_after_commit=30000   # sleep (ms) after the manifest commit
 //! ```
 //!
