@@ -146,6 +146,11 @@ impl TestServer {
         s
     }
 
+    /// A client handle to a server another TestServer owns (for threads); it does not stop it.
+    pub fn attach(port: u16) -> TestServer {
+        TestServer { child: None, port, data_dir: PathBuf::new(), _tmp: None, env: Vec::new() }
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -355,7 +360,7 @@ impl Drop for TestServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() && self._tmp.is_some() {
             // The data dir is about to be deleted: show the server's log with the failure.
             let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();

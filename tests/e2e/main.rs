@@ -13,5 +13,6 @@ mod isolation;
 mod isolation_matrix;
 mod ops;
 mod sql_surface;
+mod stress;
 mod types;
 mod writes;

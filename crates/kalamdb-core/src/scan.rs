@@ -168,6 +168,9 @@ impl RowStore {
         }
         let upper = prefix_upper_bound(&lower);
         let store = self.store();
+        // Order matters: the hot iterator (a consistent view from its creation) must exist
+        // before the manifest is read. A flush committing in between then shows its rows in
+        // both (the merge keeps one: same key, same seq), never in neither.
         let mut it = store.db().raw_iterator_cf_opt(store.cf(CF_ROWS)?, Store::range_read_options(&lower, &upper));
         it.seek(&lower);
         let hot = HotSource {
