@@ -11,4 +11,7 @@ pub mod executor;
 pub mod parser;
 pub mod split;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use executor::{Caller, Engine, Limits, RequestOutcome, StatementOutput};
