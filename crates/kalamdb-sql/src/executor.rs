@@ -499,21 +499,20 @@ impl Engine {
         let rows_store = self.db.rows.clone();
         let op = dml.op.clone();
         tokio::task::spawn_blocking(move || -> Result<StatementOutput> {
+            let rows_of = |batches: &[RecordBatch], with_rowid: bool| -> Result<Vec<Vec<kalamdb_core::types::Value>>> {
+                let mut rows = Vec::new();
+                for b in batches {
+                    rows.extend(RowStore::rows_from_batch(&def, b, with_rowid)?);
+                }
+                Ok(rows)
+            };
             match op {
                 WriteOp::Insert(_) => {
-                    let mut rows = Vec::new();
-                    for b in &batches {
-                        rows.extend(RowStore::rows_from_batch(&def, b, false)?);
-                    }
-                    let n = rows_store.insert(&def, &scope, rows)?;
+                    let n = rows_store.insert(&def, &scope, rows_of(&batches, false)?)?;
                     Ok(StatementOutput::Affected { row_count: n, message: format!("Inserted {n} row(s)") })
                 }
                 WriteOp::Update => {
-                    let mut rows = Vec::new();
-                    for b in &batches {
-                        rows.extend(RowStore::rows_from_batch(&def, b, with_rowid)?);
-                    }
-                    let n = rows_store.update(&def, &scope, rows)?;
+                    let n = rows_store.update(&def, &scope, rows_of(&batches, with_rowid)?)?;
                     Ok(StatementOutput::Affected { row_count: n, message: format!("Updated {n} row(s)") })
                 }
                 WriteOp::Delete => {
@@ -522,13 +521,10 @@ impl Engine {
                         None => Some(def.live_columns().count()),
                     }
                     .ok_or_else(|| Error::Internal("primary key column missing".into()))?;
-                    let mut keys = Vec::new();
-                    for b in &batches {
-                        let rows = RowStore::rows_from_batch(&def, b, with_rowid)?;
-                        keys.extend(rows.into_iter().filter_map(|mut r| {
-                            (key_index < r.len()).then(|| r.swap_remove(key_index))
-                        }));
-                    }
+                    let keys: Vec<_> = rows_of(&batches, with_rowid)?
+                        .into_iter()
+                        .filter_map(|mut r| (key_index < r.len()).then(|| r.swap_remove(key_index)))
+                        .collect();
                     let n = rows_store.delete(&def, &scope, keys)?;
                     Ok(StatementOutput::Affected { row_count: n, message: format!("Deleted {n} row(s)") })
                 }
