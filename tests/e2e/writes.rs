@@ -111,6 +111,12 @@ fn stream_tables_expire_rows_after_ttl() {
     assert_eq!(s.sql_as(&alice, "SELECT count(*) FROM ticks").ok().rows(0), vec![vec![json!(2)]]);
     std::thread::sleep(std::time::Duration::from_millis(3100));
     assert_eq!(s.sql_as(&alice, "SELECT count(*) FROM ticks").ok().rows(0), vec![vec![json!(0)]]);
+    // Expired rows are also removed from disk by the background purge.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.root("SELECT buffered_rows FROM system.tables WHERE table_name = 'ticks'").rows(0) != vec![vec![json!(0)]] {
+        assert!(std::time::Instant::now() < deadline, "expired stream rows were never purged");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let r = s.sql_as(&Auth::root(), "CREATE STREAM TABLE no_ttl (id INT)");
     assert_eq!(r.status, 400, "{}", r.body);
 }

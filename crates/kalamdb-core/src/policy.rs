@@ -1,4 +1,5 @@
-//! Flush policies: start flush jobs when a table's hot buffer crosses a bound.
+//! Flush policies: start flush jobs when a table's hot buffer crosses a bound. The same
+//! scheduler purges expired STREAM rows and publishes storage-size metrics.
 //!
 //! `FLUSH_POLICY = 'rows:N,interval:S'` on a table, else the server default. A table is
 //! flushed (trigger `policy`, created by `system`) when it holds at least N buffered row
@@ -56,10 +57,15 @@ pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: F
     let mut last_flush: HashMap<u64, u64> = HashMap::new();
     let mut last_prune = 0u64;
     let mut last_sizes = 0u64;
+    let mut last_purge_of: HashMap<u64, u64> = HashMap::new();
     loop {
         tokio::time::sleep(check_every).await;
         let now = now_millis();
         for def in db.catalog.tables() {
+            if def.kind == TableKind::Stream {
+                purge_stream(&db, &def, now, &mut last_purge_of);
+                continue;
+            }
             if !matches!(def.kind, TableKind::User | TableKind::Shared) {
                 continue;
             }
@@ -115,6 +121,23 @@ mod tests {
             assert!(FlushPolicy::parse(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// Delete a STREAM table's expired rows, at most once per min(TTL, 60 s).
+fn purge_stream(db: &Arc<Db>, def: &Arc<crate::catalog::TableDef>, now: u64, last: &mut HashMap<u64, u64>) {
+    let every_ms = def.options.ttl_seconds.unwrap_or(60).clamp(1, 60) * 1000;
+    let since = *last.entry(def.id).or_insert(now);
+    if now.saturating_sub(since) < every_ms {
+        return;
+    }
+    last.insert(def.id, now);
+    let (db, def) = (db.clone(), def.clone());
+    // Runs on a blocking thread; the next check simply skips if this one is still running.
+    tokio::task::spawn_blocking(move || match db.rows.purge_expired(&def) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(table = %def.qualified_name(), purged = n, "purged expired stream rows"),
+        Err(e) => tracing::warn!(table = %def.qualified_name(), error = %e, "purging expired stream rows failed"),
+    });
 }
 
 /// Publish the on-disk size of the hot store and of committed Parquet segments.

@@ -315,6 +315,46 @@ impl RowStore {
         Ok(deleted)
     }
 
+    /// Physically delete a STREAM table's expired row versions (they are already invisible).
+    /// Returns how many were deleted. Work is bounded per WriteBatch.
+    pub fn purge_expired(&self, def: &TableDef) -> Result<u64> {
+        const BATCH: usize = 10_000;
+        if def.kind != TableKind::Stream {
+            return Ok(0);
+        }
+        let lower = crate::keys::table_prefix(def.id);
+        let upper = prefix_upper_bound(&lower);
+        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, Store::range_read_options(&lower, &upper));
+        it.seek(&lower);
+        let now = now_millis();
+        let cf = self.store.cf(CF_ROWS)?;
+        let (mut batch, mut in_batch, mut total) = (WriteBatch::default(), 0usize, 0u64);
+        while it.valid() {
+            let Some(k) = it.key() else { break };
+            if k.len() >= 8 {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[k.len() - 8..]);
+                if expired(def, !u64::from_be_bytes(b), now) {
+                    batch.delete_cf(cf, k);
+                    in_batch += 1;
+                }
+            }
+            if in_batch == BATCH {
+                self.store.write(std::mem::take(&mut batch))?;
+                total += in_batch as u64;
+                in_batch = 0;
+            }
+            it.next();
+        }
+        it.status()?;
+        if in_batch > 0 {
+            self.store.write(batch)?;
+            total += in_batch as u64;
+        }
+        self.note_flushed(def.id, total);
+        Ok(total)
+    }
+
     /// Number of row versions (live, superseded and tombstones) of a table in the hot buffer.
     pub fn count_versions(&self, table_id: u64) -> Result<u64> {
         let lower = crate::keys::table_prefix(table_id);
