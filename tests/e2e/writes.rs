@@ -106,10 +106,10 @@ fn insert_select_and_defaults() {
 fn stream_tables_expire_rows_after_ttl() {
     let s = TestServer::start();
     let alice = s.create_user("alice", "user");
-    s.root("CREATE STREAM TABLE ticks (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), v INT) WITH (TTL_SECONDS = 2)");
+    s.root("CREATE STREAM TABLE ticks (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), v INT) WITH (TTL_SECONDS = 4)");
     s.sql_as(&alice, "INSERT INTO ticks (v) VALUES (1), (2)").ok();
     assert_eq!(s.sql_as(&alice, "SELECT count(*) FROM ticks").ok().rows(0), vec![vec![json!(2)]]);
-    std::thread::sleep(std::time::Duration::from_millis(3100));
+    std::thread::sleep(std::time::Duration::from_millis(5100));
     assert_eq!(s.sql_as(&alice, "SELECT count(*) FROM ticks").ok().rows(0), vec![vec![json!(0)]]);
     // Expired rows are also removed from disk by the background purge.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
