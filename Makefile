@@ -8,8 +8,9 @@ SERVER_BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/kalamdb-server
 SERVER_BIN_RELEASE := $(CARGO_TARGET_DIR)/release/kalamdb-server
 
 CYCLES ?= 200
+FUZZ_SECONDS ?= 300
 
-.PHONY: run test crash-test deps build check fmt clean-data
+.PHONY: run test crash-test fuzz deps build check fmt clean-data
 
 ## Install build prerequisites if missing (apt-get when root, otherwise explain).
 deps:
@@ -36,6 +37,15 @@ crash-test: deps
 	$(CARGO) build --locked -p kalamdb-server
 	KALAMDB_CRASH_CYCLES=$(CYCLES) $(CARGO) nextest run -p kalamdb-tests --locked \
 		-E 'test(/crash_recovery/)' --no-capture
+
+## Coverage-guided fuzzing of the statement parser and the row codec (cargo-fuzz, libFuzzer).
+## Separate target dir: sanitizer flags would otherwise invalidate the main build cache.
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && CARGO_TARGET_DIR=$(HOME)/.cache/kalamdb-fuzz-target RUSTC_BOOTSTRAP=1 \
+		$(CARGO) fuzz run parse_statement -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && CARGO_TARGET_DIR=$(HOME)/.cache/kalamdb-fuzz-target RUSTC_BOOTSTRAP=1 \
+		$(CARGO) fuzz run row_codec -- -max_total_time=$(FUZZ_SECONDS)
 
 build: deps
 	$(CARGO) build --locked --workspace --all-targets
