@@ -635,10 +635,6 @@ impl Catalog {
     pub fn storages(&self) -> Vec<StorageDef> {
         self.state.read().storages.values().cloned().collect()
     }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
 }
 
 #[cfg(test)]

@@ -210,24 +210,4 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
-
-    /// Whether this value has the physical shape of `dt` (or is NULL).
-    pub fn fits(&self, dt: &DataType) -> bool {
-        matches!(
-            (self, dt),
-            (Value::Null, _)
-                | (Value::Boolean(_), DataType::Boolean)
-                | (Value::SmallInt(_), DataType::SmallInt)
-                | (Value::Int(_), DataType::Int)
-                | (Value::BigInt(_), DataType::BigInt)
-                | (Value::Real(_), DataType::Real)
-                | (Value::Double(_), DataType::Double)
-                | (Value::Decimal(_), DataType::Decimal { .. })
-                | (Value::Text(_), DataType::Text | DataType::Json | DataType::Uuid)
-                | (Value::Bytes(_), DataType::Bytea)
-                | (Value::Date(_), DataType::Date)
-                | (Value::Time(_), DataType::Time)
-                | (Value::Timestamp(_), DataType::Timestamp | DataType::TimestampTz)
-        )
-    }
 }

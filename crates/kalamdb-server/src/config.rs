@@ -65,7 +65,7 @@ pub struct JobsSection {
 impl Default for FlushSection {
     fn default() -> FlushSection {
         FlushSection {
-            segment_rows: 100_000,
+            segment_rows: kalamdb_core::jobs::JobSettings::default().segment_rows,
             default_policy: "rows:100000,interval:300".into(),
             policy_check_interval_ms: 1000,
         }
@@ -74,12 +74,14 @@ impl Default for FlushSection {
 
 impl Default for JobsSection {
     fn default() -> JobsSection {
+        // One source of truth for the defaults: the job manager's own.
+        let d = kalamdb_core::jobs::JobSettings::default();
         JobsSection {
-            max_concurrent: 2,
-            max_attempts: 3,
-            retry_backoff_ms: 1000,
-            retention_secs: 7 * 24 * 3600,
-            node_id: "node-1".into(),
+            max_concurrent: d.max_concurrent,
+            max_attempts: d.max_attempts,
+            retry_backoff_ms: d.retry_backoff_ms,
+            retention_secs: d.retention_secs,
+            node_id: d.node_id,
         }
     }
 }

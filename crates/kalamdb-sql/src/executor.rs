@@ -154,10 +154,6 @@ impl Engine {
         Ok(Engine { db, jobs, base_state, limits, query_runtime: Some(query_runtime) })
     }
 
-    pub fn db(&self) -> &Arc<Db> {
-        &self.db
-    }
-
     /// Run every statement of `sql` in order, stopping at the first error.
     pub async fn execute(
         &self,
