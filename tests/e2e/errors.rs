@@ -121,3 +121,22 @@ fn login_issues_bearer_tokens_revoked_by_password_change() {
     s.root("ALTER USER 'tok' SET PASSWORD 'changed'");
     assert_eq!(s.sql_as(&bearer, "SELECT 1").status, 401, "old token is revoked");
 }
+
+#[test]
+fn user_without_password_cannot_log_in_but_can_be_acted_for() {
+    let s = TestServer::start();
+    s.root("CREATE USER 'nopw' ROLE user").ok();
+    s.root("CREATE USER TABLE default.notes (id BIGINT PRIMARY KEY, body TEXT)").ok();
+    for attempt in [Auth::user("nopw", ""), Auth::user("nopw", "anything")] {
+        let r = s.sql_as(&attempt, "SELECT 1");
+        assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "{}", r.body);
+    }
+    let r = s.post_raw("/v1/api/auth/login", &Auth::None, br#"{"username":"nopw","password":""}"#);
+    assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "{}", r.body);
+    s.root("EXECUTE AS USER 'nopw' (INSERT INTO default.notes VALUES (1, 'kept'))").ok();
+    let r = s.root("EXECUTE AS USER 'nopw' (SELECT id, body FROM default.notes)").ok();
+    assert_eq!(r.rows(0), vec![vec![json!(1), json!("kept")]]);
+    s.root("ALTER USER 'nopw' SET PASSWORD 'now-set'").ok();
+    let r = s.sql_as(&Auth::user("nopw", "now-set"), "SELECT body FROM default.notes").ok();
+    assert_eq!(r.rows(0), vec![vec![json!("kept")]]);
+}

@@ -125,7 +125,7 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
             db.catalog.create_user(UserDef {
                 user_id: user_id.clone(),
                 role,
-                password_hash: Some(hash_password(&password)?),
+                password_hash: password.as_deref().map(hash_password).transpose()?,
                 created_at_ms: now,
                 updated_at_ms: now,
             })?;

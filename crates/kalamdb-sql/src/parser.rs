@@ -72,7 +72,8 @@ pub enum KalamStatement {
     DropTable { table: TableName, if_exists: bool },
     ShowTables { namespace: Option<String> },
     DescribeTable { table: TableName },
-    CreateUser { user_id: String, password: String, role: Role, if_not_exists: bool },
+    /// `password: None` creates an account that cannot log in (used through EXECUTE AS only).
+    CreateUser { user_id: String, password: Option<String>, role: Role, if_not_exists: bool },
     AlterUser { user_id: String, op: AlterUserOp },
     DropUser { user_id: String, if_exists: bool },
     /// `EXECUTE AS USER 'u' (<statement>)`; `statement` is the inner SQL text.
@@ -572,9 +573,12 @@ fn parse_create_user(c: &mut Cursor) -> Result<KalamStatement> {
     c.advance(2);
     let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
     let user_id = c.string_or_word("a user name")?;
-    c.expect_kw("WITH")?;
-    c.expect_kw("PASSWORD")?;
-    let password = c.string("a password in quotes")?;
+    let password = if c.eat_kw("WITH") {
+        c.expect_kw("PASSWORD")?;
+        Some(c.string("a password in quotes")?)
+    } else {
+        None
+    };
     let role = if c.eat_kw("ROLE") {
         c.string_or_word("a role")?.parse::<Role>()?
     } else {
@@ -699,8 +703,17 @@ mod tests {
             parse("CREATE USER 'bob' WITH PASSWORD 'pw' ROLE service"),
             KalamStatement::CreateUser {
                 user_id: "bob".into(),
-                password: "pw".into(),
+                password: Some("pw".into()),
                 role: Role::Service,
+                if_not_exists: false
+            }
+        );
+        assert_eq!(
+            parse("CREATE USER 'carol' ROLE user"),
+            KalamStatement::CreateUser {
+                user_id: "carol".into(),
+                password: None,
+                role: Role::User,
                 if_not_exists: false
             }
         );
