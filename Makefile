@@ -10,7 +10,7 @@ SERVER_BIN_RELEASE := $(CARGO_TARGET_DIR)/release/kalamdb-server
 CYCLES ?= 200
 FUZZ_SECONDS ?= 300
 
-.PHONY: run test crash-test fuzz deps build check fmt clean-data
+.PHONY: run test bench bench-quick crash-test fuzz deps build check fmt clean-data
 
 ## Install build prerequisites if missing (apt-get when root, otherwise explain).
 deps:
@@ -31,6 +31,17 @@ test: deps
 		echo "cargo-nextest not found; using cargo test"; \
 		$(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
+
+## Benchmarks (docs/BENCHMARKS.md): release server vs raw components vs PostgreSQL 15.
+## BENCH_ARGS=--quick for the short run; results in target/bench/results.{md,json}.
+BENCH_ARGS ?=
+bench: deps
+	./scripts/ensure-deps.sh --postgresql
+	$(CARGO) build --release --locked -p kalamdb-server -p kalamdb-bench
+	$(CARGO_TARGET_DIR)/release/kalamdb-bench --server $(SERVER_BIN_RELEASE) --out target/bench $(BENCH_ARGS)
+
+bench-quick:
+	$(MAKE) bench BENCH_ARGS=--quick
 
 ## Long crash-recovery run: kill -9 at random moments and at each flush step, CYCLES times.
 crash-test: deps

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Install what building KalamDB needs on a Debian machine: a C/C++ toolchain and
 # clang/libclang (librocksdb-sys generates its bindings with bindgen).
+# With --postgresql, also PostgreSQL 15 (the benchmarks' comparison, `make bench`).
 set -euo pipefail
 
 missing=()
+if [ "${1:-}" = "--postgresql" ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+    missing+=(postgresql-15)
+fi
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
