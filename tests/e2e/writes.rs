@@ -120,3 +120,79 @@ fn stream_tables_expire_rows_after_ttl() {
     let r = s.sql_as(&Auth::root(), "CREATE STREAM TABLE no_ttl (id INT)");
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+/// Literal VALUES take a path without DataFusion planning (kalamdb-sql fast_insert); the same
+/// values written through the planned path (INSERT ... SELECT) must read back identically,
+/// and bad values must fail with the same codes.
+#[test]
+fn literal_values_and_planned_inserts_agree() {
+    let s = TestServer::start();
+    let cols = "id BIGINT PRIMARY KEY, si SMALLINT, i INT, r REAL, d DOUBLE, dec DECIMAL(10,2), \
+                t TEXT, j JSON, u UUID, ts TIMESTAMP, dt DATE, b BOOLEAN, n INT DEFAULT 7";
+    s.root(&format!("CREATE TABLE lit ({cols})"));
+    s.root(&format!("CREATE TABLE planned ({cols})"));
+    let rows = [
+        "1, -3, 2147483647, 1.5, -0.25, 12.34, 'x', '{\"a\": [1, 2]}', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '2025-03-01 10:11:12.345', '2025-03-01', true",
+        "2, NULL, 5, 2, 3, 7, 'it''s', 'null', NULL, '2025-03-01T00:00:00', NULL, false",
+        "3, 4, -8, -1e3, 1e-3, -0.5, '', '[]', NULL, NULL, '1970-01-01', NULL",
+    ];
+    let names = "id, si, i, r, d, dec, t, j, u, ts, dt, b";
+    s.root(&format!("INSERT INTO lit ({names}) VALUES ({})", rows.join("), (")));
+    for r in rows {
+        s.root(&format!("INSERT INTO planned ({names}) SELECT * FROM (VALUES ({r}))"));
+    }
+    let lit = s.root("SELECT * FROM lit ORDER BY id").rows(0);
+    assert_eq!(lit.len(), 3);
+    assert_eq!(lit, s.root("SELECT * FROM planned ORDER BY id").rows(0));
+    assert_eq!(lit[0][8], json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), "UUIDs are normalised");
+    assert_eq!(lit[1][12], json!(7), "an unnamed column takes its literal default");
+
+    // Mixed literal kinds in one column, expressions and placeholders are planned; same result.
+    s.root("INSERT INTO lit (id, d, t) VALUES (10, 1, 'a'), (11, 2.5, 'b'), (12, 1 + 1, upper('c'))");
+    let r = s.root("SELECT id, d, t FROM lit WHERE id >= 10 ORDER BY id").rows(0);
+    assert_eq!(r, vec![vec![json!(10), json!(1.0), json!("a")], vec![json!(11), json!(2.5), json!("b")], vec![json!(12), json!(2.0), json!("C")]]);
+
+    // Errors, and nothing written by a failed statement.
+    for (sql, code) in [
+        ("INSERT INTO lit (id, si) VALUES (20, 40000)", "TYPE_MISMATCH"),
+        ("INSERT INTO lit (id, ts) VALUES (21, 'not a time')", "TYPE_MISMATCH"),
+        ("INSERT INTO lit (id, j) VALUES (22, '{broken')", "TYPE_MISMATCH"),
+        ("INSERT INTO lit (id, u) VALUES (23, 'not-a-uuid')", "TYPE_MISMATCH"),
+        ("INSERT INTO lit (id, t) VALUES (24, 'a'), (24, 'b')", "CONSTRAINT_VIOLATION"),
+        ("INSERT INTO lit (id, t) VALUES (25, 'a'), (1, 'b')", "CONSTRAINT_VIOLATION"),
+        ("INSERT INTO lit (t) VALUES ('no key')", "CONSTRAINT_VIOLATION"),
+        ("INSERT INTO lit (id, nope) VALUES (26, 1)", "INVALID_SQL"),
+        ("INSERT INTO lit (id, t) VALUES (27)", "INVALID_SQL"),
+        ("INSERT INTO missing VALUES (1)", "TABLE_NOT_FOUND"),
+    ] {
+        let r = s.sql_as(&Auth::root(), sql);
+        assert_eq!(r.code(), code, "{sql}: {}", r.body);
+    }
+    assert_eq!(s.root("SELECT count(*) FROM lit WHERE id >= 20 AND id < 30").rows(0), vec![vec![json!(0)]]);
+}
+
+/// Concurrent inserts of the same key into one scope: exactly one wins, the others are
+/// CONSTRAINT_VIOLATION (inserts share fsyncs, so their checks run while others write).
+#[test]
+fn concurrent_inserts_of_one_key_admit_exactly_one() {
+    let s = TestServer::start();
+    s.root("CREATE SHARED TABLE race (id BIGINT PRIMARY KEY, writer INT)");
+    for key in 0..20 {
+        let outcomes: Vec<(u16, String)> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..6)
+                .map(|w| {
+                    let s = &s;
+                    sc.spawn(move || {
+                        let r = s.sql_as(&Auth::root(), &format!("INSERT INTO race VALUES ({key}, {w})"));
+                        (r.status, r.code().to_string())
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won = outcomes.iter().filter(|(st, _)| *st == 200).count();
+        assert_eq!(won, 1, "key {key}: {outcomes:?}");
+        assert!(outcomes.iter().all(|(st, c)| *st == 200 || c == "CONSTRAINT_VIOLATION"), "{outcomes:?}");
+    }
+    assert_eq!(s.root("SELECT count(*) FROM race").rows(0), vec![vec![json!(20)]]);
+}

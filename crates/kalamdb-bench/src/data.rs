@@ -50,6 +50,11 @@ pub fn tuple(i: i64) -> String {
     format!("({i}, '{}', '{}', {}, '{}', {})", user_key(i), body(i), v(i), ts_literal(i), b(i))
 }
 
+/// `('user', id, 'body', v, 'ts', b)`: a row of the PostgreSQL tables keyed by (user_key, id).
+pub fn user_tuple(user: &str, i: i64) -> String {
+    format!("('{user}', {i}, '{}', {}, '{}', {})", body(i), v(i), ts_literal(i), b(i))
+}
+
 /// `INSERT INTO {table} VALUES` with rows `ids`: the same text is sent to KalamDB and PostgreSQL.
 pub fn insert_sql(table: &str, ids: impl Iterator<Item = i64>) -> String {
     let mut s = format!("INSERT INTO {table} VALUES ");

@@ -827,7 +827,7 @@ impl Bench {
                         while !stop.load(Ordering::Relaxed) {
                             let id = next_id.fetch_add(1, Ordering::Relaxed);
                             u = (u + 7) % users;
-                            let sql = format!("INSERT INTO mixed VALUES ('bu{u}', {})", &data::tuple(id)[1..]);
+                            let sql = format!("INSERT INTO mixed VALUES {}", data::user_tuple(&format!("bu{u}"), id));
                             let st = Instant::now();
                             assert_eq!(pg::exec(&c, &sql).await, 1);
                             lat.push(st.elapsed());

@@ -99,13 +99,13 @@ impl Drop for PgCluster {
 
 /// Rows returned by a simple-protocol query (the same SQL text KalamDB gets).
 pub async fn query_rows(c: &Client, sql: &str) -> u64 {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e} for {}", crate::kalam::short(sql)));
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {}", crate::kalam::short(sql)));
     msgs.iter().filter(|m| matches!(m, SimpleQueryMessage::Row(_))).count() as u64
 }
 
 /// Rows affected by the last statement of a simple-protocol batch.
 pub async fn exec(c: &Client, sql: &str) -> u64 {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e} for {}", crate::kalam::short(sql)));
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {}", crate::kalam::short(sql)));
     msgs.iter()
         .filter_map(|m| match m {
             SimpleQueryMessage::CommandComplete(n) => Some(*n),
@@ -117,7 +117,7 @@ pub async fn exec(c: &Client, sql: &str) -> u64 {
 
 /// First column of the first row.
 pub async fn scalar(c: &Client, sql: &str) -> String {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e} for {sql}"));
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {sql}"));
     msgs.iter()
         .find_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),

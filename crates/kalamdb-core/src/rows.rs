@@ -62,8 +62,25 @@ pub struct RowStore {
     cold: ColdStore,
     seq: Arc<SeqGenerator>,
     scope_locks: Mutex<HashMap<(u64, Scope), Arc<Mutex<()>>>>,
+    /// Full keys (scope prefix + pk) of inserts checked but not yet written.
+    pending: Mutex<HashSet<Vec<u8>>>,
     /// Row versions in the hot buffer per table id (for flush policies and system.tables).
     buffered: Mutex<HashMap<u64, u64>>,
+}
+
+/// Keys an insert has checked and is writing; released when the write returns (or fails).
+struct Reservation<'a> {
+    pending: &'a Mutex<HashSet<Vec<u8>>>,
+    keys: Vec<Vec<u8>>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.pending.lock();
+        for k in &self.keys {
+            pending.remove(k);
+        }
+    }
 }
 
 /// Check a value against its column type's rules (JSON must parse, UUIDs are normalised).
@@ -86,7 +103,14 @@ pub fn check_value(dt: &DataType, v: Value) -> Result<Value> {
 
 impl RowStore {
     pub fn new(store: Store, cold: ColdStore, seq: Arc<SeqGenerator>) -> RowStore {
-        RowStore { store, cold, seq, scope_locks: Mutex::new(HashMap::new()), buffered: Mutex::new(HashMap::new()) }
+        RowStore {
+            store,
+            cold,
+            seq,
+            scope_locks: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashSet::new()),
+            buffered: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -224,38 +248,125 @@ impl RowStore {
         }
     }
 
+    /// Which of `pks` (sorted, distinct) are live in the scope: one iterator seeks through the
+    /// hot rows in key order, then one multi-get asks the flushed-key index for the rest.
+    fn live_keys(&self, def: &TableDef, prefix: &[u8], pks: &[&[u8]]) -> Result<Vec<bool>> {
+        let mut live = vec![false; pks.len()];
+        let mut in_hot = vec![false; pks.len()];
+        let upper = prefix_upper_bound(prefix);
+        let ro = Store::range_read_options(prefix, &upper);
+        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, ro);
+        let now = now_millis();
+        let mut target = prefix.to_vec();
+        for (i, pk) in pks.iter().enumerate() {
+            target.truncate(prefix.len());
+            target.extend_from_slice(pk);
+            it.seek(&target);
+            // The newest version of `pk` is the first key at or after prefix|pk (seq descends).
+            if let (true, Some(k), Some(v)) = (it.valid(), it.key(), it.value()) {
+                if let Some((kpk, seq)) = split_row_key(k, prefix.len()) {
+                    if kpk == *pk {
+                        in_hot[i] = true;
+                        live[i] = !is_tombstone(v) && !expired(def, seq, now);
+                    }
+                }
+            }
+        }
+        it.status()?;
+        let flushed_cf = self.store.cf(CF_FLUSHED)?;
+        let ask: Vec<usize> = (0..pks.len()).filter(|&i| !in_hot[i]).collect();
+        let keys: Vec<Vec<u8>> = ask
+            .iter()
+            .map(|&i| {
+                let mut k = prefix.to_vec();
+                k.extend_from_slice(pks[i]);
+                k
+            })
+            .collect();
+        let found = self.store.db().multi_get_cf(keys.iter().map(|k| (flushed_cf, k.as_slice())));
+        for (&i, r) in ask.iter().zip(found) {
+            live[i] = matches!(r?, Some(v) if v.first() == Some(&0));
+        }
+        Ok(live)
+    }
+
     /// Insert new rows (values in live-column order). Fails with CONSTRAINT_VIOLATION, writing
     /// nothing, if a primary key already exists in the scope or repeats within `rows`.
+    ///
+    /// The uniqueness check and the building of the batch happen under the scope lock; the
+    /// synced write does not, so concurrent inserts into one scope share fsyncs (RocksDB group
+    /// commit). Their keys are reserved in `pending` until the write returns: a concurrent
+    /// insert of a reserved key fails as a duplicate, as it would once the write is visible.
     pub fn insert(&self, def: &TableDef, scope: &Scope, rows: Vec<Vec<Value>>) -> Result<u64> {
         let prefix = scope_prefix(def.id, scope);
-        let pk_idx = Self::pk_index(def);
-        let lock = self.scope_lock(def.id, scope);
-        let _g = lock.lock();
-        let mut batch = WriteBatch::default();
         let cf = self.store.cf(CF_ROWS)?;
-        let mut seen = HashSet::with_capacity(rows.len());
+        let mut batch = WriteBatch::default();
         let mut buf = Vec::new();
-        for row in &rows {
-            let seq = self.seq.next();
-            let pk = match pk_idx {
-                Some(i) => {
-                    let pk = Self::encode_key_value(&row[i])?;
-                    if !seen.insert(pk.clone()) || self.is_live(def, &prefix, &pk)? {
-                        return Err(Error::ConstraintViolation(format!(
-                            "duplicate primary key {} in table '{}'",
-                            display_value(&row[i]),
-                            def.qualified_name()
-                        )));
-                    }
-                    pk
+        let reservation = match Self::pk_index(def) {
+            Some(pk_idx) => {
+                let mut pks = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    pks.push(Self::encode_key_value(&row[pk_idx])?);
                 }
-                None => Self::encode_key_value(&Value::BigInt(seq as i64))?,
-            };
-            buf.clear();
-            encode_row(def.schema_version, row, &mut buf);
-            batch.put_cf(cf, row_key(&prefix, &pk, seq), &buf);
-        }
+                let mut order: Vec<usize> = (0..rows.len()).collect();
+                order.sort_unstable_by(|&a, &b| pks[a].cmp(&pks[b]));
+                let duplicate = |i: usize| {
+                    Error::ConstraintViolation(format!(
+                        "duplicate primary key {} in table '{}'",
+                        display_value(&rows[i][pk_idx]),
+                        def.qualified_name()
+                    ))
+                };
+                if let Some(w) = order.windows(2).find(|w| pks[w[0]] == pks[w[1]]) {
+                    return Err(duplicate(w[1]));
+                }
+                let lock = self.scope_lock(def.id, scope);
+                let _g = lock.lock();
+                // Reserve first, then look: a key not reserved now was either never being
+                // written or its write has returned and is visible to the check below.
+                let reservation = {
+                    let mut pending = self.pending.lock();
+                    let keys: Vec<Vec<u8>> = order
+                        .iter()
+                        .map(|&i| {
+                            let mut k = prefix.clone();
+                            k.extend_from_slice(&pks[i]);
+                            k
+                        })
+                        .collect();
+                    if let Some(n) = keys.iter().position(|k| pending.contains(k)) {
+                        return Err(duplicate(order[n]));
+                    }
+                    for k in &keys {
+                        pending.insert(k.clone());
+                    }
+                    Reservation { pending: &self.pending, keys }
+                };
+                let sorted: Vec<&[u8]> = order.iter().map(|&i| pks[i].as_slice()).collect();
+                let live = self.live_keys(def, &prefix, &sorted)?;
+                if let Some(n) = live.iter().position(|l| *l) {
+                    return Err(duplicate(order[n]));
+                }
+                for (row, pk) in rows.iter().zip(&pks) {
+                    buf.clear();
+                    encode_row(def.schema_version, row, &mut buf);
+                    batch.put_cf(cf, row_key(&prefix, pk, self.seq.next()), &buf);
+                }
+                Some(reservation)
+            }
+            None => {
+                for row in &rows {
+                    let seq = self.seq.next();
+                    let pk = Self::encode_key_value(&Value::BigInt(seq as i64))?;
+                    buf.clear();
+                    encode_row(def.schema_version, row, &mut buf);
+                    batch.put_cf(cf, row_key(&prefix, &pk, seq), &buf);
+                }
+                None
+            }
+        };
         self.store.write(batch)?;
+        drop(reservation);
         self.note_written(def.id, rows.len() as u64, "insert");
         Ok(rows.len() as u64)
     }

@@ -16,6 +16,7 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use futures::StreamExt;
@@ -33,6 +34,7 @@ use sqlparser::dialect::GenericDialect;
 
 use crate::ddl;
 use crate::errors::from_datafusion;
+use crate::fast_insert;
 use crate::parser::{parse_kalam_statement, KalamStatement};
 use crate::split::split_statements;
 
@@ -403,6 +405,22 @@ impl Engine {
             }
             DfStatement::Explain(_) => false,
         };
+        if params.is_empty() {
+            if let DfStatement::Statement(s) = &statement {
+                if let SqlStatement::Insert(insert) = s.as_ref() {
+                    let prepared =
+                        fast_insert::prepare(&self.db, &caller.principal, &caller.namespace, insert).await;
+                    if let Some(prepared) = prepared {
+                        let prepared = prepared?;
+                        let table = prepared.table();
+                        table.principal().check_write(table.def())?;
+                        return self
+                            .write_rows(table.def().clone(), table.scope().clone(), WriteOp::Insert(InsertOp::Append), vec![prepared.batch], false)
+                            .await;
+                    }
+                }
+            }
+        }
         let state = self.state_for(caller, with_rowid);
         let plan = state
             .statement_to_plan(statement)
@@ -492,8 +510,19 @@ impl Engine {
         let input = Arc::unwrap_or_clone(dml.input);
         let df = DataFrame::new(state.clone(), input);
         let (batches, _) = self.collect_bounded(df).await?;
+        self.write_rows(def, scope, dml.op.clone(), batches, with_rowid).await
+    }
+
+    /// Write a DML statement's rows through the row store, off the async runtime.
+    async fn write_rows(
+        &self,
+        def: Arc<kalamdb_core::catalog::TableDef>,
+        scope: kalamdb_core::keys::Scope,
+        op: WriteOp,
+        batches: Vec<RecordBatch>,
+        with_rowid: bool,
+    ) -> Result<StatementOutput> {
         let rows_store = self.db.rows.clone();
-        let op = dml.op.clone();
         tokio::task::spawn_blocking(move || -> Result<StatementOutput> {
             let rows_of = |batches: &[RecordBatch], with_rowid: bool| -> Result<Vec<Vec<kalamdb_core::types::Value>>> {
                 let mut rows = Vec::new();

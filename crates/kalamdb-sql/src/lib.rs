@@ -1,13 +1,14 @@
 //! kalamdb-sql: KalamDB's statements and the executor that runs a request's SQL.
 //!
 //! Owns: splitting requests into statements ([`split`]), parsing KalamDB statements on top of
-//! sqlparser's tokenizer ([`parser`]), running them ([`ddl`], [`executor`]) and mapping
+//! sqlparser's tokenizer ([`parser`]), running them ([`ddl`], [`executor`], literal INSERTs without planning: `fast_insert`) and mapping
 //! DataFusion's errors to contract codes ([`errors`]).
 //! Must not: know about HTTP, authentication headers or JSON encodings (kalamdb-server).
 
 pub mod ddl;
 pub mod errors;
 pub mod executor;
+mod fast_insert;
 pub mod parser;
 pub mod split;
 
