@@ -154,6 +154,12 @@ impl Client {
         self.sql(sql)["results"][0]["row_count"].as_u64().expect("row_count")
     }
 
+    /// `SELECT count(*)` of a table.
+    pub fn count(&self, table: &str) -> u64 {
+        let v = self.sql(&format!("SELECT count(*) FROM {table}"));
+        v["results"][0]["rows"][0][0].as_u64().expect("count")
+    }
+
     /// `STORAGE FLUSH TABLE ... WAIT`, returning the job's result object; the job must complete.
     pub fn flush_wait(&self, table: &str) -> Value {
         let v = self.sql(&format!("STORAGE FLUSH TABLE {table} WAIT"));

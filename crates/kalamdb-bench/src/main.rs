@@ -294,7 +294,7 @@ impl Bench {
             let table = format!("bench.ingest_{rep}");
             self.client().sql(&format!("CREATE SHARED TABLE {table} ({})", data::COLUMNS));
             let t = self.kalam_load(&table, 0, n);
-            assert_eq!(self.client().row_count(&format!("SELECT id FROM {table}")), n as u64, "KalamDB lost rows");
+            assert_eq!(self.client().count(&table), n as u64, "KalamDB lost rows");
             k.push(n as f64 / t.as_secs_f64());
 
             let rocks = raw::RawRocks::open(&self.scratch);
@@ -666,7 +666,7 @@ impl Bench {
         self.kalam_load(table, cold, n);
         let sql = Self::ANALYTICS_SQL.replace("{t}", table);
         let c = self.client();
-        assert_eq!(c.row_count(&format!("SELECT id FROM {table}")), n as u64);
+        assert_eq!(c.count(table), n as u64, "KalamDB lost rows");
         let mut k = Vec::new();
         for _ in 0..runs {
             let st = Instant::now();
@@ -681,7 +681,7 @@ impl Bench {
         let mut r = Vec::new();
         self.rt.block_on(async {
             df.register_analytics(&files, data::batch(&hot_ids)).await;
-            assert_eq!(df.rows_of("SELECT * FROM t").await as i64, n, "raw sees every row");
+            assert_eq!(df.scalar_i64("SELECT count(*) FROM t").await, n, "raw sees every row");
             for _ in 0..runs {
                 let st = Instant::now();
                 assert_eq!(df.rows_of(&raw_sql).await as i64, data::USER_KEYS);

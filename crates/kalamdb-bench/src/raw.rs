@@ -134,6 +134,12 @@ impl RawDataFusion {
             .unwrap();
     }
 
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        let batches = self.ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let col = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("an Int64 result");
+        col.value(0)
+    }
+
     pub async fn rows_of(&self, sql: &str) -> usize {
         let batches = self.ctx.sql(sql).await.unwrap().collect().await.unwrap();
         batches.iter().map(|b| b.num_rows()).sum()

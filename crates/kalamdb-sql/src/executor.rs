@@ -34,8 +34,8 @@ use sqlparser::dialect::GenericDialect;
 
 use crate::ddl;
 use crate::errors::from_datafusion;
-use crate::fast_insert;
-use crate::parser::{parse_kalam_statement, KalamStatement};
+use crate::{fast_insert, fast_select};
+use crate::parser::{parse_statement, KalamStatement, Parsed};
 use crate::split::split_statements;
 
 /// Limits applied to every request.
@@ -217,19 +217,23 @@ impl Engine {
         params: &[ScalarValue],
         allow_execute_as: bool,
     ) -> Result<StatementOutput> {
-        match parse_kalam_statement(sql)? {
-            Some(KalamStatement::ExecuteAs { user_id, statement }) => {
+        let stmt = match parse_statement(sql)? {
+            Parsed::Kalam(stmt) => stmt,
+            Parsed::Sql(tokens) => return self.execute_datafusion(caller, tokens, params).await,
+        };
+        match stmt {
+            KalamStatement::ExecuteAs { user_id, statement } => {
                 if !allow_execute_as {
                     return Err(Error::invalid_sql("EXECUTE AS cannot be nested"));
                 }
                 let target = self.impersonate(caller, &user_id)?;
                 Box::pin(self.execute_statement(&target, &statement, params, false)).await
             }
-            Some(KalamStatement::FlushTable { table, wait }) => {
+            KalamStatement::FlushTable { table, wait } => {
                 self.flush_table(caller, &table, wait).await
             }
-            Some(KalamStatement::FlushAll { namespace }) => self.flush_all(caller, namespace.as_deref()),
-            Some(KalamStatement::KillJob { job_id }) => {
+            KalamStatement::FlushAll { namespace } => self.flush_all(caller, namespace.as_deref()),
+            KalamStatement::KillJob { job_id } => {
                 let job = self.jobs.kill(&job_id, &caller.principal)?;
                 Ok(StatementOutput::Job {
                     message: if job.status.is_finished() {
@@ -241,7 +245,7 @@ impl Engine {
                     job: None,
                 })
             }
-            Some(stmt) => {
+            stmt => {
                 if !params.is_empty() {
                     return Err(Error::InvalidParameter(
                         "params are only accepted by queries and DML statements".into(),
@@ -253,7 +257,6 @@ impl Engine {
                     .await
                     .map_err(|e| Error::Internal(format!("statement task failed: {e}")))?
             }
-            None => self.execute_datafusion(caller, sql, params).await,
         }
     }
 
@@ -362,10 +365,10 @@ impl Engine {
     async fn execute_datafusion(
         &self,
         caller: &Caller,
-        sql: &str,
+        tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
         params: &[ScalarValue],
     ) -> Result<StatementOutput> {
-        let mut parsed = DFParserBuilder::new(sql)
+        let mut parsed = DFParserBuilder::new(tokens)
             .with_dialect(&GenericDialect {})
             .with_recursion_limit(self.limits.max_parser_recursion)
             .build()
@@ -407,6 +410,16 @@ impl Engine {
         };
         if params.is_empty() {
             if let DfStatement::Statement(s) = &statement {
+                if let SqlStatement::Query(query) = s.as_ref() {
+                    if let Some(point) =
+                        fast_select::prepare(&self.db, &caller.principal, &caller.namespace, query).await
+                    {
+                        let point = point?;
+                        let schema = point.schema.clone();
+                        let (batches, row_count) = point.run(&self.db).await?;
+                        return Ok(StatementOutput::Rows { schema, batches, row_count });
+                    }
+                }
                 if let SqlStatement::Insert(insert) = s.as_ref() {
                     let prepared =
                         fast_insert::prepare(&self.db, &caller.principal, &caller.namespace, insert).await;

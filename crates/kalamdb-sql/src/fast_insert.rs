@@ -86,14 +86,14 @@ fn number(text: &str, negative: bool) -> Option<Lit<'static>> {
 }
 
 /// DataFusion's identifier normalization: unquoted names are lower-cased.
-fn normalize(ident: &Ident) -> String {
+pub(crate) fn normalize(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),
     }
 }
 
-fn name_parts(name: &ObjectName) -> Option<Vec<String>> {
+pub(crate) fn name_parts(name: &ObjectName) -> Option<Vec<String>> {
     name.0
         .iter()
         .map(|p| match p {
@@ -101,6 +101,16 @@ fn name_parts(name: &ObjectName) -> Option<Vec<String>> {
             _ => None,
         })
         .collect()
+}
+
+/// (namespace, table) of a table name as DataFusion resolves it in the caller's catalog.
+pub(crate) fn resolve_name(parts: &[String], namespace: &str) -> Option<(String, String)> {
+    match parts {
+        [t] => Some((namespace.to_string(), t.clone())),
+        [ns, t] => Some((ns.clone(), t.clone())),
+        [c, ns, t] if c == CATALOG_NAME => Some((ns.clone(), t.clone())),
+        _ => None,
+    }
 }
 
 /// The literal rows of `insert`, or `None` when the statement needs planning.
@@ -148,12 +158,7 @@ pub async fn prepare(
         return None;
     }
     let TableObject::TableName(name) = &insert.table else { return None };
-    let (ns, table_name) = match name_parts(name)?.as_slice() {
-        [t] => (namespace.to_string(), t.clone()),
-        [ns, t] => (ns.clone(), t.clone()),
-        [c, ns, t] if c == CATALOG_NAME => (ns.clone(), t.clone()),
-        _ => return None,
-    };
+    let (ns, table_name) = resolve_name(&name_parts(name)?, namespace)?;
 
     let catalog = StatementCatalog::new(db.clone(), principal.clone(), false);
     let schema = catalog.schema(&ns)?;

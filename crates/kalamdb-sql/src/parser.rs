@@ -8,7 +8,7 @@ use kalamdb_core::catalog::{Role, TableKind};
 use kalamdb_core::types::DataType;
 use kalamdb_core::{Error, Result};
 use sqlparser::dialect::GenericDialect;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 /// `[namespace.]table` as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,12 +86,44 @@ pub enum KalamStatement {
     KillJob { job_id: String },
 }
 
+/// One statement, tokenized once: a KalamDB statement, or the tokens for DataFusion's parser.
+pub enum Parsed {
+    Kalam(KalamStatement),
+    Sql(Vec<TokenWithSpan>),
+}
+
+/// First words that can start a KalamDB statement (a superset: the full check is below).
+const KALAM_FIRST_WORDS: &[&str] =
+    &["CREATE", "DROP", "SHOW", "ALTER", "DESCRIBE", "DESC", "EXECUTE", "STORAGE", "KILL"];
+
+/// Tokenize `sql` (one statement) and parse it if it is a KalamDB statement; otherwise hand
+/// back the tokens so the SQL text is tokenized only once.
+pub fn parse_statement(sql: &str) -> Result<Parsed> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::invalid_sql(e.to_string()))?;
+    check_operator_count(tokens.iter().map(|t| &t.token))?;
+    let first = tokens.iter().find(|t| !matches!(t.token, Token::Whitespace(_)));
+    let maybe_kalam = matches!(first, Some(TokenWithSpan { token: Token::Word(w), .. })
+        if w.quote_style.is_none() && KALAM_FIRST_WORDS.iter().any(|k| w.value.eq_ignore_ascii_case(k)));
+    if !maybe_kalam {
+        return Ok(Parsed::Sql(tokens));
+    }
+    match parse_kalam_tokens(tokens.iter().map(|t| t.token.clone()).collect(), sql)? {
+        Some(stmt) => Ok(Parsed::Kalam(stmt)),
+        None => Ok(Parsed::Sql(tokens)),
+    }
+}
+
 /// Parse `sql` (one statement) if it is a KalamDB statement.
 pub fn parse_kalam_statement(sql: &str) -> Result<Option<KalamStatement>> {
-    let tokens = Tokenizer::new(&GenericDialect {}, sql)
-        .tokenize()
-        .map_err(|e| Error::invalid_sql(e.to_string()))?;
-    check_operator_count(&tokens)?;
+    match parse_statement(sql)? {
+        Parsed::Kalam(stmt) => Ok(Some(stmt)),
+        Parsed::Sql(_) => Ok(None),
+    }
+}
+
+fn parse_kalam_tokens(tokens: Vec<Token>, sql: &str) -> Result<Option<KalamStatement>> {
     let mut c = Cursor::new(tokens);
     let first = c.peek_word_upper();
     let second = c.peek_word_upper_at(1);
@@ -132,9 +164,8 @@ pub fn parse_kalam_statement(sql: &str) -> Result<Option<KalamStatement>> {
 /// any of that runs. IN lists use commas and are not limited by this.
 pub const MAX_OPERATORS_PER_STATEMENT: usize = 1_000;
 
-fn check_operator_count(tokens: &[Token]) -> Result<()> {
+fn check_operator_count<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<()> {
     let n = tokens
-        .iter()
         .filter(|t| match t {
             Token::Plus
             | Token::Minus
