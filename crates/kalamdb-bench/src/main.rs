@@ -504,8 +504,8 @@ impl Bench {
             raw_rows_s.push(n as f64 / t.as_secs_f64());
             raw_mb_s.push(raw_bytes as f64 / 1e6 / t.as_secs_f64());
             self.log(&format!(
-                "  repeat {rep}: KalamDB {:.0} rows/s ({:.1} MB/s, RSS +{:.0} MiB), raw ArrowWriter {:.0} rows/s",
-                rows_s[rep], mb_s[rep], growth[rep], raw_rows_s[rep]
+                "  repeat {rep}: KalamDB {:.0} rows/s ({:.1} MB/s, RSS {:.0} -> peak {:.0} MiB), raw ArrowWriter {:.0} rows/s",
+                rows_s[rep], mb_s[rep], before as f64 / 1048576.0, peak as f64 / 1048576.0, raw_rows_s[rep]
             ));
         }
         let r = median(&rows_s);
