@@ -117,7 +117,7 @@ fn every_type_round_trips_through_parquet_bit_for_bit() {
     assert_eq!(r.rows(0), vec![vec![json!(1), json!(42), json!("2025-01-23T10:00:00.123456")], vec![json!(2), json!(42), json!("1960-06-01T00:00:00")]]);
 }
 
-/// `SELECT ... WHERE pk = literal` takes a path without DataFusion planning (kalamdb-sql
+/// `SELECT ... [WHERE pk = literal]` takes a path without DataFusion planning (kalamdb-sql
 /// fast_select); it must answer exactly like the planned query (`ORDER BY` forces planning)
 /// for hot, flushed, updated-after-flush, deleted and missing keys, and per user.
 #[test]
@@ -154,6 +154,12 @@ fn point_reads_agree_with_planned_queries() {
     assert!(check(&alice, "SELECT * FROM notes WHERE id = 99").is_empty());
     assert_eq!(check(&alice, "SELECT * FROM notes WHERE id = '4'").len(), 1, "planned path coerces the string");
     assert_eq!(check(&alice, "SELECT hits FROM tags WHERE name = 'b'"), vec![vec![json!(2)]]);
+    // Whole-scope reads take the direct path too: hot + flushed, newest version, no deleted row.
+    let all = check(&alice, "SELECT * FROM notes");
+    let ids: Vec<Value> = all.iter().map(|r| r[0].clone()).collect();
+    assert_eq!(ids, vec![json!(0), json!(1), json!(2), json!(4), json!(5), json!(7)]);
+    assert_eq!(check(&bob, "SELECT body, id FROM notes"), vec![vec![json!("bob 1"), json!(1)]]);
+    assert_eq!(check(&alice, "SELECT name FROM tags").len(), 2);
     assert_eq!(check(&alice, "SELECT * FROM tags WHERE name = 'zz'").len(), 0);
     // Errors stay the planner's.
     let r = s.sql_as(&alice, "SELECT nope FROM notes WHERE id = 1");

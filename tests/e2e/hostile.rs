@@ -111,6 +111,13 @@ fn row_memory_and_time_limits_come_from_config() {
     check_sql(&s, "SELECT unnest(range(5000))", 400, "INVALID_PARAMETER", "rows over max_result_rows");
     let r = s.root("SELECT count(*) FROM (SELECT unnest(range(5000)))");
     assert_eq!(r.rows(0), vec![vec![json!(5000)]], "aggregates over many rows are fine");
+    // A whole-table read (the direct path, no planning) is held to the same row limit.
+    s.root("CREATE TABLE many (id BIGINT PRIMARY KEY)");
+    let values: Vec<String> = (0..1500).map(|i| format!("({i})")).collect();
+    s.root(&format!("INSERT INTO many VALUES {}", values.join(", ")));
+    check_sql(&s, "SELECT * FROM many", 400, "INVALID_PARAMETER", "table rows over max_result_rows");
+    check_sql(&s, "SELECT id FROM many ORDER BY id", 400, "INVALID_PARAMETER", "planned rows over max_result_rows");
+    assert_eq!(s.root("SELECT * FROM many WHERE id = 1499").rows(0), vec![vec![json!(1499)]]);
     check_sql(
         &s,
         "SELECT count(*) FROM (SELECT x, count(*) FROM (SELECT unnest(range(1000000)) x) GROUP BY x)",

@@ -416,7 +416,8 @@ impl Engine {
                     {
                         let point = point?;
                         let schema = point.schema.clone();
-                        let (batches, row_count) = point.run(&self.db).await?;
+                        let (batches, row_count) =
+                            point.run(&self.db, self.limits.max_result_rows, self.limits.statement_timeout).await?;
                         return Ok(StatementOutput::Rows { schema, batches, row_count });
                     }
                 }
@@ -482,9 +483,7 @@ impl Engine {
                 let batch = batch.map_err(|e| from_datafusion(e, &db))?;
                 row_count += batch.num_rows();
                 if row_count > max_rows {
-                    return Err(Error::InvalidParameter(format!(
-                        "the statement reads more than {max_rows} rows (limits.max_result_rows); add a LIMIT or a WHERE clause"
-                    )));
+                    return Err(too_many_rows(max_rows));
                 }
                 batches.push(batch);
             }
@@ -496,10 +495,7 @@ impl Engine {
             Ok(Err(e)) => Err(Error::Internal(format!("query task failed: {e}"))),
             Err(_) => {
                 abort.abort();
-                Err(Error::Timeout(format!(
-                    "the statement ran longer than {} s (limits.statement_timeout_secs) and was stopped",
-                    self.limits.statement_timeout.as_secs_f64()
-                )))
+                Err(timed_out(self.limits.statement_timeout))
             }
         }
     }
@@ -572,6 +568,19 @@ impl Engine {
         .await
         .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
     }
+}
+
+pub(crate) fn too_many_rows(max_rows: usize) -> Error {
+    Error::InvalidParameter(format!(
+        "the statement reads more than {max_rows} rows (limits.max_result_rows); add a LIMIT or a WHERE clause"
+    ))
+}
+
+pub(crate) fn timed_out(timeout: std::time::Duration) -> Error {
+    Error::Timeout(format!(
+        "the statement ran longer than {} s (limits.statement_timeout_secs) and was stopped",
+        timeout.as_secs_f64()
+    ))
 }
 
 /// Refuse an UPDATE that assigns the row's key column (primary key or `_rowid`).

@@ -1,4 +1,5 @@
-//! The fast path for a primary-key point read: `SELECT * | col, ... FROM t WHERE pk = literal`.
+//! The fast path for a primary-key point read, `SELECT * | col, ... FROM t WHERE pk = literal`,
+//! and for a whole-scope read, `SELECT * | col, ... FROM t` (a user reading their rows).
 //!
 //! Planning, optimizing and running such a query through DataFusion cost about 1 ms, most of
 //! it fixed overhead around a single RocksDB seek (docs/BENCHMARKS.md, scenario 4). This
@@ -6,11 +7,15 @@
 //! same pk pushdown, that the table provider hands to DataFusion — after the same access
 //! check, and returns it with the schema DataFusion would give the result.
 //!
-//! Only the exact shape above qualifies: plain column names (or `*`), one table without an
-//! alias, and a WHERE that is one equality between the primary key and an integer literal
-//! (integer keys) or a string literal (TEXT keys). Anything else returns `None` and is planned.
+//! Only the exact shapes above qualify: plain column names (or `*`), one table without an
+//! alias, and no WHERE or a WHERE that is one equality between the primary key and an integer
+//! literal (integer keys) or a string literal (TEXT keys). Anything else returns `None` and is
+//! planned. `limits.max_result_rows` and `limits.statement_timeout_secs` apply as for planned
+//! queries (the scan stops at the limit or when the timeout fires).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -27,14 +32,16 @@ use sqlparser::ast::{
     BinaryOperator, Expr, Query, Select, SelectItem, SetExpr, TableFactor, Value,
 };
 
+use crate::executor::{timed_out, too_many_rows};
 use crate::fast_insert::{name_parts, normalize, resolve_name};
 
-/// A point read ready to run.
-pub struct PointSelect {
+/// A direct read ready to run.
+pub struct DirectSelect {
     provider: Arc<dyn TableProvider>,
     columns: Vec<ScanColumn>,
     pub schema: SchemaRef,
-    pk: kalamdb_core::types::Value,
+    /// `None`: every row of the caller's scope.
+    pk: Option<kalamdb_core::types::Value>,
 }
 
 fn plain_select(query: &Query) -> Option<&Select> {
@@ -72,13 +79,13 @@ fn plain_select(query: &Query) -> Option<&Select> {
     plain.then_some(s)
 }
 
-/// The point read `query` describes, or `None` when it needs planning.
+/// The direct read `query` describes, or `None` when it needs planning.
 pub async fn prepare(
     db: &Arc<Db>,
     principal: &Principal,
     namespace: &str,
     query: &Query,
-) -> Option<Result<PointSelect>> {
+) -> Option<Result<DirectSelect>> {
     let select = plain_select(query)?;
     let TableFactor::Table { name, alias: None, args: None, with_hints, version: None, partitions, with_ordinality: false, json_path: None, sample: None, index_hints, .. } =
         &select.from[0].relation
@@ -96,32 +103,10 @@ pub async fn prepare(
     };
     let table = provider.downcast_ref::<KalamTable>()?;
     let def = table.def();
-    let pk_name = def.primary_key.as_deref()?;
-    let pk_type = def.column(pk_name)?.data_type;
-
-    // WHERE pk = literal (either side).
-    let Expr::BinaryOp { left, op: BinaryOperator::Eq, right } = select.selection.as_ref()? else {
-        return None;
+    let pk = match &select.selection {
+        None => None,
+        Some(selection) => Some(pk_equality(def, selection)?),
     };
-    let (col, lit) = match (left.as_ref(), right.as_ref()) {
-        (Expr::Identifier(c), Expr::Value(v)) | (Expr::Value(v), Expr::Identifier(c)) => (c, &v.value),
-        _ => return None,
-    };
-    if normalize(col) != pk_name {
-        return None;
-    }
-    let text = match (lit, pk_type) {
-        (Value::Number(n, false), DataType::BigInt | DataType::Int | DataType::SmallInt)
-            if n.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            n.as_str()
-        }
-        (Value::SingleQuotedString(s), DataType::Text) => s.as_str(),
-        _ => return None,
-    };
-    // An integer literal outside the key type's range matches nothing in DataFusion too, but
-    // let the planner say so.
-    let pk = value_from_text(text, &pk_type).ok()?;
 
     // Projection: `*` or distinct plain column names.
     let schema = table.schema();
@@ -161,25 +146,64 @@ pub async fn prepare(
     if let Err(e) = table.principal().check_read(def) {
         return Some(Err(e));
     }
-    Some(Ok(PointSelect { provider, columns, schema, pk }))
+    Some(Ok(DirectSelect { provider, columns, schema, pk }))
 }
 
-impl PointSelect {
-    /// Read the row (at most one) from the row store.
-    pub async fn run(self, db: &Arc<Db>) -> Result<(Vec<RecordBatch>, usize)> {
+/// The key value of `pk = literal` (either side), or `None` if `selection` is anything else.
+fn pk_equality(def: &kalamdb_core::catalog::TableDef, selection: &Expr) -> Option<kalamdb_core::types::Value> {
+    let pk_name = def.primary_key.as_deref()?;
+    let pk_type = def.column(pk_name)?.data_type;
+    let Expr::BinaryOp { left, op: BinaryOperator::Eq, right } = selection else {
+        return None;
+    };
+    let (col, lit) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Identifier(c), Expr::Value(v)) | (Expr::Value(v), Expr::Identifier(c)) => (c, &v.value),
+        _ => return None,
+    };
+    if normalize(col) != pk_name {
+        return None;
+    }
+    let text = match (lit, pk_type) {
+        (Value::Number(n, false), DataType::BigInt | DataType::Int | DataType::SmallInt)
+            if n.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            n.as_str()
+        }
+        (Value::SingleQuotedString(s), DataType::Text) => s.as_str(),
+        _ => return None,
+    };
+    // An integer literal outside the key type's range matches nothing in DataFusion too, but
+    // let the planner say so.
+    value_from_text(text, &pk_type).ok()
+}
+
+impl DirectSelect {
+    /// Read the rows from the row store within the statement's row limit and timeout.
+    pub async fn run(self, db: &Arc<Db>, max_rows: usize, timeout: Duration) -> Result<(Vec<RecordBatch>, usize)> {
         let rows = db.rows.clone();
-        tokio::task::spawn_blocking(move || {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let stop = cancelled.clone();
+        let task = tokio::task::spawn_blocking(move || {
             let table = self.provider.downcast_ref::<KalamTable>().expect("checked in prepare");
-            let range = ScanRange { pk_equals: Some(self.pk), limit: None };
+            let range = ScanRange { pk_equals: self.pk, limit: None };
             let mut batches = Vec::new();
+            let mut n = 0usize;
             rows.scan(table.def(), table.scope(), &self.columns, self.schema.clone(), &range, SCAN_BATCH_ROWS, |b| {
+                n += b.num_rows();
                 batches.push(b);
-                true
+                n <= max_rows && !stop.load(Ordering::Relaxed)
             })?;
-            let n = batches.iter().map(|b| b.num_rows()).sum();
+            if n > max_rows {
+                return Err(too_many_rows(max_rows));
+            }
             Ok((batches, n))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
+        });
+        match tokio::time::timeout(timeout, task).await {
+            Ok(r) => r.map_err(|e| Error::Internal(format!("read task failed: {e}")))?,
+            Err(_) => {
+                cancelled.store(true, Ordering::Relaxed);
+                Err(timed_out(timeout))
+            }
+        }
     }
 }
