@@ -105,7 +105,7 @@ pub fn to_hex(b: &[u8]) -> String {
 }
 
 /// Longest encoded value kept as a bound in a manifest.
-const MAX_BOUND_BYTES: usize = 64;
+pub const MAX_BOUND_BYTES: usize = 64;
 
 /// A lower bound of `b`, at most 64 bytes, as hex.
 pub fn lower_bound_hex(b: &[u8]) -> String {

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::keys::{encode_pk, now_millis, prefix_upper_bound, scope_prefix, split_row_key, Scope};
 use crate::manifest;
 use crate::rows::{decode_rowid, expired, RowStore, RowVersion, ScanColumn, ScanRange};
-use crate::segment::SegmentReader;
+use crate::segment::{SegmentColumns, SegmentReader};
 use crate::store::{Store, CF_ROWS};
 use crate::types::{DataType, Value};
 
@@ -123,6 +123,11 @@ impl<'a> Merge<'a> {
         Ok(())
     }
 
+    /// The key of the next winner, without taking it.
+    fn peek_pk(&self) -> Option<&[u8]> {
+        self.heap.peek().map(|h| h.row.pk.as_slice())
+    }
+
     fn next_winner(&mut self) -> Result<Option<RowVersion>> {
         let Some(top) = self.heap.pop() else { return Ok(None) };
         self.advance(top.source)?;
@@ -172,6 +177,17 @@ impl RowStore {
         // before the manifest is read. A flush committing in between then shows its rows in
         // both (the merge keeps one: same key, same seq), never in neither.
         let mut it = store.db().raw_iterator_cf_opt(store.cf(CF_ROWS)?, Store::range_read_options(&lower, &upper));
+        // Key range of the hot rows (same snapshot as the merge reads), for isolating segments.
+        let columnar_ok = pk_filter.is_none() && columns.iter().all(|c| matches!(c, ScanColumn::Column { .. }));
+        let mut hot_range: Option<(Vec<u8>, Vec<u8>)> = None;
+        if columnar_ok {
+            it.seek_to_first();
+            let first = it.key().and_then(|k| split_row_key(k, prefix.len())).map(|(pk, _)| pk.to_vec());
+            it.seek_to_last();
+            let last = it.key().and_then(|k| split_row_key(k, prefix.len())).map(|(pk, _)| pk.to_vec());
+            it.status()?;
+            hot_range = first.zip(last);
+        }
         it.seek(&lower);
         let hot = HotSource {
             it,
@@ -191,14 +207,21 @@ impl RowStore {
             })
             .collect();
         let manifest = manifest::load(store, def.id, scope)?;
-        for seg in &manifest.segments {
+        let isolated = if columnar_ok { isolated_segments(&manifest.segments, hot_range.as_ref()) } else { Vec::new() };
+        let mut columnar: Vec<(&manifest::SegmentMeta, Vec<u8>)> = Vec::new();
+        for (i, seg) in manifest.segments.iter().enumerate() {
             if pk_filter.as_ref().is_some_and(|pk| !seg.may_contain(pk)) {
                 continue; // pruned by the manifest's key range
+            }
+            if let Some(min) = isolated.get(i).cloned().flatten() {
+                columnar.push((seg, min));
+                continue;
             }
             let data = self.cold().get(&seg.path)?;
             let reader = SegmentReader::open(def, data, seg.schema_version, &wanted, pk_filter.clone(), batch_rows)?;
             sources.push(Box::new(reader));
         }
+        columnar.sort_by(|a, b| a.1.cmp(&b.1));
         let mut merge = Merge::new(sources)?;
 
         let mut layouts: HashMap<u32, Vec<Option<usize>>> = HashMap::new();
@@ -211,14 +234,64 @@ impl RowStore {
             .collect();
         let limit = range.limit.unwrap_or(usize::MAX);
         let (mut in_batch, mut total) = (0usize, 0usize);
-        while total < limit {
-            let Some(row) = merge.next_winner()? else { break };
+        // Merged rows in key order; before each isolated segment, the merged rows whose keys
+        // sort before it, then the segment's columns as they are. The output stays in key order.
+        let mut next_columnar = columnar.into_iter().peekable();
+        loop {
+            if total >= limit {
+                return Ok(());
+            }
+            let before_next_segment = match (merge.peek_pk(), next_columnar.peek()) {
+                (None, None) => break,
+                (Some(pk), Some((_, seg_min))) => pk < seg_min.as_slice(),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            if !before_next_segment {
+                let Some((seg, _)) = next_columnar.next() else { break };
+                if in_batch > 0 {
+                    if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
+                        return Ok(());
+                    }
+                    in_batch = 0;
+                }
+                if seg.schema_version > def.schema_version {
+                    return Err(schema_changed());
+                }
+                let data = self.cold().get(&seg.path)?;
+                let mut reader = SegmentColumns::open(def, data, seg.schema_version, &wanted, batch_rows)?;
+                while let Some((arrays, rows)) = reader.next_live()? {
+                    let take = rows.min(limit - total);
+                    let mut out = Vec::with_capacity(columns.len());
+                    for c in columns {
+                        let ScanColumn::Column { id, data_type, value_for_older_rows } = c else {
+                            return Err(Error::Internal("row id in a columnar scan".into()));
+                        };
+                        out.push(match arrays.get(id) {
+                            Some(a) => a.slice(0, take),
+                            None => {
+                                let mut b = ColumnBuilder::new(data_type, take);
+                                let v = value_for_older_rows.as_ref().unwrap_or(&Value::Null);
+                                for _ in 0..take {
+                                    b.append(v)?;
+                                }
+                                b.finish()?
+                            }
+                        });
+                    }
+                    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(take));
+                    total += take;
+                    if !emit(RecordBatch::try_new_with_options(schema.clone(), out, &opts)?) || total >= limit {
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+            let Some(row) = merge.next_winner()? else { continue };
             let Some(values) = row.values else { continue };
             if row.schema_version > def.schema_version {
                 // Written under a schema newer than this statement's plan.
-                return Err(Error::ConstraintViolation(
-                    "the table's schema changed while the statement ran; run it again".into(),
-                ));
+                return Err(schema_changed());
             }
             let layout = layouts
                 .entry(row.schema_version)
@@ -246,6 +319,48 @@ impl RowStore {
         }
         Ok(())
     }
+}
+
+fn schema_changed() -> Error {
+    Error::ConstraintViolation("the table's schema changed while the statement ran; run it again".into())
+}
+
+fn from_hex(h: &str) -> Option<Vec<u8>> {
+    if h.len() % 2 != 0 {
+        return None;
+    }
+    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// For each segment, its first key if no other source can hold any of its keys — no other
+/// segment's key range and not the hot rows' range overlaps its own — so its rows are the
+/// winning versions as they stand and need no merge. Only segments whose manifest bounds are
+/// exact keys (not truncated) qualify; truncated bounds still count, conservatively, as
+/// ranges others must avoid.
+fn isolated_segments(segments: &[manifest::SegmentMeta], hot: Option<&(Vec<u8>, Vec<u8>)>) -> Vec<Option<Vec<u8>>> {
+    let exact = |h: &str| h.len() < 2 * manifest::MAX_BOUND_BYTES;
+    let bounds: Vec<Option<(Vec<u8>, Vec<u8>)>> =
+        segments.iter().map(|s| from_hex(&s.pk_min).zip(from_hex(&s.pk_max))).collect();
+    let mut order: Vec<usize> = (0..segments.len()).filter(|&i| bounds[i].is_some()).collect();
+    if order.len() != segments.len() {
+        return vec![None; segments.len()]; // an unreadable bound: merge everything
+    }
+    order.sort_by(|&a, &b| bounds[a].as_ref().map(|x| &x.0).cmp(&bounds[b].as_ref().map(|x| &x.0)));
+    let mut out = vec![None; segments.len()];
+    let mut max_before: Option<&Vec<u8>> = None;
+    for (n, &i) in order.iter().enumerate() {
+        let (min, max) = bounds[i].as_ref().expect("checked above");
+        let clear_before = max_before.is_none_or(|m| m < min);
+        let clear_after = order.get(n + 1).is_none_or(|&j| max < &bounds[j].as_ref().expect("checked above").0);
+        let clear_hot = hot.is_none_or(|(hmin, hmax)| hmax < min || max < hmin);
+        if clear_before && clear_after && clear_hot && exact(&segments[i].pk_min) && exact(&segments[i].pk_max) {
+            out[i] = Some(min.clone());
+        }
+        if max_before.is_none_or(|m| m < max) {
+            max_before = Some(max);
+        }
+    }
+    out
 }
 
 /// For each scan column, its position among the values of a row written at `version`.

@@ -216,3 +216,51 @@ impl Iterator for SegmentReader {
 fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T> {
     a.as_any().downcast_ref::<T>().ok_or_else(|| Error::Internal("unexpected segment column type".into()))
 }
+
+/// Reads one segment column-wise, for a segment whose keys no other source of the scan holds
+/// (scan.rs decides): batches of the wanted columns, deleted rows (tombstones) removed. No
+/// per-row decoding: the Parquet columns are the Arrow arrays the scan returns.
+pub struct SegmentColumns {
+    reader: ParquetRecordBatchReader,
+    /// Column id -> position in the projected batch (after `_deleted` at 0).
+    positions: Vec<(u32, usize)>,
+}
+
+impl SegmentColumns {
+    pub fn open(def: &TableDef, data: Bytes, schema_version: u32, wanted: &[u32], batch_rows: usize) -> Result<SegmentColumns> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_error)?;
+        let layout_cols: Vec<_> = def.columns.iter().filter(|c| c.alive_at(schema_version)).collect();
+        let mut roots = vec![1];
+        let mut positions = Vec::new();
+        for (i, c) in layout_cols.iter().enumerate() {
+            if wanted.contains(&c.id) {
+                positions.push((c.id, roots.len()));
+                roots.push(SYSTEM_COLUMNS + i);
+            }
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let reader = builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(parquet_error)?;
+        Ok(SegmentColumns { reader, positions })
+    }
+
+    /// The next batch's live rows: (arrays by column id, row count). Empty batches are skipped.
+    pub fn next_live(&mut self) -> Result<Option<(HashMap<u32, ArrayRef>, usize)>> {
+        loop {
+            let Some(batch) = self.reader.next() else { return Ok(None) };
+            let batch = batch?;
+            let deleted = downcast::<BooleanArray>(batch.column(0))?;
+            let keep = arrow::compute::not(deleted)?;
+            let rows = keep.true_count();
+            if rows == 0 {
+                continue;
+            }
+            let all = rows == batch.num_rows();
+            let mut arrays = HashMap::with_capacity(self.positions.len());
+            for &(id, pos) in &self.positions {
+                let a = batch.column(pos);
+                arrays.insert(id, if all { a.clone() } else { arrow::compute::filter(a, &keep)? });
+            }
+            return Ok(Some((arrays, rows)));
+        }
+    }
+}
