@@ -359,7 +359,17 @@ impl JobManager {
         }
         tracing::info!(job_id = %job.job_id, status = %job.status, rows_flushed = tally.rows_flushed, "flush job finished");
         self.record_flush_metrics(&job, &tally, now.saturating_sub(started));
-        self.save(&job)
+        self.save(&job)?;
+        if tally.rows_flushed > 0 {
+            // The flushed hot versions are now RocksDB tombstones that every scan of the table
+            // would step over one by one until compaction drops them (a 900k-row table took
+            // 650 ms to count after its flush). Compact the table's key range now, in the
+            // background, after the job's outcome is recorded.
+            let rows = self.db.rows.clone();
+            let table_id = def.id;
+            tokio::task::spawn_blocking(move || rows.compact_table(table_id));
+        }
+        Ok(())
     }
 
     fn record_flush_metrics(&self, job: &JobRecord, tally: &FlushTally, duration_ms: u64) {

@@ -290,6 +290,16 @@ impl RowStore {
         Ok(live)
     }
 
+    /// Compact the hot rows of one table (drops the tombstones a flush leaves behind).
+    pub fn compact_table(&self, table_id: u64) {
+        let lower = crate::keys::table_prefix(table_id);
+        let upper = prefix_upper_bound(&lower);
+        match self.store.cf(CF_ROWS) {
+            Ok(cf) => self.store.db().compact_range_cf(cf, Some(&lower), Some(&upper)),
+            Err(e) => tracing::warn!(error = %e, "cannot compact a flushed table"),
+        }
+    }
+
     /// Insert new rows (values in live-column order). Fails with CONSTRAINT_VIOLATION, writing
     /// nothing, if a primary key already exists in the scope or repeats within `rows`.
     ///
