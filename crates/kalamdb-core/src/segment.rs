@@ -19,7 +19,11 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -39,6 +43,8 @@ pub const COLUMN_ID_METADATA_KEY: &str = "kalamdb.column_id";
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page (the unit a point read decodes).
+const PAGE_ROWS: usize = 2048;
 
 /// Arrow schema of a segment written at `version`.
 pub fn segment_schema(def: &TableDef, version: u32) -> SchemaRef {
@@ -99,6 +105,9 @@ pub fn encode_segment(def: &TableDef, version: u32, rows: &[RowVersion]) -> Resu
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(parquet_error)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Small pages: a point read decodes one page per column, not a whole row group.
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(PAGE_ROWS)
         .build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(parquet_error)?;
@@ -140,7 +149,17 @@ impl SegmentReader {
         pk_filter: Option<Vec<u8>>,
         batch_rows: usize,
     ) -> Result<SegmentReader> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_error)?;
+        // A point read decodes only the pages whose `_pk` range may hold the key (segments are
+        // sorted by key and carry page statistics): a 100k-row segment is otherwise decoded
+        // whole for one row.
+        let policy = if pk_filter.is_some() { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
+        let options = ArrowReaderOptions::new().with_page_index_policy(policy);
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, options).map_err(parquet_error)?;
+        if let Some(pk) = &pk_filter {
+            if let Some(selection) = pages_for_key(builder.metadata(), pk) {
+                builder = builder.with_row_selection(selection);
+            }
+        }
         let layout_cols: Vec<_> = def.columns.iter().filter(|c| c.alive_at(schema_version)).collect();
         let mut roots = vec![0, 1, 2];
         let mut layout = Vec::with_capacity(layout_cols.len());
@@ -204,6 +223,32 @@ impl SegmentReader {
             }
         }
     }
+}
+
+/// Rows of the pages whose `_pk` bounds may contain `pk`, from the page index; `None` when the
+/// file has no usable page index (then every row is read and filtered).
+fn pages_for_key(meta: &ParquetMetaData, pk: &[u8]) -> Option<RowSelection> {
+    let (columns, offsets) = (meta.column_index()?, meta.offset_index()?);
+    let mut selectors = Vec::new();
+    for (rg, rg_meta) in meta.row_groups().iter().enumerate() {
+        let rows = usize::try_from(rg_meta.num_rows()).ok()?;
+        let ColumnIndexMetaData::BYTE_ARRAY(index) = columns.get(rg)?.get(2)? else { return None };
+        let pages = offsets.get(rg)?.get(2)?.page_locations();
+        for (p, page) in pages.iter().enumerate() {
+            let first = usize::try_from(page.first_row_index).ok()?;
+            let end = match pages.get(p + 1) {
+                Some(next) => usize::try_from(next.first_row_index).ok()?,
+                None => rows,
+            };
+            // Bounds may be truncated (min rounded down, max rounded up): still safe to compare.
+            let may_hold = match (index.min_value(p), index.max_value(p)) {
+                (Some(min), Some(max)) => min <= pk && pk <= max,
+                _ => true,
+            };
+            selectors.push(if may_hold { RowSelector::select(end - first) } else { RowSelector::skip(end - first) });
+        }
+    }
+    Some(RowSelection::from(selectors))
 }
 
 impl Iterator for SegmentReader {
