@@ -61,6 +61,12 @@ fn deep_and_huge_expressions_do_not_crash_the_parser_or_planner() {
     // Below the limit, it works.
     let r = s.root(&format!("SELECT 1{}", "+1".repeat(500)));
     assert_eq!(r.rows(0), vec![vec![json!(501)]]);
+    // Signs of literals are not operators: a batched INSERT of 3,000 negative numbers is fine,
+    // a chain of 5,000 unary minus signs is not.
+    s.root("CREATE TABLE signs (id BIGINT PRIMARY KEY, v DOUBLE)");
+    let rows: Vec<String> = (1..=1500).map(|i| format!("(-{i}, -{i}.5)")).collect();
+    assert_eq!(s.root(&format!("INSERT INTO signs VALUES {}", rows.join(", "))).row_count(0), 1500);
+    check_sql(&s, &format!("SELECT {}1", "- ".repeat(5_000)), 400, "INVALID_SQL", "5k unary minus chain");
     let list: Vec<String> = (0..50_000).map(|i| i.to_string()).collect();
     let r = s.sql_as(&Auth::root(), &format!("SELECT 49999 IN ({})", list.join(",")));
     assert_eq!(r.ok().rows(0), vec![vec![json!(true)]]);

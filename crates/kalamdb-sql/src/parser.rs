@@ -165,11 +165,16 @@ fn parse_kalam_tokens(tokens: Vec<Token>, sql: &str) -> Result<Option<KalamState
 pub const MAX_OPERATORS_PER_STATEMENT: usize = 1_000;
 
 fn check_operator_count<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<()> {
-    let n = tokens
-        .filter(|t| match t {
-            Token::Plus
-            | Token::Minus
-            | Token::Mul
+    let mut n = 0usize;
+    // A sign right after `(` or `,` is a literal's sign (`VALUES (-1), (-2)`), not a link in a
+    // chain: it does not count, so a batched INSERT of negative numbers is not refused. Signs
+    // after an operator (`- - - 1`) still count.
+    let mut after_open_or_comma = true;
+    for t in tokens {
+        let operator = match t {
+            Token::Whitespace(_) => continue,
+            Token::Plus | Token::Minus => !after_open_or_comma,
+            Token::Mul
             | Token::Div
             | Token::Mod
             | Token::StringConcat
@@ -187,8 +192,10 @@ fn check_operator_count<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<(
                     && (w.value.eq_ignore_ascii_case("and") || w.value.eq_ignore_ascii_case("or"))
             }
             _ => false,
-        })
-        .count();
+        };
+        n += operator as usize;
+        after_open_or_comma = matches!(t, Token::LParen | Token::Comma);
+    }
     if n > MAX_OPERATORS_PER_STATEMENT {
         return Err(Error::invalid_sql(format!(
             "the statement has {n} operators; at most {MAX_OPERATORS_PER_STATEMENT} are allowed"
