@@ -201,6 +201,12 @@ fn isolated_segments_read_column_wise_agree_with_the_merge() {
     assert_eq!(r, ordered);
     assert_eq!(s.root("SELECT count(*), sum(w) FROM default.seg").rows(0), vec![vec![json!(want.len()), json!(5 * (want.len() as i64 - 1) + 9)]]);
     assert_eq!(s.root("SELECT id FROM default.seg LIMIT 3").rows(0).len(), 3);
+    // A LIMIT reached inside merged (hot) rows returns them (it once returned nothing).
+    s.root("CREATE TABLE default.hotonly (id BIGINT PRIMARY KEY)");
+    s.root("INSERT INTO default.hotonly VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10)");
+    assert_eq!(s.root("SELECT id FROM default.hotonly LIMIT 3").rows(0), vec![vec![json!(1)], vec![json!(2)], vec![json!(3)]]);
+    assert_eq!(s.root("SELECT id FROM default.hotonly LIMIT 2 OFFSET 8").rows(0), vec![vec![json!(9)], vec![json!(10)]]);
+    assert_eq!(s.root("SELECT * FROM default.seg LIMIT 200").rows(0).len(), 200);
 }
 
 fn insert_w(s: &TestServer) {

@@ -152,6 +152,23 @@ fn literal_values_and_planned_inserts_agree() {
     let r = s.root("SELECT id, d, t FROM lit WHERE id >= 10 ORDER BY id").rows(0);
     assert_eq!(r, vec![vec![json!(10), json!(1.0), json!("a")], vec![json!(11), json!(2.5), json!("b")], vec![json!(12), json!(2.0), json!("C")]]);
 
+    // Integers and decimals in one column are cast one by one, as the planner does.
+    s.root("CREATE TABLE mix (id BIGINT PRIMARY KEY, t TEXT, big BIGINT)");
+    s.root("INSERT INTO mix VALUES (1, 1, 9007199254740993), (2, 2.5, 1.5)");
+    assert_eq!(
+        s.root("SELECT t, big FROM mix ORDER BY id").rows(0),
+        vec![vec![json!("1"), json!(9007199254740993i64)], vec![json!("2.5"), json!(1)]]
+    );
+    for sql in ["INSERT INTO mix VALUE (3, 'a', 1)", "INSERT /*+ hint */ INTO mix VALUES (4, 'b', 2)"] {
+        let fast_or_not = s.sql_as(&Auth::root(), sql);
+        assert_eq!(fast_or_not.status, 400, "{sql}: the planner refuses it: {}", fast_or_not.body);
+    }
+    // Permission is checked before any value: a user writing a bad value into a table it may
+    // not write gets PERMISSION_DENIED, not a type error.
+    let reader = s.create_user("reader", "user");
+    let r = s.sql_as(&reader, "INSERT INTO lit (id, ts) VALUES (30, 'not a time')");
+    assert_eq!(r.code(), "PERMISSION_DENIED", "{}", r.body);
+
     // Errors, and nothing written by a failed statement.
     for (sql, code) in [
         ("INSERT INTO lit (id, si) VALUES (20, 40000)", "TYPE_MISMATCH"),

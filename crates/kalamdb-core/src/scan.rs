@@ -239,7 +239,7 @@ impl RowStore {
         let mut next_columnar = columnar.into_iter().peekable();
         loop {
             if total >= limit {
-                return Ok(());
+                break; // the rows already in the builders still go out below
             }
             let before_next_segment = match (merge.peek_pk(), next_columnar.peek()) {
                 (None, None) => break,

@@ -11,7 +11,8 @@
 //! and access rules are therefore identical.
 //!
 //! Anything else — expressions, placeholders, DEFAULT, a column without a literal default,
-//! mixed literal kinds in one column, unknown columns, a width mismatch, RETURNING, ON CONFLICT —
+//! mixed literal kinds in one column (integers and decimals included), unknown columns, a width
+//! mismatch, RETURNING, ON CONFLICT, `VALUE`, optimizer hints —
 //! returns `None` and the statement takes the planned path, which also produces its errors.
 
 use std::sync::Arc;
@@ -137,6 +138,9 @@ pub async fn prepare(
         || insert.format_clause.is_some()
         || insert.multi_table_insert_type.is_some()
         || !insert.multi_table_into_clauses.is_empty()
+        || !insert.multi_table_when_clauses.is_empty()
+        || insert.multi_table_else_clause.is_some()
+        || !insert.optimizer_hints.is_empty()
     {
         return None;
     }
@@ -154,7 +158,7 @@ pub async fn prepare(
         return None;
     }
     let SetExpr::Values(values) = query.body.as_ref() else { return None };
-    if values.explicit_row || values.rows.is_empty() {
+    if values.explicit_row || values.value_keyword || values.rows.is_empty() {
         return None;
     }
     let TableObject::TableName(name) = &insert.table else { return None };
@@ -184,6 +188,10 @@ pub async fn prepare(
         }
         out
     };
+    // The planned path checks write permission before it evaluates any value.
+    if let Err(e) = table.principal().check_write(table.def()) {
+        return Some(Err(e));
+    }
     let width = positions.len();
     if values.rows.iter().any(|r| r.len() != width) {
         return None;
@@ -243,7 +251,10 @@ fn natural_array(lits: &[Lit]) -> Option<ArrayRef> {
             Lit::Bool(_) => bools = true,
         }
     }
-    let kinds = strs as u8 + (ints || floats) as u8 + bools as u8;
+    // DataFusion casts each literal to the column type on its own; one array per kind is the
+    // same only when the column holds one kind (integers and decimals are two: an integer
+    // through f64 would lose digits, or become '1.0' in a TEXT column).
+    let kinds = strs as u8 + ints as u8 + floats as u8 + bools as u8;
     if kinds > 1 {
         return None;
     }
@@ -255,7 +266,6 @@ fn natural_array(lits: &[Lit]) -> Option<ArrayRef> {
     } else if floats {
         Arc::new(Float64Array::from_iter(lits.iter().map(|l| match l {
             Lit::Float(f) => Some(*f),
-            Lit::Int(i) => Some(*i as f64),
             _ => None,
         })))
     } else if ints {
