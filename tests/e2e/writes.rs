@@ -153,12 +153,14 @@ fn literal_values_and_planned_inserts_agree() {
     assert_eq!(r, vec![vec![json!(10), json!(1.0), json!("a")], vec![json!(11), json!(2.5), json!("b")], vec![json!(12), json!(2.0), json!("C")]]);
 
     // Integers and decimals in one column are cast one by one, as the planner does.
-    s.root("CREATE TABLE mix (id BIGINT PRIMARY KEY, t TEXT, big BIGINT)");
-    s.root("INSERT INTO mix VALUES (1, 1, 9007199254740993), (2, 2.5, 1.5)");
+    s.root("CREATE TABLE mix (id BIGINT PRIMARY KEY, t TEXT, big BIGINT, d DOUBLE)");
+    s.root("INSERT INTO mix VALUES (1, 1, 9007199254740993, 1), (2, 2.5, 1.5, 2.5)");
     assert_eq!(
-        s.root("SELECT t, big FROM mix ORDER BY id").rows(0),
-        vec![vec![json!("1"), json!(9007199254740993i64)], vec![json!("2.5"), json!(1)]]
+        s.root("SELECT t, big, d FROM mix ORDER BY id").rows(0),
+        vec![vec![json!("1"), json!(9007199254740993i64), json!(1.0)], vec![json!("2.5"), json!(1), json!(2.5)]]
     );
+    s.root("INSERT INTO mix (id, d) VALUES (3, 3), (4, 4.5), (5, -7)");
+    assert_eq!(s.root("SELECT d FROM mix WHERE id >= 3 ORDER BY id").rows(0), vec![vec![json!(3.0)], vec![json!(4.5)], vec![json!(-7.0)]]);
     for sql in ["INSERT INTO mix VALUE (3, 'a', 1)", "INSERT /*+ hint */ INTO mix VALUES (4, 'b', 2)"] {
         let fast_or_not = s.sql_as(&Auth::root(), sql);
         assert_eq!(fast_or_not.status, 400, "{sql}: the planner refuses it: {}", fast_or_not.body);

@@ -201,7 +201,7 @@ pub async fn prepare(
     let mut columns: Vec<Option<ArrayRef>> = vec![None; table_schema.fields().len()];
     for (pos, &col) in positions.iter().enumerate() {
         let lits: Vec<Lit> = values.rows.iter().map(|r| literal(&r[pos])).collect::<Option<_>>()?;
-        let natural = natural_array(&lits)?;
+        let natural = natural_array(&lits, table_schema.field(col).data_type())?;
         columns[col] = Some(natural);
     }
     // Columns not named take their literal default, or NULL.
@@ -240,7 +240,7 @@ pub async fn prepare(
 
 /// One column's literals as an array of the type DataFusion would give them, or `None`
 /// when they mix kinds DataFusion would coerce differently.
-fn natural_array(lits: &[Lit]) -> Option<ArrayRef> {
+fn natural_array(lits: &[Lit], target: &arrow::datatypes::DataType) -> Option<ArrayRef> {
     let (mut strs, mut ints, mut floats, mut bools) = (false, false, false, false);
     for l in lits {
         match l {
@@ -252,9 +252,11 @@ fn natural_array(lits: &[Lit]) -> Option<ArrayRef> {
         }
     }
     // DataFusion casts each literal to the column type on its own; one array per kind is the
-    // same only when the column holds one kind (integers and decimals are two: an integer
-    // through f64 would lose digits, or become '1.0' in a TEXT column).
-    let kinds = strs as u8 + ints as u8 + floats as u8 + bools as u8;
+    // same only when the column holds one kind. Integers and decimals are two kinds (an
+    // integer through f64 would become '1.0' in a TEXT column, or lose digits in a BIGINT),
+    // except for a DOUBLE column, where each integer goes through f64 either way.
+    let numbers_as_double = ints && floats && *target == arrow::datatypes::DataType::Float64;
+    let kinds = strs as u8 + bools as u8 + if numbers_as_double { 1 } else { ints as u8 + floats as u8 };
     if kinds > 1 {
         return None;
     }
@@ -266,6 +268,7 @@ fn natural_array(lits: &[Lit]) -> Option<ArrayRef> {
     } else if floats {
         Arc::new(Float64Array::from_iter(lits.iter().map(|l| match l {
             Lit::Float(f) => Some(*f),
+            Lit::Int(i) => Some(*i as f64), // only when the column is DOUBLE (checked above)
             _ => None,
         })))
     } else if ints {
