@@ -62,6 +62,35 @@ impl KalamServer {
         proc_status_bytes(self.pid(), field)
     }
 
+    /// Wait until the server has used (almost) no CPU for a second — earlier scenarios leave
+    /// RocksDB compactions running — so a measurement sees only its own work. Gives up after
+    /// `max`; returns how long it waited.
+    pub fn wait_idle(&self, max: Duration) -> Duration {
+        let ticks = || {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+            // Fields after the command name: utime is the 12th, stime the 13th.
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<&str> = after.split_whitespace().collect();
+            f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+        };
+        let start = Instant::now();
+        let mut quiet_since = Instant::now();
+        let mut last = ticks();
+        while start.elapsed() < max {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = ticks();
+            if now.saturating_sub(last) > 2 {
+                quiet_since = Instant::now();
+            }
+            last = now;
+            if quiet_since.elapsed() >= Duration::from_secs(1) {
+                break;
+            }
+        }
+        start.elapsed()
+    }
+
     /// Reset the peak-RSS mark so a later `VmHWM` is the peak of what follows.
     pub fn reset_peak_rss(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");

@@ -485,7 +485,8 @@ impl Bench {
             let table = format!("bench.flush_{rep}");
             self.client().sql(&format!("CREATE USER TABLE {table} ({})", data::COLUMNS));
             let load = self.kalam_parallel(Arc::new(Self::user_statements(&table, users, per_user, 0, per_user)), CLIENTS);
-            self.log(&format!("  loaded {n} rows in {:.1} s", load.as_secs_f64()));
+            let idle = self.server.wait_idle(Duration::from_secs(60));
+            self.log(&format!("  loaded {n} rows in {:.1} s; server idle after {:.1} s", load.as_secs_f64(), idle.as_secs_f64()));
             let before = self.server.status_bytes("VmRSS");
             self.server.reset_peak_rss();
             let st = Instant::now();
@@ -665,6 +666,7 @@ impl Bench {
         self.client().flush_wait(table);
         self.kalam_load(table, cold, n);
         let sql = Self::ANALYTICS_SQL.replace("{t}", table);
+        self.server.wait_idle(Duration::from_secs(60));
         let c = self.client();
         assert_eq!(c.count(table), n as u64, "KalamDB lost rows");
         let mut k = Vec::new();
