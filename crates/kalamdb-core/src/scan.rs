@@ -177,8 +177,12 @@ impl RowStore {
         // before the manifest is read. A flush committing in between then shows its rows in
         // both (the merge keeps one: same key, same seq), never in neither.
         let mut it = store.db().raw_iterator_cf_opt(store.cf(CF_ROWS)?, Store::range_read_options(&lower, &upper));
-        // Key range of the hot rows (same snapshot as the merge reads), for isolating segments.
-        let columnar_ok = pk_filter.is_none() && columns.iter().all(|c| matches!(c, ScanColumn::Column { .. }));
+        let manifest = manifest::load(store, def.id, scope)?;
+        // Key range of the hot rows (the iterator's snapshot, the one the merge reads), for
+        // isolating segments; only worth two seeks when there are segments to isolate.
+        let columnar_ok = pk_filter.is_none()
+            && !manifest.segments.is_empty()
+            && columns.iter().all(|c| matches!(c, ScanColumn::Column { .. }));
         let mut hot_range: Option<(Vec<u8>, Vec<u8>)> = None;
         if columnar_ok {
             it.seek_to_first();
@@ -206,7 +210,6 @@ impl RowStore {
                 ScanColumn::RowId => None,
             })
             .collect();
-        let manifest = manifest::load(store, def.id, scope)?;
         let isolated = if columnar_ok { isolated_segments(&manifest.segments, hot_range.as_ref()) } else { Vec::new() };
         let mut columnar: Vec<(&manifest::SegmentMeta, Vec<u8>)> = Vec::new();
         for (i, seg) in manifest.segments.iter().enumerate() {

@@ -426,8 +426,7 @@ impl Engine {
                         fast_insert::prepare(&self.db, &caller.principal, &caller.namespace, insert).await;
                     if let Some(prepared) = prepared {
                         let prepared = prepared?;
-                        let table = prepared.table();
-                        table.principal().check_write(table.def())?;
+                        let table = prepared.table(); // write permission checked in prepare
                         return self
                             .write_rows(table.def().clone(), table.scope().clone(), WriteOp::Insert(InsertOp::Append), vec![prepared.batch], false)
                             .await;

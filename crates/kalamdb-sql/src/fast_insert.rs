@@ -20,20 +20,19 @@ use std::sync::Arc;
 use arrow::array::{new_null_array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::util::display::FormatOptions;
-use datafusion::catalog::{CatalogProvider, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Expr as DfExpr;
 use kalamdb_core::access::Principal;
 use kalamdb_core::db::Db;
 use kalamdb_core::provider::KalamTable;
-use kalamdb_core::session_catalog::StatementCatalog;
-use kalamdb_core::system_tables::CATALOG_NAME;
 use kalamdb_core::Result;
 use sqlparser::ast::{
-    Expr, Ident, Insert, ObjectName, ObjectNamePart, SetExpr, TableObject, UnaryOperator, Value,
+    Expr, Insert, SetExpr, TableObject, UnaryOperator, Value,
 };
 
 use crate::errors::from_datafusion;
+use crate::fast_path::{is_bare, kalam_table, name_parts};
 
 /// A VALUES list ready to write: the table and the batch in its schema.
 pub struct LiteralInsert {
@@ -86,34 +85,6 @@ fn number(text: &str, negative: bool) -> Option<Lit<'static>> {
     }
 }
 
-/// DataFusion's identifier normalization: unquoted names are lower-cased.
-pub(crate) fn normalize(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
-    }
-}
-
-pub(crate) fn name_parts(name: &ObjectName) -> Option<Vec<String>> {
-    name.0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => Some(normalize(i)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// (namespace, table) of a table name as DataFusion resolves it in the caller's catalog.
-pub(crate) fn resolve_name(parts: &[String], namespace: &str) -> Option<(String, String)> {
-    match parts {
-        [t] => Some((namespace.to_string(), t.clone())),
-        [ns, t] => Some((ns.clone(), t.clone())),
-        [c, ns, t] if c == CATALOG_NAME => Some((ns.clone(), t.clone())),
-        _ => None,
-    }
-}
-
 /// The literal rows of `insert`, or `None` when the statement needs planning.
 pub async fn prepare(
     db: &Arc<Db>,
@@ -145,16 +116,7 @@ pub async fn prepare(
         return None;
     }
     let query = insert.source.as_ref()?;
-    if query.with.is_some()
-        || query.order_by.is_some()
-        || query.limit_clause.is_some()
-        || query.fetch.is_some()
-        || !query.locks.is_empty()
-        || query.for_clause.is_some()
-        || query.settings.is_some()
-        || query.format_clause.is_some()
-        || !query.pipe_operators.is_empty()
-    {
+    if !is_bare(query) {
         return None;
     }
     let SetExpr::Values(values) = query.body.as_ref() else { return None };
@@ -162,14 +124,7 @@ pub async fn prepare(
         return None;
     }
     let TableObject::TableName(name) = &insert.table else { return None };
-    let (ns, table_name) = resolve_name(&name_parts(name)?, namespace)?;
-
-    let catalog = StatementCatalog::new(db.clone(), principal.clone(), false);
-    let schema = catalog.schema(&ns)?;
-    let provider = match schema.table(&table_name).await {
-        Ok(Some(p)) => p,
-        _ => return None,
-    };
+    let provider = kalam_table(db, principal, namespace, name).await?;
     let table = provider.downcast_ref::<KalamTable>()?;
     let table_schema = table.schema();
 

@@ -19,13 +19,12 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::catalog::{CatalogProvider, TableProvider};
+use datafusion::catalog::TableProvider;
 use kalamdb_core::access::Principal;
 use kalamdb_core::batch::value_from_text;
 use kalamdb_core::db::Db;
 use kalamdb_core::provider::{KalamTable, SCAN_BATCH_ROWS};
 use kalamdb_core::rows::{ScanColumn, ScanRange};
-use kalamdb_core::session_catalog::StatementCatalog;
 use kalamdb_core::types::DataType;
 use kalamdb_core::{Error, Result};
 use sqlparser::ast::{
@@ -33,7 +32,7 @@ use sqlparser::ast::{
 };
 
 use crate::executor::{timed_out, too_many_rows};
-use crate::fast_insert::{name_parts, normalize, resolve_name};
+use crate::fast_path::{is_bare, kalam_table, normalize};
 
 /// A direct read ready to run.
 pub struct DirectSelect {
@@ -45,16 +44,7 @@ pub struct DirectSelect {
 }
 
 fn plain_select(query: &Query) -> Option<&Select> {
-    if query.with.is_some()
-        || query.order_by.is_some()
-        || query.limit_clause.is_some()
-        || query.fetch.is_some()
-        || !query.locks.is_empty()
-        || query.for_clause.is_some()
-        || query.settings.is_some()
-        || query.format_clause.is_some()
-        || !query.pipe_operators.is_empty()
-    {
+    if !is_bare(query) {
         return None;
     }
     let SetExpr::Select(select) = query.body.as_ref() else { return None };
@@ -95,12 +85,7 @@ pub async fn prepare(
     if !with_hints.is_empty() || !partitions.is_empty() || !index_hints.is_empty() {
         return None;
     }
-    let (ns, table_name) = resolve_name(&name_parts(name)?, namespace)?;
-    let catalog = StatementCatalog::new(db.clone(), principal.clone(), false);
-    let provider = match catalog.schema(&ns)?.table(&table_name).await {
-        Ok(Some(p)) => p,
-        _ => return None,
-    };
+    let provider = kalam_table(db, principal, namespace, name).await?;
     let table = provider.downcast_ref::<KalamTable>()?;
     let def = table.def();
     let pk = match &select.selection {

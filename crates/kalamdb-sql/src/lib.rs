@@ -9,6 +9,7 @@ pub mod ddl;
 pub mod errors;
 pub mod executor;
 mod fast_insert;
+mod fast_path;
 mod fast_select;
 pub mod parser;
 pub mod split;
