@@ -112,7 +112,9 @@ fn a_file_in_place_of_the_users_directory_fails_that_user_cleanly() {
 
 #[test]
 fn concurrent_flush_requests_share_one_job_and_kill_cancels_between_users() {
-    let s = TestServer::start();
+    // One scope at a time, so the kill lands between the two users (with the default
+    // parallelism both users' flushes would already be running, and running scopes finish).
+    let s = TestServer::start_with_env(&[("KALAMDB_FLUSH_PARALLELISM", "1")]);
     let (alice, bob) = two_users(&s);
     // Slow every segment commit down so the job is still running for the second request.
     s.set_failpoints("flush.pause_after_commit=1500");
@@ -165,4 +167,36 @@ fn kill9_in_the_middle_of_a_flush_loses_and_duplicates_nothing() {
     assert_eq!((count(&s, &alice), count(&s, &bob)), (2, 3));
     let t = s.root("SELECT buffered_rows, flushed_rows FROM system.tables WHERE table_name = 'notes'");
     assert_eq!(t.rows(0), vec![vec![json!(0), json!(5)]]);
+}
+
+#[test]
+fn parallel_flush_of_many_users_flushes_each_once_and_lists_each_failed_user() {
+    let s = TestServer::start_with_env(&[("KALAMDB_JOBS_MAX_ATTEMPTS", "1"), ("KALAMDB_FLUSH_PARALLELISM", "3")]);
+    s.root("CREATE NAMESPACE app; CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT)");
+    let users: Vec<String> = (0..12).map(|i| format!("u{i:02}")).collect();
+    for (i, u) in users.iter().enumerate() {
+        s.root(&format!("CREATE USER '{u}' ROLE user"));
+        let values: Vec<String> = (1..=i as i64 + 1).map(|k| format!("({k}, '{u}-{k}')")).collect();
+        s.root(&format!("EXECUTE AS USER '{u}' (INSERT INTO app.notes VALUES {})", values.join(", "))).ok();
+    }
+    s.set_failpoints("flush.scope_error=u03,u10");
+    let job = s.flush_wait("app.notes");
+    assert_eq!(job["status"], "completed", "{job:?}");
+    let r = result(&job);
+    // Users u00..u11 hold 1..12 rows; u03 (4 rows) and u10 (11 rows) fail.
+    assert_eq!((r["rows_flushed"].clone(), r["users_processed"].clone(), r["users_failed"].clone()), (json!(78 - 4 - 11), json!(12), json!(2)));
+    let mut failed: Vec<&str> = r["errors"].as_array().unwrap().iter().map(|e| e["user_id"].as_str().unwrap()).collect();
+    failed.sort();
+    assert_eq!(failed, vec!["u03", "u10"]);
+    for (i, u) in users.iter().enumerate() {
+        let segments = if u == "u03" || u == "u10" { 0 } else { 1 };
+        assert_eq!(segment_count(&s, u), segments, "{u}");
+        let rows = s.root(&format!("EXECUTE AS USER '{u}' (SELECT count(*), min(body) FROM app.notes)")).ok();
+        assert_eq!(rows.rows(0), vec![vec![json!(i as i64 + 1), json!(format!("{u}-1"))]], "{u}");
+    }
+    s.set_failpoints("");
+    let job = s.flush_wait("app.notes");
+    assert_eq!((job["status"].clone(), result(&job)["rows_flushed"].clone()), (json!("completed"), json!(15)));
+    let t = s.root("SELECT buffered_rows, flushed_rows FROM system.tables WHERE table_name = 'notes'");
+    assert_eq!(t.rows(0), vec![vec![json!(0), json!(78)]]);
 }

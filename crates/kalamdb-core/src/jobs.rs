@@ -115,6 +115,8 @@ pub struct JobSettings {
     pub retry_backoff_ms: u64,
     pub retention_secs: u64,
     pub segment_rows: usize,
+    /// Scopes (users) one flush job flushes at once.
+    pub flush_parallelism: usize,
     pub node_id: String,
 }
 
@@ -126,6 +128,7 @@ impl Default for JobSettings {
             retry_backoff_ms: 1000,
             retention_secs: 7 * 24 * 3600,
             segment_rows: 100_000,
+            flush_parallelism: 2,
             node_id: "node-1".into(),
         }
     }
@@ -290,20 +293,30 @@ impl JobManager {
                 .map_err(|e| Error::Internal(e.to_string()))??
         };
         let mut cancelled = false;
+        let parallelism = self.settings.flush_parallelism.max(1);
+        let segment_rows = self.settings.segment_rows;
         loop {
             let mut failed = Vec::new();
-            for scope in pending {
-                if cancel.load(Ordering::Relaxed) {
-                    cancelled = true;
-                    break;
+            let mut queue = pending.into_iter();
+            let mut running = tokio::task::JoinSet::new();
+            loop {
+                // Keep up to `parallelism` scopes in flight; stop starting new ones once the
+                // job is cancelled (those already running finish their current segments).
+                while running.len() < parallelism && !cancelled {
+                    if cancel.load(Ordering::Relaxed) {
+                        cancelled = true;
+                        break;
+                    }
+                    let Some(scope) = queue.next() else { break };
+                    let (rows2, catalog, def2) = (rows.clone(), self.db.catalog.clone(), def.clone());
+                    running.spawn_blocking(move || {
+                        let (done, err) = flush_scope(&rows2, &catalog, &def2, &scope, segment_rows);
+                        (scope, done, err)
+                    });
                 }
+                let Some(joined) = running.join_next().await else { break };
+                let (scope, done, err) = joined.map_err(|e| Error::Internal(e.to_string()))?;
                 let name = scope_name(&scope);
-                let (rows2, catalog, def2, scope2) = (rows.clone(), self.db.catalog.clone(), def.clone(), scope.clone());
-                let segment_rows = self.settings.segment_rows;
-                let (done, err) =
-                    tokio::task::spawn_blocking(move || flush_scope(&rows2, &catalog, &def2, &scope2, segment_rows))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))?;
                 tally.rows_scanned += done.rows_scanned;
                 tally.rows_flushed += done.rows_flushed;
                 tally.files_written += done.files_written;

@@ -41,6 +41,8 @@ impl Default for MetricsSection {
 pub struct FlushSection {
     /// Most rows per Parquet segment file (bounds a flush's memory).
     pub segment_rows: usize,
+    /// Scopes (users) one flush job writes at once, each on its own blocking thread.
+    pub parallelism: usize,
     /// Policy of tables without FLUSH_POLICY: `rows:N,interval:S`, or "" for none.
     pub default_policy: String,
     /// How often the policy scheduler looks at the tables, in milliseconds.
@@ -66,6 +68,7 @@ impl Default for FlushSection {
     fn default() -> FlushSection {
         FlushSection {
             segment_rows: kalamdb_core::jobs::JobSettings::default().segment_rows,
+            parallelism: kalamdb_core::jobs::JobSettings::default().flush_parallelism,
             default_policy: "rows:100000,interval:300".into(),
             policy_check_interval_ms: 1000,
         }
@@ -319,6 +322,9 @@ impl Config {
         if self.flush.segment_rows == 0 || self.flush.segment_rows > 10_000_000 {
             return Err("flush.segment_rows must be between 1 and 10000000".into());
         }
+        if self.flush.parallelism == 0 || self.flush.parallelism > 64 {
+            return Err("flush.parallelism must be between 1 and 64".into());
+        }
         if !self.flush.default_policy.is_empty() {
             kalamdb_core::policy::FlushPolicy::parse(&self.flush.default_policy)
                 .map_err(|e| format!("flush.default_policy: {e}"))?;
@@ -342,6 +348,7 @@ impl Config {
             retry_backoff_ms: self.jobs.retry_backoff_ms,
             retention_secs: self.jobs.retention_secs,
             segment_rows: self.flush.segment_rows,
+            flush_parallelism: self.flush.parallelism,
             node_id: self.jobs.node_id.clone(),
         }
     }
