@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::keys::Scope;
 use crate::store::Store;
+use crate::types::Value;
 
 /// One committed segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,34 +48,64 @@ impl ColumnStats {
     pub fn of_rows(layout: &[u32], rows: &[crate::rows::RowVersion]) -> std::collections::BTreeMap<u32, ColumnStats> {
         let mut out = std::collections::BTreeMap::new();
         for (i, id) in layout.iter().enumerate() {
-            let (mut min, mut max): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
+            // Compare values in place and encode only the two winners (encoding every value
+            // was 4% of a flush's CPU).
+            let (mut min, mut max): (Option<&Value>, Option<&Value>) = (None, None);
             let mut nulls = 0;
-            let mut buf = Vec::new();
             for r in rows {
                 let Some(values) = &r.values else { continue };
-                buf.clear();
                 match values.get(i) {
-                    Some(v) if crate::keys::encode_pk(v, &mut buf) => {
-                        if min.as_ref().is_none_or(|m| buf < *m) {
-                            min = Some(buf.clone());
+                    Some(v) if !v.is_null() => {
+                        if min.is_none_or(|m| key_order(v, m).is_lt()) {
+                            min = Some(v);
                         }
-                        if max.as_ref().is_none_or(|m| buf > *m) {
-                            max = Some(buf.clone());
+                        if max.is_none_or(|m| key_order(v, m).is_gt()) {
+                            max = Some(v);
                         }
                     }
                     _ => nulls += 1,
                 }
             }
+            let hex = |v: Option<&Value>, bound: fn(&[u8]) -> String| {
+                let mut buf = Vec::new();
+                v.filter(|v| crate::keys::encode_pk(v, &mut buf)).map(|_| bound(&buf))
+            };
             out.insert(
                 *id,
-                ColumnStats {
-                    min: min.map(|m| lower_bound_hex(&m)),
-                    max: max.map(|m| upper_bound_hex(&m)),
-                    null_count: nulls,
-                },
+                ColumnStats { min: hex(min, lower_bound_hex), max: hex(max, upper_bound_hex), null_count: nulls },
             );
         }
         out
+    }
+}
+
+/// The order of `encode_pk`'s bytes, without encoding: numbers by value, floats by their
+/// ordered bits, text and bytes bytewise (the escaping preserves byte order).
+fn key_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    fn f32_bits(x: f32) -> u32 {
+        let bits = x.to_bits();
+        if bits >> 31 == 1 { !bits } else { bits | (1 << 31) }
+    }
+    fn f64_bits(x: f64) -> u64 {
+        let bits = x.to_bits();
+        if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+    }
+    match (a, b) {
+        (Value::Boolean(x), Value::Boolean(y)) => x.cmp(y),
+        (Value::SmallInt(x), Value::SmallInt(y)) => x.cmp(y),
+        (Value::Int(x), Value::Int(y)) | (Value::Date(x), Value::Date(y)) => x.cmp(y),
+        (Value::BigInt(x), Value::BigInt(y)) | (Value::Time(x), Value::Time(y)) | (Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
+        (Value::Decimal(x), Value::Decimal(y)) => x.cmp(y),
+        (Value::Real(x), Value::Real(y)) => f32_bits(*x).cmp(&f32_bits(*y)),
+        (Value::Double(x), Value::Double(y)) => f64_bits(*x).cmp(&f64_bits(*y)),
+        (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Bytes(x), Value::Bytes(y)) => x.cmp(y),
+        _ => {
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            crate::keys::encode_pk(a, &mut ea);
+            crate::keys::encode_pk(b, &mut eb);
+            ea.cmp(&eb)
+        }
     }
 }
 
@@ -200,5 +231,37 @@ mod tests {
         }
         assert!(!s.may_contain(b"z"));
         assert!(!s.may_contain(b"A"));
+    }
+
+    fn same_kind_pair() -> impl proptest::strategy::Strategy<Value = (Value, Value)> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<bool>(), any::<bool>()).prop_map(|(a, b)| (Value::Boolean(a), Value::Boolean(b))),
+            (any::<i16>(), any::<i16>()).prop_map(|(a, b)| (Value::SmallInt(a), Value::SmallInt(b))),
+            (any::<i32>(), any::<i32>()).prop_map(|(a, b)| (Value::Int(a), Value::Int(b))),
+            (any::<i64>(), any::<i64>()).prop_map(|(a, b)| (Value::Timestamp(a), Value::Timestamp(b))),
+            (any::<i128>(), any::<i128>()).prop_map(|(a, b)| (Value::Decimal(a), Value::Decimal(b))),
+            (any::<u32>(), any::<u32>()).prop_map(|(a, b)| (Value::Real(f32::from_bits(a)), Value::Real(f32::from_bits(b)))),
+            (any::<u64>(), any::<u64>()).prop_map(|(a, b)| (Value::Double(f64::from_bits(a)), Value::Double(f64::from_bits(b)))),
+            (-2.0f64..2.0, -2.0f64..2.0).prop_map(|(a, b)| (Value::Double(a), Value::Double(b))),
+            {
+                let edge = || proptest::sample::select(vec![-0.0, 0.0, f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 1.0]);
+                (edge(), edge()).prop_map(|(a, b)| (Value::Double(a), Value::Double(b)))
+            },
+            (".{0,6}", ".{0,6}").prop_map(|(a, b)| (Value::Text(a), Value::Text(b))),
+            ("[a\\x00]{0,4}", "[a\\x00]{0,4}").prop_map(|(a, b)| (Value::Text(a), Value::Text(b))),
+            (proptest::collection::vec(0u8..3, 0..5), proptest::collection::vec(0u8..3, 0..5)).prop_map(|(a, b)| (Value::Bytes(a), Value::Bytes(b))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Column statistics pick min/max without encoding: that order must be the encoded one.
+        #[test]
+        fn key_order_is_the_order_of_the_encoded_values((a, b) in same_kind_pair()) {
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            crate::keys::encode_pk(&a, &mut ea);
+            crate::keys::encode_pk(&b, &mut eb);
+            proptest::prop_assert_eq!(key_order(&a, &b), ea.cmp(&eb), "{:?} vs {:?}", a, b);
+        }
     }
 }
