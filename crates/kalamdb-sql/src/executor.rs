@@ -368,6 +368,17 @@ impl Engine {
         tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
         params: &[ScalarValue],
     ) -> Result<StatementOutput> {
+        if params.is_empty() {
+            if let Some(rows) = fast_insert::from_tokens(&tokens) {
+                if let Some(prepared) = fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows).await {
+                    let prepared = prepared?;
+                    let table = prepared.table(); // write permission checked in prepare_rows
+                    return self
+                        .write_rows(table.def().clone(), table.scope().clone(), WriteOp::Insert(InsertOp::Append), vec![prepared.batch], false)
+                        .await;
+                }
+            }
+        }
         let mut parsed = DFParserBuilder::new(tokens)
             .with_dialect(&GenericDialect {})
             .with_recursion_limit(self.limits.max_parser_recursion)
