@@ -215,3 +215,62 @@ fn concurrent_inserts_of_one_key_admit_exactly_one() {
     }
     assert_eq!(s.root("SELECT count(*) FROM race").rows(0), vec![vec![json!(20)]]);
 }
+
+/// Batched INSERTs check every key against what the scope holds: hot, flushed, deleted (hot
+/// or flushed) and re-inserted keys, in random batches against a model, with flushes in
+/// between. The check walks the keys in order and skips ahead (rows.rs `walk_sorted`); a
+/// skipped key that exists would show up here as a duplicate admitted.
+#[test]
+fn batched_inserts_find_every_existing_key_hot_flushed_and_deleted() {
+    let s = TestServer::start();
+    s.root("CREATE USER TABLE ki (id BIGINT PRIMARY KEY, v TEXT); CREATE USER TABLE ks (k TEXT PRIMARY KEY, v TEXT)");
+    let alice = s.create_user("alice", "user");
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    // Text keys where one is a prefix of another ('a' < 'a0' < 'a00' < 'b').
+    let text_key = |i: u64| format!("'{}'", ["a", "a0", "a00", "a1", "b", "b0", "ba"][(i % 7) as usize].to_string() + &"z".repeat((i / 7) as usize));
+    let mut live = [std::collections::BTreeSet::new(), std::collections::BTreeSet::new()];
+    let (mut admitted, mut refused) = (0, 0);
+    for round in 0..160 {
+        let t = round % 2;
+        let (table, key): (&str, &dyn Fn(u64) -> String) = if t == 0 { ("ki", &|i| i.to_string()) } else { ("ks", &text_key) };
+        match next(10) {
+            0 => {
+                s.flush_wait(&format!("default.{table}"));
+            }
+            1 | 2 => {
+                let k = next(40);
+                let deleted = s.sql_as(&alice, &format!("DELETE FROM {table} WHERE {} = {}", ["id", "k"][t], key(k))).ok().row_count(0);
+                assert_eq!(deleted == 1, live[t].remove(&k), "round {round}: delete of {}", key(k));
+            }
+            _ => {
+                let mut batch: Vec<u64> = (0..1 + next(6)).map(|_| next(40)).collect();
+                batch.sort();
+                batch.dedup();
+                // Send them in a shuffled order; the server sorts.
+                let n = batch.len();
+                batch.swap(0, next(n as u64) as usize);
+                let values: Vec<String> = batch.iter().map(|k| format!("({}, 'r{round}')", key(*k))).collect();
+                let r = s.sql_as(&alice, &format!("INSERT INTO {table} VALUES {}", values.join(", ")));
+                if batch.iter().any(|k| live[t].contains(k)) {
+                    assert_eq!((r.status, r.code()), (409, "CONSTRAINT_VIOLATION"), "round {round}: {batch:?} over {:?}", live[t]);
+                    refused += 1;
+                } else {
+                    assert_eq!(r.status, 200, "round {round}: {batch:?} over {:?}: {}", live[t], r.body);
+                    live[t].extend(batch);
+                    admitted += 1;
+                }
+            }
+        }
+    }
+    for (t, (table, col)) in [("ki", "id"), ("ks", "k")].into_iter().enumerate() {
+        let n = s.sql_as(&alice, &format!("SELECT count(*), count(DISTINCT {col}) FROM {table}")).ok().rows(0);
+        assert_eq!(n, vec![vec![json!(live[t].len()), json!(live[t].len())]], "{table}");
+    }
+    assert!(admitted > 20 && refused > 20, "admitted {admitted}, refused {refused}");
+}

@@ -248,45 +248,35 @@ impl RowStore {
         }
     }
 
-    /// Which of `pks` (sorted, distinct) are live in the scope: one iterator seeks through the
-    /// hot rows in key order, then one multi-get asks the flushed-key index for the rest.
+    /// Which of `pks` (sorted, distinct) are live in the scope: one iterator walks the hot
+    /// rows in key order, then one walks the flushed-key index for the rest.
+    ///
+    /// Each walk seeks only when the key it rests on is not already past the next pk: keys
+    /// ascend and the pk encoding is prefix-free, so every pk below that key is absent. A
+    /// batch of new keys (ascending ids, a fresh user) costs one seek instead of one per row,
+    /// which was 39% of the server's CPU in batched ingest (docs/BENCHMARKS.md).
     fn live_keys(&self, def: &TableDef, prefix: &[u8], pks: &[&[u8]]) -> Result<Vec<bool>> {
         let mut live = vec![false; pks.len()];
         let mut in_hot = vec![false; pks.len()];
-        let upper = prefix_upper_bound(prefix);
-        let ro = Store::range_read_options(prefix, &upper);
-        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, ro);
         let now = now_millis();
-        let mut target = prefix.to_vec();
-        for (i, pk) in pks.iter().enumerate() {
-            target.truncate(prefix.len());
-            target.extend_from_slice(pk);
-            it.seek(&target);
-            // The newest version of `pk` is the first key at or after prefix|pk (seq descends).
-            if let (true, Some(k), Some(v)) = (it.valid(), it.key(), it.value()) {
-                if let Some((kpk, seq)) = split_row_key(k, prefix.len()) {
-                    if kpk == *pk {
-                        in_hot[i] = true;
-                        live[i] = !is_tombstone(v) && !expired(def, seq, now);
-                    }
-                }
-            }
-        }
-        it.status()?;
-        let flushed_cf = self.store.cf(CF_FLUSHED)?;
+        let upper = prefix_upper_bound(prefix);
+        let hot = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, Store::range_read_options(prefix, &upper));
+        // The newest version of a pk is the first key at or after prefix|pk (seq descends).
+        walk_sorted(hot, prefix, pks, |k| split_row_key(k, prefix.len()).map(|(kpk, _)| kpk), |i, k, v| {
+            in_hot[i] = true;
+            let seq = split_row_key(k, prefix.len()).map(|(_, seq)| seq).unwrap_or(0);
+            live[i] = !is_tombstone(v) && !expired(def, seq, now);
+        })?;
         let ask: Vec<usize> = (0..pks.len()).filter(|&i| !in_hot[i]).collect();
-        let keys: Vec<Vec<u8>> = ask
-            .iter()
-            .map(|&i| {
-                let mut k = prefix.to_vec();
-                k.extend_from_slice(pks[i]);
-                k
-            })
-            .collect();
-        let found = self.store.db().multi_get_cf(keys.iter().map(|k| (flushed_cf, k.as_slice())));
-        for (&i, r) in ask.iter().zip(found) {
-            live[i] = matches!(r?, Some(v) if v.first() == Some(&0));
+        if ask.is_empty() {
+            return Ok(live);
         }
+        let ask_pks: Vec<&[u8]> = ask.iter().map(|&i| pks[i]).collect();
+        let flushed =
+            self.store.db().raw_iterator_cf_opt(self.store.cf(CF_FLUSHED)?, Store::range_read_options(prefix, &upper));
+        walk_sorted(flushed, prefix, &ask_pks, |k| k.get(prefix.len()..), |j, _, v| {
+            live[ask[j]] = v.first() == Some(&0);
+        })?;
         Ok(live)
     }
 
@@ -514,4 +504,41 @@ pub fn display_value(v: &Value) -> String {
         Value::SmallInt(x) => x.to_string(),
         other => format!("{other:?}"),
     }
+}
+
+/// Walk `it` (bounded to the scope) over `pks` (sorted, distinct, encoded): call `hit(i, key,
+/// value)` for each `pks[i]` whose key `pk_of` finds. Seeks only when the key the iterator
+/// rests on is below the next pk; a key above it proves the pk absent (keys ascend, and the
+/// pk encoding is prefix-free).
+fn walk_sorted(
+    mut it: rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
+    prefix: &[u8],
+    pks: &[&[u8]],
+    pk_of: impl for<'a> Fn(&'a [u8]) -> Option<&'a [u8]>,
+    mut hit: impl FnMut(usize, &[u8], &[u8]),
+) -> Result<()> {
+    let mut target = prefix.to_vec();
+    let mut sought = false;
+    for (i, pk) in pks.iter().enumerate() {
+        if sought {
+            match it.key() {
+                None => break, // nothing at or after an earlier pk: nothing after this one
+                Some(k) => match pk_of(k) {
+                    Some(kpk) if kpk > *pk => continue, // the next key is past pk: absent
+                    _ => {}
+                },
+            }
+        }
+        target.truncate(prefix.len());
+        target.extend_from_slice(pk);
+        it.seek(&target);
+        sought = true;
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if pk_of(k) == Some(*pk) {
+                hit(i, k, v);
+            }
+        }
+    }
+    it.status()?;
+    Ok(())
 }
