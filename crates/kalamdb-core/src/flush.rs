@@ -12,7 +12,8 @@
 //! 4. on any error in 2-3, delete the file and keep every hot row of the segment.
 //!
 //! A crash between 2 and 3 leaves an unreferenced file that startup removes; a crash after 3
-//! is done. Memory is bounded by one segment, whatever the scope's size.
+//! is done. Memory is bounded by one segment, whatever the scope's size (a job flushes up to
+//! `flush.parallelism` scopes at once, so by that many segments).
 
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 
