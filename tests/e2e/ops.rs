@@ -101,6 +101,18 @@ fn metrics_count_requests_rows_and_flush_outcomes() {
     assert!(metric(&text, "kalamdb_http_requests_total{endpoint=\"/v1/api/sql\",status=\"401\"}").is_some(), "{text}");
     assert!(text.contains("kalamdb_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("kalamdb_flush_duration_seconds_count"), "{text}");
+    // Storage gauges are refreshed by the scheduler (first at its first tick, then every 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let (_, text) = s.get_text("/metrics");
+        if text.contains("kalamdb_rocksdb_memory_bytes") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(metric(&text, "kalamdb_rocksdb_memory_bytes{kind=\"memtables\"}").is_some_and(|v| v > 0.0), "{text}");
+    assert!(metric(&text, "kalamdb_rocksdb_memory_bytes{kind=\"table_readers\"}").is_some(), "{text}");
+    assert!(metric(&text, "kalamdb_rocksdb_size_bytes").is_some_and(|v| v > 0.0), "{text}");
 }
 
 #[test]

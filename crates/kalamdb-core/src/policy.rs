@@ -153,6 +153,23 @@ fn record_storage_sizes(db: &Db) {
         }
     }
     metrics::gauge!("kalamdb_rocksdb_size_bytes").set(rocks as f64);
+    // Where RocksDB's memory is: memtables (active + immutable being written out), SST
+    // readers (index and filter blocks, outside the block cache) and the block caches.
+    for (kind, prop) in [
+        ("memtables", "rocksdb.size-all-mem-tables"),
+        ("table_readers", "rocksdb.estimate-table-readers-mem"),
+        ("block_cache", "rocksdb.block-cache-usage"),
+    ] {
+        let mut total = 0u64;
+        for cf in [crate::store::CF_CATALOG, crate::store::CF_ROWS, crate::store::CF_FLUSHED] {
+            if let Ok(handle) = db.store.cf(cf) {
+                if let Ok(Some(v)) = db.store.db().property_int_value_cf(handle, prop) {
+                    total += v;
+                }
+            }
+        }
+        metrics::gauge!("kalamdb_rocksdb_memory_bytes", "kind" => kind).set(total as f64);
+    }
     let mut parquet = 0u64;
     for def in db.catalog.tables() {
         if let Ok(manifests) = crate::manifest::load_table(&db.store, def.id) {
