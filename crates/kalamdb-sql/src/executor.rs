@@ -217,6 +217,13 @@ impl Engine {
         params: &[ScalarValue],
         allow_execute_as: bool,
     ) -> Result<StatementOutput> {
+        if params.is_empty() {
+            if let Some(rows) = fast_insert::from_text(sql) {
+                if let Some(out) = self.write_literal_rows(caller, rows).await {
+                    return out;
+                }
+            }
+        }
         let stmt = match parse_statement(sql)? {
             Parsed::Kalam(stmt) => stmt,
             Parsed::Sql(tokens) => return self.execute_datafusion(caller, tokens, params).await,
@@ -362,6 +369,19 @@ impl Engine {
             .build()
     }
 
+    /// Write a literal INSERT without planning, or `None` when it needs planning.
+    async fn write_literal_rows(&self, caller: &Caller, rows: fast_insert::LiteralRows<'_>) -> Option<Result<StatementOutput>> {
+        let prepared = match fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows).await? {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let table = prepared.table(); // write permission checked in prepare_rows
+        Some(
+            self.write_rows(table.def().clone(), table.scope().clone(), WriteOp::Insert(InsertOp::Append), vec![prepared.batch], false)
+                .await,
+        )
+    }
+
     async fn execute_datafusion(
         &self,
         caller: &Caller,
@@ -370,12 +390,8 @@ impl Engine {
     ) -> Result<StatementOutput> {
         if params.is_empty() {
             if let Some(rows) = fast_insert::from_tokens(&tokens) {
-                if let Some(prepared) = fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows).await {
-                    let prepared = prepared?;
-                    let table = prepared.table(); // write permission checked in prepare_rows
-                    return self
-                        .write_rows(table.def().clone(), table.scope().clone(), WriteOp::Insert(InsertOp::Append), vec![prepared.batch], false)
-                        .await;
+                if let Some(out) = self.write_literal_rows(caller, rows).await {
+                    return out;
                 }
             }
         }
@@ -433,14 +449,10 @@ impl Engine {
                     }
                 }
                 if let SqlStatement::Insert(insert) = s.as_ref() {
-                    let prepared =
-                        fast_insert::prepare(&self.db, &caller.principal, &caller.namespace, insert).await;
-                    if let Some(prepared) = prepared {
-                        let prepared = prepared?;
-                        let table = prepared.table(); // write permission checked in prepare
-                        return self
-                            .write_rows(table.def().clone(), table.scope().clone(), WriteOp::Insert(InsertOp::Append), vec![prepared.batch], false)
-                            .await;
+                    if let Some(rows) = fast_insert::from_ast(insert) {
+                        if let Some(out) = self.write_literal_rows(caller, rows).await {
+                            return out;
+                        }
                     }
                 }
             }
