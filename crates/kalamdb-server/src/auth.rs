@@ -70,8 +70,19 @@ impl Authenticator {
 
     /// Authenticate an `Authorization` header value.
     pub fn authenticate(&self, header: Option<&str>, peer: SocketAddr) -> Result<Principal> {
+        self.authenticate_inner(header, peer, true).unwrap_or_else(|| unauthorized("invalid username or password"))
+    }
+
+    /// [`Self::authenticate`] when it needs no password hashing: bearer tokens, malformed or
+    /// missing headers, and Basic credentials already verified (cached). `None` when it would
+    /// run argon2, which callers keep off the async workers.
+    pub fn authenticate_without_hashing(&self, header: Option<&str>, peer: SocketAddr) -> Option<Result<Principal>> {
+        self.authenticate_inner(header, peer, false)
+    }
+
+    fn authenticate_inner(&self, header: Option<&str>, peer: SocketAddr, may_hash: bool) -> Option<Result<Principal>> {
         let Some(header) = header else {
-            return unauthorized("missing Authorization header (use Basic or Bearer)");
+            return Some(unauthorized("missing Authorization header (use Basic or Bearer)"));
         };
         if let Some(b64) = strip_scheme(header, "basic") {
             let decoded = STANDARD
@@ -79,26 +90,30 @@ impl Authenticator {
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());
             let Some(decoded) = decoded else {
-                return unauthorized("malformed Basic credentials");
+                return Some(unauthorized("malformed Basic credentials"));
             };
             let Some((user, password)) = decoded.split_once(':') else {
-                return unauthorized("malformed Basic credentials");
+                return Some(unauthorized("malformed Basic credentials"));
             };
-            let u = self.check_password(user, password, peer)?;
-            return Ok(Principal { user_id: u.user_id, role: u.role });
+            return Some(self.verify(user, password, peer, may_hash)?.map(|u| Principal { user_id: u.user_id, role: u.role }));
         }
         if let Some(token) = strip_scheme(header, "bearer") {
-            return self.check_token(token.trim());
+            return Some(self.check_token(token.trim()));
         }
-        unauthorized("unsupported Authorization scheme (use Basic or Bearer)")
+        Some(unauthorized("unsupported Authorization scheme (use Basic or Bearer)"))
     }
 
     /// Verify a user's password. `root` without a password may log in from loopback only.
     pub fn check_password(&self, user_id: &str, password: &str, peer: SocketAddr) -> Result<UserDef> {
+        self.verify(user_id, password, peer, true).unwrap_or_else(|| unauthorized("invalid username or password"))
+    }
+
+    /// `None` only when `may_hash` is false and the answer needs argon2.
+    fn verify(&self, user_id: &str, password: &str, peer: SocketAddr, may_hash: bool) -> Option<Result<UserDef>> {
         let Some(user) = self.catalog.user(user_id) else {
-            return unauthorized("invalid username or password");
+            return Some(unauthorized("invalid username or password"));
         };
-        match &user.password_hash {
+        Some(match &user.password_hash {
             None if user.user_id == ROOT_USER => {
                 if peer.ip().is_loopback() && password.is_empty() {
                     Ok(user)
@@ -111,10 +126,13 @@ impl Authenticator {
                 let fingerprint = self.fingerprint(password);
                 let key = (user.user_id.clone(), fingerprint);
                 if self.verified.lock().get(&key) == Some(&user.updated_at_ms) {
-                    return Ok(user);
+                    return Some(Ok(user));
+                }
+                if !may_hash {
+                    return None;
                 }
                 if !verify_password(password, hash) {
-                    return unauthorized("invalid username or password");
+                    return Some(unauthorized("invalid username or password"));
                 }
                 let mut cache = self.verified.lock();
                 if cache.len() >= MAX_CACHED_LOGINS {
@@ -123,7 +141,7 @@ impl Authenticator {
                 cache.insert(key, user.updated_at_ms);
                 Ok(user)
             }
-        }
+        })
     }
 
     fn fingerprint(&self, password: &str) -> [u8; 32] {

@@ -254,8 +254,13 @@ async fn login(
 
 async fn authenticate(state: &Arc<AppState>, headers: &HeaderMap, peer: SocketAddr) -> Result<Principal, Error> {
     let header = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_string());
+    // Tokens and already-verified passwords are checked here; a password check that runs
+    // argon2 goes to a blocking thread, off the async workers. (The hop cost every request
+    // a thread hand-off; docs/BENCHMARKS.md, scenario 2.)
+    if let Some(done) = state.auth.authenticate_without_hashing(header.as_deref(), peer) {
+        return done;
+    }
     let st = state.clone();
-    // Password checks may run argon2: keep them off the async workers.
     tokio::task::spawn_blocking(move || st.auth.authenticate(header.as_deref(), peer))
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
