@@ -140,18 +140,18 @@ fn purge_stream(db: &Arc<Db>, def: &Arc<crate::catalog::TableDef>, now: u64, las
     });
 }
 
+/// Sum of an integer RocksDB property over KalamDB's column families.
+fn cf_property_sum(db: &Db, prop: &str) -> u64 {
+    [crate::store::CF_CATALOG, crate::store::CF_ROWS, crate::store::CF_FLUSHED]
+        .into_iter()
+        .filter_map(|cf| db.store.cf(cf).ok())
+        .filter_map(|handle| db.store.db().property_int_value_cf(handle, prop).ok().flatten())
+        .sum()
+}
+
 /// Publish the on-disk size of the hot store and of committed Parquet segments.
 fn record_storage_sizes(db: &Db) {
-    let mut rocks = 0u64;
-    for cf in [crate::store::CF_CATALOG, crate::store::CF_ROWS, crate::store::CF_FLUSHED] {
-        if let Ok(handle) = db.store.cf(cf) {
-            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
-                if let Ok(Some(v)) = db.store.db().property_int_value_cf(handle, prop) {
-                    rocks += v;
-                }
-            }
-        }
-    }
+    let rocks = cf_property_sum(db, "rocksdb.total-sst-files-size") + cf_property_sum(db, "rocksdb.cur-size-all-mem-tables");
     metrics::gauge!("kalamdb_rocksdb_size_bytes").set(rocks as f64);
     // Where RocksDB's memory is: memtables (active + immutable being written out), SST
     // readers (index and filter blocks, outside the block cache) and the block caches.
@@ -160,14 +160,7 @@ fn record_storage_sizes(db: &Db) {
         ("table_readers", "rocksdb.estimate-table-readers-mem"),
         ("block_cache", "rocksdb.block-cache-usage"),
     ] {
-        let mut total = 0u64;
-        for cf in [crate::store::CF_CATALOG, crate::store::CF_ROWS, crate::store::CF_FLUSHED] {
-            if let Ok(handle) = db.store.cf(cf) {
-                if let Ok(Some(v)) = db.store.db().property_int_value_cf(handle, prop) {
-                    total += v;
-                }
-            }
-        }
+        let total = cf_property_sum(db, prop);
         metrics::gauge!("kalamdb_rocksdb_memory_bytes", "kind" => kind).set(total as f64);
     }
     let mut parquet = 0u64;

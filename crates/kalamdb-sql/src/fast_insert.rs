@@ -165,66 +165,7 @@ pub fn from_tokens(tokens: &[TokenWithSpan]) -> Option<LiteralRows<'_>> {
     if tokens.iter().any(comment) {
         return None; // maybe an optimizer hint
     }
-    let mut t = Tokens { tokens, i: 0 };
-    t.keyword(Keyword::INSERT)?;
-    t.keyword(Keyword::INTO)?;
-    let mut parts = vec![t.identifier()?];
-    if parts[0].quote_style.is_none() && SPECIAL_AFTER_INTO.iter().any(|k| parts[0].value.eq_ignore_ascii_case(k)) {
-        return None;
-    }
-    while t.peek() == Some(&Token::Period) {
-        t.next();
-        parts.push(t.identifier()?);
-    }
-    let mut columns = Vec::new();
-    if t.peek() == Some(&Token::LParen) {
-        t.next();
-        loop {
-            let col = t.identifier()?;
-            if col.quote_style.is_none() && ["SELECT", "WITH", "VALUES"].iter().any(|k| col.value.eq_ignore_ascii_case(k)) {
-                return None; // a subquery, not a column list
-            }
-            columns.push(ObjectName::from(vec![col]));
-            match t.next()? {
-                Token::Comma => continue,
-                Token::RParen => break,
-                _ => return None,
-            }
-        }
-    }
-    t.keyword(Keyword::VALUES)?;
-    let mut values = Vec::new();
-    let mut width = None;
-    loop {
-        if t.next()? != &Token::LParen {
-            return None;
-        }
-        let start = values.len();
-        loop {
-            values.push(t.literal()?);
-            match t.next()? {
-                Token::Comma => continue,
-                Token::RParen => break,
-                _ => return None,
-            }
-        }
-        let n = values.len() - start;
-        if *width.get_or_insert(n) != n {
-            return None;
-        }
-        match t.next() {
-            Some(Token::Comma) => continue,
-            Some(Token::SemiColon) | Some(Token::EOF) | None => break,
-            Some(_) => return None,
-        }
-    }
-    // Nothing but an optional `;` may follow.
-    while let Some(tok) = t.next() {
-        if !matches!(tok, Token::SemiColon | Token::EOF) {
-            return None;
-        }
-    }
-    Some(LiteralRows { name: ObjectName::from(parts), columns, width: width?, values: Some(values) })
+    read_shape(Tokens { tokens, i: 0 })
 }
 
 /// Unquoted words sqlparser reads as keywords right after `INSERT INTO` (`INSERT INTO TABLE
@@ -238,7 +179,37 @@ const SPECIAL_AFTER_INTO: &[&str] = &["TABLE", "FUNCTION", "LOCAL", "DIRECTORY"]
 /// and `None` for anything else, which then takes the tokenizer path. A proptest holds it
 /// to the token reader's answer on every statement it accepts.
 pub fn from_text(sql: &str) -> Option<LiteralRows<'_>> {
-    let mut t = Text { sql, i: 0 };
+    read_shape(Text { sql, i: 0 })
+}
+
+/// Punctuation of the statement shape.
+#[derive(Clone, Copy)]
+enum Punct {
+    Dot,
+    LParen,
+    RParen,
+    Comma,
+}
+
+/// What [`read_shape`] needs from a reader: the text reader and the token reader differ only
+/// in how they see words, literals and punctuation.
+trait Cursor<'a> {
+    /// An unquoted word equal to `k` (upper case).
+    fn keyword(&mut self, k: &str) -> Option<()>;
+    fn identifier(&mut self) -> Option<Ident>;
+    fn eat(&mut self, p: Punct) -> bool;
+    /// After a part of the table name: `Some(true)` when a `.` follows (another part comes),
+    /// `Some(false)` when not, `None` when the statement is better left to the next reader.
+    fn name_dot(&mut self) -> Option<bool> {
+        Some(self.eat(Punct::Dot))
+    }
+    fn literal(&mut self) -> Option<Lit<'a>>;
+    /// Nothing but `;` is left.
+    fn at_end(&mut self) -> bool;
+}
+
+/// `INSERT INTO name [(col, ...)] VALUES (literal, ...), ... [;]`, or `None`.
+fn read_shape<'a>(mut t: impl Cursor<'a>) -> Option<LiteralRows<'a>> {
     t.keyword("INSERT")?;
     t.keyword("INTO")?;
     let first = t.identifier()?;
@@ -246,29 +217,21 @@ pub fn from_text(sql: &str) -> Option<LiteralRows<'_>> {
         return None;
     }
     let mut parts = vec![first];
-    // `ns.t` only: the tokenizer reads a `.` after whitespace differently (`ns ._t` fails).
-    while t.bytes().get(t.i) == Some(&b'.') {
-        t.i += 1;
-        if matches!(t.bytes().get(t.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            return None;
-        }
+    while t.name_dot()? {
         parts.push(t.identifier()?);
     }
-    if matches!(t.bytes().get(t.i), Some(b' ' | b'\t' | b'\n' | b'\r')) && t.eat(b'.') {
-        return None;
-    }
     let mut columns = Vec::new();
-    if t.eat(b'(') {
+    if t.eat(Punct::LParen) {
         loop {
             let col = t.identifier()?;
             if col.quote_style.is_none() && ["SELECT", "WITH", "VALUES"].iter().any(|k| col.value.eq_ignore_ascii_case(k)) {
-                return None;
+                return None; // a subquery, not a column list
             }
             columns.push(ObjectName::from(vec![col]));
-            if t.eat(b',') {
+            if t.eat(Punct::Comma) {
                 continue;
             }
-            if t.eat(b')') {
+            if t.eat(Punct::RParen) {
                 break;
             }
             return None;
@@ -278,16 +241,16 @@ pub fn from_text(sql: &str) -> Option<LiteralRows<'_>> {
     let mut values = Vec::new();
     let mut width = None;
     loop {
-        if !t.eat(b'(') {
+        if !t.eat(Punct::LParen) {
             return None;
         }
         let start = values.len();
         loop {
             values.push(t.literal()?);
-            if t.eat(b',') {
+            if t.eat(Punct::Comma) {
                 continue;
             }
-            if t.eat(b')') {
+            if t.eat(Punct::RParen) {
                 break;
             }
             return None;
@@ -296,13 +259,11 @@ pub fn from_text(sql: &str) -> Option<LiteralRows<'_>> {
         if *width.get_or_insert(n) != n {
             return None;
         }
-        if !t.eat(b',') {
+        if !t.eat(Punct::Comma) {
             break;
         }
     }
-    while t.eat(b';') {}
-    t.skip_blanks();
-    if t.i != sql.len() {
+    if !t.at_end() {
         return None;
     }
     Some(LiteralRows { name: ObjectName::from(parts), columns, width: width?, values: Some(values) })
@@ -325,7 +286,7 @@ impl<'a> Text<'a> {
         }
     }
 
-    fn eat(&mut self, c: u8) -> bool {
+    fn eat_byte(&mut self, c: u8) -> bool {
         self.skip_blanks();
         if self.bytes().get(self.i) == Some(&c) {
             self.i += 1;
@@ -355,11 +316,7 @@ impl<'a> Text<'a> {
         Some(&self.sql[start..end])
     }
 
-    fn keyword(&mut self, k: &str) -> Option<()> {
-        self.word()?.eq_ignore_ascii_case(k).then_some(())
-    }
-
-    fn identifier(&mut self) -> Option<Ident> {
+    fn read_identifier(&mut self) -> Option<Ident> {
         self.skip_blanks();
         if self.bytes().get(self.i) != Some(&b'"') {
             return Some(Ident::new(self.word()?));
@@ -375,7 +332,7 @@ impl<'a> Text<'a> {
     }
 
     /// Only literals followed by `,` or `)` (checked by the caller) are taken.
-    fn literal(&mut self) -> Option<Lit<'a>> {
+    fn read_literal(&mut self) -> Option<Lit<'a>> {
         self.skip_blanks();
         let b = self.bytes();
         match b.get(self.i)? {
@@ -439,6 +396,51 @@ impl<'a> Text<'a> {
     }
 }
 
+impl<'a> Cursor<'a> for Text<'a> {
+    fn keyword(&mut self, k: &str) -> Option<()> {
+        self.word()?.eq_ignore_ascii_case(k).then_some(())
+    }
+
+    fn identifier(&mut self) -> Option<Ident> {
+        self.read_identifier()
+    }
+
+    fn eat(&mut self, p: Punct) -> bool {
+        self.eat_byte(match p {
+            Punct::Dot => b'.',
+            Punct::LParen => b'(',
+            Punct::RParen => b')',
+            Punct::Comma => b',',
+        })
+    }
+
+    /// `ns.t` only: the tokenizer reads a `.` after whitespace differently (`ns ._t` fails).
+    fn name_dot(&mut self) -> Option<bool> {
+        let blank = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t' | b'\n' | b'\r'));
+        if blank(self.bytes().get(self.i)) {
+            return if self.eat_byte(b'.') { None } else { Some(false) };
+        }
+        if self.bytes().get(self.i) != Some(&b'.') {
+            return Some(false);
+        }
+        self.i += 1;
+        if blank(self.bytes().get(self.i)) {
+            return None;
+        }
+        Some(true)
+    }
+
+    fn literal(&mut self) -> Option<Lit<'a>> {
+        self.read_literal()
+    }
+
+    fn at_end(&mut self) -> bool {
+        while self.eat_byte(b';') {}
+        self.skip_blanks();
+        self.i == self.sql.len()
+    }
+}
+
 /// A cursor over tokens that skips whitespace.
 struct Tokens<'a> {
     tokens: &'a [TokenWithSpan],
@@ -459,11 +461,38 @@ impl<'a> Tokens<'a> {
         Some(t)
     }
 
-    fn keyword(&mut self, k: Keyword) -> Option<()> {
+}
+
+impl<'a> Cursor<'a> for Tokens<'a> {
+    fn keyword(&mut self, k: &str) -> Option<()> {
         match self.next()? {
-            Token::Word(w) if w.quote_style.is_none() && w.keyword == k => Some(()),
+            Token::Word(w) if w.quote_style.is_none() && w.keyword != Keyword::NoKeyword && w.value.eq_ignore_ascii_case(k) => Some(()),
             _ => None,
         }
+    }
+
+    fn eat(&mut self, p: Punct) -> bool {
+        let want = match p {
+            Punct::Dot => Token::Period,
+            Punct::LParen => Token::LParen,
+            Punct::RParen => Token::RParen,
+            Punct::Comma => Token::Comma,
+        };
+        if self.peek() == Some(&want) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn at_end(&mut self) -> bool {
+        while let Some(tok) = self.next() {
+            if !matches!(tok, Token::SemiColon | Token::EOF) {
+                return false;
+            }
+        }
+        true
     }
 
     fn identifier(&mut self) -> Option<Ident> {
