@@ -86,8 +86,31 @@ fn request_namespace_sets_where_unqualified_names_resolve() {
     s.root("CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)");
     let r = s.request(&Auth::root(), json!({"sql": "INSERT INTO t VALUES (5); SELECT id FROM t", "namespace": "app"})).ok();
     assert_eq!(r.rows(1), vec![vec![json!(5)]]);
-    let r = s.request(&Auth::root(), json!({"sql": "SELECT 1", "namespace": "nope"}));
-    assert_eq!(r.code(), "NAMESPACE_NOT_FOUND", "{}", r.body);
+    // The namespace is looked up when a statement names a table, like a search path.
+    let r = s.request(&Auth::root(), json!({"sql": "SELECT * FROM t", "namespace": "nope"}));
+    assert_eq!((r.status, r.code()), (404, "NAMESPACE_NOT_FOUND"), "{}", r.body);
+    let r = s.request(&Auth::root(), json!({"sql": "SELECT 1", "namespace": "nope"})).ok();
+    assert_eq!(r.rows(0), vec![vec![json!(1)]]);
+}
+
+#[test]
+fn a_request_may_create_the_namespace_it_then_uses() {
+    let s = TestServer::start();
+    let r = s
+        .request(
+            &Auth::root(),
+            json!({
+                "sql": "CREATE NAMESPACE IF NOT EXISTS x; CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT); \
+                        INSERT INTO t VALUES (1, 'a'); SELECT id, v FROM t; SELECT id FROM x.t",
+                "namespace": "x"
+            }),
+        )
+        .ok();
+    assert_eq!(r.rows(3), vec![vec![json!(1), json!("a")]]);
+    assert_eq!(r.rows(4), vec![vec![json!(1)]]);
+    // And the table is really in x, not in default.
+    let r = s.request(&Auth::root(), json!({"sql": "SELECT * FROM t"}));
+    assert_eq!((r.status, r.code()), (404, "TABLE_NOT_FOUND"), "{}", r.body);
 }
 
 #[test]

@@ -75,20 +75,20 @@ impl KalamTable {
         rows: Arc<RowStore>,
         principal: Principal,
         with_rowid: bool,
+        statement_time_micros: i64,
         snowflake_id: &ScalarUDF,
         uuid_v7: &ScalarUDF,
     ) -> KalamTable {
         let with_rowid = with_rowid && def.primary_key.is_none();
         let schema = table_schema(&def, with_rowid);
         let mut defaults = HashMap::new();
-        let now_micros = crate::keys::now_millis() as i64 * 1000;
         for c in def.live_columns() {
             let expr = match &c.default {
                 None => continue,
-                // The statement's start time, fixed when the statement is planned (as SQL's
-                // NOW() is): every row of one INSERT gets the same value.
+                // The statement's time, the same instant its NOW() returns: every row of one
+                // INSERT gets the same value, equal to an explicit NOW() in the same statement.
                 Some(ColumnDefault::Now) => datafusion::logical_expr::lit(ScalarValue::TimestampMicrosecond(
-                    Some(now_micros),
+                    Some(statement_time_micros),
                     Some("UTC".into()),
                 )),
                 Some(ColumnDefault::SnowflakeId) => snowflake_id.call(vec![]),

@@ -26,12 +26,20 @@ pub struct StatementCatalog {
     db: Arc<Db>,
     principal: Principal,
     with_rowid: bool,
+    statement_time_micros: i64,
 }
 
 impl StatementCatalog {
     /// `with_rowid` exposes `_rowid` on tables without a primary key (for UPDATE/DELETE).
-    pub fn new(db: Arc<Db>, principal: Principal, with_rowid: bool) -> StatementCatalog {
-        StatementCatalog { db, principal, with_rowid }
+    /// `statement_time_micros` is the statement's `NOW()` (UTC microseconds), which column
+    /// defaults such as `DEFAULT NOW()` use too, so one statement sees one time.
+    pub fn new(
+        db: Arc<Db>,
+        principal: Principal,
+        with_rowid: bool,
+        statement_time_micros: i64,
+    ) -> StatementCatalog {
+        StatementCatalog { db, principal, with_rowid, statement_time_micros }
     }
 }
 
@@ -58,6 +66,7 @@ impl CatalogProvider for StatementCatalog {
                     namespace: ns.to_string(),
                     principal: self.principal.clone(),
                     with_rowid: self.with_rowid,
+                    statement_time_micros: self.statement_time_micros,
                 }))
             }
         }
@@ -70,6 +79,7 @@ struct NamespaceSchema {
     namespace: String,
     principal: Principal,
     with_rowid: bool,
+    statement_time_micros: i64,
 }
 
 #[async_trait]
@@ -87,6 +97,7 @@ impl SchemaProvider for NamespaceSchema {
             self.db.rows.clone(),
             self.principal.clone(),
             self.with_rowid,
+            self.statement_time_micros,
             &self.db.snowflake_id_udf,
             &self.db.uuid_v7_udf,
         ))))

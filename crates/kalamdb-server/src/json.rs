@@ -24,12 +24,18 @@ use kalamdb_core::types::{DataType, TYPE_METADATA_KEY};
 use serde_json::{json, Value as Json};
 
 /// Contract type name of a result column.
+///
+/// A column read from a table carries its declared type in the field metadata (JSON and UUID
+/// are stored as text, so only the metadata tells them apart). DataFusion keeps that metadata
+/// through some expressions that change the type (`CAST(id AS TEXT)`): it is believed only
+/// when it agrees with the Arrow type.
 pub fn type_name(field: &Field) -> String {
-    field
-        .metadata()
-        .get(TYPE_METADATA_KEY)
-        .cloned()
-        .unwrap_or_else(|| DataType::name_of_arrow(field.data_type()))
+    let natural = DataType::name_of_arrow(field.data_type());
+    match field.metadata().get(TYPE_METADATA_KEY) {
+        Some(declared) if *declared == natural => natural,
+        Some(declared) if (declared == "JSON" || declared == "UUID") && natural == "TEXT" => declared.clone(),
+        _ => natural,
+    }
 }
 
 fn float(x: f64) -> Json {

@@ -181,7 +181,8 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
         KalamStatement::ExecuteAs { .. }
         | KalamStatement::FlushTable { .. }
         | KalamStatement::FlushAll { .. }
-        | KalamStatement::KillJob { .. } => {
+        | KalamStatement::KillJob { .. }
+        | KalamStatement::ShowFunctions => {
             Err(Error::Internal("statement routed to the wrong executor".into()))
         }
     }

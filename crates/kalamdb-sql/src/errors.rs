@@ -29,7 +29,7 @@ pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
             Error::InvalidSql { message, line, column }
         }
         DataFusionError::ArrowError(a, _) => from_arrow(*a),
-        DataFusionError::NotImplemented(m) => Error::Unsupported(m),
+        DataFusionError::NotImplemented(m) => Error::Unsupported(without_internals(&m)),
         DataFusionError::ResourcesExhausted(m) => Error::InvalidParameter(format!(
             "the query needs more memory than the server allows (query_memory_bytes): {m}"
         )),
@@ -77,8 +77,44 @@ fn from_arrow(a: ArrowError) -> Error {
     }
 }
 
+/// A DataFusion message without the Rust debug form of a plan or expression it sometimes
+/// embeds (`InSubquery(InSubquery { expr: Column(Column { relation: ...`): the part before
+/// it, then the construct it names in words.
+pub(crate) fn without_internals(m: &str) -> String {
+    let Some(brace) = m.find(" { ") else { return m.to_string() };
+    let before = &m[..brace];
+    let start = before.rfind(|c: char| c.is_whitespace()).map(|i| i + 1).unwrap_or(0);
+    let construct: String = before[start..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let head = m[..start].trim_end().trim_end_matches(':');
+    let named = match construct.as_str() {
+        "InSubquery" => "IN (subquery)".to_string(),
+        "ScalarSubquery" => "a scalar subquery".to_string(),
+        "Exists" => "EXISTS (subquery)".to_string(),
+        "SetComparison" => "a comparison with ANY/ALL (subquery)".to_string(),
+        "OuterReferenceColumn" => "a reference to an outer query's column".to_string(),
+        "" => "this construct".to_string(),
+        other => {
+            // CamelCase -> words.
+            let mut words = String::new();
+            for (i, ch) in other.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    words.push(' ');
+                }
+                words.push(ch.to_ascii_lowercase());
+            }
+            words
+        }
+    };
+    if head.is_empty() {
+        format!("unsupported: {named}")
+    } else {
+        format!("{head} {named}")
+    }
+}
+
 /// Classify a planning/execution message from DataFusion.
 fn classify_message(m: &str, db: &Db) -> Error {
+    let m = &without_internals(m);
     if let Some(name) = not_found_table(m) {
         let parts: Vec<&str> = name.split('.').collect();
         let (ns, table) = match parts.as_slice() {
@@ -140,6 +176,14 @@ mod tests {
     fn parser_positions_are_extracted() {
         assert_eq!(line_and_column("Expected: x, found: y at Line: 2, Column: 17"), (Some(2), Some(17)));
         assert_eq!(line_and_column("no position"), (None, None));
+    }
+
+    #[test]
+    fn debug_forms_are_replaced_by_the_construct_name() {
+        let m = "Physical plan does not support logical expression InSubquery(InSubquery { expr: Column(Column { relation: Some(Bare { table: \"t1\" }), name: \"a\" }), negated: false })";
+        assert_eq!(without_internals(m), "Physical plan does not support logical expression IN (subquery)");
+        assert_eq!(without_internals("plain message"), "plain message");
+        assert_eq!(without_internals("X: ScalarSubquery(Subquery { a: 1 })"), "X a scalar subquery");
     }
 
     #[test]

@@ -11,13 +11,12 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::prelude::{DataFrame, SessionConfig};
+use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use futures::StreamExt;
 use kalamdb_core::access::Principal;
@@ -26,8 +25,6 @@ use kalamdb_core::jobs::{FlushTrigger, JobManager};
 use kalamdb_core::db::Db;
 use kalamdb_core::provider::KalamTable;
 use kalamdb_core::rows::RowStore;
-use kalamdb_core::session_catalog::StatementCatalog;
-use kalamdb_core::system_tables::CATALOG_NAME;
 use kalamdb_core::{Error, Result};
 use sqlparser::ast::Statement as SqlStatement;
 use sqlparser::dialect::GenericDialect;
@@ -36,6 +33,7 @@ use crate::ddl;
 use crate::errors::from_datafusion;
 use crate::{fast_insert, fast_select};
 use crate::parser::{parse_statement, KalamStatement, Parsed};
+use crate::session::StatementSession;
 use crate::split::split_statements;
 
 /// Limits applied to every request.
@@ -103,7 +101,7 @@ pub struct Engine {
     jobs: Arc<JobManager>,
     /// Always Some until drop (a runtime may not be dropped inside async code: see Drop).
     query_runtime: Option<tokio::runtime::Runtime>,
-    base_state: SessionState,
+    base_state: Arc<SessionState>,
     limits: Limits,
 }
 
@@ -153,7 +151,7 @@ impl Engine {
         base_state
             .register_udf(Arc::new(db.uuid_v7_udf.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Engine { db, jobs, base_state, limits, query_runtime: Some(query_runtime) })
+        Ok(Engine { db, jobs, base_state: Arc::new(base_state), limits, query_runtime: Some(query_runtime) })
     }
 
     /// Run every statement of `sql` in order, stopping at the first error.
@@ -194,10 +192,8 @@ impl Engine {
                 return outcome;
             }
         };
-        if self.db.catalog.namespace(&caller.namespace).is_none() {
-            outcome.error = Some((0, Error::NamespaceNotFound(caller.namespace.clone())));
-            return outcome;
-        }
+        // The request's namespace is where unqualified names resolve, like a search path: it is
+        // looked up when a statement names a table, so a request may create it first.
         for (i, stmt) in statements.iter().enumerate() {
             match self.execute_statement(caller, stmt, &params, true).await {
                 Ok(out) => outcome.results.push(out),
@@ -239,7 +235,9 @@ impl Engine {
             KalamStatement::FlushTable { table, wait } => {
                 self.flush_table(caller, &table, wait).await
             }
-            KalamStatement::FlushAll { namespace } => self.flush_all(caller, namespace.as_deref()),
+            KalamStatement::FlushAll { namespace, wait } => {
+                self.flush_all(caller, namespace.as_deref(), wait).await
+            }
             KalamStatement::KillJob { job_id } => {
                 let job = self.jobs.kill(&job_id, &caller.principal)?;
                 Ok(StatementOutput::Job {
@@ -252,6 +250,7 @@ impl Engine {
                     job: None,
                 })
             }
+            KalamStatement::ShowFunctions => self.show_functions(),
             stmt => {
                 if !params.is_empty() {
                     return Err(Error::InvalidParameter(
@@ -300,7 +299,7 @@ impl Engine {
         })
     }
 
-    fn flush_all(&self, caller: &Caller, namespace: Option<&str>) -> Result<StatementOutput> {
+    async fn flush_all(&self, caller: &Caller, namespace: Option<&str>, wait: bool) -> Result<StatementOutput> {
         if caller.principal.role < Role::Service {
             return Err(Error::PermissionDenied("flush commands need the service role or above".into()));
         }
@@ -320,11 +319,50 @@ impl Engine {
             }
             ids.push(self.jobs.start_flush(def, &caller.principal.user_id, FlushTrigger::Manual)?.0);
         }
+        if !wait {
+            return Ok(StatementOutput::Job {
+                message: format!("Flush started for {} table(s)", ids.len()),
+                job_ids: ids,
+                job: None,
+            });
+        }
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            jobs.push(self.jobs.wait(id).await?);
+        }
+        let completed = jobs.iter().filter(|j| j.status == kalamdb_core::jobs::JobStatus::Completed).count();
+        let batch = kalamdb_core::system_tables::jobs_batch(&jobs)?;
+        let schema = batch.schema();
         Ok(StatementOutput::Job {
-            message: format!("Flush started for {} table(s)", ids.len()),
+            message: format!("Flush of {} table(s) finished: {completed} completed", ids.len()),
             job_ids: ids,
-            job: None,
+            job: Some((schema, vec![batch])),
         })
+    }
+
+    /// `SHOW FUNCTIONS`: name, kind and canonical name of every function a statement may
+    /// call (an alias lists the function it names).
+    fn show_functions(&self) -> Result<StatementOutput> {
+        let mut rows: Vec<(String, &str, String)> = Vec::new();
+        for (name, f) in self.base_state.scalar_functions() {
+            rows.push((name.clone(), "scalar", f.name().to_string()));
+        }
+        for (name, f) in self.base_state.aggregate_functions() {
+            rows.push((name.clone(), "aggregate", f.name().to_string()));
+        }
+        for (name, f) in self.base_state.window_functions() {
+            rows.push((name.clone(), "window", f.name().to_string()));
+        }
+        rows.sort();
+        let schema = text_schema(&["function_name", "function_type", "canonical_name"]);
+        let columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+            Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+        ];
+        let row_count = rows.len();
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(StatementOutput::Rows { schema, batches: vec![batch], row_count })
     }
 
     /// The caller to run an `EXECUTE AS USER` body as.
@@ -353,20 +391,18 @@ impl Engine {
         })
     }
 
+    /// The DataFusion state one statement is planned and run with (crate::session).
     fn state_for(&self, caller: &Caller, with_rowid: bool) -> SessionState {
-        let config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG_NAME, &caller.namespace)
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(false);
-        let catalogs = Arc::new(MemoryCatalogProviderList::new());
-        catalogs.register_catalog(
-            CATALOG_NAME.to_string(),
-            Arc::new(StatementCatalog::new(self.db.clone(), caller.principal.clone(), with_rowid)),
-        );
-        SessionStateBuilder::new_from_existing(self.base_state.clone())
-            .with_config(config)
-            .with_catalog_list(catalogs)
-            .build()
+        StatementSession::new(
+            self.base_state.clone(),
+            self.db.clone(),
+            caller.principal.clone(),
+            caller.namespace.clone(),
+            with_rowid,
+            std::time::Instant::now() + self.limits.statement_timeout,
+            self.limits.max_result_rows,
+        )
+        .state()
     }
 
     /// Write a literal INSERT without planning, or `None` when it needs planning.
@@ -457,11 +493,17 @@ impl Engine {
                 }
             }
         }
+        let mut statement = statement;
+        let aliased = match &mut statement {
+            DfStatement::Statement(s) => crate::names::alias_duplicates(s.as_mut()),
+            _ => false,
+        };
         let state = self.state_for(caller, with_rowid);
         let plan = state
             .statement_to_plan(statement)
             .await
             .map_err(|e| from_datafusion(e, &self.db))?;
+        let renames = if aliased { crate::names::renames(&plan) } else { Default::default() };
         let plan = if params.is_empty() {
             plan
         } else {
@@ -478,13 +520,18 @@ impl Engine {
                 df.collect().await.map_err(|e| from_datafusion(e, &self.db))?;
                 Ok(StatementOutput::Message("OK".into()))
             }
-            plan => self.execute_query(state, plan).await,
+            plan => self.execute_query(state, plan, &renames).await,
         }
     }
 
-    async fn execute_query(&self, state: SessionState, plan: LogicalPlan) -> Result<StatementOutput> {
+    async fn execute_query(
+        &self,
+        state: SessionState,
+        plan: LogicalPlan,
+        renames: &std::collections::HashMap<String, String>,
+    ) -> Result<StatementOutput> {
         let df = DataFrame::new(state, plan);
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let schema: SchemaRef = crate::names::rename_schema(Arc::new(df.schema().as_arrow().clone()), renames);
         let (batches, row_count) = self.collect_bounded(df).await?;
         Ok(StatementOutput::Rows { schema, batches, row_count })
     }

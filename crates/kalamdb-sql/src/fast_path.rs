@@ -45,7 +45,8 @@ pub(crate) async fn kalam_table(
         [c, ns, t] if c == CATALOG_NAME => (ns.clone(), t.clone()),
         _ => return None,
     };
-    let catalog = StatementCatalog::new(db.clone(), principal.clone(), false);
+    let now = crate::session::statement_time().timestamp_micros();
+    let catalog = StatementCatalog::new(db.clone(), principal.clone(), false, now);
     let provider = catalog.schema(&ns)?.table(&table).await.ok()??;
     provider.downcast_ref::<KalamTable>()?;
     Some(provider)

@@ -2,7 +2,9 @@
 //!
 //! Owns: splitting requests into statements ([`split`]), parsing KalamDB statements on top of
 //! sqlparser's tokenizer ([`parser`]), running them ([`ddl`], [`executor`], literal INSERTs and primary-key point reads without planning: `fast_insert`, `fast_select`) and mapping
-//! DataFusion's errors to contract codes ([`errors`]).
+//! DataFusion's errors to contract codes ([`errors`]). Each statement gets its own DataFusion
+//! session (`session`); subqueries DataFusion cannot plan are evaluated per outer row
+//! (`subquery`, ADR 0007).
 //! Must not: know about HTTP, authentication headers or JSON encodings (kalamdb-server).
 
 pub mod ddl;
@@ -11,8 +13,11 @@ pub mod executor;
 mod fast_insert;
 mod fast_path;
 mod fast_select;
+mod names;
 pub mod parser;
+mod session;
 pub mod split;
+mod subquery;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -67,6 +67,8 @@ pub enum KalamStatement {
     CreateNamespace { name: String, if_not_exists: bool },
     DropNamespace { name: String, if_exists: bool, cascade: bool },
     ShowNamespaces,
+    /// `SHOW FUNCTIONS`: every scalar, aggregate and window function, aliases included.
+    ShowFunctions,
     CreateTable(CreateTable),
     AlterTable { table: TableName, op: AlterTableOp },
     DropTable { table: TableName, if_exists: bool },
@@ -80,8 +82,8 @@ pub enum KalamStatement {
     ExecuteAs { user_id: String, statement: String },
     /// `STORAGE FLUSH TABLE t [WAIT]`.
     FlushTable { table: TableName, wait: bool },
-    /// `STORAGE FLUSH ALL [IN ns]`.
-    FlushAll { namespace: Option<String> },
+    /// `STORAGE FLUSH ALL [IN ns] [WAIT]`.
+    FlushAll { namespace: Option<String>, wait: bool },
     /// `KILL JOB 'FL-...'`.
     KillJob { job_id: String },
 }
@@ -144,6 +146,10 @@ fn parse_kalam_tokens(tokens: Vec<Token>, sql: &str) -> Result<Option<KalamState
         (Some("DROP"), Some("TABLE")) => parse_drop_table(&mut c)?,
         (Some("DROP"), Some("USER")) => parse_drop_user(&mut c)?,
         (Some("SHOW"), Some("TABLES")) => parse_show_tables(&mut c)?,
+        (Some("SHOW"), Some("FUNCTIONS")) => {
+            c.advance(2);
+            KalamStatement::ShowFunctions
+        }
         (Some("DESCRIBE" | "DESC"), _) => parse_describe(&mut c)?,
         (Some("EXECUTE"), Some("AS")) => parse_execute_as(&mut c, sql)?,
         (Some("STORAGE"), _) => parse_storage(&mut c)?,
@@ -373,7 +379,8 @@ fn parse_storage(c: &mut Cursor) -> Result<KalamStatement> {
     c.expect_kw("FLUSH")?;
     if c.eat_kw("ALL") {
         let namespace = if c.eat_kw("IN") { Some(c.ident("a namespace name")?) } else { None };
-        return Ok(KalamStatement::FlushAll { namespace });
+        let wait = c.eat_kw("WAIT");
+        return Ok(KalamStatement::FlushAll { namespace, wait });
     }
     c.expect_kw("TABLE")?;
     let table = c.table_name()?;
@@ -770,7 +777,14 @@ mod tests {
                 wait: true
             }
         );
-        assert_eq!(parse("STORAGE FLUSH ALL IN app"), KalamStatement::FlushAll { namespace: Some("app".into()) });
+        assert_eq!(
+            parse("STORAGE FLUSH ALL IN app"),
+            KalamStatement::FlushAll { namespace: Some("app".into()), wait: false }
+        );
+        assert_eq!(
+            parse("STORAGE FLUSH ALL IN app WAIT"),
+            KalamStatement::FlushAll { namespace: Some("app".into()), wait: true }
+        );
         assert_eq!(parse("KILL JOB 'FL-0123456789ab'"), KalamStatement::KillJob { job_id: "FL-0123456789ab".into() });
     }
 

@@ -1,0 +1,107 @@
+//! The DataFusion session one statement is planned and run with.
+//!
+//! Built per statement for one caller: its only catalog is a [`StatementCatalog`] bound to
+//! the caller, unqualified names resolve in the request's namespace, and it carries the
+//! statement's start time. `NOW()`, `CURRENT_DATE`, `CURRENT_TIME` and column defaults
+//! (`DEFAULT NOW()`) all read that time, so one statement sees one time in all its rows, as
+//! in PostgreSQL. (DataFusion folds those functions into literals while optimizing and fails
+//! at execution when no start time is set; its `SessionContext` sets one, a state built by
+//! hand, like this one, must set it itself.)
+//!
+//! Subqueries DataFusion cannot plan are evaluated per outer row ([`crate::subquery`]) with a
+//! session built again from the same [`StatementSession`], so they see exactly what the
+//! statement sees.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::prelude::SessionConfig;
+use kalamdb_core::access::Principal;
+use kalamdb_core::db::Db;
+use kalamdb_core::session_catalog::StatementCatalog;
+use kalamdb_core::system_tables::CATALOG_NAME;
+
+/// Everything a statement's DataFusion session is made from.
+#[derive(Debug)]
+pub(crate) struct StatementSession {
+    /// The engine's state: functions, rules, runtime (memory pool); shared, never changed.
+    base: Arc<SessionState>,
+    db: Arc<Db>,
+    principal: Principal,
+    namespace: String,
+    with_rowid: bool,
+    now: chrono::DateTime<chrono::Utc>,
+    deadline: Instant,
+    max_rows: usize,
+}
+
+impl StatementSession {
+    pub(crate) fn new(
+        base: Arc<SessionState>,
+        db: Arc<Db>,
+        principal: Principal,
+        namespace: String,
+        with_rowid: bool,
+        deadline: Instant,
+        max_rows: usize,
+    ) -> Arc<StatementSession> {
+        Arc::new(StatementSession {
+            base,
+            db,
+            principal,
+            namespace,
+            with_rowid,
+            now: statement_time(),
+            deadline,
+            max_rows,
+        })
+    }
+
+    /// When the statement must have finished.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Most rows a result (or a subquery's result) may hold.
+    pub(crate) fn max_rows(&self) -> usize {
+        self.max_rows
+    }
+
+    /// A DataFusion state for this statement (cheap enough to build per statement; built
+    /// again only when a subquery runs per outer row).
+    pub(crate) fn state(self: &Arc<Self>) -> SessionState {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, &self.namespace)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(false);
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog(
+            CATALOG_NAME.to_string(),
+            Arc::new(StatementCatalog::new(
+                self.db.clone(),
+                self.principal.clone(),
+                self.with_rowid,
+                self.now.timestamp_micros(),
+            )),
+        );
+        let (analyzer_rule, optimizer_rule) = crate::subquery::rules(self);
+        let mut state = SessionStateBuilder::new_from_existing(self.base.as_ref().clone())
+            .with_config(config)
+            .with_catalog_list(catalogs)
+            .with_analyzer_rule(analyzer_rule)
+            .with_optimizer_rule(optimizer_rule)
+            .build();
+        state.mark_start_execution();
+        state.execution_props_mut().query_execution_start_time = Some(self.now);
+        state
+    }
+}
+
+/// Now, to the microsecond (the precision of TIMESTAMP columns, so a stored `NOW()` reads
+/// back equal to the `NOW()` of the statement that stored it).
+pub(crate) fn statement_time() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}

@@ -1,0 +1,498 @@
+//! Subqueries that DataFusion cannot plan by itself, evaluated once per distinct outer row.
+//!
+//! DataFusion decorrelates the common shapes (an `IN`/`EXISTS` in a WHERE clause, a scalar
+//! subquery correlated by equalities) into joins, and those stay its job: they are fast. It
+//! refuses the rest, which PostgreSQL answers: a scalar subquery correlated by `<` or `<>`,
+//! one that is not aggregated, `IN`/`EXISTS` in the select list or in CASE, subqueries in
+//! ORDER BY or JOIN ON. Two rules catch exactly those (ADR 0007):
+//!
+//! - an analyzer rule, last in DataFusion's analyzer, rewrites the subqueries DataFusion's
+//!   own validity check ([`check_subquery_expr`]) would refuse;
+//! - an optimizer rule, last in DataFusion's optimizer, rewrites whatever subquery the
+//!   decorrelation rules left in the plan (the physical planner cannot execute one).
+//!
+//! A rewritten subquery becomes a call of a [`SubqueryFunction`]: a volatile scalar function
+//! whose arguments are the outer columns the subquery reads (and the probe value of an `IN`
+//! or `op ANY/ALL`). For each distinct tuple of outer values it substitutes them into the
+//! subquery's plan as literals, runs that plan with the statement's own session (same caller,
+//! same scope, same memory pool, same `NOW()`), and caches the result for the statement. An
+//! expression in CASE is only evaluated for the rows its branch selects, so a subquery in a
+//! branch that is not taken never runs. The work is bounded by the statement's deadline and
+//! by `limits.max_result_rows` per subquery result.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::compute::kernels::cmp;
+use arrow::datatypes::{DataType as ArrowType, Field, FieldRef};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchemaRef, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr::{Exists, InSubquery, SetComparison, SetQuantifier};
+use datafusion::logical_expr::{
+    check_subquery_expr, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Operator,
+    ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Subquery,
+    Volatility,
+};
+use datafusion::optimizer::analyzer::AnalyzerRule;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::prelude::DataFrame;
+use kalamdb_core::Error;
+use parking_lot::Mutex;
+
+use crate::session::StatementSession;
+
+/// Most distinct outer tuples whose subquery results one subquery keeps for the statement;
+/// beyond it results are computed and not kept (the answer is the same, only slower).
+const MAX_CACHED_KEYS: usize = 4096;
+
+/// The two rules, for a statement's session.
+pub(crate) fn rules(session: &Arc<StatementSession>) -> (Arc<dyn AnalyzerRule + Send + Sync>, Arc<dyn OptimizerRule + Send + Sync>) {
+    (Arc::new(RefusedSubqueries(session.clone())), Arc::new(LeftoverSubqueries(session.clone())))
+}
+
+/// Run a subquery plan to completion from inside an expression evaluation (which is
+/// synchronous), on the query runtime the statement runs on, before the statement's deadline.
+fn run(session: &Arc<StatementSession>, plan: LogicalPlan) -> DfResult<Vec<RecordBatch>> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        DataFusionError::Internal("a subquery was evaluated outside the query runtime".into())
+    })?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(DataFusionError::Internal(
+            "a subquery was evaluated outside the multi-threaded query runtime".into(),
+        ));
+    }
+    let remaining = session.deadline().saturating_duration_since(Instant::now());
+    let state = session.state();
+    let fut = async move { DataFrame::new(state, plan).collect().await };
+    match tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(remaining, fut))) {
+        Ok(result) => result,
+        Err(_) => Err(timeout()),
+    }
+}
+
+fn timeout() -> DataFusionError {
+    DataFusionError::External(Box::new(Error::Timeout(
+        "the statement ran longer than its timeout (limits.statement_timeout_secs) and was stopped".into(),
+    )))
+}
+
+/// Analyzer rule: subqueries DataFusion's validity check refuses become [`SubqueryFunction`]s.
+#[derive(Debug)]
+struct RefusedSubqueries(Arc<StatementSession>);
+
+impl AnalyzerRule for RefusedSubqueries {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        rewrite_plan(plan, &self.0, Which::Refused).map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "kalamdb_refused_subqueries"
+    }
+}
+
+/// Optimizer rule: subqueries the decorrelation rules left become [`SubqueryFunction`]s.
+#[derive(Debug)]
+struct LeftoverSubqueries(Arc<StatementSession>);
+
+impl OptimizerRule for LeftoverSubqueries {
+    fn name(&self) -> &str {
+        "kalamdb_leftover_subqueries"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> DfResult<Transformed<LogicalPlan>> {
+        rewrite_plan(plan, &self.0, Which::All)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Which {
+    /// Those `check_subquery_expr` refuses.
+    Refused,
+    /// Every subquery expression still in the plan.
+    All,
+}
+
+/// Rewrite subquery expressions in `plan`, innermost first (a subquery's own plan is
+/// rewritten before the expression that holds it is considered).
+fn rewrite_plan(plan: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) -> DfResult<Transformed<LogicalPlan>> {
+    plan.transform_up_with_subqueries(|node| rewrite_node(node, ctx, which))
+}
+
+fn is_subquery(e: &Expr) -> bool {
+    matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_))
+}
+
+fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) -> DfResult<Transformed<LogicalPlan>> {
+    let mut any = false;
+    node.apply_expressions(|e| {
+        e.apply(|e| {
+            any |= is_subquery(e);
+            Ok(if any { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        })
+    })?;
+    if !any {
+        return Ok(Transformed::no(node));
+    }
+    // The schemas the subqueries' outer references of this level resolve in.
+    let scopes: Vec<DFSchemaRef> = match node.inputs().as_slice() {
+        [] => vec![node.schema().clone()],
+        inputs => inputs.iter().map(|i| i.schema().clone()).collect(),
+    };
+    let outer = node.clone();
+    let rewritten = node.map_expressions(|e| {
+        e.transform_up(|e| {
+            if !is_subquery(&e) {
+                return Ok(Transformed::no(e));
+            }
+            let convert = match which {
+                Which::All => true,
+                // DataFusion 55's own rewrite of `op ANY/ALL (subquery)` renames the
+                // expression and fails its schema check: every one is ours.
+                Which::Refused if matches!(e, Expr::SetComparison(_)) => true,
+                Which::Refused => {
+                    let inner = match &e {
+                        Expr::ScalarSubquery(s) => &s.subquery,
+                        Expr::Exists(x) => &x.subquery.subquery,
+                        Expr::InSubquery(x) => &x.subquery.subquery,
+                        Expr::SetComparison(x) => &x.subquery.subquery,
+                        _ => return Ok(Transformed::no(e)),
+                    };
+                    check_subquery_expr(&outer, inner, &e).is_err()
+                }
+            };
+            if !convert {
+                return Ok(Transformed::no(e));
+            }
+            to_function(e, &scopes, ctx).map(Transformed::yes)
+        })
+    })?;
+    if rewritten.transformed {
+        // Output names and types are unchanged (the function is named and typed as the
+        // expression it replaces); only derived properties may differ.
+        rewritten.map_data(|p| p.recompute_schema())
+    } else {
+        Ok(rewritten)
+    }
+}
+
+/// The kind of subquery a [`SubqueryFunction`] evaluates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Kind {
+    /// `(SELECT x ...)`: NULL for no row, the value for one, an error for more.
+    Scalar,
+    /// `[NOT] EXISTS (SELECT ...)`.
+    Exists { negated: bool },
+    /// `probe [NOT] IN (SELECT ...)`, three-valued.
+    In { negated: bool },
+    /// `probe op ANY|ALL (SELECT ...)`, three-valued.
+    Compare { op: Operator, all: bool },
+}
+
+/// Replace one subquery expression by a call of its [`SubqueryFunction`].
+fn to_function(e: Expr, scopes: &[DFSchemaRef], ctx: &Arc<StatementSession>) -> DfResult<Expr> {
+    let name = e.schema_name().to_string();
+    let (kind, subquery, probe) = match e {
+        Expr::ScalarSubquery(s) => (Kind::Scalar, s, None),
+        Expr::Exists(Exists { subquery, negated }) => (Kind::Exists { negated }, subquery, None),
+        Expr::InSubquery(InSubquery { expr, subquery, negated }) => (Kind::In { negated }, subquery, Some(*expr)),
+        Expr::SetComparison(SetComparison { expr, subquery, op, quantifier }) => (
+            Kind::Compare { op, all: matches!(quantifier, SetQuantifier::All) },
+            subquery,
+            Some(*expr),
+        ),
+        other => return Ok(other),
+    };
+    let Subquery { subquery: plan, .. } = subquery;
+    let value_field = plan.schema().field(0).clone();
+    let (data_type, nullable) = match kind {
+        Kind::Scalar => (value_field.data_type().clone(), true),
+        Kind::Exists { .. } => (ArrowType::Boolean, false),
+        Kind::In { .. } | Kind::Compare { .. } => (ArrowType::Boolean, true),
+    };
+    // Every outer reference anywhere inside (nested subqueries included). Those this node's
+    // inputs provide become plain columns; the others belong to an enclosing query and stay
+    // outer references, which that query substitutes when it runs this one.
+    let mut outer_refs: Vec<(FieldRef, Column)> = Vec::new();
+    plan.apply_with_subqueries(|p| {
+        p.apply_expressions(|ex| {
+            ex.apply(|ex| {
+                if let Expr::OuterReferenceColumn(f, c) = ex {
+                    if !outer_refs.iter().any(|(_, seen)| seen == c) {
+                        outer_refs.push((f.clone(), c.clone()));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    let mut args = Vec::with_capacity(outer_refs.len() + 1);
+    if let Some(p) = probe {
+        args.push(p);
+    }
+    for (f, c) in &outer_refs {
+        let here = scopes.iter().any(|s| s.has_column(c));
+        args.push(if here { Expr::Column(c.clone()) } else { Expr::OuterReferenceColumn(f.clone(), c.clone()) });
+    }
+    let has_probe = matches!(kind, Kind::In { .. } | Kind::Compare { .. });
+    let arity = args.len();
+    let function = SubqueryFunction {
+        signature: if arity == 0 {
+            Signature::nullary(Volatility::Volatile)
+        } else {
+            Signature::any(arity, Volatility::Volatile)
+        },
+        name,
+        kind,
+        plan,
+        outer: outer_refs.into_iter().map(|(_, c)| c).collect(),
+        has_probe,
+        field: Arc::new(Field::new("subquery", data_type, nullable)),
+        ctx: ctx.clone(),
+        cache: Arc::new(Mutex::new(HashMap::new())),
+    };
+    Ok(ScalarUDF::new_from_impl(function).call(args))
+}
+
+/// A subquery as a scalar function of the outer values it reads (see the module docs).
+#[derive(Debug)]
+struct SubqueryFunction {
+    /// The replaced expression's name, so every plan schema stays as DataFusion named it.
+    name: String,
+    signature: Signature,
+    kind: Kind,
+    /// The subquery's plan, analyzed, outer references still in place.
+    plan: Arc<LogicalPlan>,
+    /// The outer references `plan` holds, in argument order (after the probe, if any).
+    outer: Vec<Column>,
+    has_probe: bool,
+    field: FieldRef,
+    ctx: Arc<StatementSession>,
+    /// Subquery results by outer tuple, for this statement.
+    cache: Arc<Mutex<HashMap<Vec<ScalarValue>, Arc<ArrayRef>>>>,
+}
+
+impl PartialEq for SubqueryFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.kind == other.kind && self.plan == other.plan && self.outer == other.outer
+    }
+}
+
+impl Eq for SubqueryFunction {}
+
+impl Hash for SubqueryFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.kind.hash(state);
+        self.plan.hash(state);
+        self.outer.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SubqueryFunction {
+    fn name(&self) -> &str {
+        "kalamdb_subquery"
+    }
+
+    fn display_name(&self, _args: &[Expr]) -> DfResult<String> {
+        Ok(self.name.clone())
+    }
+
+    fn schema_name(&self, _args: &[Expr]) -> DfResult<String> {
+        Ok(self.name.clone())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[ArrowType]) -> DfResult<ArrowType> {
+        Ok(self.field.data_type().clone())
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(self.field.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = args.args.iter().map(|a| a.to_array(n)).collect::<DfResult<Vec<_>>>()?;
+        let (probe, outer) = if self.has_probe { (arrays.first(), &arrays[1..]) } else { (None, &arrays[..]) };
+        let mut out = Vec::with_capacity(n);
+        for row in 0..n {
+            let key = outer.iter().map(|a| ScalarValue::try_from_array(a, row)).collect::<DfResult<Vec<_>>>()?;
+            let values = self.values_for(key)?;
+            out.push(match self.kind {
+                Kind::Scalar => match values.len() {
+                    0 => ScalarValue::try_from(self.field.data_type())?,
+                    1 => ScalarValue::try_from_array(values.as_ref(), 0)?,
+                    _ => {
+                        return Err(DataFusionError::External(Box::new(Error::InvalidParameter(
+                            "more than one row returned by a subquery used as an expression".into(),
+                        ))))
+                    }
+                },
+                Kind::Exists { negated } => ScalarValue::Boolean(Some(values.is_empty() == negated)),
+                Kind::In { negated } => {
+                    let probe = probe.ok_or_else(|| DataFusionError::Internal("IN without a probe".into()))?;
+                    let r = quantified(probe, row, &values, Operator::Eq, false)?;
+                    ScalarValue::Boolean(if negated { r.map(|b| !b) } else { r })
+                }
+                Kind::Compare { op, all } => {
+                    let probe = probe.ok_or_else(|| DataFusionError::Internal("comparison without a probe".into()))?;
+                    ScalarValue::Boolean(quantified(probe, row, &values, op, all)?)
+                }
+            });
+        }
+        if n == 1 {
+            return Ok(ColumnarValue::Scalar(out.pop().unwrap_or(ScalarValue::Null)));
+        }
+        let array = if out.is_empty() {
+            arrow::array::new_empty_array(self.field.data_type())
+        } else {
+            ScalarValue::iter_to_array(out)?
+        };
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+impl SubqueryFunction {
+    /// The subquery's result column for one tuple of outer values (cached per statement).
+    fn values_for(&self, key: Vec<ScalarValue>) -> DfResult<Arc<ArrayRef>> {
+        if let Some(v) = self.cache.lock().get(&key) {
+            return Ok(v.clone());
+        }
+        if Instant::now() >= self.ctx.deadline() {
+            return Err(timeout());
+        }
+        let plan = self.bind(&key)?;
+        // A scalar subquery needs to know only whether there is a second row, EXISTS only
+        // whether there is a first.
+        let plan = match self.kind {
+            Kind::Scalar => LogicalPlanBuilder::from(plan).limit(0, Some(2))?.build()?,
+            Kind::Exists { .. } => LogicalPlanBuilder::from(plan).limit(0, Some(1))?.build()?,
+            _ => plan,
+        };
+        let batches = run(&self.ctx, plan)?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows > self.ctx.max_rows() {
+            return Err(DataFusionError::External(Box::new(crate::executor::too_many_rows(self.ctx.max_rows()))));
+        }
+        let columns: Vec<ArrayRef> = batches.iter().filter(|b| b.num_columns() > 0).map(|b| b.column(0).clone()).collect();
+        let values = match columns.as_slice() {
+            [] => arrow::array::new_empty_array(self.plan.schema().field(0).data_type()),
+            [one] => one.clone(),
+            many => {
+                let refs: Vec<&dyn Array> = many.iter().map(|a| a.as_ref()).collect();
+                arrow::compute::concat(&refs)?
+            }
+        };
+        let values = Arc::new(values);
+        let mut cache = self.cache.lock();
+        if cache.len() < MAX_CACHED_KEYS {
+            cache.insert(key, values.clone());
+        }
+        Ok(values)
+    }
+
+    /// The subquery's plan with this tuple's outer values substituted as literals.
+    fn bind(&self, key: &[ScalarValue]) -> DfResult<LogicalPlan> {
+        let value_of = |c: &Column| self.outer.iter().position(|o| o == c).map(|i| key[i].clone());
+        let bound = self.plan.as_ref().clone().transform_up_with_subqueries(|node| {
+            let node = node.map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::OuterReferenceColumn(f, c) => match value_of(&c) {
+                        Some(v) => Ok(Transformed::yes(Expr::Literal(cast_literal(v, f.data_type())?, None))),
+                        None => Ok(Transformed::no(Expr::OuterReferenceColumn(f, c))),
+                    },
+                    // A nested subquery no longer depends on what was just substituted.
+                    Expr::ScalarSubquery(s) => Ok(Transformed::yes(Expr::ScalarSubquery(unbind(s, &self.outer)))),
+                    Expr::Exists(Exists { subquery, negated }) => {
+                        Ok(Transformed::yes(Expr::Exists(Exists { subquery: unbind(subquery, &self.outer), negated })))
+                    }
+                    Expr::InSubquery(InSubquery { expr, subquery, negated }) => Ok(Transformed::yes(
+                        Expr::InSubquery(InSubquery { expr, subquery: unbind(subquery, &self.outer), negated }),
+                    )),
+                    Expr::SetComparison(SetComparison { expr, subquery, op, quantifier }) => {
+                        Ok(Transformed::yes(Expr::SetComparison(SetComparison {
+                            expr,
+                            subquery: unbind(subquery, &self.outer),
+                            op,
+                            quantifier,
+                        })))
+                    }
+                    e => Ok(Transformed::no(e)),
+                })
+            })?;
+            Ok(node)
+        })?;
+        bound.data.recompute_schema()
+    }
+}
+
+/// `subquery` without the outer references that were just bound to literals.
+fn unbind(mut subquery: Subquery, bound: &[Column]) -> Subquery {
+    subquery.outer_ref_columns.retain(|e| !matches!(e, Expr::OuterReferenceColumn(_, c) if bound.contains(c)));
+    subquery
+}
+
+/// A literal of the type the outer reference was planned with.
+fn cast_literal(v: ScalarValue, to: &ArrowType) -> DfResult<ScalarValue> {
+    if &v.data_type() == to {
+        Ok(v)
+    } else {
+        v.cast_to(to)
+    }
+}
+
+/// `probe op ANY (values)` or `probe op ALL (values)` in three-valued logic; `None` is NULL.
+fn quantified(probe: &ArrayRef, row: usize, values: &ArrayRef, op: Operator, all: bool) -> DfResult<Option<bool>> {
+    if values.is_empty() {
+        // Nothing to compare with: ANY is false, ALL is true, whatever the probe.
+        return Ok(Some(all));
+    }
+    let mut p = probe.slice(row, 1);
+    if p.data_type() != values.data_type() {
+        p = arrow::compute::cast(&p, values.data_type())?;
+    }
+    let p = arrow::array::Scalar::new(p);
+    let hits: BooleanArray = match op {
+        Operator::Eq => cmp::eq(values, &p)?,
+        Operator::NotEq => cmp::neq(values, &p)?,
+        Operator::Lt => cmp::gt(values, &p)?, // probe < v  <=>  v > probe
+        Operator::LtEq => cmp::gt_eq(values, &p)?,
+        Operator::Gt => cmp::lt(values, &p)?,
+        Operator::GtEq => cmp::lt_eq(values, &p)?,
+        other => {
+            return Err(DataFusionError::External(Box::new(Error::Unsupported(format!(
+                "the operator {other} cannot compare with ANY/ALL"
+            )))))
+        }
+    };
+    let (mut any_true, mut any_false, mut any_null) = (false, false, false);
+    for i in 0..hits.len() {
+        if hits.is_null(i) {
+            any_null = true;
+        } else if hits.value(i) {
+            any_true = true;
+        } else {
+            any_false = true;
+        }
+    }
+    Ok(if all {
+        if any_false { Some(false) } else if any_null { None } else { Some(true) }
+    } else if any_true {
+        Some(true)
+    } else if any_null {
+        None
+    } else {
+        Some(false)
+    })
+}
