@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+
+pub mod slt;
 use serde_json::{json, Value};
 
 /// Password the harness gives root.
@@ -110,10 +112,14 @@ pub fn server_binary() -> PathBuf {
     if let Ok(p) = std::env::var("KALAMDB_SERVER_BIN") {
         return PathBuf::from(p);
     }
-    // target/debug/deps/e2e-<hash> -> target/debug/kalamdb-server
+    // target/debug/deps/e2e-<hash> -> target/debug/kalamdb-server; a binary of this crate
+    // (target/debug/kalamdb-slt) sits next to it.
     let exe = std::env::current_exe().expect("current exe");
-    let debug_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = debug_dir.join("kalamdb-server");
+    let beside = exe.parent().map(|d| d.join("kalamdb-server"));
+    let bin = match beside {
+        Some(b) if b.exists() => b,
+        _ => exe.parent().and_then(Path::parent).expect("target dir").join("kalamdb-server"),
+    };
     assert!(
         bin.exists(),
         "{} not found: build it first (`make test` does: cargo build -p kalamdb-server)",
@@ -275,6 +281,24 @@ impl TestServer {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// POST a raw body to a path; a transport failure (no answer) is an `Err`.
+    pub fn try_post(&self, path: &str, auth: &Auth, body: &[u8]) -> Result<Response, String> {
+        let mut req = ureq::post(&self.url(path))
+            .timeout(Duration::from_secs(120))
+            .set("Content-Type", "application/json");
+        if let Some(h) = auth.header() {
+            req = req.set("Authorization", &h);
+        }
+        let resp = match req.send_bytes(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(format!("request to {path} failed: {e}")),
+        };
+        let status = resp.status();
+        let text = resp.into_string().unwrap_or_default();
+        Ok(Response { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) })
+    }
+
     /// POST a raw body to a path.
     pub fn post_raw(&self, path: &str, auth: &Auth, body: &[u8]) -> Response {
         let mut req = ureq::post(&self.url(path))
@@ -341,6 +365,13 @@ impl TestServer {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start the server again on the same data after [`TestServer::stop_gracefully`].
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.launch();
         }
     }
 

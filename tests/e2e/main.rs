@@ -13,6 +13,7 @@ mod isolation;
 mod isolation_matrix;
 mod ops;
 mod sql_surface;
+mod slt;
 mod stress;
 mod types;
 mod writes;
