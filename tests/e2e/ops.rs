@@ -127,3 +127,14 @@ fn json_logs_carry_request_spans_and_slow_queries_are_logged() {
     assert!(slow["fields"]["sql"].as_str().unwrap().contains("CREATE TABLE j"), "{slow}");
     assert!(slow.to_string().contains("\"user\":\"root\""), "span fields present: {slow}");
 }
+
+#[test]
+fn a_log_written_to_a_file_has_no_colour_codes() {
+    let s = TestServer::start();
+    s.root("CREATE TABLE c (id INT PRIMARY KEY)");
+    let r = s.sql_as(&kalamdb_tests::Auth::root(), "SELECT * FROM nope");
+    assert_eq!(r.code(), "TABLE_NOT_FOUND");
+    let log = s.log_text();
+    assert!(log.contains("INFO") || log.contains("info"), "the server logged something:\n{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escape codes in a log file:\n{log}");
+}
