@@ -391,8 +391,8 @@ impl Engine {
         })
     }
 
-    /// The DataFusion state one statement is planned and run with (crate::session).
-    fn state_for(&self, caller: &Caller, with_rowid: bool) -> SessionState {
+    /// The DataFusion session one statement is planned and run with (crate::session).
+    fn session_for(&self, caller: &Caller, with_rowid: bool) -> Arc<StatementSession> {
         StatementSession::new(
             self.base_state.clone(),
             self.db.clone(),
@@ -402,7 +402,6 @@ impl Engine {
             std::time::Instant::now() + self.limits.statement_timeout,
             self.limits.max_result_rows,
         )
-        .state()
     }
 
     /// Write a literal INSERT without planning, or `None` when it needs planning.
@@ -498,7 +497,8 @@ impl Engine {
             DfStatement::Statement(s) => crate::names::alias_duplicates(s.as_mut()),
             _ => false,
         };
-        let state = self.state_for(caller, with_rowid);
+        let session = self.session_for(caller, with_rowid);
+        let state = session.state();
         let plan = state
             .statement_to_plan(statement)
             .await
@@ -511,7 +511,7 @@ impl Engine {
                 .map_err(|e| from_datafusion(e, &self.db))?
         };
         match plan {
-            LogicalPlan::Dml(dml) => self.execute_dml(&state, dml).await,
+            LogicalPlan::Dml(dml) => self.execute_dml(&session, &state, dml).await,
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) if !is_system => {
                 Err(Error::PermissionDenied("statement not allowed".into()))
             }
@@ -520,32 +520,54 @@ impl Engine {
                 df.collect().await.map_err(|e| from_datafusion(e, &self.db))?;
                 Ok(StatementOutput::Message("OK".into()))
             }
-            plan => self.execute_query(state, plan, &renames).await,
+            plan => self.execute_query(&session, state, plan, &renames).await,
         }
     }
 
     async fn execute_query(
         &self,
+        session: &Arc<StatementSession>,
         state: SessionState,
         plan: LogicalPlan,
         renames: &std::collections::HashMap<String, String>,
     ) -> Result<StatementOutput> {
+        let fallback = crate::subquery::has_subqueries(&plan).then(|| (session.clone(), plan.clone()));
         let df = DataFrame::new(state, plan);
         let schema: SchemaRef = crate::names::rename_schema(Arc::new(df.schema().as_arrow().clone()), renames);
-        let (batches, row_count) = self.collect_bounded(df).await?;
+        let (batches, row_count) = self.collect_bounded(df, fallback).await?;
         Ok(StatementOutput::Rows { schema, batches, row_count })
     }
 
     /// Run a plan to completion on the query runtime, within the row limit and the statement
     /// timeout. On timeout the execution is aborted (dropping DataFusion's streams cancels it).
-    async fn collect_bounded(&self, df: DataFrame) -> Result<(Vec<RecordBatch>, usize)> {
+    ///
+    /// `fallback` is the statement's session and plan when the plan holds subqueries: if
+    /// DataFusion cannot plan the statement with its own decorrelation of them, it is planned
+    /// again with every subquery evaluated by KalamDB (crate::subquery, ADR 0007).
+    async fn collect_bounded(
+        &self,
+        df: DataFrame,
+        fallback: Option<(Arc<StatementSession>, LogicalPlan)>,
+    ) -> Result<(Vec<RecordBatch>, usize)> {
         let db = self.db.clone();
         let max_rows = self.limits.max_result_rows;
         let Some(runtime) = &self.query_runtime else {
             return Err(Error::Internal("the query runtime is shut down".into()));
         };
         let task = runtime.spawn(async move {
-            let mut stream = df.execute_stream().await.map_err(|e| from_datafusion(e, &db))?;
+            let task_ctx = Arc::new(df.task_ctx());
+            let (physical, task_ctx) = match (df.create_physical_plan().await, fallback) {
+                (Ok(p), _) => (p, task_ctx),
+                (Err(first), Some((session, plan))) => {
+                    tracing::debug!(error = %first, "planning again with every subquery evaluated per row");
+                    let df = DataFrame::new(session.evaluating_all_subqueries().state(), plan);
+                    let task_ctx = Arc::new(df.task_ctx());
+                    (df.create_physical_plan().await.map_err(|e| from_datafusion(e, &db))?, task_ctx)
+                }
+                (Err(e), None) => return Err(from_datafusion(e, &db)),
+            };
+            let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx)
+                .map_err(|e| from_datafusion(e, &db))?;
             let mut batches = Vec::new();
             let mut row_count = 0usize;
             while let Some(batch) = stream.next().await {
@@ -569,7 +591,12 @@ impl Engine {
         }
     }
 
-    async fn execute_dml(&self, state: &SessionState, dml: DmlStatement) -> Result<StatementOutput> {
+    async fn execute_dml(
+        &self,
+        session: &Arc<StatementSession>,
+        state: &SessionState,
+        dml: DmlStatement,
+    ) -> Result<StatementOutput> {
         let provider = datafusion::catalog::default_table_source::source_as_provider(&dml.target)
             .map_err(|e| from_datafusion(e, &self.db))?;
         let Some(table) = provider.downcast_ref::<KalamTable>() else {
@@ -586,8 +613,9 @@ impl Engine {
         }
         let with_rowid = table.has_rowid();
         let input = Arc::unwrap_or_clone(dml.input);
+        let fallback = crate::subquery::has_subqueries(&input).then(|| (session.clone(), input.clone()));
         let df = DataFrame::new(state.clone(), input);
-        let (batches, _) = self.collect_bounded(df).await?;
+        let (batches, _) = self.collect_bounded(df, fallback).await?;
         self.write_rows(def, scope, dml.op.clone(), batches, with_rowid).await
     }
 

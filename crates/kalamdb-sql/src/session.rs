@@ -24,7 +24,7 @@ use kalamdb_core::session_catalog::StatementCatalog;
 use kalamdb_core::system_tables::CATALOG_NAME;
 
 /// Everything a statement's DataFusion session is made from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct StatementSession {
     /// The engine's state: functions, rules, runtime (memory pool); shared, never changed.
     base: Arc<SessionState>,
@@ -35,6 +35,9 @@ pub(crate) struct StatementSession {
     now: chrono::DateTime<chrono::Utc>,
     deadline: Instant,
     max_rows: usize,
+    /// Evaluate every subquery per outer row, none by DataFusion's decorrelation (the
+    /// fallback when DataFusion's rewrite of one fails: crate::subquery).
+    all_subqueries: bool,
 }
 
 impl StatementSession {
@@ -56,7 +59,18 @@ impl StatementSession {
             now: statement_time(),
             deadline,
             max_rows,
+            all_subqueries: false,
         })
+    }
+
+    /// The same statement, with every subquery evaluated per outer row.
+    pub(crate) fn evaluating_all_subqueries(&self) -> Arc<StatementSession> {
+        Arc::new(StatementSession { all_subqueries: true, ..self.clone() })
+    }
+
+    /// See [`StatementSession::evaluating_all_subqueries`].
+    pub(crate) fn evaluate_all_subqueries(&self) -> bool {
+        self.all_subqueries
     }
 
     /// When the statement must have finished.

@@ -126,6 +126,22 @@ fn rewrite_plan(plan: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
     plan.transform_up_with_subqueries(|node| rewrite_node(node, ctx, which))
 }
 
+/// Does the plan hold a subquery expression anywhere?
+pub(crate) fn has_subqueries(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            let _ = e.apply(|x| {
+                found |= is_subquery(x);
+                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            });
+            Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        })?;
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
 fn is_subquery(e: &Expr) -> bool {
     matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_))
 }
@@ -154,9 +170,6 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
             }
             let convert = match which {
                 Which::All => true,
-                // DataFusion 55's own rewrite of `op ANY/ALL (subquery)` renames the
-                // expression and fails its schema check: every one is ours.
-                Which::Refused if matches!(e, Expr::SetComparison(_)) => true,
                 Which::Refused => {
                     let inner = match &e {
                         Expr::ScalarSubquery(s) => &s.subquery,
@@ -165,7 +178,7 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
                         Expr::SetComparison(x) => &x.subquery.subquery,
                         _ => return Ok(Transformed::no(e)),
                     };
-                    check_subquery_expr(&outer, inner, &e).is_err()
+                    ctx.evaluate_all_subqueries() || !left_to_datafusion(&outer, inner, &e, &scopes)
                 }
             };
             if !convert {
@@ -181,6 +194,110 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
     } else {
         Ok(rewritten)
     }
+}
+
+/// Whether DataFusion's decorrelation is trusted with this subquery. It is with the shapes it
+/// is built for, and only those (its rewrites of the others fail, or lose a column, in ways a
+/// check afterwards cannot always see):
+/// - its own validity check accepts it ([`check_subquery_expr`]);
+/// - not `op ANY/ALL`: DataFusion 55 renames that expression and fails its schema check;
+/// - every outer reference is one side of an equality conjunct of a filter (`x.k = outer.k`),
+///   and is a column of the query right around it (not of one further out);
+/// - nothing inside it is a correlated subquery, ours or DataFusion's.
+fn left_to_datafusion(outer: &LogicalPlan, inner: &LogicalPlan, e: &Expr, scopes: &[DFSchemaRef]) -> bool {
+    if matches!(e, Expr::SetComparison(_)) || check_subquery_expr(outer, inner, e).is_err() {
+        return false;
+    }
+    let mut simple = true;
+    let _ = inner.apply(|node| {
+        // Outer references anywhere but in `x = outer` conjuncts of a filter.
+        let allowed: Vec<&Expr> = match node {
+            LogicalPlan::Filter(f) => conjuncts(&f.predicate)
+                .into_iter()
+                .filter(|c| is_equality_with_outer(c, scopes))
+                .collect(),
+            _ => Vec::new(),
+        };
+        node.apply_expressions(|ex| {
+            if allowed.iter().any(|a| std::ptr::eq(*a, ex)) {
+                return Ok(TreeNodeRecursion::Continue);
+            }
+            if let LogicalPlan::Filter(f) = node {
+                if std::ptr::eq(&f.predicate, ex) {
+                    // Look at the conjuncts one by one.
+                    for c in conjuncts(&f.predicate) {
+                        if !allowed.iter().any(|a| std::ptr::eq(*a, c)) && correlated(c) {
+                            simple = false;
+                        }
+                    }
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+            }
+            if correlated(ex) {
+                simple = false;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(if simple { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    });
+    simple
+}
+
+/// The conjuncts of a predicate (`a AND b AND c` -> a, b, c), borrowed.
+fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryExpr(b) if b.op == Operator::And => {
+            let mut v = conjuncts(&b.left);
+            v.extend(conjuncts(&b.right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+/// `inner = outer.col` (either order), the outer column one of the enclosing query's.
+fn is_equality_with_outer(e: &Expr, scopes: &[DFSchemaRef]) -> bool {
+    let Expr::BinaryExpr(b) = e else { return false };
+    if b.op != Operator::Eq {
+        return false;
+    }
+    let here = |x: &Expr| matches!(x, Expr::OuterReferenceColumn(_, c) if scopes.iter().any(|s| s.has_column(c)));
+    (here(&b.left) && !correlated(&b.right)) || (here(&b.right) && !correlated(&b.left))
+}
+
+/// Does the expression read an outer query's column, itself or through a subquery or one of
+/// our subquery functions' arguments?
+fn correlated(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = e.apply(|x| {
+        found |= match x {
+            Expr::OuterReferenceColumn(..) => true,
+            Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty() || plan_has_outer_refs(&s.subquery),
+            Expr::Exists(Exists { subquery, .. })
+            | Expr::InSubquery(InSubquery { subquery, .. })
+            | Expr::SetComparison(SetComparison { subquery, .. }) => {
+                !subquery.outer_ref_columns.is_empty() || plan_has_outer_refs(&subquery.subquery)
+            }
+            _ => false,
+        };
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
+fn plan_has_outer_refs(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|ex| {
+            let _ = ex.apply(|x| {
+                found |= matches!(x, Expr::OuterReferenceColumn(..));
+                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            });
+            Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        })?;
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
 }
 
 /// The kind of subquery a [`SubqueryFunction`] evaluates.
