@@ -135,18 +135,22 @@ pub enum ColumnDefault {
     Literal(Value),
 }
 
-impl fmt::Display for ColumnDefault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ColumnDefault {
+    /// The default as SQL, for DESCRIBE and the catalog tables (`NOW()`, `12.50`,
+    /// `DATE '2020-02-01'`, `X'6162'`); `data_type` is its column's.
+    pub fn sql(&self, data_type: &crate::types::DataType) -> String {
         match self {
-            ColumnDefault::Now => f.write_str("NOW()"),
-            ColumnDefault::SnowflakeId => f.write_str("SNOWFLAKE_ID()"),
-            ColumnDefault::UuidV7 => f.write_str("UUID_V7()"),
-            ColumnDefault::Literal(v) => write!(f, "{}", literal_sql(v)),
+            ColumnDefault::Now => "NOW()".into(),
+            ColumnDefault::SnowflakeId => "SNOWFLAKE_ID()".into(),
+            ColumnDefault::UuidV7 => "UUID_V7()".into(),
+            ColumnDefault::Literal(v) => literal_sql(v, data_type),
         }
     }
 }
 
-fn literal_sql(v: &Value) -> String {
+fn literal_sql(v: &Value, data_type: &crate::types::DataType) -> String {
+    use crate::types::DataType;
+    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
     match v {
         Value::Null => "NULL".into(),
         Value::Boolean(b) => b.to_string().to_uppercase(),
@@ -155,9 +159,42 @@ fn literal_sql(v: &Value) -> String {
         Value::BigInt(x) => x.to_string(),
         Value::Real(x) => x.to_string(),
         Value::Double(x) => x.to_string(),
-        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
-        other => format!("{other:?}"),
+        Value::Decimal(x) => match data_type {
+            DataType::Decimal { scale, .. } => decimal_text(*x, *scale),
+            _ => x.to_string(),
+        },
+        Value::Text(s) => quoted(s),
+        Value::Bytes(b) => format!("X'{}'", b.iter().map(|x| format!("{x:02X}")).collect::<String>()),
+        Value::Date(days) => chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+            .and_then(|d| d.checked_add_signed(chrono::Duration::days(*days as i64)))
+            .map(|d| format!("DATE '{}'", d.format("%Y-%m-%d")))
+            .unwrap_or_else(|| days.to_string()),
+        Value::Time(micros) => chrono::NaiveTime::from_num_seconds_from_midnight_opt(
+            (micros.div_euclid(1_000_000)) as u32,
+            (micros.rem_euclid(1_000_000) * 1000) as u32,
+        )
+        .map(|t| format!("TIME '{}'", t.format("%H:%M:%S%.f")))
+        .unwrap_or_else(|| micros.to_string()),
+        Value::Timestamp(micros) => match chrono::DateTime::from_timestamp_micros(*micros) {
+            Some(t) if *data_type == DataType::TimestampTz => {
+                format!("TIMESTAMPTZ '{}+00'", t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f"))
+            }
+            Some(t) => format!("TIMESTAMP '{}'", t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f")),
+            None => micros.to_string(),
+        },
     }
+}
+
+/// An unscaled decimal as text: 1250 with scale 2 is `12.50`.
+fn decimal_text(unscaled: i128, scale: i8) -> String {
+    if scale <= 0 {
+        return (unscaled * 10i128.pow((-scale) as u32)).to_string();
+    }
+    let digits = unscaled.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{int}.{frac}", if unscaled < 0 { "-" } else { "" })
 }
 
 /// A column, live or dropped.
@@ -666,5 +703,24 @@ mod tests {
         assert!(cat.namespace("app").is_some());
         assert!(cat.namespace(DEFAULT_NAMESPACE).is_some());
         assert_eq!(cat.user(ROOT_USER).unwrap().role, Role::System);
+    }
+}
+
+#[cfg(test)]
+mod default_sql_tests {
+    use super::ColumnDefault;
+    use crate::types::{DataType, Value};
+
+    #[test]
+    fn literal_defaults_read_as_sql() {
+        let sql = |v: Value, t: DataType| ColumnDefault::Literal(v).sql(&t);
+        assert_eq!(sql(Value::Decimal(50), DataType::Decimal { precision: 5, scale: 2 }), "0.50");
+        assert_eq!(sql(Value::Decimal(-1250), DataType::Decimal { precision: 5, scale: 2 }), "-12.50");
+        assert_eq!(sql(Value::Date(18293), DataType::Date), "DATE '2020-02-01'");
+        assert_eq!(sql(Value::Time(37_800_000_000), DataType::Time), "TIME '10:30:00'");
+        assert_eq!(sql(Value::Timestamp(1_577_872_800_000_000), DataType::Timestamp), "TIMESTAMP '2020-01-01 10:00:00'");
+        assert_eq!(sql(Value::Bytes(vec![0x61, 0x62]), DataType::Bytea), "X'6162'");
+        assert_eq!(sql(Value::Text("it's".into()), DataType::Text), "'it''s'");
+        assert_eq!(ColumnDefault::Now.sql(&DataType::Timestamp), "NOW()");
     }
 }

@@ -38,15 +38,21 @@ pub fn df_error(e: Error) -> DataFusionError {
 /// Arrow schema of a table's live columns (plus `_rowid` when `with_rowid`).
 ///
 /// Every field is nullable: NOT NULL is enforced by the row store with the contract's error
-/// code, not by DataFusion's generic checks.
+/// code, not by DataFusion's generic checks. JSON and UUID columns, stored as text, say their
+/// type in the field metadata; no other field carries any (DataFusion refuses to union fields
+/// whose metadata differ, as a recursive CTE's two sides often do).
 pub fn table_schema(def: &TableDef, with_rowid: bool) -> SchemaRef {
     let mut fields: Vec<Field> = def
         .live_columns()
         .map(|c| {
-            Field::new(&c.name, c.data_type.arrow_type(), true).with_metadata(HashMap::from([(
-                TYPE_METADATA_KEY.to_string(),
-                c.data_type.to_string(),
-            )]))
+            let field = Field::new(&c.name, c.data_type.arrow_type(), true);
+            match c.data_type {
+                DataType::Json | DataType::Uuid => field.with_metadata(HashMap::from([(
+                    TYPE_METADATA_KEY.to_string(),
+                    c.data_type.to_string(),
+                )])),
+                _ => field,
+            }
         })
         .collect();
     if with_rowid {

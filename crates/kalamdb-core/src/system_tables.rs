@@ -150,7 +150,7 @@ pub fn system_table(name: &str, catalog: &Catalog, rows: &RowStore) -> Result<Op
                                     "name": c.name,
                                     "data_type": c.data_type.to_string(),
                                     "nullable": c.nullable,
-                                    "default": c.default.as_ref().map(|d| d.to_string()),
+                                    "default": c.default.as_ref().map(|d| d.sql(&c.data_type)),
                                 })
                             })
                             .collect(),
@@ -278,7 +278,7 @@ pub fn information_schema_table(name: &str, catalog: &Catalog) -> Result<Option<
                     pos.push(i as i64 + 1);
                     dt.push(c.data_type.to_string());
                     nullable.push(if c.nullable { "YES" } else { "NO" }.to_string());
-                    def.push(c.default.as_ref().map(|d| d.to_string()));
+                    def.push(c.default.as_ref().map(|d| d.sql(&c.data_type)));
                 }
             }
             mem_table(

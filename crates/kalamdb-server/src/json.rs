@@ -2,7 +2,8 @@
 //!
 //! Integers and floats are numbers (NaN/Infinity as strings), DECIMAL a string, BYTEA base64,
 //! DATE `YYYY-MM-DD`, TIME `HH:MM:SS[.fff]`, TIMESTAMP ISO-8601 (with `Z` when the column has
-//! a time zone), NULL null. Types outside the contract (lists, intervals from expressions) are
+//! a time zone), NULL null. Arrays (from expressions) are JSON arrays, structs JSON objects; other types outside the
+//! contract (intervals from expressions) are
 //! rendered as their Arrow display text.
 
 use arrow::array::{
@@ -180,6 +181,24 @@ pub fn column_values(array: &ArrayRef) -> Vec<Json> {
                 }
             }
         }
+        // Arrays are JSON arrays and structs JSON objects, their elements encoded as above
+        // (a NULL element, an empty string and a comma inside one stay distinguishable).
+        ArrowType::List(_) | ArrowType::LargeList(_) | ArrowType::FixedSizeList(_, _) => {
+            for i in 0..n {
+                out.push(if array.is_null(i) { Json::Null } else { list_value(array, i) });
+            }
+        }
+        ArrowType::Struct(fields) => {
+            let a = array.as_struct();
+            let children: Vec<Vec<Json>> = a.columns().iter().map(column_values).collect();
+            each!(|i: usize| {
+                let mut obj = serde_json::Map::new();
+                for (f, c) in fields.iter().zip(&children) {
+                    obj.insert(f.name().clone(), c[i].clone());
+                }
+                Json::Object(obj)
+            })
+        }
         _ => {
             let opts = FormatOptions::default();
             match ArrayFormatter::try_new(array.as_ref(), &opts) {
@@ -189,6 +208,17 @@ pub fn column_values(array: &ArrayRef) -> Vec<Json> {
         }
     }
     out
+}
+
+/// Row `i` of a list array as a JSON array.
+fn list_value(array: &ArrayRef, i: usize) -> Json {
+    let values = match array.data_type() {
+        ArrowType::List(_) => array.as_list::<i32>().value(i),
+        ArrowType::LargeList(_) => array.as_list::<i64>().value(i),
+        ArrowType::FixedSizeList(_, _) => array.as_fixed_size_list().value(i),
+        _ => return Json::Null,
+    };
+    Json::Array(column_values(&values))
 }
 
 #[cfg(test)]
@@ -204,6 +234,21 @@ mod tests {
         assert_eq!(column_values(&a), vec![json!("2025-01-23T10:00:00.123")]);
         let a: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![0]).with_timezone("UTC"));
         assert_eq!(column_values(&a), vec![json!("1970-01-01T00:00:00Z")]);
+    }
+
+    #[test]
+    fn lists_are_json_arrays_with_nulls_and_empty_strings_apart() {
+        use arrow::array::ListBuilder;
+        use arrow::array::StringBuilder;
+        let mut b = ListBuilder::new(StringBuilder::new());
+        b.values().append_value("a");
+        b.values().append_value("");
+        b.values().append_null();
+        b.values().append_value("b, c");
+        b.append(true);
+        b.append(false);
+        let a: ArrayRef = Arc::new(b.finish());
+        assert_eq!(column_values(&a), vec![json!(["a", "", null, "b, c"]), Json::Null]);
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
         KalamStatement::DropTable { table, if_exists } => {
             p.check_admin("drop tables")?;
             let (ns, name) = resolve(caller, &table);
+            if db.catalog.namespace(&ns).is_none() && !if_exists {
+                return Err(Error::NamespaceNotFound(ns));
+            }
             let id = db.catalog.table(&ns, &name).map(|t| t.id);
             let dropped = db.catalog.drop_table(&ns, &name, if_exists)?;
             if let Some(id) = id.filter(|_| dropped) {
@@ -104,7 +107,7 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                     cols.iter().map(|c| yes_no(c.nullable)).collect(),
                     cols.iter().map(|c| yes_no(Some(c.name.as_str()) == pk)).collect(),
                     cols.iter()
-                        .map(|c| c.default.as_ref().map(|d| d.to_string()).unwrap_or_default())
+                        .map(|c| c.default.as_ref().map(|d| d.sql(&c.data_type)).unwrap_or_default())
                         .collect(),
                 ],
             )
@@ -275,6 +278,10 @@ fn column_default(col: &ColumnSpec) -> Result<Option<ColumnDefault>> {
             _ => return mismatch("UUID_V7()"),
         },
         Some(DefaultSpec::Literal(text)) => Some(ColumnDefault::Literal(value_from_text(text, &dt)?)),
+        Some(DefaultSpec::Bytes(bytes)) => match dt {
+            DataType::Bytea => Some(ColumnDefault::Literal(kalamdb_core::types::Value::Bytes(bytes.clone()))),
+            _ => return mismatch("X'...'"),
+        },
     })
 }
 
@@ -399,7 +406,10 @@ fn alter_table(db: &Db, caller: &Caller, table: TableName, op: AlterTableOp) -> 
     let (ns, name) = resolve(caller, &table);
     lookup(db, &ns, &name)?;
     match op {
-        AlterTableOp::AddColumn(spec) => {
+        AlterTableOp::AddColumn { spec, if_not_exists } => {
+            if if_not_exists && db.catalog.table(&ns, &name).is_some_and(|t| t.column(&spec.name).is_some()) {
+                return Ok(message(format!("Column '{}' already exists in '{ns}.{name}'; skipped", spec.name)));
+            }
             if spec.primary_key {
                 return Err(Error::Unsupported("ADD COLUMN cannot add a primary key".into()));
             }

@@ -49,17 +49,35 @@ fn external(inner: Box<dyn std::error::Error + Send + Sync>, db: &Db) -> Error {
             Ok(e) => from_datafusion(*e, db),
             Err(inner) => match inner.downcast::<ArrowError>() {
                 Ok(a) => from_arrow(*a),
-                Err(other) => Error::Internal(other.to_string()),
+                Err(other) => foreign(other),
             },
         },
     }
+}
+
+/// An error of a library DataFusion calls: a bad regular expression is the client's.
+fn foreign(e: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    let bad_regex = |m: String| Error::InvalidParameter(format!("invalid regular expression: {}", one_line(&m)));
+    match e.downcast::<regex::Error>() {
+        Ok(r) => bad_regex(r.to_string()),
+        Err(e) => match e.downcast::<regex_syntax::Error>() {
+            // The optimizer compiles constant patterns while planning.
+            Ok(r) => bad_regex(r.to_string()),
+            Err(other) => Error::Internal(other.to_string()),
+        },
+    }
+}
+
+/// A multi-line library message on one line.
+fn one_line(m: &str) -> String {
+    m.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn from_arrow(a: ArrowError) -> Error {
     match a {
         ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
             Ok(e) => *e,
-            Err(other) => Error::Internal(other.to_string()),
+            Err(other) => foreign(other),
         },
         ArrowError::DivideByZero => Error::InvalidParameter("division by zero".into()),
         ArrowError::CastError(m) | ArrowError::ParseError(m) => Error::TypeMismatch(m),
@@ -145,6 +163,9 @@ fn classify_message(m: &str, db: &Db) -> Error {
         Error::InvalidParameter(m.to_string())
     } else if lower.contains("overflow") || lower.contains("out of range") {
         Error::TypeMismatch(m.to_string())
+    } else if lower.contains("not supported") || lower.contains("not implemented") {
+        // Valid SQL this version does not run (`INSERT ... RETURNING`, `DELETE ... USING`).
+        Error::Unsupported(m.to_string())
     } else {
         Error::invalid_sql(m.to_string())
     }

@@ -140,9 +140,14 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
+        // KalamDB's PostgreSQL type rules run before DataFusion's type coercion (crate::coercion).
+        let mut analyzer_rules: Vec<Arc<dyn datafusion::optimizer::analyzer::AnalyzerRule + Send + Sync>> =
+            vec![Arc::new(crate::coercion::PostgresTypeRules)];
+        analyzer_rules.extend(datafusion::optimizer::Analyzer::new().rules);
         let mut base_state = SessionStateBuilder::new()
             .with_default_features()
             .with_runtime_env(runtime)
+            .with_analyzer_rules(analyzer_rules)
             .build();
         use datafusion::execution::FunctionRegistry;
         base_state
@@ -492,18 +497,33 @@ impl Engine {
                 }
             }
         }
+        // Repeated names in a select list (`SELECT d, d`) get private aliases, renamed back in
+        // the result (crate::names).
         let mut statement = statement;
-        let aliased = match &mut statement {
-            DfStatement::Statement(s) => crate::names::alias_duplicates(s.as_mut()),
-            _ => false,
+        if let DfStatement::Statement(s) = &mut statement {
+            crate::syntax::correct(s.as_mut());
+        }
+        let original = statement.clone();
+        let alias = |st: &mut DfStatement, every: bool| match st {
+            DfStatement::Statement(s) => crate::names::alias_duplicates(s.as_mut(), every),
+            _ => None,
         };
+        let mut explicit = alias(&mut statement, false);
         let session = self.session_for(caller, with_rowid);
         let state = session.state();
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .map_err(|e| from_datafusion(e, &self.db))?;
-        let renames = if aliased { crate::names::renames(&plan) } else { Default::default() };
+        let plan = match state.statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            Err(e) if crate::names::is_duplicate_name_error(&e) => {
+                let mut statement = original;
+                explicit = alias(&mut statement, true);
+                state.statement_to_plan(statement).await.map_err(|e| from_datafusion(e, &self.db))?
+            }
+            Err(e) => return Err(from_datafusion(e, &self.db)),
+        };
+        let renames = match explicit {
+            Some(explicit) => crate::names::renames(&plan, explicit),
+            None => Default::default(),
+        };
         let plan = if params.is_empty() {
             plan
         } else {
@@ -533,8 +553,10 @@ impl Engine {
     ) -> Result<StatementOutput> {
         let fallback = crate::subquery::has_subqueries(&plan).then(|| (session.clone(), plan.clone()));
         let df = DataFrame::new(state, plan);
-        let schema: SchemaRef = crate::names::rename_schema(Arc::new(df.schema().as_arrow().clone()), renames);
-        let (batches, row_count) = self.collect_bounded(df, fallback).await?;
+        // The executed plan's schema: the logical plan's is the one before type coercion (a
+        // CASE of 1 and 2.5 would claim BIGINT).
+        let (schema, batches, row_count) = self.collect_bounded(df, fallback).await?;
+        let schema: SchemaRef = crate::names::rename_schema(schema, renames);
         Ok(StatementOutput::Rows { schema, batches, row_count })
     }
 
@@ -548,7 +570,7 @@ impl Engine {
         &self,
         df: DataFrame,
         fallback: Option<(Arc<StatementSession>, LogicalPlan)>,
-    ) -> Result<(Vec<RecordBatch>, usize)> {
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, usize)> {
         let db = self.db.clone();
         let max_rows = self.limits.max_result_rows;
         let Some(runtime) = &self.query_runtime else {
@@ -566,6 +588,7 @@ impl Engine {
                 }
                 (Err(e), None) => return Err(from_datafusion(e, &db)),
             };
+            let schema = physical.schema();
             let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx)
                 .map_err(|e| from_datafusion(e, &db))?;
             let mut batches = Vec::new();
@@ -578,7 +601,7 @@ impl Engine {
                 }
                 batches.push(batch);
             }
-            Ok((batches, row_count))
+            Ok((schema, batches, row_count))
         });
         let abort = task.abort_handle();
         match tokio::time::timeout(self.limits.statement_timeout, task).await {
@@ -615,7 +638,7 @@ impl Engine {
         let input = Arc::unwrap_or_clone(dml.input);
         let fallback = crate::subquery::has_subqueries(&input).then(|| (session.clone(), input.clone()));
         let df = DataFrame::new(state.clone(), input);
-        let (batches, _) = self.collect_bounded(df, fallback).await?;
+        let (_, batches, _) = self.collect_bounded(df, fallback).await?;
         self.write_rows(def, scope, dml.op.clone(), batches, with_rowid).await
     }
 

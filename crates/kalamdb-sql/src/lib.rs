@@ -7,6 +7,7 @@
 //! (`subquery`, ADR 0007).
 //! Must not: know about HTTP, authentication headers or JSON encodings (kalamdb-server).
 
+mod coercion;
 pub mod ddl;
 pub mod errors;
 pub mod executor;
@@ -18,6 +19,7 @@ pub mod parser;
 mod session;
 pub mod split;
 mod subquery;
+mod syntax;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -18,15 +18,25 @@ use crate::fast_path::normalize;
 /// Prefix of the private aliases (quoted identifiers, so no user name collides by accident).
 const MARKER: &str = "__kalamdb_dup_";
 
-/// Alias repeated select-list names in `statement`; true when anything was aliased.
-pub(crate) fn alias_duplicates<S: VisitMut>(statement: &mut S) -> bool {
-    let mut v = Aliaser { next: 0 };
+/// Alias repeated select-list names in `statement` (with `every_expression`, also every
+/// unaliased item, for when the loose guess below missed a repeat DataFusion found). Returns
+/// the user's own alias of each aliased item that had one, or `None` when nothing changed.
+pub(crate) fn alias_duplicates<S: VisitMut>(statement: &mut S, every_expression: bool) -> Option<HashMap<String, String>> {
+    let mut v = Aliaser { next: 0, every_expression, explicit: HashMap::new() };
     let _ = statement.visit(&mut v);
-    v.next > 0
+    (v.next > 0).then_some(v.explicit)
+}
+
+/// Is this DataFusion's refusal of a select list with two items of one name? (Matched by its
+/// text only to decide whether to plan again with every item aliased; never to report it.)
+pub(crate) fn is_duplicate_name_error(e: &datafusion::common::DataFusionError) -> bool {
+    e.to_string().contains("require unique expression names")
 }
 
 struct Aliaser {
     next: usize,
+    every_expression: bool,
+    explicit: HashMap<String, String>,
 }
 
 impl VisitorMut for Aliaser {
@@ -44,25 +54,29 @@ impl Aliaser {
             SetExpr::Select(select) => {
                 let mut seen = HashSet::new();
                 for item in select.projection.iter_mut() {
-                    let key = match item {
-                        SelectItem::UnnamedExpr(e) => expr_key(e),
-                        SelectItem::ExprWithAlias { alias, .. } => normalize(alias),
+                    let (key, unnamed) = match item {
+                        SelectItem::UnnamedExpr(e) => (expr_key(e), true),
+                        SelectItem::ExprWithAlias { alias, .. } => (normalize(alias), false),
                         _ => continue,
                     };
-                    if seen.insert(key) {
+                    let repeated = !seen.insert(key);
+                    if !repeated && !(self.every_expression && unnamed) {
                         continue;
                     }
-                    let alias = Ident::with_quote('"', format!("{MARKER}{}", self.next));
+                    let marker = format!("{MARKER}{}", self.next);
                     self.next += 1;
                     let expr = match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
                         SelectItem::UnnamedExpr(e) => e,
-                        SelectItem::ExprWithAlias { expr, .. } => expr,
+                        SelectItem::ExprWithAlias { expr, alias } => {
+                            self.explicit.insert(marker.clone(), normalize(&alias));
+                            expr
+                        }
                         other => {
                             *item = other;
                             continue;
                         }
                     };
-                    *item = SelectItem::ExprWithAlias { expr, alias };
+                    *item = SelectItem::ExprWithAlias { expr, alias: Ident::with_quote('"', marker) };
                 }
             }
             SetExpr::SetOperation { left, right, .. } => {
@@ -85,14 +99,15 @@ fn expr_key(e: &SqlExpr) -> String {
     }
 }
 
-/// Private alias -> the name the aliased expression would have had, read from the plan.
-pub(crate) fn renames(plan: &LogicalPlan) -> HashMap<String, String> {
-    let mut out = HashMap::new();
+/// Private alias -> the name the item would have had: the user's alias (`explicit`), else the
+/// name DataFusion gives the aliased expression, read from the plan.
+pub(crate) fn renames(plan: &LogicalPlan, explicit: HashMap<String, String>) -> HashMap<String, String> {
+    let mut out = explicit;
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|e| {
             e.apply(|e| {
                 if let Expr::Alias(a) = e {
-                    if a.name.starts_with(MARKER) {
+                    if a.name.starts_with(MARKER) && !out.contains_key(&a.name) {
                         let name = match a.expr.as_ref() {
                             Expr::Column(c) => c.name.clone(),
                             inner => inner.schema_name().to_string(),

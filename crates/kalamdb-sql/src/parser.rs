@@ -26,6 +26,8 @@ pub enum DefaultSpec {
     Null,
     /// A literal in its SQL text form (strings unquoted).
     Literal(String),
+    /// `X'...'`: bytes.
+    Bytes(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +53,8 @@ pub struct CreateTable {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlterTableOp {
-    AddColumn(ColumnSpec),
+    /// `ADD [COLUMN] [IF NOT EXISTS] spec`.
+    AddColumn { spec: ColumnSpec, if_not_exists: bool },
     DropColumn { name: String, if_exists: bool },
 }
 
@@ -507,6 +510,12 @@ fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
             break;
         }
     }
+    if c.peek() == Some(&Token::LBracket) || c.peek_word_upper().as_deref() == Some("ARRAY") {
+        return Err(Error::Unsupported(format!(
+            "array column types ({}[]) are not supported; store a JSON column instead",
+            words.join(" ")
+        )));
+    }
     let data_type = DataType::from_sql(&words, &args).map_err(Error::Unsupported)?;
     let mut spec = ColumnSpec { name, data_type, not_null: false, primary_key: false, default: None };
     loop {
@@ -524,6 +533,17 @@ fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
         }
     }
     Ok(spec)
+}
+
+/// The bytes of an `X'...'` literal: an even number of hex digits.
+fn hex_bytes(h: &str) -> Result<Vec<u8>> {
+    if h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::TypeMismatch(format!(
+            "X'{}' is not a BYTEA literal: it needs an even number of hex digits",
+            kalamdb_core::catalog::truncate_for_message(h)
+        )));
+    }
+    Ok((0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap_or(0)).collect())
 }
 
 fn parse_default(c: &mut Cursor) -> Result<DefaultSpec> {
@@ -565,6 +585,10 @@ fn parse_default(c: &mut Cursor) -> Result<DefaultSpec> {
             c.advance(1);
             Ok(DefaultSpec::Literal(s))
         }
+        Some(Token::HexStringLiteral(h)) if !negative => {
+            c.advance(1);
+            Ok(DefaultSpec::Bytes(hex_bytes(&h)?))
+        }
         _ => c.error("a DEFAULT value"),
     }
 }
@@ -574,8 +598,9 @@ fn parse_alter_table(c: &mut Cursor) -> Result<KalamStatement> {
     let table = c.table_name()?;
     let op = if c.eat_kw("ADD") {
         c.eat_kw("COLUMN");
+        let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
         let spec = parse_column(c)?;
-        AlterTableOp::AddColumn(spec)
+        AlterTableOp::AddColumn { spec, if_not_exists }
     } else if c.eat_kw("DROP") {
         c.eat_kw("COLUMN");
         let if_exists = c.eat_kws(&["IF", "EXISTS"]);

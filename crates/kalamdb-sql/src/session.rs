@@ -89,7 +89,8 @@ impl StatementSession {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG_NAME, &self.namespace)
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(false);
+            .with_information_schema(false)
+            .set_str("datafusion.execution.time_zone", "UTC");
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog(
             CATALOG_NAME.to_string(),

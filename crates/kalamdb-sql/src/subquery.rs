@@ -29,9 +29,10 @@ use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::compute::kernels::cmp;
 use arrow::datatypes::{DataType as ArrowType, Field, FieldRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchemaRef, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::common::{Column, DFSchemaRef, DataFusionError, ParamValues, Result as DfResult, ScalarValue};
 use datafusion::config::ConfigOptions;
-use datafusion::logical_expr::expr::{Exists, InSubquery, SetComparison, SetQuantifier};
+use datafusion::logical_expr::expr::{Exists, InSubquery, Placeholder, SetComparison, SetQuantifier};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     check_subquery_expr, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Operator,
     ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Subquery,
@@ -39,7 +40,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
-use datafusion::prelude::DataFrame;
+use datafusion::execution::session_state::SessionState;
 use kalamdb_core::Error;
 use parking_lot::Mutex;
 
@@ -56,7 +57,8 @@ pub(crate) fn rules(session: &Arc<StatementSession>) -> (Arc<dyn AnalyzerRule + 
 
 /// Run a subquery plan to completion from inside an expression evaluation (which is
 /// synchronous), on the query runtime the statement runs on, before the statement's deadline.
-fn run(session: &Arc<StatementSession>, plan: LogicalPlan) -> DfResult<Vec<RecordBatch>> {
+fn run(state: &SessionState, deadline: Instant, plan: LogicalPlan) -> DfResult<Vec<RecordBatch>> {
+    // `plan` is optimized already (SubqueryFunction::prepare): only the physical planning runs.
     let handle = tokio::runtime::Handle::try_current().map_err(|_| {
         DataFusionError::Internal("a subquery was evaluated outside the query runtime".into())
     })?;
@@ -65,9 +67,11 @@ fn run(session: &Arc<StatementSession>, plan: LogicalPlan) -> DfResult<Vec<Recor
             "a subquery was evaluated outside the multi-threaded query runtime".into(),
         ));
     }
-    let remaining = session.deadline().saturating_duration_since(Instant::now());
-    let state = session.state();
-    let fut = async move { DataFrame::new(state, plan).collect().await };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let fut = async {
+        let physical = state.query_planner().create_physical_plan(&plan, state).await?;
+        datafusion::physical_plan::collect(physical, state.task_ctx()).await
+    };
     match tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(remaining, fut))) {
         Ok(result) => result,
         Err(_) => Err(timeout()),
@@ -163,6 +167,16 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
         inputs => inputs.iter().map(|i| i.schema().clone()).collect(),
     };
     let outer = node.clone();
+    // IN and EXISTS DataFusion turns into semi/anti joins, which is right only where a NULL
+    // answer counts as false: as a conjunct of a WHERE, not under OR, NOT, IS or CASE.
+    let top_level: Vec<Expr> = match &node {
+        LogicalPlan::Filter(f) => conjuncts(&f.predicate)
+            .into_iter()
+            .filter(|c| matches!(c, Expr::InSubquery(_) | Expr::Exists(_)))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
     let rewritten = node.map_expressions(|e| {
         e.transform_up(|e| {
             if !is_subquery(&e) {
@@ -178,7 +192,8 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
                         Expr::SetComparison(x) => &x.subquery.subquery,
                         _ => return Ok(Transformed::no(e)),
                     };
-                    ctx.evaluate_all_subqueries() || !left_to_datafusion(&outer, inner, &e, &scopes)
+                    let misplaced = matches!(e, Expr::InSubquery(_) | Expr::Exists(_)) && !top_level.contains(&e);
+                    ctx.evaluate_all_subqueries() || misplaced || !left_to_datafusion(&outer, inner, &e, &scopes)
                 }
             };
             if !convert {
@@ -206,6 +221,9 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
 /// - nothing inside it is a correlated subquery, ours or DataFusion's.
 fn left_to_datafusion(outer: &LogicalPlan, inner: &LogicalPlan, e: &Expr, scopes: &[DFSchemaRef]) -> bool {
     if matches!(e, Expr::SetComparison(_)) || check_subquery_expr(outer, inner, e).is_err() {
+        return false;
+    }
+    if plan_has_outer_refs(inner) && !decorrelatable_shape(inner, matches!(e, Expr::ScalarSubquery(_))) {
         return false;
     }
     let mut simple = true;
@@ -241,6 +259,29 @@ fn left_to_datafusion(outer: &LogicalPlan, inner: &LogicalPlan, e: &Expr, scopes
         Ok(if simple { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
     });
     simple
+}
+
+/// A correlated subquery's plan holds only what DataFusion's decorrelation rewrites right:
+/// projections, filters, scans, aliases and joins, and for a scalar subquery its aggregate.
+/// (An EXISTS over an aggregate is true even for no row; a LIMIT/OFFSET, a window, a DISTINCT
+/// or a sort changes which rows count: DataFusion's joins drop them.)
+fn decorrelatable_shape(plan: &LogicalPlan, scalar: bool) -> bool {
+    let mut ok = true;
+    let _ = plan.apply(|node| {
+        ok &= match node {
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::TableScan(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Join(_)
+            | LogicalPlan::EmptyRelation(_)
+            | LogicalPlan::Values(_) => true,
+            LogicalPlan::Aggregate(_) => scalar,
+            _ => false,
+        };
+        Ok(if ok { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    });
+    ok
 }
 
 /// The conjuncts of a predicate (`a AND b AND c` -> a, b, c), borrowed.
@@ -359,6 +400,7 @@ fn to_function(e: Expr, scopes: &[DFSchemaRef], ctx: &Arc<StatementSession>) -> 
         args.push(if here { Expr::Column(c.clone()) } else { Expr::OuterReferenceColumn(f.clone(), c.clone()) });
     }
     let has_probe = matches!(kind, Kind::In { .. } | Kind::Compare { .. });
+    let outer_types: Vec<ArrowType> = outer_refs.iter().map(|(f, _)| f.data_type().clone()).collect();
     let arity = args.len();
     let function = SubqueryFunction {
         signature: if arity == 0 {
@@ -369,10 +411,13 @@ fn to_function(e: Expr, scopes: &[DFSchemaRef], ctx: &Arc<StatementSession>) -> 
         name,
         kind,
         plan,
-        outer: outer_refs.into_iter().map(|(_, c)| c).collect(),
+        outer: outer_refs.iter().map(|(_, c)| c.clone()).collect(),
         has_probe,
         field: Arc::new(Field::new("subquery", data_type, nullable)),
         ctx: ctx.clone(),
+        state: Arc::new(std::sync::OnceLock::new()),
+        prepared: Arc::new(std::sync::OnceLock::new()),
+        outer_types,
         cache: Arc::new(Mutex::new(HashMap::new())),
     };
     Ok(ScalarUDF::new_from_impl(function).call(args))
@@ -392,6 +437,12 @@ struct SubqueryFunction {
     has_probe: bool,
     field: FieldRef,
     ctx: Arc<StatementSession>,
+    /// The session the subquery runs with, built once (on first use) for all its tuples.
+    state: Arc<std::sync::OnceLock<SessionState>>,
+    /// The optimized, parameterized plan (see [`SubqueryFunction::prepare`]), made once.
+    prepared: Arc<std::sync::OnceLock<Result<LogicalPlan, Arc<DataFusionError>>>>,
+    /// The type of each outer reference's placeholder.
+    outer_types: Vec<ArrowType>,
     /// Subquery results by outer tuple, for this statement.
     cache: Arc<Mutex<HashMap<Vec<ScalarValue>, Arc<ArrayRef>>>>,
 }
@@ -489,15 +540,16 @@ impl SubqueryFunction {
         if Instant::now() >= self.ctx.deadline() {
             return Err(timeout());
         }
-        let plan = self.bind(&key)?;
-        // A scalar subquery needs to know only whether there is a second row, EXISTS only
-        // whether there is a first.
-        let plan = match self.kind {
-            Kind::Scalar => LogicalPlanBuilder::from(plan).limit(0, Some(2))?.build()?,
-            Kind::Exists { .. } => LogicalPlanBuilder::from(plan).limit(0, Some(1))?.build()?,
-            _ => plan,
-        };
-        let batches = run(&self.ctx, plan)?;
+        let state = self.state.get_or_init(|| self.ctx.state());
+        let prepared = self.prepared.get_or_init(|| self.prepare(state).map_err(Arc::new));
+        let prepared = prepared.as_ref().map_err(|e| DataFusionError::Shared(e.clone()))?;
+        let values = key
+            .iter()
+            .zip(&self.outer_types)
+            .map(|(v, t)| cast_literal(v.clone(), t))
+            .collect::<DfResult<Vec<_>>>()?;
+        let plan = prepared.clone().with_param_values(ParamValues::from(values))?;
+        let batches = run(state, self.ctx.deadline(), plan)?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows > self.ctx.max_rows() {
             return Err(DataFusionError::External(Box::new(crate::executor::too_many_rows(self.ctx.max_rows()))));
@@ -519,17 +571,24 @@ impl SubqueryFunction {
         Ok(values)
     }
 
-    /// The subquery's plan with this tuple's outer values substituted as literals.
-    fn bind(&self, key: &[ScalarValue]) -> DfResult<LogicalPlan> {
-        let value_of = |c: &Column| self.outer.iter().position(|o| o == c).map(|i| key[i].clone());
-        let bound = self.plan.as_ref().clone().transform_up_with_subqueries(|node| {
-            let node = node.map_expressions(|e| {
-                e.transform_up(|e| match e {
-                    Expr::OuterReferenceColumn(f, c) => match value_of(&c) {
-                        Some(v) => Ok(Transformed::yes(Expr::Literal(cast_literal(v, f.data_type())?, None))),
+    /// The subquery's plan, optimized once, each outer reference of this level a typed
+    /// placeholder (`$1` for the first of [`SubqueryFunction::outer`]): each tuple then only
+    /// binds its values and plans the physical execution.
+    fn prepare(&self, state: &SessionState) -> DfResult<LogicalPlan> {
+        let placeholder = |c: &Column| self.outer.iter().position(|o| o == c).map(|i| format!("${}", i + 1));
+        let parameterized = self.plan.as_ref().clone().transform_up_with_subqueries(|node| {
+            // An expression that names an output column keeps its name (a parent refers to
+            // `max(t2.y + outer_ref(t1.x))`, not to `max(t2.y + $1)`), as DataFusion's own
+            // parameter binding does.
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                let rewritten = e.transform_up(|e| match e {
+                    Expr::OuterReferenceColumn(f, c) => match placeholder(&c) {
+                        Some(id) => Ok(Transformed::yes(Expr::Placeholder(Placeholder { id, field: Some(f) }))),
                         None => Ok(Transformed::no(Expr::OuterReferenceColumn(f, c))),
                     },
-                    // A nested subquery no longer depends on what was just substituted.
+                    // A nested subquery no longer depends on what was just parameterized.
                     Expr::ScalarSubquery(s) => Ok(Transformed::yes(Expr::ScalarSubquery(unbind(s, &self.outer)))),
                     Expr::Exists(Exists { subquery, negated }) => {
                         Ok(Transformed::yes(Expr::Exists(Exists { subquery: unbind(subquery, &self.outer), negated })))
@@ -546,11 +605,19 @@ impl SubqueryFunction {
                         })))
                     }
                     e => Ok(Transformed::no(e)),
-                })
-            })?;
-            Ok(node)
+                })?;
+                Ok(if rewritten.transformed { rewritten.update_data(|e| name.restore(e)) } else { rewritten })
+            })
         })?;
-        bound.data.recompute_schema()
+        let plan = parameterized.data.recompute_schema()?;
+        // A scalar subquery needs to know only whether there is a second row, EXISTS only
+        // whether there is a first.
+        let plan = match self.kind {
+            Kind::Scalar => LogicalPlanBuilder::from(plan).limit(0, Some(2))?.build()?,
+            Kind::Exists { .. } => LogicalPlanBuilder::from(plan).limit(0, Some(1))?.build()?,
+            _ => plan,
+        };
+        state.optimize(&plan)
     }
 }
 

@@ -1,0 +1,233 @@
+//! Corrections to how sqlparser 0.62 reads PostgreSQL syntax, applied to the parsed statement
+//! before planning.
+//!
+//! - **`IS [NOT] DISTINCT FROM` binds tighter than AND and OR.** sqlparser reads the whole rest
+//!   of the expression as the right operand, so `a IS DISTINCT FROM b AND c` became
+//!   `a IS DISTINCT FROM (b AND c)`. PostgreSQL (and the SQL standard) read
+//!   `(a IS DISTINCT FROM b) AND c`. A parenthesised operand stays as written.
+//! - **A window that refines a named one keeps the named one's parts.** DataFusion planned
+//!   `OVER (w ORDER BY id)` and `OVER (w)` without `w`'s PARTITION BY (and ORDER BY), giving
+//!   wrong answers with no error. Such a window is written out in full: the named window's
+//!   PARTITION BY, the refinement's ORDER BY (else the named one's), its frame (else the
+//!   named one's).
+//! - **VALUES inside an INSERT's query is its own relation.** DataFusion types every VALUES
+//!   list planned under an INSERT as a row of the target table, also one in the FROM clause of
+//!   `INSERT INTO t SELECT ... FROM (VALUES (1), (2)) AS a(n)` ("Inconsistent data length across
+//!   values list"). Such a VALUES is written as `SELECT ... UNION ALL SELECT ...` instead.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, Ident, NamedWindowExpr, Query, SetExpr, VisitMut, VisitorMut, WindowSpec, WindowType,
+};
+
+/// Apply every correction to `statement`.
+pub(crate) fn correct(statement: &mut sqlparser::ast::Statement) {
+    if let sqlparser::ast::Statement::Insert(insert) = statement {
+        if let Some(source) = insert.source.as_mut() {
+            if !matches!(source.body.as_ref(), SetExpr::Values(_)) {
+                let _ = source.visit(&mut NestedValues);
+            }
+        }
+    }
+    let _ = statement.visit(&mut Corrector);
+}
+
+/// Rewrites every VALUES body of a query (see the module docs).
+struct NestedValues;
+
+impl VisitorMut for NestedValues {
+    type Break = ();
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Values(values) = query.body.as_ref() {
+            let text = values
+                .rows
+                .iter()
+                .map(|row| {
+                    let items: Vec<String> = row.iter().map(|e| e.to_string()).collect();
+                    format!("SELECT {}", items.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let parsed = sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
+                .try_with_sql(&text)
+                .and_then(|mut p| p.parse_query());
+            if let Ok(union) = parsed {
+                query.body = union.body;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct Corrector;
+
+impl VisitorMut for Corrector {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let distinct = match expr {
+            Expr::IsDistinctFrom(_, right) | Expr::IsNotDistinctFrom(_, right) => is_and_or(right),
+            _ => false,
+        };
+        if distinct {
+            let taken = std::mem::replace(expr, Expr::Value(sqlparser::ast::Value::Null.into()));
+            *expr = rebalance(taken);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            if select.named_window.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            let named = named_windows(&select.named_window);
+            let _ = sqlparser::ast::visit_expressions_mut(&mut select.projection, |e| {
+                inline_window(e, &named);
+                ControlFlow::<()>::Continue(())
+            });
+            if let Some(order_by) = &mut query.order_by {
+                let _ = sqlparser::ast::visit_expressions_mut(order_by, |e| {
+                    inline_window(e, &named);
+                    ControlFlow::<()>::Continue(())
+                });
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The named windows of a SELECT, references to other named windows resolved.
+fn named_windows(defs: &[sqlparser::ast::NamedWindowDefinition]) -> HashMap<String, WindowSpec> {
+    let mut out: HashMap<String, WindowSpec> = HashMap::new();
+    // Definitions may refer to earlier ones; a few passes resolve chains.
+    for _ in 0..defs.len().max(1) {
+        for def in defs {
+            let name = def.0.value.to_lowercase();
+            let spec = match &def.1 {
+                NamedWindowExpr::WindowSpec(spec) => match &spec.window_name {
+                    Some(base) => match out.get(&base.value.to_lowercase()) {
+                        Some(b) => Some(merged(b, spec)),
+                        None => None,
+                    },
+                    None => Some(spec.clone()),
+                },
+                NamedWindowExpr::NamedWindow(other) => out.get(&other.value.to_lowercase()).cloned(),
+            };
+            if let Some(spec) = spec {
+                out.insert(name, spec);
+            }
+        }
+    }
+    out
+}
+
+/// `spec` (which names a base window) written out over `base`.
+fn merged(base: &WindowSpec, spec: &WindowSpec) -> WindowSpec {
+    WindowSpec {
+        window_name: None,
+        partition_by: if spec.partition_by.is_empty() { base.partition_by.clone() } else { spec.partition_by.clone() },
+        order_by: if spec.order_by.is_empty() { base.order_by.clone() } else { spec.order_by.clone() },
+        window_frame: spec.window_frame.clone().or_else(|| base.window_frame.clone()),
+    }
+}
+
+fn inline_window(e: &mut Expr, named: &HashMap<String, WindowSpec>) {
+    let Expr::Function(f) = e else { return };
+    let Some(WindowType::WindowSpec(spec)) = &mut f.over else { return };
+    let Some(base_name) = spec.window_name.as_ref().map(|n: &Ident| n.value.to_lowercase()) else { return };
+    if let Some(base) = named.get(&base_name) {
+        *spec = merged(base, spec);
+    }
+}
+
+fn is_and_or(e: &Expr) -> bool {
+    matches!(e, Expr::BinaryOp { op: BinaryOperator::And | BinaryOperator::Or, .. })
+}
+
+/// `a IS DISTINCT FROM (l op r)` (op AND/OR, not parenthesised) -> `(a IS DISTINCT FROM l) op r`,
+/// again for `l`.
+fn rebalance(e: Expr) -> Expr {
+    let (left, right, negated) = match e {
+        Expr::IsDistinctFrom(l, r) => (l, r, false),
+        Expr::IsNotDistinctFrom(l, r) => (l, r, true),
+        other => return other,
+    };
+    match *right {
+        Expr::BinaryOp { left: inner_left, op: op @ (BinaryOperator::And | BinaryOperator::Or), right: inner_right } => {
+            let first = if negated {
+                Expr::IsNotDistinctFrom(left, inner_left)
+            } else {
+                Expr::IsDistinctFrom(left, inner_left)
+            };
+            Expr::BinaryOp { left: Box::new(rebalance(first)), op, right: inner_right }
+        }
+        other => {
+            if negated {
+                Expr::IsNotDistinctFrom(left, Box::new(other))
+            } else {
+                Expr::IsDistinctFrom(left, Box::new(other))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::ast::{BinaryOperator, Expr, SelectItem, SetExpr, Statement};
+    use sqlparser::dialect::GenericDialect;
+    use sqlparser::parser::Parser;
+
+    /// The first select item of `sql`, corrected.
+    fn item(sql: &str) -> Expr {
+        let mut stmts = Parser::parse_sql(&GenericDialect {}, sql).unwrap();
+        super::correct(&mut stmts[0]);
+        let Statement::Query(q) = &stmts[0] else { panic!("not a query") };
+        let SetExpr::Select(s) = q.body.as_ref() else { panic!("not a select") };
+        let SelectItem::UnnamedExpr(e) = &s.projection[0] else { panic!("not an expression") };
+        e.clone()
+    }
+
+    #[test]
+    fn is_distinct_from_binds_tighter_than_and_or() {
+        // (a IS DISTINCT FROM b) AND c
+        let Expr::BinaryOp { left, op: BinaryOperator::And, .. } = item("SELECT a IS DISTINCT FROM b AND c") else {
+            panic!("AND is not the root")
+        };
+        assert!(matches!(*left, Expr::IsDistinctFrom(..)));
+        // ((a IS NOT DISTINCT FROM b) AND c) OR d
+        let Expr::BinaryOp { left, op: BinaryOperator::Or, .. } = item("SELECT a IS NOT DISTINCT FROM b AND c OR d") else {
+            panic!("OR is not the root")
+        };
+        let Expr::BinaryOp { left, op: BinaryOperator::And, .. } = *left else { panic!("AND under OR") };
+        assert!(matches!(*left, Expr::IsNotDistinctFrom(..)));
+        // Parentheses are kept: a IS DISTINCT FROM (b AND c).
+        assert!(matches!(item("SELECT a IS DISTINCT FROM (b AND c)"), Expr::IsDistinctFrom(..)));
+        // Comparison operators bind tighter than IS in PostgreSQL too: unchanged.
+        assert!(matches!(item("SELECT a IS DISTINCT FROM b = c"), Expr::IsDistinctFrom(..)));
+    }
+
+    #[test]
+    fn values_inside_an_insert_query_become_a_union() {
+        let mut stmts =
+            Parser::parse_sql(&GenericDialect {}, "INSERT INTO t SELECT a.n FROM (VALUES (1), (2)) AS a (n)").unwrap();
+        super::correct(&mut stmts[0]);
+        assert_eq!(stmts[0].to_string(), "INSERT INTO t SELECT a.n FROM (SELECT 1 UNION ALL SELECT 2) AS a (n)");
+        let mut stmts = Parser::parse_sql(&GenericDialect {}, "INSERT INTO t VALUES (1), (2)").unwrap();
+        super::correct(&mut stmts[0]);
+        assert_eq!(stmts[0].to_string(), "INSERT INTO t VALUES (1), (2)", "a plain VALUES insert is left alone");
+    }
+
+    #[test]
+    fn a_window_refining_a_named_one_is_written_out() {
+        let e = item("SELECT row_number() OVER (w ORDER BY id) FROM t WINDOW w AS (PARTITION BY g ORDER BY x DESC)");
+        assert_eq!(e.to_string(), "row_number() OVER (PARTITION BY g ORDER BY id)");
+        let e = item("SELECT count(*) OVER (w) FROM t WINDOW w AS (PARTITION BY g)");
+        assert_eq!(e.to_string(), "count(*) OVER (PARTITION BY g)");
+        let e = item("SELECT sum(v) OVER w FROM t WINDOW w AS (PARTITION BY g)");
+        assert_eq!(e.to_string(), "sum(v) OVER w", "a plain named window is DataFusion's to resolve");
+    }
+}
