@@ -17,7 +17,9 @@ fn now_and_current_date_time_answer_in_queries() {
     let r = s.root("SELECT NOW(), CURRENT_TIMESTAMP, current_date, current_time, NOW() > TIMESTAMP '2020-01-01', NOW() = NOW()");
     let row = &r.rows(0)[0];
     let types: Vec<&str> = r.body["results"][0]["schema"].as_array().unwrap().iter().map(|f| f["data_type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["TIMESTAMP", "TIMESTAMP", "DATE", "TIME", "BOOLEAN", "BOOLEAN"], "{}", r.body);
+    // NOW() is a timestamp with time zone (UTC), as in PostgreSQL.
+    assert_eq!(types, ["TIMESTAMPTZ", "TIMESTAMPTZ", "DATE", "TIME", "BOOLEAN", "BOOLEAN"], "{}", r.body);
+    assert!(row[0].as_str().unwrap().ends_with('Z'), "{row:?}");
     assert_eq!(row[0], row[1], "NOW() and CURRENT_TIMESTAMP are one instant in one statement");
     assert!(row[0].as_str().unwrap().starts_with(row[2].as_str().unwrap()), "current_date is NOW()'s date: {row:?}");
     assert_eq!((&row[4], &row[5]), (&json!(true), &json!(true)));

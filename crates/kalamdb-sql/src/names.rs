@@ -30,7 +30,8 @@ pub(crate) fn alias_duplicates<S: VisitMut>(statement: &mut S, every_expression:
 /// Is this DataFusion's refusal of a select list with two items of one name? (Matched by its
 /// text only to decide whether to plan again with every item aliased; never to report it.)
 pub(crate) fn is_duplicate_name_error(e: &datafusion::common::DataFusionError) -> bool {
-    e.to_string().contains("require unique expression names")
+    let m = e.to_string();
+    m.contains("require unique expression names") || m.contains("which would be ambiguous")
 }
 
 struct Aliaser {
@@ -59,8 +60,12 @@ impl Aliaser {
                         SelectItem::ExprWithAlias { alias, .. } => (normalize(alias), false),
                         _ => continue,
                     };
+                    // An unaliased scalar subquery is named after its own column, which may be
+                    // a name the outer query has qualified (`e.name, (SELECT d.name ...)`):
+                    // DataFusion finds that ambiguous, so it is always aliased.
+                    let subquery = matches!(item, SelectItem::UnnamedExpr(SqlExpr::Subquery(_)));
                     let repeated = !seen.insert(key);
-                    if !repeated && !(self.every_expression && unnamed) {
+                    if !repeated && !subquery && !(self.every_expression && unnamed) {
                         continue;
                     }
                     let marker = format!("{MARKER}{}", self.next);
@@ -110,6 +115,9 @@ pub(crate) fn renames(plan: &LogicalPlan, explicit: HashMap<String, String>) -> 
                     if a.name.starts_with(MARKER) && !out.contains_key(&a.name) {
                         let name = match a.expr.as_ref() {
                             Expr::Column(c) => c.name.clone(),
+                            // PostgreSQL names a scalar subquery's column after the
+                            // subquery's own column.
+                            Expr::ScalarSubquery(s) => s.subquery.schema().field(0).name().clone(),
                             inner => inner.schema_name().to_string(),
                         };
                         out.insert(a.name.clone(), name);
@@ -136,4 +144,27 @@ pub(crate) fn rename_schema(schema: SchemaRef, renames: &HashMap<String, String>
         })
         .collect();
     std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::dialect::GenericDialect;
+    use sqlparser::parser::Parser;
+
+    fn aliased(sql: &str, every: bool) -> String {
+        let mut stmts = Parser::parse_sql(&GenericDialect {}, sql).unwrap();
+        super::alias_duplicates(&mut stmts[0], every);
+        stmts[0].to_string()
+    }
+
+    #[test]
+    fn repeated_names_and_scalar_subqueries_get_private_aliases() {
+        assert_eq!(aliased("SELECT d, d FROM t", false), "SELECT d, d AS \"__kalamdb_dup_0\" FROM t");
+        assert_eq!(
+            aliased("SELECT e.name, (SELECT d.name FROM dept d) FROM emp e", false),
+            "SELECT e.name, (SELECT d.name FROM dept d) AS \"__kalamdb_dup_0\" FROM emp e"
+        );
+        assert_eq!(aliased("SELECT a + 1, b FROM t", false), "SELECT a + 1, b FROM t");
+        assert_eq!(aliased("SELECT a AS x, b AS x FROM t", false), "SELECT a AS x, b AS \"__kalamdb_dup_0\" FROM t");
+    }
 }

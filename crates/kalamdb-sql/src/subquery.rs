@@ -34,7 +34,7 @@ use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::{Exists, InSubquery, Placeholder, SetComparison, SetQuantifier};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    check_subquery_expr, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Operator,
+    check_subquery_expr, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Operator, Projection, Sort,
     ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Subquery,
     Volatility,
 };
@@ -90,6 +90,7 @@ struct RefusedSubqueries(Arc<StatementSession>);
 
 impl AnalyzerRule for RefusedSubqueries {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        let plan = plan.transform_up_with_subqueries(widen_sort)?.data;
         rewrite_plan(plan, &self.0, Which::Refused).map(|t| t.data)
     }
 
@@ -114,6 +115,53 @@ impl OptimizerRule for LeftoverSubqueries {
     fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> DfResult<Transformed<LogicalPlan>> {
         rewrite_plan(plan, &self.0, Which::All)
     }
+}
+
+/// `ORDER BY (SELECT ... WHERE x.g = t.g)` in a query that does not select `t.g`: DataFusion
+/// sorts above the projection, which has dropped `t.g`. The projection is widened by the
+/// columns the sort's subqueries read, and the extra columns dropped again above the sort.
+fn widen_sort(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
+    let LogicalPlan::Sort(sort) = &node else { return Ok(Transformed::no(node)) };
+    let LogicalPlan::Projection(projection) = sort.input.as_ref() else { return Ok(Transformed::no(node)) };
+    let mut missing: Vec<Column> = Vec::new();
+    for e in &sort.expr {
+        e.expr.apply(|x| {
+            let plan = match x {
+                Expr::ScalarSubquery(s) => Some(&s.subquery),
+                Expr::Exists(Exists { subquery, .. })
+                | Expr::InSubquery(InSubquery { subquery, .. })
+                | Expr::SetComparison(SetComparison { subquery, .. }) => Some(&subquery.subquery),
+                _ => None,
+            };
+            if let Some(plan) = plan {
+                plan.apply_with_subqueries(|p| {
+                    p.apply_expressions(|ex| {
+                        ex.apply(|ex| {
+                            if let Expr::OuterReferenceColumn(_, c) = ex {
+                                if !projection.schema.has_column(c)
+                                    && projection.input.schema().has_column(c)
+                                    && !missing.contains(c)
+                                {
+                                    missing.push(c.clone());
+                                }
+                            }
+                            Ok(TreeNodeRecursion::Continue)
+                        })
+                    })
+                })?;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+    }
+    if missing.is_empty() {
+        return Ok(Transformed::no(node));
+    }
+    let kept: Vec<Expr> = projection.schema.columns().into_iter().map(Expr::Column).collect();
+    let mut widened = projection.expr.clone();
+    widened.extend(missing.into_iter().map(Expr::Column));
+    let widened = LogicalPlan::Projection(Projection::try_new(widened, projection.input.clone())?);
+    let sorted = LogicalPlan::Sort(Sort { expr: sort.expr.clone(), input: Arc::new(widened), fetch: sort.fetch });
+    Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(kept, Arc::new(sorted))?)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,8 +225,12 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
             .collect(),
         _ => Vec::new(),
     };
+    // Names of output columns stay as DataFusion gave them (an aggregate's FILTER or a window's
+    // ORDER BY prints the expression it replaces into the column's name).
+    let names = NamePreserver::new(&node);
     let rewritten = node.map_expressions(|e| {
-        e.transform_up(|e| {
+        let name = names.save(&e);
+        let t = e.transform_up(|e| {
             if !is_subquery(&e) {
                 return Ok(Transformed::no(e));
             }
@@ -200,7 +252,8 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
                 return Ok(Transformed::no(e));
             }
             to_function(e, &scopes, ctx).map(Transformed::yes)
-        })
+        })?;
+        Ok(if t.transformed { t.update_data(|e| name.restore(e)) } else { t })
     })?;
     if rewritten.transformed {
         // Output names and types are unchanged (the function is named and typed as the
