@@ -130,9 +130,55 @@ pub(crate) fn without_internals(m: &str) -> String {
     }
 }
 
+/// `Internal error: Arrow error: Cast error: x` -> `Cast error: x` (DataFusion's names of its
+/// error kinds, and its note asking for a bug report, are not for our users).
+pub(crate) fn without_kind_prefixes(m: &str) -> String {
+    const PREFIXES: [&str; 8] = [
+        "Internal error: ",
+        "External error: ",
+        "Arrow error: ",
+        "Execution error: ",
+        "Error during planning: ",
+        "Schema error: ",
+        "Optimizer rule ",
+        "Shared error: ",
+    ];
+    let mut rest = m.trim_start();
+    'strip: loop {
+        for p in PREFIXES {
+            if let Some(r) = rest.strip_prefix(p) {
+                rest = if p == "Optimizer rule " {
+                    // `Optimizer rule 'x' failed\ncaused by\n...`: keep what caused it.
+                    match r.find("caused by\n") {
+                        Some(i) => &r[i + "caused by\n".len()..],
+                        None => break 'strip,
+                    }
+                } else {
+                    r
+                };
+                continue 'strip;
+            }
+        }
+        break;
+    }
+    let rest = match rest.find(".\nThis issue was likely caused by a bug in DataFusion") {
+        Some(i) => &rest[..i],
+        None => rest,
+    };
+    let rest = match rest.find(" This issue was likely caused by a bug in DataFusion") {
+        Some(i) => &rest[..i],
+        None => rest,
+    };
+    rest.trim().to_string()
+}
+
 /// Classify a planning/execution message from DataFusion.
 fn classify_message(m: &str, db: &Db) -> Error {
     let m = &without_internals(m);
+    // Classified by DataFusion's whole text (its kind prefixes say what failed); reported
+    // without the prefixes, which name DataFusion's error kinds, not the user's mistake.
+    let lower = m.to_ascii_lowercase();
+    let m = &without_kind_prefixes(m);
     if let Some(name) = not_found_table(m) {
         let parts: Vec<&str> = name.split('.').collect();
         let (ns, table) = match parts.as_slice() {
@@ -149,7 +195,6 @@ fn classify_message(m: &str, db: &Db) -> Error {
         }
         return Error::TableNotFound(table.to_string());
     }
-    let lower = m.to_ascii_lowercase();
     if lower.contains("resources exhausted") {
         return Error::InvalidParameter(format!(
             "the query needs more memory than the server allows (limits.query_memory_bytes): {m}"
@@ -205,6 +250,17 @@ mod tests {
         assert_eq!(without_internals(m), "Physical plan does not support logical expression IN (subquery)");
         assert_eq!(without_internals("plain message"), "plain message");
         assert_eq!(without_internals("X: ScalarSubquery(Subquery { a: 1 })"), "X a scalar subquery");
+    }
+
+    #[test]
+    fn error_kind_prefixes_are_dropped() {
+        assert_eq!(without_kind_prefixes("Internal error: Arrow error: Cast error: bad"), "Cast error: bad");
+        assert_eq!(without_kind_prefixes("Error during planning: x"), "x");
+        assert_eq!(
+            without_kind_prefixes("Internal error: oops.\nThis issue was likely caused by a bug in DataFusion's code."),
+            "oops"
+        );
+        assert_eq!(without_kind_prefixes("plain"), "plain");
     }
 
     #[test]

@@ -501,21 +501,22 @@ impl Engine {
         // the result (crate::names).
         let mut statement = statement;
         if let DfStatement::Statement(s) = &mut statement {
+            crate::syntax::check(s.as_ref())?;
             crate::syntax::correct(s.as_mut());
         }
         let original = statement.clone();
         let alias = |st: &mut DfStatement, every: bool| match st {
             DfStatement::Statement(s) => crate::names::alias_duplicates(s.as_mut(), every),
-            _ => None,
+            _ => Ok(None),
         };
-        let mut explicit = alias(&mut statement, false);
+        let mut explicit = alias(&mut statement, false)?;
         let session = self.session_for(caller, with_rowid);
         let state = session.state();
         let plan = match state.statement_to_plan(statement).await {
             Ok(plan) => plan,
             Err(e) if crate::names::is_duplicate_name_error(&e) => {
                 let mut statement = original;
-                explicit = alias(&mut statement, true);
+                explicit = alias(&mut statement, true)?;
                 state.statement_to_plan(statement).await.map_err(|e| from_datafusion(e, &self.db))?
             }
             Err(e) => return Err(from_datafusion(e, &self.db)),

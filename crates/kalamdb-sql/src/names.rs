@@ -6,25 +6,59 @@
 //! schema is renamed back, so the client sees the names PostgreSQL would give.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::ControlFlow;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use sqlparser::ast::{Expr as SqlExpr, Ident, Query, SelectItem, SetExpr, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    Expr as SqlExpr, Ident, Insert, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, VisitMut,
+    VisitorMut,
+};
+use std::ops::ControlFlow;
 
 use crate::fast_path::normalize;
 
 /// Prefix of the private aliases (quoted identifiers, so no user name collides by accident).
 const MARKER: &str = "__kalamdb_dup_";
 
-/// Alias repeated select-list names in `statement` (with `every_expression`, also every
-/// unaliased item, for when the loose guess below missed a repeat DataFusion found). Returns
-/// the user's own alias of each aliased item that had one, or `None` when nothing changed.
-pub(crate) fn alias_duplicates<S: VisitMut>(statement: &mut S, every_expression: bool) -> Option<HashMap<String, String>> {
-    let mut v = Aliaser { next: 0, every_expression, explicit: HashMap::new() };
-    let _ = statement.visit(&mut v);
-    (v.next > 0).then_some(v.explicit)
+/// Alias repeated select-list names in `statement`'s outermost query (with
+/// `every_expression`, also every unaliased item, for when the loose guess below missed a
+/// repeat DataFusion found). Returns the user's own alias of each aliased item that had one,
+/// or `None` when nothing changed. Only the outermost select list is touched: its names reach
+/// only the client, whereas a derived table's or subquery's names are read by the query
+/// around it, where two columns of one name are ambiguous (PostgreSQL refuses them there, and
+/// so does DataFusion). An `ORDER BY` naming two different items of the outermost list is
+/// refused as PostgreSQL does.
+pub(crate) fn alias_duplicates(
+    statement: &mut Statement,
+    every_expression: bool,
+) -> kalamdb_core::Result<Option<HashMap<String, String>>> {
+    let query = match statement {
+        Statement::Query(q) => q.as_mut(),
+        Statement::Insert(Insert { source: Some(q), .. }) => q.as_mut(),
+        Statement::Explain { statement, .. } => return alias_duplicates(statement, every_expression),
+        _ => return Ok(None),
+    };
+    let mut v = Aliaser { next: 0, every_expression, explicit: HashMap::new(), ambiguous: HashSet::new() };
+    v.query(query);
+    // Queries whose columns the construct around them renames (`WITH r(n, sq) AS (SELECT 1,
+    // 1 ...)`, `FROM (SELECT a, a ...) AS s(x, y)`): their own names are never read.
+    let mut renamed = RenamedQueries(Aliaser { next: v.next, every_expression, explicit: HashMap::new(), ambiguous: HashSet::new() });
+    let _ = VisitMut::visit(&mut *query, &mut renamed);
+    v.next = renamed.0.next;
+    if let Some(OrderBy { kind: OrderByKind::Expressions(items), .. }) = &query.order_by {
+        for item in items {
+            if let SqlExpr::Identifier(i) = &item.expr {
+                if v.ambiguous.contains(&normalize(i)) {
+                    return Err(kalamdb_core::Error::invalid_sql(format!(
+                        "ORDER BY \"{}\" is ambiguous: the select list has two different columns of that name",
+                        i.value
+                    )));
+                }
+            }
+        }
+    }
+    Ok((v.next > 0).then_some(v.explicit))
 }
 
 /// Is this DataFusion's refusal of a select list with two items of one name? (Matched by its
@@ -38,33 +72,65 @@ struct Aliaser {
     next: usize,
     every_expression: bool,
     explicit: HashMap<String, String>,
+    /// Names given to two different items of the select list.
+    ambiguous: HashSet<String>,
 }
 
-impl VisitorMut for Aliaser {
+struct RenamedQueries(Aliaser);
+
+impl VisitorMut for RenamedQueries {
     type Break = ();
 
-    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        self.set_expr(&mut query.body);
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = query.with.as_mut() {
+            for cte in with.cte_tables.iter_mut().filter(|c| !c.alias.columns.is_empty()) {
+                self.0.query(&mut cte.query);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Derived { subquery, alias: Some(alias), .. } = factor {
+            if !alias.columns.is_empty() {
+                self.0.query(subquery);
+            }
+        }
         ControlFlow::Continue(())
     }
 }
 
 impl Aliaser {
+    fn query(&mut self, query: &mut Query) {
+        self.set_expr(&mut query.body);
+    }
+
     fn set_expr(&mut self, body: &mut SetExpr) {
         match body {
             SetExpr::Select(select) => {
-                let mut seen = HashSet::new();
+                let mut seen: HashMap<String, String> = HashMap::new();
                 for item in select.projection.iter_mut() {
-                    let (key, unnamed) = match item {
-                        SelectItem::UnnamedExpr(e) => (expr_key(e), true),
-                        SelectItem::ExprWithAlias { alias, .. } => (normalize(alias), false),
+                    let (key, text, unnamed) = match item {
+                        SelectItem::UnnamedExpr(e) => (expr_key(e), e.to_string(), true),
+                        SelectItem::ExprWithAlias { alias, expr } => (normalize(alias), expr.to_string(), false),
                         _ => continue,
                     };
                     // An unaliased scalar subquery is named after its own column, which may be
                     // a name the outer query has qualified (`e.name, (SELECT d.name ...)`):
                     // DataFusion finds that ambiguous, so it is always aliased.
                     let subquery = matches!(item, SelectItem::UnnamedExpr(SqlExpr::Subquery(_)));
-                    let repeated = !seen.insert(key);
+                    let repeated = match seen.get(&key) {
+                        Some(earlier) => {
+                            if *earlier != text {
+                                self.ambiguous.insert(key.clone());
+                            }
+                            true
+                        }
+                        None => {
+                            seen.insert(key, text);
+                            false
+                        }
+                    };
                     if !repeated && !subquery && !(self.every_expression && unnamed) {
                         continue;
                     }
@@ -88,6 +154,7 @@ impl Aliaser {
                 self.set_expr(left);
                 self.set_expr(right);
             }
+            SetExpr::Query(q) => self.query(q),
             _ => {}
         }
     }
@@ -117,7 +184,10 @@ pub(crate) fn renames(plan: &LogicalPlan, explicit: HashMap<String, String>) -> 
                             Expr::Column(c) => c.name.clone(),
                             // PostgreSQL names a scalar subquery's column after the
                             // subquery's own column.
-                            Expr::ScalarSubquery(s) => s.subquery.schema().field(0).name().clone(),
+                            Expr::ScalarSubquery(s) => match s.subquery.schema().fields().first() {
+                                Some(f) => f.name().clone(),
+                                None => a.expr.schema_name().to_string(),
+                            },
                             inner => inner.schema_name().to_string(),
                         };
                         out.insert(a.name.clone(), name);
@@ -153,7 +223,7 @@ mod tests {
 
     fn aliased(sql: &str, every: bool) -> String {
         let mut stmts = Parser::parse_sql(&GenericDialect {}, sql).unwrap();
-        super::alias_duplicates(&mut stmts[0], every);
+        super::alias_duplicates(&mut stmts[0], every).unwrap();
         stmts[0].to_string()
     }
 
@@ -166,5 +236,18 @@ mod tests {
         );
         assert_eq!(aliased("SELECT a + 1, b FROM t", false), "SELECT a + 1, b FROM t");
         assert_eq!(aliased("SELECT a AS x, b AS x FROM t", false), "SELECT a AS x, b AS \"__kalamdb_dup_0\" FROM t");
+        // Names inside are read by the query around them: left for DataFusion to judge.
+        assert_eq!(aliased("SELECT x FROM (SELECT a AS x, b AS x FROM t) s", false), "SELECT x FROM (SELECT a AS x, b AS x FROM t) s");
+        assert_eq!(aliased("SELECT a, a FROM t ORDER BY a", false), "SELECT a, a AS \"__kalamdb_dup_0\" FROM t ORDER BY a");
+        assert_eq!(
+            aliased("WITH r(n, m) AS (SELECT 1, 1) SELECT n, m FROM r", false),
+            "WITH r (n, m) AS (SELECT 1, 1 AS \"__kalamdb_dup_0\") SELECT n, m FROM r"
+        );
+        assert_eq!(
+            aliased("SELECT x FROM (SELECT a, a FROM t) AS s(x, y)", false),
+            "SELECT x FROM (SELECT a, a AS \"__kalamdb_dup_0\" FROM t) AS s (x, y)"
+        );
+        let mut stmts = Parser::parse_sql(&GenericDialect {}, "SELECT a AS x, b AS x FROM t ORDER BY x").unwrap();
+        assert!(super::alias_duplicates(&mut stmts[0], false).is_err(), "ORDER BY x is ambiguous");
     }
 }

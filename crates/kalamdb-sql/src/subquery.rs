@@ -422,6 +422,18 @@ fn to_function(e: Expr, scopes: &[DFSchemaRef], ctx: &Arc<StatementSession>) -> 
         other => return Ok(other),
     };
     let Subquery { subquery: plan, .. } = subquery;
+    let plan = match kind {
+        // EXISTS reads only whether a row comes back; its select list may even be empty.
+        Kind::Exists { .. } => Arc::new(
+            LogicalPlanBuilder::from(plan.as_ref().clone())
+                .project(vec![datafusion::logical_expr::lit(true).alias("exists")])?
+                .build()?,
+        ),
+        _ if plan.schema().fields().len() != 1 => {
+            return datafusion::common::plan_err!("subquery must return only one column");
+        }
+        _ => plan,
+    };
     let value_field = plan.schema().field(0).clone();
     let (data_type, nullable) = match kind {
         Kind::Scalar => (value_field.data_type().clone(), true),
