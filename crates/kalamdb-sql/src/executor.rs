@@ -447,6 +447,7 @@ impl Engine {
         let Some(statement) = parsed.pop_front() else {
             return Err(Error::invalid_sql("expected a statement"));
         };
+        crate::placeholders::check(&statement, params.len())?;
         let is_system = caller.principal.role == Role::System;
         let with_rowid = match &statement {
             DfStatement::Statement(s) => match s.as_ref() {

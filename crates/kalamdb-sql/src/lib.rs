@@ -16,6 +16,7 @@ mod fast_path;
 mod fast_select;
 mod names;
 pub mod parser;
+mod placeholders;
 mod session;
 pub mod split;
 mod subquery;
