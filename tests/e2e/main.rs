@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `kalamdb-server` binary and speaks HTTP to it.
 //! One test binary for the whole crate (modules below), so it links once.
 
+mod concurrency;
 mod crash;
 mod docs;
 mod durability;

@@ -103,6 +103,10 @@ pub struct Engine {
     query_runtime: Option<tokio::runtime::Runtime>,
     base_state: Arc<SessionState>,
     limits: Limits,
+    /// One lock per (table, scope) that UPDATE and DELETE statements hold from their read to
+    /// their write, so concurrent read-modify-write statements on one scope serialise and no
+    /// update is lost (ADR 0008).
+    dml_locks: parking_lot::Mutex<std::collections::HashMap<(u64, kalamdb_core::keys::Scope), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Drop for Engine {
@@ -156,7 +160,14 @@ impl Engine {
         base_state
             .register_udf(Arc::new(db.uuid_v7_udf.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Engine { db, jobs, base_state: Arc::new(base_state), limits, query_runtime: Some(query_runtime) })
+        Ok(Engine {
+            db,
+            jobs,
+            base_state: Arc::new(base_state),
+            limits,
+            query_runtime: Some(query_runtime),
+            dml_locks: Default::default(),
+        })
     }
 
     /// Run every statement of `sql` in order, stopping at the first error.
@@ -637,11 +648,37 @@ impl Engine {
             check_key_not_assigned(&dml.input, def.primary_key.as_deref().unwrap_or(ROWID_COLUMN))?;
         }
         let with_rowid = table.has_rowid();
+        // UPDATE and DELETE read the rows they then write: no other UPDATE or DELETE of the
+        // scope may write between the read and the write (a lost update otherwise).
+        let _serial = match dml.op {
+            WriteOp::Update | WriteOp::Delete => Some(self.lock_scope_for_dml(def.id, &scope).await?),
+            _ => None,
+        };
         let input = Arc::unwrap_or_clone(dml.input);
         let fallback = crate::subquery::has_subqueries(&input).then(|| (session.clone(), input.clone()));
         let df = DataFrame::new(state.clone(), input);
         let (_, batches, _) = self.collect_bounded(df, fallback).await?;
         self.write_rows(def, scope, dml.op.clone(), batches, with_rowid).await
+    }
+
+    /// Wait (within the statement timeout) for the scope's read-modify-write lock.
+    async fn lock_scope_for_dml(
+        &self,
+        table_id: u64,
+        scope: &kalamdb_core::keys::Scope,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        let lock = {
+            let mut locks = self.dml_locks.lock();
+            if locks.len() > 10_000 {
+                // Bound memory: drop the locks nobody holds or waits for right now.
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            locks.entry((table_id, scope.clone())).or_default().clone()
+        };
+        match tokio::time::timeout(self.limits.statement_timeout, lock.lock_owned()).await {
+            Ok(guard) => Ok(guard),
+            Err(_) => Err(timed_out(self.limits.statement_timeout)),
+        }
     }
 
     /// Write a DML statement's rows through the row store, off the async runtime.
