@@ -145,3 +145,39 @@ fn files_and_settings_statements_are_refused_for_non_system_roles() {
     }
     assert!(s.healthy());
 }
+
+/// EXECUTE AS acts on the target's data, never on accounts: not the target's own password,
+/// not another account, whatever the caller's role (a `service` once reset alice's password).
+#[test]
+fn execute_as_never_creates_alters_or_drops_users() {
+    let s = TestServer::start();
+    let alice = s.create_user("alice", "user");
+    let service = s.create_user("svc", "service");
+    let _peer = s.create_user("svc2", "service");
+    let dba = s.create_user("boss", "dba");
+    for (who, auth) in [("service", &service), ("dba", &dba), ("root", &Auth::root())] {
+        for target in ["alice", "svc2"] {
+            for stmt in [
+                format!("ALTER USER '{target}' SET PASSWORD 'taken'"),
+                format!("ALTER USER '{target}' SET ROLE dba"),
+                format!("DROP USER '{target}'"),
+                "CREATE USER 'mallory' WITH PASSWORD 'm' ROLE user".to_string(),
+            ] {
+                let sql = format!("EXECUTE AS USER '{target}' ({stmt})");
+                let r = s.sql_as(auth, &sql);
+                assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{who}: {sql}: {}", r.body);
+            }
+        }
+    }
+    // Nothing changed: alice and svc2 log in with their passwords, keep their roles, and no
+    // mallory exists.
+    assert_eq!(s.sql_as(&alice, "SELECT 1").status, 200);
+    assert_eq!(s.sql_as(&Auth::user("svc2", "svc2-pw"), "SELECT 1").status, 200);
+    let users = s.root("SELECT user_id, role FROM system.users WHERE user_id IN ('alice', 'svc2', 'mallory') ORDER BY user_id");
+    assert_eq!(users.rows(0), vec![vec![json!("alice"), json!("user")], vec![json!("svc2"), json!("service")]]);
+    // Acting as alice on her data still works.
+    s.root("CREATE USER TABLE notes (id INT PRIMARY KEY, v TEXT)");
+    let r = s.sql_as(&service, "EXECUTE AS USER 'alice' (INSERT INTO notes VALUES (1, 'a'))");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.sql_as(&alice, "SELECT v FROM notes").rows(0), vec![vec![json!("a")]]);
+}

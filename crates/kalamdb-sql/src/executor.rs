@@ -267,6 +267,15 @@ impl Engine {
                 })
             }
             KalamStatement::ShowFunctions => self.show_functions(),
+            // Acting as a user is for that user's data: an impersonator never gets what the
+            // user may do to its own account (its password) nor anything on other accounts.
+            KalamStatement::CreateUser { .. } | KalamStatement::AlterUser { .. } | KalamStatement::DropUser { .. }
+                if !allow_execute_as =>
+            {
+                Err(Error::PermissionDenied(
+                    "EXECUTE AS USER may not create, alter or drop users, passwords or roles".into(),
+                ))
+            }
             stmt => {
                 if !params.is_empty() {
                     return Err(Error::InvalidParameter(
