@@ -196,3 +196,38 @@ fn placeholders_without_a_parameter_are_refused_at_once() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(s.sql_as(&alice, "SELECT id, body FROM app.notes").rows(0), vec![vec![json!(1), json!("x")]]);
 }
+
+/// A param that does not convert to its column's type is TYPE_MISMATCH, exactly as the same
+/// literal is; it was stored as NULL (or reported as "must not be NULL").
+#[test]
+fn params_that_do_not_convert_are_type_mismatch_not_null() {
+    let s = TestServer::start();
+    s.root("CREATE TABLE p (id INT PRIMARY KEY, i INT, n INT NOT NULL DEFAULT 0, d DATE)");
+    for (sql, params) in [
+        ("INSERT INTO p (id, i) VALUES ($1, $2)", json!([1, "notint"])),
+        ("INSERT INTO p (id, i) VALUES ($1, $2)", json!([2, 3_000_000_000i64])),
+        ("INSERT INTO p (id, i) VALUES ($1, $2)", json!([3, 99999999999999999999.0])),
+        ("INSERT INTO p (id, n) VALUES ($1, $2)", json!([4, "notint"])),
+        ("INSERT INTO p (id, d) VALUES ($1, $2)", json!([5, "garbage-date"])),
+    ] {
+        let r = s.request(&Auth::root(), json!({ "sql": sql, "params": params }));
+        assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{sql} {params}: {}", r.body);
+    }
+    // The literal twin answers the same code.
+    check_sql(&s, "INSERT INTO p (id, i) VALUES (6, 'notint')", 400, "TYPE_MISMATCH", "literal twin");
+    assert!(s.root("SELECT * FROM p").rows(0).is_empty(), "nothing was stored");
+    // UPDATE ... SET c = $1 the same, and the row keeps its value.
+    s.root("INSERT INTO p (id, i, d) VALUES (7, 70, '2024-01-02')");
+    for (sql, params) in [
+        ("UPDATE p SET i = $1 WHERE id = 7", json!(["bad"])),
+        ("UPDATE p SET d = $1 WHERE id = 7", json!(["2024-13-45"])),
+    ] {
+        let r = s.request(&Auth::root(), json!({ "sql": sql, "params": params }));
+        assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{sql} {params}: {}", r.body);
+    }
+    assert_eq!(s.root("SELECT id, i, CAST(d AS TEXT) FROM p").rows(0), vec![vec![json!(7), json!(70), json!("2024-01-02")]]);
+    // Params that do convert still work.
+    let r = s.request(&Auth::root(), json!({"sql": "INSERT INTO p (id, i, d) VALUES ($1, $2, $3)", "params": [8, "42", "2024-02-03"]}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(s.root("SELECT i FROM p WHERE id = 8").rows(0), vec![vec![json!(42)]]);
+}

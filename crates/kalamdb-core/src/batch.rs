@@ -13,18 +13,20 @@ use arrow::array::{
     Int64Array, Int64Builder, StringArray, StringBuilder, Time64MicrosecondArray,
     Time64MicrosecondBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
-use arrow::compute::cast;
 
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value};
 
-/// Cast `array` to the Arrow type of `dt` if it is not already of that type.
+/// Cast `array` to the Arrow type of `dt` if it is not already of that type. A value that
+/// does not convert (`'notint'`, 3000000000 into INT) is an error, never a NULL: arrow's
+/// default cast is the "safe" one that turns failures into NULLs.
 pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
     let want = dt.arrow_type();
     if array.data_type() == &want {
         return Ok(array.clone());
     }
-    cast(array, &want).map_err(|e| {
+    let options = arrow::compute::CastOptions { safe: false, ..Default::default() };
+    arrow::compute::cast_with_options(array, &want, &options).map_err(|e| {
         Error::TypeMismatch(format!("cannot convert {} to {dt}: {e}", array.data_type()))
     })
 }

@@ -181,7 +181,10 @@ impl RowStore {
         }
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(expected);
         for (i, c) in cols.iter().enumerate() {
-            arrays.push(conform(batch.column(i), &c.data_type)?);
+            arrays.push(conform(batch.column(i), &c.data_type).map_err(|e| match e {
+                Error::TypeMismatch(m) => Error::TypeMismatch(format!("column '{}': {m}", c.name)),
+                other => other,
+            })?);
         }
         if with_rowid {
             arrays.push(conform(batch.column(cols.len()), &DataType::BigInt)?);
