@@ -36,6 +36,10 @@ pub struct Authenticator {
     token_ttl_secs: u64,
     /// (user_id, hmac(password)) -> user record version (updated_at_ms) it was verified at.
     verified: Mutex<HashMap<(String, [u8; 32]), u64>>,
+    /// A hash of a random password: a login for a name without a hash is checked against it,
+    /// so an unknown name costs the same argon2 work as a wrong password (no user discovery
+    /// by timing).
+    decoy_hash: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,6 +69,7 @@ impl Authenticator {
             cache_key: rand::random(),
             token_ttl_secs,
             verified: Mutex::new(HashMap::new()),
+            decoy_hash: kalamdb_core::password::hash_password(&format!("{:x}", rand::random::<u128>()))?,
         })
     }
 
@@ -110,8 +115,16 @@ impl Authenticator {
 
     /// `None` only when `may_hash` is false and the answer needs argon2.
     fn verify(&self, user_id: &str, password: &str, peer: SocketAddr, may_hash: bool) -> Option<Result<UserDef>> {
+        // The same argon2 work as a wrong password, then the same answer.
+        let decoy = || -> Option<Result<UserDef>> {
+            if !may_hash {
+                return None;
+            }
+            let _ = verify_password(password, &self.decoy_hash);
+            Some(unauthorized("invalid username or password"))
+        };
         let Some(user) = self.catalog.user(user_id) else {
-            return Some(unauthorized("invalid username or password"));
+            return decoy();
         };
         Some(match &user.password_hash {
             None if user.user_id == ROOT_USER => {
@@ -121,7 +134,7 @@ impl Authenticator {
                     unauthorized("root has no password and may only log in from loopback")
                 }
             }
-            None => unauthorized("invalid username or password"),
+            None => return decoy(),
             Some(hash) => {
                 let fingerprint = self.fingerprint(password);
                 let key = (user.user_id.clone(), fingerprint);
