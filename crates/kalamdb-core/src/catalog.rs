@@ -638,16 +638,42 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn drop_user(&self, id: &str) -> Result<bool> {
+    /// Drop a user and, in the same write, every row it owns: its partition of every USER and
+    /// STREAM table (hot rows, flushed-key index, manifests), so a new user of the same name
+    /// starts empty. Returns the dropped scopes' Parquet files for the caller to delete
+    /// (unreferenced from this write on; startup removes any left), or `None` when there was no
+    /// such user. A flush of a dropped scope that was already running fails at its commit
+    /// (flush.rs checks its rows are still there).
+    pub fn drop_user(&self, id: &str) -> Result<Option<Vec<String>>> {
         let _g = self.ddl_lock.lock();
         if self.user(id).is_none() {
-            return Ok(false);
+            return Ok(None);
         }
+        let scope = crate::keys::Scope::user(id);
+        let tables: Vec<Arc<TableDef>> = self
+            .state
+            .read()
+            .tables
+            .values()
+            .filter(|t| matches!(t.kind, TableKind::User | TableKind::Stream))
+            .cloned()
+            .collect();
         let mut b = WriteBatch::default();
-        b.delete_cf(self.store.cf(CF_CATALOG)?, user_key(id));
+        let catalog = self.store.cf(CF_CATALOG)?;
+        b.delete_cf(catalog, user_key(id));
+        let mut files = Vec::new();
+        for t in &tables {
+            let prefix = crate::keys::scope_prefix(t.id, &scope);
+            let upper = prefix_upper_bound(&prefix);
+            b.delete_range_cf(self.store.cf(CF_ROWS)?, &prefix, &upper);
+            b.delete_range_cf(self.store.cf(CF_FLUSHED)?, &prefix, &upper);
+            let manifest = crate::manifest::load(&self.store, t.id, &scope)?;
+            files.extend(manifest.segments.into_iter().map(|s| s.path));
+            b.delete_cf(catalog, crate::manifest::manifest_key(t.id, &scope));
+        }
         self.store.write(b)?;
         self.state.write().users.remove(id);
-        Ok(true)
+        Ok(Some(files))
     }
 
     // ---- server secrets ----

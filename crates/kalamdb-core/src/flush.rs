@@ -252,6 +252,17 @@ fn commit_manifest(
     batch.put_cf(store.cf(CF_CATALOG)?, manifest::manifest_key(def.id, scope), manifest::encode(&next)?);
     let lock = rows.scope_lock(def.id, scope);
     let _guard = lock.lock();
+    // The rows this segment holds must still be buffered: DROP USER and DROP TABLE delete a
+    // scope's whole key range while a flush may be writing its segment, and committing then
+    // would bring the dropped rows back (to the next user of that name).
+    if let Some(first) = pending.keys.first() {
+        if store.db().get_cf(rows_cf, first)?.is_none() {
+            return Err(Error::Internal(format!(
+                "the rows being flushed were deleted during the flush (table '{}' or its owner dropped); nothing was committed",
+                def.qualified_name()
+            )));
+        }
+    }
     store.write(batch)?;
     rows.note_flushed(def.id, pending.keys.len() as u64);
     *manifest = next;

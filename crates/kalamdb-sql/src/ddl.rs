@@ -176,8 +176,14 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                 None => Err(Error::InvalidParameter(format!("user '{}' does not exist", short(&user_id)))),
                 Some(user) => {
                     check_outranks(caller, &user)?;
-                    db.catalog.drop_user(&user_id)?;
-                    Ok(message(format!("User '{user_id}' dropped")))
+                    let files = db.catalog.drop_user(&user_id)?.unwrap_or_default();
+                    let cold = db.rows.cold();
+                    for p in &files {
+                        if let Err(e) = cold.delete(p) {
+                            tracing::warn!(path = %p, error = %e, "could not delete a dropped user's file; startup will");
+                        }
+                    }
+                    Ok(message(format!("User '{user_id}' dropped with every row it owned")))
                 }
             }
         }
