@@ -231,3 +231,17 @@ fn params_that_do_not_convert_are_type_mismatch_not_null() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(s.root("SELECT i FROM p WHERE id = 8").rows(0), vec![vec![json!(42)]]);
 }
+
+/// A known path with the wrong method answers 405 with a JSON error body (it was empty).
+#[test]
+fn wrong_methods_answer_405_with_a_code() {
+    let s = TestServer::start();
+    for path in ["/v1/api/sql", "/v1/api/auth/login"] {
+        let (status, text) = s.get_text(path);
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text:?}"));
+        assert_eq!((status, body["error"]["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")), "{path}: {text}");
+    }
+    let (status, text) = s.get_text("/no/such/path");
+    assert_eq!(status, 404, "{text}");
+    assert!(s.healthy());
+}

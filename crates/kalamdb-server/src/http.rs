@@ -46,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/api/sql", post(sql))
         .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(record_request))
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, &Error::Internal("handler panicked".into()), None, Vec::new(), None)
@@ -123,6 +124,14 @@ fn fail(e: Error, start: Instant) -> Response {
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"status":"error","error":{"code":"NOT_FOUND","message":"no such endpoint"}})))
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"status":"error","error":{"code":"METHOD_NOT_ALLOWED","message":"this endpoint does not accept that method"}})),
+    )
         .into_response()
 }
 
