@@ -200,3 +200,74 @@ fn parallel_flush_of_many_users_flushes_each_once_and_lists_each_failed_user() {
     let t = s.root("SELECT buffered_rows, flushed_rows FROM system.tables WHERE table_name = 'notes'");
     assert_eq!(t.rows(0), vec![vec![json!(0), json!(78)]]);
 }
+
+/// A flush paused between writing a segment and committing it while its table is dropped:
+/// the job ends `failed`, saying so, and claims no rows (it said completed, 200 rows).
+#[test]
+fn a_flush_across_drop_table_fails_and_claims_nothing() {
+    let s = TestServer::start_with_env(&[("KALAMDB_JOBS_MAX_ATTEMPTS", "1")]);
+    let (alice, _bob) = two_users(&s);
+    s.set_failpoints("flush.pause_after_write=2500");
+    let job = s.root("STORAGE FLUSH TABLE app.notes").body["results"][0]["job_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(s.root("DROP TABLE app.notes").status, 200);
+    s.set_failpoints("");
+    let done = s.wait_job(&job, 30);
+    assert_eq!(done["status"], json!("failed"), "{done:?}");
+    assert!(done["error_message"].as_str().unwrap_or_default().contains("dropped"), "{done:?}");
+    assert_eq!(result(&done)["rows_flushed"], json!(0), "{done:?}");
+    // A table created again under the name starts empty, hot and cold.
+    s.root("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT)");
+    assert_eq!(count(&s, &alice), 0);
+    assert_eq!(segment_count(&s, "alice"), 0);
+}
+
+/// A flush requested while the table's flush is being killed gets a job of its own that runs
+/// after the dying one (it was given the dying job's id, "Flush started", and nothing ran).
+#[test]
+fn a_flush_requested_during_a_kill_gets_its_own_job_and_flushes() {
+    let s = TestServer::start_with_env(&[("KALAMDB_FLUSH_PARALLELISM", "1")]);
+    s.root("CREATE NAMESPACE app; CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT)");
+    let users: Vec<Auth> = (0..4).map(|i| s.create_user(&format!("u{i}"), "user")).collect();
+    for u in &users {
+        assert_eq!(s.sql_as(u, "INSERT INTO app.notes VALUES (1, 'x'), (2, 'y')").status, 200);
+    }
+    s.set_failpoints("flush.pause_after_write=2000");
+    let first = s.root("STORAGE FLUSH TABLE app.notes").body["results"][0]["job_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(600));
+    let r = s.root(&format!("KILL JOB '{first}'"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.set_failpoints("");
+    let r = s.root("STORAGE FLUSH TABLE app.notes");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = r.body["results"][0]["job_id"].as_str().unwrap().to_string();
+    assert_ne!(second, first, "a new job, not the dying one: {}", r.body);
+    let first_done = s.wait_job(&first, 30);
+    assert_eq!(first_done["status"], json!("cancelled"), "{first_done:?}");
+    let second_done = s.wait_job(&second, 30);
+    assert_eq!(second_done["status"], json!("completed"), "{second_done:?}");
+    let flushed = result(&first_done)["rows_flushed"].as_u64().unwrap() + result(&second_done)["rows_flushed"].as_u64().unwrap();
+    assert_eq!(flushed, 8, "between them every row was flushed once: {first_done:?} {second_done:?}");
+    assert!(result(&second_done)["rows_flushed"].as_u64().unwrap() > 0, "{second_done:?}");
+    for u in &users {
+        assert_eq!(count(&s, u), 2);
+    }
+}
+
+/// DROP NAMESPACE CASCADE and DROP TABLE leave no directories behind (empty per-user
+/// directories stayed).
+#[test]
+fn dropped_tables_and_namespaces_leave_no_directories() {
+    let s = TestServer::start();
+    let (_alice, _bob) = two_users(&s);
+    s.root("CREATE SHARED TABLE app.shared_t (id INT PRIMARY KEY)");
+    s.root("INSERT INTO app.shared_t VALUES (1)");
+    assert_eq!(s.flush_wait("app.notes")["status"], json!("completed"));
+    assert_eq!(s.flush_wait("app.shared_t")["status"], json!("completed"));
+    assert!(s.storage_dir().join("app/notes/alice").is_dir());
+    assert_eq!(s.root("DROP TABLE app.shared_t").status, 200);
+    assert!(!s.storage_dir().join("app/shared_t").exists(), "the dropped table's directory is gone");
+    assert!(s.storage_dir().join("app/notes/alice").is_dir(), "the other table's stays");
+    assert_eq!(s.root("DROP NAMESPACE app CASCADE").status, 200);
+    assert!(!s.storage_dir().join("app").exists(), "nothing of the namespace is left on disk");
+}

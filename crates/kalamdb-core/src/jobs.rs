@@ -230,8 +230,16 @@ impl JobManager {
         }
         let key = def.qualified_name();
         let mut active = self.active.lock();
+        // A request joins the table's queued or running flush, unless that one is being
+        // killed: then it gets a job of its own, which starts once the dying one has ended
+        // (joining it would answer "Flush started" and flush nothing).
+        let mut after: Option<String> = None;
         if let Some(id) = active.get(&key) {
-            return Ok((id.clone(), false));
+            let dying = self.cancel.lock().get(id).is_some_and(|f| f.load(Ordering::Relaxed));
+            if !dying {
+                return Ok((id.clone(), false));
+            }
+            after = Some(id.clone());
         }
         let id = format!("FL-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let job = JobRecord {
@@ -261,13 +269,22 @@ impl JobManager {
         let jm = self.clone();
         tokio::spawn(async move {
             let span = tracing::info_span!("job", job_id = %job.job_id, table = %key);
+            if let Some(dying) = after {
+                // Its task removes its cancel flag as its last step.
+                while jm.cancel.lock().contains_key(&dying) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
             let _permit = jm.permits.clone().acquire_owned().await;
             let job_id = job.job_id.clone();
             if let Err(e) = tracing::Instrument::instrument(jm.run_flush(job, def, flag), span).await {
                 tracing::error!(%job_id, error = %e, "job bookkeeping failed");
             }
             let mut active = jm.active.lock();
-            active.remove(&key);
+            // A job started behind this one (while it was being killed) owns the entry now.
+            if active.get(&key) == Some(&job_id) {
+                active.remove(&key);
+            }
             metrics::gauge!("kalamdb_jobs_active").set(active.len() as f64);
             drop(active);
             jm.cancel.lock().remove(&job_id);
@@ -356,7 +373,18 @@ impl JobManager {
         job.duration_ms = Some(now.saturating_sub(started));
         job.result = Some(flush_result_json(&tally));
         let joined = tally.errors.iter().map(|(u, e)| format!("user {u}: {e}")).collect::<Vec<_>>().join("; ");
-        if cancelled {
+        // A table dropped (or dropped and created again) while its flush ran: whatever the
+        // flush wrote went with it, so it must not report rows flushed.
+        let dropped = self.db.catalog.table(&def.namespace, &def.name).is_none_or(|t| t.id != def.id);
+        if dropped {
+            job.status = JobStatus::Failed;
+            job.error_message = Some(format!(
+                "table '{}' was dropped during the flush; nothing it flushed is kept",
+                def.qualified_name()
+            ));
+            tally.rows_flushed = 0;
+            job.result = Some(flush_result_json(&tally));
+        } else if cancelled {
             job.status = JobStatus::Cancelled;
             let why = if self.shutting_down.load(Ordering::Relaxed) { "interrupted by shutdown" } else { "cancelled by KILL JOB" };
             job.error_message = Some(if joined.is_empty() { why.to_string() } else { format!("{why}; {joined}") });
