@@ -246,6 +246,8 @@ fn a_dropped_users_rows_never_pass_to_the_next_user_of_that_name() {
     let r = s.root("DROP USER 'bob'");
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(files_under(&s.storage_dir(), "bob").is_empty(), "bob's files are gone: {:?}", files_under(&s.storage_dir(), "bob"));
+    assert!(!s.storage_dir().join("app/cold/bob").exists(), "and bob's directory");
+    assert!(s.storage_dir().join("app/cold/alice").is_dir(), "alice's stays");
     let bob2 = s.create_user("bob", "user");
     assert_eq!(s.sql_as(&bob2, "SELECT count(*) FROM app.notes").rows(0), vec![vec![json!(0)]]);
     assert_eq!(s.sql_as(&bob2, "SELECT count(*) FROM app.cold").rows(0), vec![vec![json!(0)]]);

@@ -129,6 +129,36 @@ impl ColdStore {
 }
 
 impl ColdStore {
+    /// On the local filesystem, remove the directories under `prefix` that hold no file any
+    /// more (a dropped table's or user's, once its files are deleted), `prefix` itself
+    /// included, and then its parents up to the root while they are empty. Object stores
+    /// have no directories.
+    pub fn remove_empty_dirs(&self, prefix: &str) {
+        let Some(root) = &self.local_root else { return };
+        let top = root.join(prefix);
+        fn prune(dir: &std::path::Path) -> bool {
+            let Ok(entries) = std::fs::read_dir(dir) else { return false };
+            let mut empty = true;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) && prune(&path) {
+                    continue;
+                }
+                empty = false;
+            }
+            empty && std::fs::remove_dir(dir).is_ok()
+        }
+        if prune(&top) {
+            let mut parent = top.parent();
+            while let Some(p) = parent {
+                if p == root.as_path() || std::fs::remove_dir(p).is_err() {
+                    break;
+                }
+                parent = p.parent();
+            }
+        }
+    }
+
     /// Delete every file under the local root that `keep` does not name: segments written
     /// but never committed (a crash between the write and the manifest commit) and staged
     /// uploads left by a crash mid-write. Returns the deleted paths. Non-local stores are

@@ -182,6 +182,9 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                         if let Err(e) = cold.delete(p) {
                             tracing::warn!(path = %p, error = %e, "could not delete a dropped user's file; startup will");
                         }
+                        if let Some((dir, _)) = p.rsplit_once('/') {
+                            cold.remove_empty_dirs(dir);
+                        }
                     }
                     Ok(message(format!("User '{user_id}' dropped with every row it owned")))
                 }
@@ -211,6 +214,7 @@ fn remove_table_files(db: &Db, table_id: u64, ns: &str, name: &str) {
         }
         Err(e) => tracing::warn!(table = %format!("{ns}.{name}"), error = %e, "could not list a dropped table's files"),
     }
+    cold.remove_empty_dirs(&format!("{ns}/{name}"));
 }
 
 fn short(s: &str) -> String {
