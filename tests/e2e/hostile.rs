@@ -80,6 +80,14 @@ fn values_functions_and_parameters() {
     check_sql(&s, "INSERT INTO v (id, d) VALUES (1, 12345.6)", 400, "TYPE_MISMATCH", "DECIMAL overflow");
     check_sql(&s, "INSERT INTO v (id) VALUES (99999999999)", 400, "TYPE_MISMATCH", "INT overflow");
     check_sql(&s, "INSERT INTO v (id, ts) VALUES (1, 'not a time')", 400, "TYPE_MISMATCH", "bad timestamp");
+    // A leap second is not a time of day (it was stored as 24:00:00 and broke later reads).
+    s.root("CREATE TABLE tod (id INT PRIMARY KEY, t TIME)");
+    check_sql(&s, "INSERT INTO tod VALUES (1, '23:59:60')", 400, "TYPE_MISMATCH", "TIME 23:59:60 literal");
+    check_sql(&s, "INSERT INTO tod SELECT 2, CAST('23:59:60' AS TIME)", 400, "TYPE_MISMATCH", "TIME 23:59:60 planned");
+    let r = s.request(&Auth::root(), json!({"sql": "INSERT INTO tod VALUES ($1, $2)", "params": [3, "23:59:60"]}));
+    assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "TIME 23:59:60 param: {}", r.body);
+    assert!(s.root("SELECT * FROM tod").rows(0).is_empty());
+    check_sql(&s, "INSERT INTO tod VALUES (4, '23:59:59.999999')", 200, "", "the last microsecond of the day");
     check_sql(&s, "SELECT 10 / 0", 400, "INVALID_PARAMETER", "division by zero");
     check_sql(&s, "SELECT no_such_function(1)", 400, "INVALID_SQL", "unknown function");
     let r = s.request(&Auth::root(), json!({"sql": "SELECT $1, $2", "params": [1]}));
@@ -180,6 +188,8 @@ fn placeholders_without_a_parameter_are_refused_at_once() {
         ("INSERT INTO app.notes (id, body) VALUES (?, 'x')", json!([1])),
         ("INSERT INTO app.notes (id, body) VALUES (1, 'x')", json!([1])),
         ("UPDATE app.notes SET body = $2 WHERE id = $1", json!([1])),
+        ("INSERT INTO app.notes (id, body) VALUES ($1, $3)", json!([1, "unused", "x"])),
+        ("SELECT $3", json!([1, 2, 3])),
     ] {
         let r = s.request(&alice, json!({ "sql": sql, "params": params }));
         assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql} {params}: {}", r.body);

@@ -97,6 +97,11 @@ pub fn check_value(dt: &DataType, v: Value) -> Result<Value> {
                 .map_err(|_| Error::TypeMismatch(format!("invalid UUID value '{}'", crate::catalog::truncate_for_message(&s))))?;
             Ok(Value::Text(u.hyphenated().to_string()))
         }
+        // A time of day is below 24:00:00 (chrono reads the leap second '23:59:60' as
+        // 86,400 s, which later writers and readers cannot represent).
+        (DataType::Time, Value::Time(us)) if !(0..86_400_000_000).contains(&us) => Err(Error::TypeMismatch(
+            "time of day out of range: must be from 00:00:00 to 23:59:59.999999".into(),
+        )),
         (_, v) => Ok(v),
     }
 }

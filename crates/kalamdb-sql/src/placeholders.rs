@@ -17,12 +17,12 @@ pub(crate) fn check(statement: &DfStatement, bound: usize) -> Result<()> {
 }
 
 fn check_sql(statement: &sqlparser::ast::Statement, bound: usize) -> Result<()> {
-    let mut highest = 0;
+    let mut used = vec![false; bound];
     let flow = visit_expressions(statement, |expr| match expr {
         Expr::Value(v) => match &v.value {
             Value::Placeholder(p) => match number(p) {
                 Some(n) if (1..=bound).contains(&n) => {
-                    highest = highest.max(n);
+                    used[n - 1] = true;
                     ControlFlow::Continue(())
                 }
                 _ => ControlFlow::Break(p.clone()),
@@ -34,10 +34,11 @@ fn check_sql(statement: &sqlparser::ast::Statement, bound: usize) -> Result<()> 
     if let ControlFlow::Break(p) = flow {
         return Err(Error::InvalidParameter(describe(&p, bound)));
     }
-    // As PostgreSQL's Bind: a parameter past the statement's last placeholder is a mistake.
-    if highest < bound {
+    // As PostgreSQL: a param no placeholder uses is a mistake (its type cannot be known).
+    if let Some(unused) = used.iter().position(|u| !u) {
         return Err(Error::InvalidParameter(format!(
-            "the request binds {bound} params but the statement uses {highest}"
+            "param ${} is bound but the statement does not use it (the request binds {bound})",
+            unused + 1
         )));
     }
     Ok(())
