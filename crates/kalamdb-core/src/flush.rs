@@ -255,6 +255,15 @@ fn commit_manifest(
     // The rows this segment holds must still be buffered: DROP USER and DROP TABLE delete a
     // scope's whole key range while a flush may be writing its segment, and committing then
     // would bring the dropped rows back (to the next user of that name).
+    // Nor may the scope's manifest have changed since the flush read it (DROP USER deletes
+    // it; committing the flush's copy would point at deleted files).
+    let stored = manifest::load(store, def.id, scope)?;
+    if stored.next_batch != manifest.next_batch || stored.segments.len() != manifest.segments.len() {
+        return Err(Error::Internal(format!(
+            "the segments of table '{}' changed during the flush (its owner dropped); nothing was committed",
+            def.qualified_name()
+        )));
+    }
     if let Some(first) = pending.keys.first() {
         if store.db().get_cf(rows_cf, first)?.is_none() {
             return Err(Error::Internal(format!(

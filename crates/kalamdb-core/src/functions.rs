@@ -45,7 +45,7 @@ impl ScalarUDFImpl for SnowflakeId {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let ids: Int64Array =
-            (0..args.number_rows.max(1)).map(|_| Some(self.seq.next() as i64)).collect();
+            (0..args.number_rows).map(|_| Some(self.seq.next() as i64)).collect();
         Ok(ColumnarValue::Array(Arc::new(ids) as ArrayRef))
     }
 }
@@ -67,7 +67,7 @@ impl ScalarUDFImpl for UuidV7 {
         Ok(ArrowType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let ids: StringArray = (0..args.number_rows.max(1))
+        let ids: StringArray = (0..args.number_rows)
             .map(|_| Some(uuid::Uuid::now_v7().hyphenated().to_string()))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(ids) as ArrayRef))

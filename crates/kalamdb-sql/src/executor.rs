@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -657,10 +658,24 @@ impl Engine {
             check_key_not_assigned(&dml.input, def.primary_key.as_deref().unwrap_or(ROWID_COLUMN))?;
         }
         let with_rowid = table.has_rowid();
-        // UPDATE and DELETE read the rows they then write: no other UPDATE or DELETE of the
-        // scope may write between the read and the write (a lost update otherwise).
+        // UPDATE and DELETE read the rows they then write, and so does an INSERT whose query
+        // reads its own table (`INSERT ... SELECT ... WHERE NOT EXISTS (...)`): no other such
+        // statement of the scope may write between the read and the write (a lost update, or
+        // a duplicate, otherwise). Other INSERTs (VALUES, params, other tables) never wait.
+        let reads_target = || {
+            let mut found = false;
+            let _ = dml.input.apply_with_subqueries(|node| {
+                if let LogicalPlan::TableScan(scan) = node {
+                    found |= scan.table_name.table() == def.name
+                        && scan.table_name.schema().is_none_or(|ns| ns == def.namespace);
+                }
+                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            });
+            found
+        };
         let _serial = match dml.op {
             WriteOp::Update | WriteOp::Delete => Some(self.lock_scope_for_dml(def.id, &scope).await?),
+            WriteOp::Insert(_) if reads_target() => Some(self.lock_scope_for_dml(def.id, &scope).await?),
             _ => None,
         };
         let input = Arc::unwrap_or_clone(dml.input);
