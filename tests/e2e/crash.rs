@@ -96,20 +96,12 @@ fn write_loop(port: u16, w: usize, writer: &Writer, model: Arc<Mutex<Model>>, st
 /// Rows in every Parquet file under `dir` (recursively), by top two path components (ns/table).
 fn parquet_rows(dir: &Path) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
-                assert!(rel.ends_with(".parquet"), "stray file after recovery: {rel}");
-                let reader = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
-                let table: Vec<&str> = rel.split('/').take(2).collect();
-                *out.entry(table.join(".")).or_default() += reader.metadata().file_metadata().num_rows();
-            }
-        }
+    for p in kalamdb_tests::files_under(dir) {
+        let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+        assert!(rel.ends_with(".parquet"), "stray file after recovery: {rel}");
+        let reader = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+        let table: Vec<&str> = rel.split('/').take(2).collect();
+        *out.entry(table.join(".")).or_default() += reader.metadata().file_metadata().num_rows();
     }
     out
 }

@@ -211,19 +211,11 @@ fn unknown_user_names_cannot_be_told_from_wrong_passwords_by_timing() {
 
 /// Files under `dir` whose path contains `needle`.
 fn files_under(dir: &std::path::Path, needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().contains(needle) {
-                out.push(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
+    kalamdb_tests::files_under(dir)
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.contains(needle))
+        .collect()
 }
 
 /// A dropped user's rows go with it, hot and flushed, in every USER table: a new user of the
