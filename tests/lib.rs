@@ -57,6 +57,11 @@ impl Response {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
 
+    /// The error message of an error response.
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+
     /// Panic with the body unless the request succeeded.
     pub fn ok(self) -> Response {
         assert_eq!(self.status, 200, "request failed: {}", self.body);

@@ -242,6 +242,61 @@ fn params_that_do_not_convert_are_type_mismatch_not_null() {
     assert_eq!(s.root("SELECT i FROM p WHERE id = 8").rows(0), vec![vec![json!(42)]]);
 }
 
+/// Params follow the same assignment rules as literals (PostgreSQL's): a fraction into an
+/// integer rounds half away from zero, a DOUBLE beyond REAL's range is TYPE_MISMATCH (it was
+/// stored as Infinity), a decimal given as a string keeps every digit.
+#[test]
+fn params_are_assigned_as_literals_are() {
+    let s = TestServer::start();
+    s.root("CREATE TABLE q (id INT PRIMARY KEY, i INT, g BIGINT, r REAL, d DECIMAL(38,10))");
+    let insert = "INSERT INTO q (id, i, g, r, d) VALUES ($1, $2, $3, $4, $5)";
+    for params in [
+        json!([1, 1.5, 2.5, 1.5, "12345678901234567890.1234567891"]),
+        json!([2, -2.5, -1.5, null, 1.25]),
+    ] {
+        let r = s.request(&Auth::root(), json!({ "sql": insert, "params": params }));
+        assert_eq!(r.status, 200, "{params}: {}", r.body);
+    }
+    for params in [json!([3, 1, 1, 1e300, null]), json!([3, 1, 1, -1e39, null])] {
+        let r = s.request(&Auth::root(), json!({ "sql": insert, "params": params }));
+        assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{params}: {}", r.body);
+        assert!(r.message().contains("out of range for REAL"), "{}", r.body);
+    }
+    let r = s.request(&Auth::root(), json!({"sql": "UPDATE q SET i = $1 WHERE id = 1", "params": [7.5]}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        s.root("SELECT id, i, g, r, d FROM q ORDER BY id").rows(0),
+        vec![
+            vec![json!(1), json!(8), json!(3), json!(1.5), json!("12345678901234567890.1234567891")],
+            vec![json!(2), json!(-3), json!(-2), json!(null), json!("1.2500000000")],
+        ]
+    );
+}
+
+/// EXPLAIN of a table the caller may not read is refused as the query is (it answered 200
+/// with a "physical_plan_error" row); SET ROLE says what to do instead (it answered a
+/// DataFusion text).
+#[test]
+fn explain_and_set_role_refuse_what_the_caller_may_not_do() {
+    let s = TestServer::start();
+    s.root("CREATE SHARED TABLE vault (id INT PRIMARY KEY) WITH (ACCESS_LEVEL = 'private')");
+    s.root("INSERT INTO vault VALUES (1)");
+    let eve = s.create_user("eve", "user");
+    for sql in ["SELECT * FROM default.vault", "EXPLAIN SELECT * FROM default.vault", "EXPLAIN VERBOSE SELECT id FROM default.vault"] {
+        let r = s.sql_as(&eve, sql);
+        assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{sql}: {}", r.body);
+        assert!(!r.body.to_string().contains("plan"), "{sql}: {}", r.body);
+    }
+    let r = s.sql_as(&eve, "EXPLAIN SELECT 1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.rows(0)[0][0], json!("logical_plan"), "{}", r.body);
+    for auth in [&eve, &Auth::root()] {
+        let r = s.sql_as(auth, "SET ROLE dba");
+        assert_eq!((r.status, r.code()), (400, "UNSUPPORTED"), "{}", r.body);
+        assert!(r.message().contains("ALTER USER"), "{}", r.body);
+    }
+}
+
 /// A known path with the wrong method answers 405 with a JSON error body (it was empty).
 #[test]
 fn wrong_methods_answer_405_with_a_code() {

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::DataType as ArrowType;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
     Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder,
@@ -17,18 +18,93 @@ use arrow::array::{
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value};
 
-/// Cast `array` to the Arrow type of `dt` if it is not already of that type. A value that
-/// does not convert (`'notint'`, 3000000000 into INT) is an error, never a NULL: arrow's
-/// default cast is the "safe" one that turns failures into NULLs.
+/// Cast `array` to the Arrow type of `dt` if it is not already of that type, by PostgreSQL's
+/// assignment rules:
+///
+/// - a value that does not convert (`'notint'`, 3000000000 into INT) is an error, never a
+///   NULL (arrow's default cast is the "safe" one that turns failures into NULLs);
+/// - a fraction stored in an integer is rounded half away from zero (1.5 -> 2, 2.5 -> 3);
+/// - a finite DOUBLE beyond REAL's range is an error, not Infinity;
+/// - a number is not a date, a time, a timestamp or bytes ([`assignment_refused`]).
+///
+/// The planned path applies the same rules to its casts (kalamdb-sql's `checked` module).
 pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
     let want = dt.arrow_type();
-    if array.data_type() == &want {
+    let from = array.data_type();
+    if from == &want {
         return Ok(array.clone());
     }
+    if let Some(refusal) = assignment_refused(from, &want) {
+        return Err(Error::TypeMismatch(refusal));
+    }
     let options = arrow::compute::CastOptions { safe: false, ..Default::default() };
-    arrow::compute::cast_with_options(array, &want, &options).map_err(|e| {
-        Error::TypeMismatch(format!("cannot convert {} to {dt}: {e}", array.data_type()))
+    let cast = |a: &ArrayRef| {
+        arrow::compute::cast_with_options(a, &want, &options).map_err(|e| {
+            Error::TypeMismatch(format!("cannot convert {} to {dt}: {e}", array.data_type()))
+        })
+    };
+    if let (true, ArrowType::Decimal128(p, s)) = (is_integer(&want), from) {
+        if *s > 0 {
+            // Arrow truncates a decimal cast to an integer; to scale 0 it rounds.
+            let whole = arrow::compute::cast_with_options(array, &ArrowType::Decimal128(*p, 0), &options)
+                .map_err(|e| Error::TypeMismatch(format!("cannot convert {from} to {dt}: {e}")))?;
+            return cast(&whole);
+        }
+    }
+    if is_integer(&want) && matches!(from, ArrowType::Float32 | ArrowType::Float64) {
+        let doubles = arrow::compute::cast(array, &ArrowType::Float64)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let doubles = downcast::<Float64Array>(&doubles)?;
+        let rounded: ArrayRef = Arc::new(doubles.unary::<_, arrow::datatypes::Float64Type>(f64::round));
+        return cast(&rounded);
+    }
+    if *dt == DataType::Real && from == &ArrowType::Float64 {
+        let doubles = downcast::<Float64Array>(array)?;
+        let mut out = Vec::with_capacity(doubles.len());
+        for v in doubles.iter() {
+            out.push(v.map(double_to_real).transpose()?);
+        }
+        return Ok(Arc::new(Float32Array::from(out)));
+    }
+    cast(array)
+}
+
+/// Whether `t` is an Arrow integer type.
+pub fn is_integer(t: &ArrowType) -> bool {
+    t.is_integer()
+}
+
+/// Why a value of Arrow type `from` may not be stored as (or cast to) `to`, or `None` when it
+/// may: PostgreSQL has no cast from a number to a date, a time, a timestamp or bytea.
+pub fn assignment_refused(from: &ArrowType, to: &ArrowType) -> Option<String> {
+    let number = from.is_integer() || from.is_floating() || from.is_decimal();
+    let temporal_or_bytes = matches!(
+        to,
+        ArrowType::Date32
+            | ArrowType::Date64
+            | ArrowType::Time32(_)
+            | ArrowType::Time64(_)
+            | ArrowType::Timestamp(_, _)
+            | ArrowType::Binary
+            | ArrowType::LargeBinary
+            | ArrowType::BinaryView
+    );
+    (number && temporal_or_bytes).then(|| {
+        format!(
+            "cannot convert a {} to {}",
+            DataType::name_of_arrow(from).to_lowercase(),
+            DataType::name_of_arrow(to).to_lowercase()
+        )
     })
+}
+
+/// A DOUBLE as a REAL; a finite value beyond REAL's range is an error (Infinity and NaN stay).
+pub fn double_to_real(d: f64) -> Result<f32> {
+    let r = d as f32;
+    if d.is_finite() && !r.is_finite() {
+        return Err(Error::TypeMismatch(format!("value out of range for REAL: {d:e}")));
+    }
+    Ok(r)
 }
 
 fn downcast<'a, T: 'static>(array: &'a ArrayRef) -> Result<&'a T> {

@@ -41,7 +41,7 @@ impl AnalyzerRule for PostgresTypeRules {
 }
 
 /// The columns a node's expressions may name.
-fn scope_of(node: &LogicalPlan) -> DFSchema {
+pub(crate) fn scope_of(node: &LogicalPlan) -> DFSchema {
     let inputs = node.inputs();
     match inputs.as_slice() {
         [] => node.schema().as_ref().clone(),

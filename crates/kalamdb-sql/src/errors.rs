@@ -12,6 +12,7 @@ use kalamdb_core::Error;
 
 /// Convert a DataFusion error to a KalamDB error.
 pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
+    tracing::debug!(error = %e, "DataFusion error");
     match e {
         DataFusionError::External(inner) => external(inner, db),
         DataFusionError::Context(_, inner) => from_datafusion(*inner, db),

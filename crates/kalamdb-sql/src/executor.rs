@@ -149,6 +149,8 @@ impl Engine {
         let mut analyzer_rules: Vec<Arc<dyn datafusion::optimizer::analyzer::AnalyzerRule + Send + Sync>> =
             vec![Arc::new(crate::coercion::PostgresTypeRules)];
         analyzer_rules.extend(datafusion::optimizer::Analyzer::new().rules);
+        // ... and its value rules after it, when every operand has its type (crate::checked).
+        analyzer_rules.push(Arc::new(crate::checked::PostgresValueRules));
         let mut base_state = SessionStateBuilder::new()
             .with_default_features()
             .with_runtime_env(runtime)
@@ -474,6 +476,13 @@ impl Engine {
             DfStatement::Statement(s) => match s.as_ref() {
                 SqlStatement::Query(_) | SqlStatement::Insert(_) | SqlStatement::Explain { .. } => false,
                 SqlStatement::Update(_) | SqlStatement::Delete(_) => true,
+                SqlStatement::Set(sqlparser::ast::Set::SetRole { .. }) => {
+                    return Err(Error::Unsupported(
+                        "SET ROLE is not supported: a user's role is part of the account \
+                         (ALTER USER name SET ROLE role, by a dba or system user)"
+                            .into(),
+                    ))
+                }
                 SqlStatement::Set(_) | SqlStatement::Copy { .. } if !is_system => {
                     return Err(Error::PermissionDenied(
                         "only the system role may change settings or copy files".into(),
@@ -574,6 +583,17 @@ impl Engine {
         plan: LogicalPlan,
         renames: &std::collections::HashMap<String, String>,
     ) -> Result<StatementOutput> {
+        if let LogicalPlan::Explain(explain) = &plan {
+            // DataFusion writes a planning error of the explained statement into the plan's
+            // rows ("physical_plan_error"); a table the caller may not read is refused (403)
+            // as the statement itself would be, never described.
+            let inner = DataFrame::new(state.clone(), explain.plan.as_ref().clone());
+            if let Err(e) = inner.create_physical_plan().await {
+                if let e @ Error::PermissionDenied(_) = from_datafusion(e, &self.db) {
+                    return Err(e);
+                }
+            }
+        }
         let fallback = crate::subquery::has_subqueries(&plan).then(|| (session.clone(), plan.clone()));
         let df = DataFrame::new(state, plan);
         // The executed plan's schema: the logical plan's is the one before type coercion (a

@@ -57,7 +57,9 @@ enum Lit<'a> {
     Null,
     Str(&'a str),
     Int(i64),
-    Float(f64),
+    /// A number with a fraction or an exponent: its value, its digits and its sign (a
+    /// DECIMAL column takes the digits, exactly; a float would lose them).
+    Float(f64, &'a str, bool),
     Bool(bool),
 }
 
@@ -81,13 +83,13 @@ fn literal(e: &Expr) -> Option<Lit<'_>> {
     }
 }
 
-fn number(text: &str, negative: bool) -> Option<Lit<'static>> {
+fn number(text: &str, negative: bool) -> Option<Lit<'_>> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         let v: i64 = text.parse().ok()?;
         Some(Lit::Int(if negative { v.checked_neg()? } else { v }))
     } else {
         let v: f64 = text.parse().ok()?;
-        v.is_finite().then_some(Lit::Float(if negative { -v } else { v }))
+        v.is_finite().then_some(Lit::Float(if negative { -v } else { v }, text, negative))
     }
 }
 
@@ -591,6 +593,14 @@ pub async fn prepare_rows(
             arrays.push(array);
             continue;
         }
+        // The table's own assignment rules (rounding, ranges, refused conversions).
+        if let Some(column) = table.def().live_columns().find(|c| c.name == *field.name()) {
+            match kalamdb_core::batch::conform(&array, &column.data_type) {
+                Ok(a) => arrays.push(a),
+                Err(e) => return Some(Err(e)),
+            }
+            continue;
+        }
         match cast_with_options(&array, field.data_type(), &options) {
             Ok(a) => arrays.push(a),
             Err(e) => return Some(Err(from_datafusion(DataFusionError::ArrowError(Box::new(e), None), db))),
@@ -612,7 +622,7 @@ fn natural_array(lits: &[Lit], target: &arrow::datatypes::DataType) -> Option<Ar
             Lit::Null => {}
             Lit::Str(_) => strs = true,
             Lit::Int(_) => ints = true,
-            Lit::Float(_) => floats = true,
+            Lit::Float(..) => floats = true,
             Lit::Bool(_) => bools = true,
         }
     }
@@ -625,6 +635,20 @@ fn natural_array(lits: &[Lit], target: &arrow::datatypes::DataType) -> Option<Ar
     if kinds > 1 {
         return None;
     }
+    let exponents = lits.iter().any(|l| matches!(l, Lit::Float(_, digits, _) if digits.contains(['e', 'E'])));
+    let exact = matches!(target, arrow::datatypes::DataType::Decimal128(..) | arrow::datatypes::DataType::Utf8);
+    if floats && exact && exponents {
+        return None;
+    }
+    if floats && !strs && !bools && exact {
+        // Exactly the digits written (PostgreSQL's numeric literals), never through a float,
+        // as the planned path reads them (crate::syntax).
+        return Some(Arc::new(StringArray::from_iter(lits.iter().map(|l| match l {
+            Lit::Float(_, digits, negative) => Some(format!("{}{digits}", if *negative { "-" } else { "" })),
+            Lit::Int(i) => Some(i.to_string()),
+            _ => None,
+        }))));
+    }
     Some(if strs {
         Arc::new(StringArray::from_iter(lits.iter().map(|l| match l {
             Lit::Str(s) => Some(*s),
@@ -632,7 +656,7 @@ fn natural_array(lits: &[Lit], target: &arrow::datatypes::DataType) -> Option<Ar
         })))
     } else if floats {
         Arc::new(Float64Array::from_iter(lits.iter().map(|l| match l {
-            Lit::Float(f) => Some(*f),
+            Lit::Float(f, ..) => Some(*f),
             Lit::Int(i) => Some(*i as f64), // only when the column is DOUBLE (checked above)
             _ => None,
         })))

@@ -518,10 +518,14 @@ fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
     }
     let data_type = DataType::from_sql(&words, &args).map_err(Error::Unsupported)?;
     let mut spec = ColumnSpec { name, data_type, not_null: false, primary_key: false, default: None };
+    let (mut said_null, mut said_not_null) = (false, false);
     loop {
         if c.eat_kws(&["NOT", "NULL"]) {
             spec.not_null = true;
+            said_not_null = true;
         } else if c.eat_kw("NULL") {
+            // Allowed with PRIMARY KEY (the key stays NOT NULL), as in PostgreSQL.
+            said_null = true;
         } else if c.eat_kws(&["PRIMARY", "KEY"]) {
             spec.primary_key = true;
         } else if c.eat_kw("DEFAULT") {
@@ -530,6 +534,12 @@ fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
             return Err(Error::Unsupported(format!("column constraint {} is not supported", c.found())));
         } else {
             break;
+        }
+        if said_null && said_not_null {
+            return Err(Error::invalid_sql(format!(
+                "conflicting NULL/NOT NULL declarations for column '{}'",
+                spec.name
+            )));
         }
     }
     Ok(spec)

@@ -15,7 +15,12 @@
 //!   `INSERT INTO t SELECT ... FROM (VALUES (1), (2)) AS a(n)` ("Inconsistent data length across
 //!   values list"). Such a VALUES is written as `SELECT ... UNION ALL SELECT ...` instead.
 //!
-//! And one refusal DataFusion cannot make itself: a scalar or IN subquery with an empty
+//! - **A number with a decimal point assigned to a column is exact** (an INSERT's VALUES
+//!   item, an UPDATE's SET value): PostgreSQL reads it as numeric, DataFusion as a float, which
+//!   lost digits in DECIMAL columns ([`exact_number`]).
+//!
+//! And refusals DataFusion cannot make itself: an `X'...'` literal with an odd number of hex
+//! digits is TYPE_MISMATCH (DataFusion read `X'DEADBEE'` as `X'0DEADBEE'`); a scalar or IN subquery with an empty
 //! select list (`(SELECT FROM t)`) made its planner panic; it is INVALID_SQL before planning
 //! ([`check`]). `EXISTS (SELECT FROM t)` is fine: it reads no column.
 
@@ -35,6 +40,19 @@ pub(crate) fn check(statement: &sqlparser::ast::Statement) -> kalamdb_core::Resu
     });
     if flow.is_break() {
         return Err(kalamdb_core::Error::invalid_sql("subquery must return only one column"));
+    }
+    // X'...' is bytes, two hex digits each (DataFusion read an odd count with a leading 0).
+    let flow = sqlparser::ast::visit_expressions(statement, |e| match e {
+        Expr::Value(v) => match &v.value {
+            sqlparser::ast::Value::HexStringLiteral(h) if h.len() % 2 != 0 => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        },
+        _ => ControlFlow::Continue(()),
+    });
+    if flow.is_break() {
+        return Err(kalamdb_core::Error::TypeMismatch(
+            "invalid hexadecimal data: X'...' needs an even number of hex digits".into(),
+        ));
     }
     let mut depth = QueryDepth { now: 0, max: 0 };
     let _ = sqlparser::ast::Visit::visit(statement, &mut depth);
@@ -77,12 +95,49 @@ impl sqlparser::ast::Visitor for QueryDepth {
 pub(crate) fn correct(statement: &mut sqlparser::ast::Statement) {
     if let sqlparser::ast::Statement::Insert(insert) = statement {
         if let Some(source) = insert.source.as_mut() {
-            if !matches!(source.body.as_ref(), SetExpr::Values(_)) {
+            if let SetExpr::Values(values) = source.body.as_mut() {
+                for row in values.rows.iter_mut() {
+                    row.iter_mut().for_each(exact_number);
+                }
+            } else {
                 let _ = source.visit(&mut NestedValues);
             }
         }
     }
+    if let sqlparser::ast::Statement::Update(update) = statement {
+        for assignment in update.assignments.iter_mut() {
+            exact_number(&mut assignment.value);
+        }
+    }
     let _ = statement.visit(&mut Corrector);
+}
+
+/// A value written with a decimal point (`12345678901234567890.1234567891`) and assigned to a
+/// column (an INSERT's VALUES item, an UPDATE's SET value) is an exact number, as PostgreSQL
+/// reads it: `CAST('...' AS DECIMAL(p, s))` with exactly its digits. DataFusion reads it as a
+/// float, which kept 17 digits of it in a DECIMAL column; the cast to the column's type then
+/// converts from the exact value (to DOUBLE it rounds as parsing the text would).
+fn exact_number(e: &mut Expr) {
+    use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, Value};
+    let target = match e {
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => expr.as_mut(),
+        other => other,
+    };
+    let Expr::Value(v) = target else { return };
+    let Value::Number(text, false) = &v.value else { return };
+    let Some((whole, fraction)) = text.split_once('.') else { return };
+    let digits = whole.trim_start_matches('0').len() + fraction.len();
+    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') || digits > 38 || fraction.is_empty() {
+        return;
+    }
+    let info = ExactNumberInfo::PrecisionAndScale(digits.max(1) as u64, fraction.len() as i64);
+    *target = Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(Expr::value(Value::SingleQuotedString(text.clone()))),
+        data_type: DataType::Decimal(info),
+        array: false,
+        format: None,
+    };
 }
 
 /// Rewrites every VALUES body of a query (see the module docs).
