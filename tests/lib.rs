@@ -157,6 +157,21 @@ impl TestServer {
         s
     }
 
+    /// The server process's id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// CPU time (user + system) the server process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("/proc/<pid>/stat");
+        // Fields after the command name (which is in parentheses): utime is the 14th field.
+        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+    }
+
     /// A client handle to a server another TestServer owns (for threads); it does not stop it.
     pub fn attach(port: u16) -> TestServer {
         TestServer { child: None, port, data_dir: PathBuf::new(), _tmp: None, env: Vec::new() }

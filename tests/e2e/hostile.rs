@@ -151,6 +151,72 @@ fn row_memory_and_time_limits_come_from_config() {
     );
 }
 
+/// Functions that build a value from a count refuse a value over limits.max_value_bytes
+/// before they build it (`lpad('x', 2000000000)` ran past its 408 at 100% CPU and grew the
+/// server to 4 GB; `unnest(range(200000000))` reached 3 GB with a 1 GiB memory pool), and a
+/// statement of thousands of SELECTs is refused before planning (planning cannot be stopped).
+#[test]
+fn values_too_large_to_build_are_refused_before_they_are_built() {
+    let s = TestServer::start();
+    for sql in [
+        "SELECT length(lpad('x', 2000000000))",
+        "SELECT length(rpad('x', 100000000, 'ab'))",
+        "SELECT length(repeat('ab', 100000000))",
+        "SELECT count(*) FROM unnest(range(200000000)) AS t(x)",
+        "SELECT cardinality(generate_series(1, 100000000))",
+        "SELECT cardinality(range(TIMESTAMP '2000-01-01 00:00:00', TIMESTAMP '2030-01-01 00:00:00', INTERVAL '1 second'))",
+        "SELECT cardinality(array_repeat(1, 100000000))",
+        "SELECT length(replace(repeat('a', 1000000), 'a', repeat('b', 1000)))",
+        "SELECT length(regexp_replace(repeat('a', 100000), 'a', repeat('b', 1000), 'g'))",
+    ] {
+        let r = s.sql_as(&Auth::root(), sql);
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", r.body);
+        assert!(r.message().contains("limits.max_value_bytes"), "{sql}: {}", r.body);
+    }
+    // Values under the limit are built as before.
+    let r = s.root("SELECT length(lpad('x', 1000000)), length(repeat('ab', 1000)), cardinality(range(1000)), replace('abc', 'b', 'xx'), lpad('7', 3, '0')");
+    assert_eq!(r.rows(0), vec![vec![json!(1000000), json!(2000), json!(1000), json!("axxc"), json!("007")]]);
+    // Per row: one row over the limit refuses the statement.
+    s.root("CREATE TABLE widths (id INT PRIMARY KEY, n INT)");
+    s.root("INSERT INTO widths VALUES (1, 10), (2, 2000000000)");
+    let r = s.sql_as(&Auth::root(), "SELECT id, length(lpad('x', n)) FROM widths");
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    let union: Vec<String> = (0..3000).map(|i| format!("SELECT {i}")).collect();
+    let r = s.sql_as(&Auth::root(), &union.join(" UNION ALL "));
+    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", truncate(&r.body.to_string()));
+    assert!(r.message().contains("at most 500"), "{}", truncate(&r.body.to_string()));
+    let union: Vec<String> = (0..200).map(|i| format!("SELECT {i}")).collect();
+    assert_eq!(s.root(&format!("SELECT count(*) FROM ({}) AS u", union.join(" UNION ALL "))).rows(0), vec![vec![json!(200)]]);
+    assert!(s.healthy());
+    // The limit comes from config.
+    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_MAX_VALUE_BYTES", "1048576")]);
+    let r = s.sql_as(&Auth::root(), "SELECT length(lpad('x', 1000000))");
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    assert_eq!(s.root("SELECT length(lpad('x', 200000))").rows(0), vec![vec![json!(200000)]]);
+}
+
+/// At the statement's deadline the work stops: the server does not keep computing a query
+/// whose client already got its 408 (it kept a core busy for 50 s after one).
+#[test]
+fn a_timed_out_query_stops_working() {
+    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_STATEMENT_TIMEOUT_SECS", "2")]);
+    for sql in [
+        "SELECT count(*) FROM generate_series(1, 100000000000) AS t(x)",
+        "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b",
+        "SELECT sum(length(repeat('x', CAST(x % 1000 AS INT)))) FROM generate_series(1, 1000000000) AS t(x)",
+    ] {
+        let r = s.sql_as(&Auth::root(), sql);
+        assert_eq!((r.status, r.code()), (408, "TIMEOUT"), "{sql}: {}", r.body);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let before = s.cpu_time();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let used = s.cpu_time() - before;
+        // A query still running would use about 3 s of CPU (one core) in these 3 s.
+        assert!(used < std::time::Duration::from_millis(1500), "{sql}: the server used {used:?} of CPU after the 408");
+        assert!(s.healthy());
+    }
+}
+
 #[test]
 fn many_concurrent_connections_are_all_served() {
     let s = TestServer::start();

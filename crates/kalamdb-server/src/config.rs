@@ -125,6 +125,8 @@ pub struct LimitsSection {
     pub max_sql_nesting_depth: usize,
     /// Longest a statement may spend reading, in seconds.
     pub statement_timeout_secs: u64,
+    /// Largest value lpad/repeat/range/... may build, in bytes.
+    pub max_value_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,6 +187,7 @@ impl Default for LimitsSection {
             query_memory_bytes: d.query_memory_bytes,
             max_sql_nesting_depth: d.max_parser_recursion,
             statement_timeout_secs: d.statement_timeout.as_secs(),
+            max_value_bytes: d.max_value_bytes,
         }
     }
 }
@@ -316,6 +319,9 @@ impl Config {
         if self.limits.query_memory_bytes < 16 * 1024 * 1024 {
             return Err("limits.query_memory_bytes must be at least 16 MiB".into());
         }
+        if self.limits.max_value_bytes < 1024 * 1024 {
+            return Err("limits.max_value_bytes must be at least 1 MiB".into());
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(format!("log.format must be 'text' or 'json', not '{}'", self.log.format));
         }
@@ -369,6 +375,7 @@ impl Config {
             max_parser_recursion: self.limits.max_sql_nesting_depth,
             statement_timeout: std::time::Duration::from_secs(self.limits.statement_timeout_secs.max(1)),
             query_threads: kalamdb_sql::Limits::default().query_threads,
+            max_value_bytes: self.limits.max_value_bytes,
         }
     }
 }

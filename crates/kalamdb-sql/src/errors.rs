@@ -18,7 +18,14 @@ pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
         DataFusionError::Context(_, inner) => from_datafusion(*inner, db),
         DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
             Ok(e) => from_datafusion(e, db),
-            Err(shared) => classify_message(&shared.to_string(), db),
+            // Held elsewhere too: our own error inside it is still ours (its code kept).
+            Err(shared) => match shared.as_ref() {
+                DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+                    Some(e) => e.clone(),
+                    None => classify_message(&shared.to_string(), db),
+                },
+                _ => classify_message(&shared.to_string(), db),
+            },
         },
         DataFusionError::Diagnostic(_, inner) => from_datafusion(*inner, db),
         DataFusionError::Collection(mut errs) if !errs.is_empty() => {

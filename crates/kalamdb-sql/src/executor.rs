@@ -53,6 +53,9 @@ pub struct Limits {
     pub statement_timeout: std::time::Duration,
     /// Threads that execute queries.
     pub query_threads: usize,
+    /// Largest value a function that builds values from a count (`lpad`, `repeat`, `range`,
+    /// ...) may build, in bytes (crate::bounded).
+    pub max_value_bytes: usize,
 }
 
 impl Default for Limits {
@@ -64,6 +67,7 @@ impl Default for Limits {
             max_parser_recursion: 50,
             statement_timeout: std::time::Duration::from_secs(30),
             query_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            max_value_bytes: 16 << 20,
         }
     }
 }
@@ -157,6 +161,7 @@ impl Engine {
             .with_analyzer_rules(analyzer_rules)
             .build();
         use datafusion::execution::FunctionRegistry;
+        crate::bounded::install(&mut base_state, limits.max_value_bytes)?;
         base_state
             .register_udf(Arc::new(db.snowflake_id_udf.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -598,13 +603,15 @@ impl Engine {
         let df = DataFrame::new(state, plan);
         // The executed plan's schema: the logical plan's is the one before type coercion (a
         // CASE of 1 and 2.5 would claim BIGINT).
-        let (schema, batches, row_count) = self.collect_bounded(df, fallback).await?;
+        let (schema, batches, row_count) = self.collect_bounded(df, fallback, session.deadline()).await?;
         let schema: SchemaRef = crate::names::rename_schema(schema, renames);
         Ok(StatementOutput::Rows { schema, batches, row_count })
     }
 
-    /// Run a plan to completion on the query runtime, within the row limit and the statement
-    /// timeout. On timeout the execution is aborted (dropping DataFusion's streams cancels it).
+    /// Run a plan to completion on the query runtime, within the row limit and by the
+    /// statement's deadline (its start plus the statement timeout: planning and waiting for a
+    /// lock count). At the deadline the execution is aborted (dropping DataFusion's streams
+    /// cancels it).
     ///
     /// `fallback` is the statement's session and plan when the plan holds subqueries: if
     /// DataFusion cannot plan the statement with its own decorrelation of them, it is planned
@@ -613,6 +620,7 @@ impl Engine {
         &self,
         df: DataFrame,
         fallback: Option<(Arc<StatementSession>, LogicalPlan)>,
+        deadline: std::time::Instant,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, usize)> {
         let db = self.db.clone();
         let max_rows = self.limits.max_result_rows;
@@ -647,7 +655,7 @@ impl Engine {
             Ok((schema, batches, row_count))
         });
         let abort = task.abort_handle();
-        match tokio::time::timeout(self.limits.statement_timeout, task).await {
+        match tokio::time::timeout_at(deadline.into(), task).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => Err(Error::Internal(format!("query task failed: {e}"))),
             Err(_) => {
@@ -694,22 +702,25 @@ impl Engine {
             found
         };
         let _serial = match dml.op {
-            WriteOp::Update | WriteOp::Delete => Some(self.lock_scope_for_dml(def.id, &scope).await?),
-            WriteOp::Insert(_) if reads_target() => Some(self.lock_scope_for_dml(def.id, &scope).await?),
+            WriteOp::Update | WriteOp::Delete => Some(self.lock_scope_for_dml(def.id, &scope, session.deadline()).await?),
+            WriteOp::Insert(_) if reads_target() => {
+                Some(self.lock_scope_for_dml(def.id, &scope, session.deadline()).await?)
+            }
             _ => None,
         };
         let input = Arc::unwrap_or_clone(dml.input);
         let fallback = crate::subquery::has_subqueries(&input).then(|| (session.clone(), input.clone()));
         let df = DataFrame::new(state.clone(), input);
-        let (_, batches, _) = self.collect_bounded(df, fallback).await?;
+        let (_, batches, _) = self.collect_bounded(df, fallback, session.deadline()).await?;
         self.write_rows(def, scope, dml.op.clone(), batches, with_rowid).await
     }
 
-    /// Wait (within the statement timeout) for the scope's read-modify-write lock.
+    /// Wait (until the statement's deadline) for the scope's read-modify-write lock.
     async fn lock_scope_for_dml(
         &self,
         table_id: u64,
         scope: &kalamdb_core::keys::Scope,
+        deadline: std::time::Instant,
     ) -> Result<tokio::sync::OwnedMutexGuard<()>> {
         let lock = {
             let mut locks = self.dml_locks.lock();
@@ -719,7 +730,7 @@ impl Engine {
             }
             locks.entry((table_id, scope.clone())).or_default().clone()
         };
-        match tokio::time::timeout(self.limits.statement_timeout, lock.lock_owned()).await {
+        match tokio::time::timeout_at(deadline.into(), lock.lock_owned()).await {
             Ok(guard) => Ok(guard),
             Err(_) => Err(timed_out(self.limits.statement_timeout)),
         }

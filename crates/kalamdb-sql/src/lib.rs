@@ -7,6 +7,7 @@
 //! (`subquery`, ADR 0007).
 //! Must not: know about HTTP, authentication headers or JSON encodings (kalamdb-server).
 
+mod bounded;
 mod checked;
 mod coercion;
 pub mod ddl;

@@ -1,0 +1,273 @@
+//! Functions that build values from a count refuse, before they allocate, a value beyond
+//! `limits.max_value_bytes`.
+//!
+//! `lpad('x', 2000000000)` or `range(200000000)` is one call of one kernel: nothing can stop
+//! it once it runs (a statement timeout cannot interrupt a single allocation and copy), and the
+//! memory pool does not see the value it builds. So the arguments are checked first, row by
+//! row: the size the result would have is computed from them, and a result over the limit is
+//! INVALID_PARAMETER naming the function and the limit. The functions keep their names,
+//! signatures and behaviour otherwise (each wraps DataFusion's own).
+//!
+//! Which functions: those whose result can be much larger than their arguments: `lpad`,
+//! `rpad`, `repeat`, `replace`, `regexp_replace`, `range`, `generate_series` (the array
+//! functions; the table functions of those names stream their rows and are stopped by the
+//! timeout and the row limit) and `array_repeat`. The others produce values no larger than
+//! their inputs together.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Int64Array, LargeStringArray};
+use arrow::datatypes::{DataType as ArrowType, FieldRef, IntervalUnit, TimeUnit};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+};
+use kalamdb_core::Error;
+
+/// Replace DataFusion's functions named above with bounded ones in `registry`.
+pub(crate) fn install(registry: &mut dyn FunctionRegistry, max_value_bytes: usize) -> kalamdb_core::Result<()> {
+    let functions: [(&str, SizeOf); 8] = [
+        ("lpad", padded),
+        ("rpad", padded),
+        ("repeat", repeated),
+        ("replace", replaced),
+        ("regexp_replace", regexp_replaced),
+        ("range", range),
+        ("generate_series", generate_series),
+        ("array_repeat", array_repeated),
+    ];
+    for (name, size) in functions {
+        let inner = registry.udf(name).map_err(|e| Error::Internal(e.to_string()))?;
+        let bounded = Bounded { inner: inner.inner().clone(), size, max_value_bytes };
+        registry
+            .register_udf(Arc::new(ScalarUDF::new_from_impl(bounded)))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// How large each row's result of a function can be (bytes; elements x 8 for arrays), from
+/// its arguments, or `None` where that cannot be told (a NULL argument, an argument type this
+/// check does not read).
+type SizeOf = fn(&[ArrayRef], usize) -> Vec<Option<u128>>;
+
+/// `lpad(s, n [, fill])`, `rpad`: n characters of up to 4 bytes.
+fn padded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    ints(args.get(1), rows).into_iter().map(|n| n.map(|n| n.max(0) as u128 * 4)).collect()
+}
+
+/// `repeat(s, n)`: len(s) x n.
+fn repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    let (s, n) = (lens(args.first(), rows), ints(args.get(1), rows));
+    s.into_iter().zip(n).map(|(s, n)| Some(s? as u128 * n?.max(0) as u128)).collect()
+}
+
+/// `replace(s, from, to)`: at most len(s) / len(from) replacements.
+fn replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    let (s, from, to) = (lens(args.first(), rows), lens(args.get(1), rows), lens(args.get(2), rows));
+    (0..rows)
+        .map(|i| {
+            let (s, from, to) = (s[i]? as u128, from[i]? as u128, to[i]? as u128);
+            Some(if from == 0 { s } else { s + s / from * to })
+        })
+        .collect()
+}
+
+/// `regexp_replace(s, pattern, repl [, flags])`: at most len(s) + 1 matches, each replaced by
+/// the replacement's text, and every group reference in it (`\1`, `$1`) adds at most all of
+/// s over all matches (matches do not overlap).
+fn regexp_replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    let s = lens(args.first(), rows);
+    let repl = texts(args.get(2), rows);
+    (0..rows)
+        .map(|i| {
+            let s = s[i]? as u128;
+            let repl = repl[i].as_ref()?;
+            let refs = (repl.matches('\\').count() + repl.matches('$').count()) as u128;
+            Some(s + (s + 1) * repl.len() as u128 + refs * s)
+        })
+        .collect()
+}
+
+/// `range(stop)`, `range(start, stop [, step])`: the number of elements, x 8.
+fn range(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    series(args, rows, false)
+}
+
+/// `generate_series(...)`: as range, with its end included.
+fn generate_series(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    series(args, rows, true)
+}
+
+/// `array_repeat(x, n)`: n elements (x 8).
+fn array_repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    ints(args.get(1), rows).into_iter().map(|n| n.map(|n| n.max(0) as u128 * 8)).collect()
+}
+
+fn series(args: &[ArrayRef], rows: usize, inclusive: bool) -> Vec<Option<u128>> {
+    let (start, stop, step) = match args {
+        [stop] => (None, ordinal(stop, rows), None),
+        [start, stop] => (ordinal(start, rows), ordinal(stop, rows), None),
+        [start, stop, step] => (ordinal(start, rows), ordinal(stop, rows), Some(step_of(step, rows))),
+        _ => return vec![None; rows],
+    };
+    let Some(stop) = stop else { return vec![None; rows] };
+    (0..rows)
+        .map(|i| {
+            let from = match &start {
+                Some(s) => s[i]?,
+                None => 0,
+            };
+            let by = match &step {
+                Some(s) => s[i]?,
+                None => 1,
+            };
+            let span = (stop[i]? - from).unsigned_abs();
+            let count = span / by.unsigned_abs().max(1) + inclusive as u128;
+            Some(count * 8)
+        })
+        .collect()
+}
+
+/// Integers, dates or timestamps as a number on one scale (nanoseconds for times).
+fn ordinal(a: &ArrayRef, rows: usize) -> Option<Vec<Option<i128>>> {
+    let scale: i128 = match a.data_type() {
+        t if t.is_integer() => 1,
+        ArrowType::Date32 => 86_400_000_000_000,
+        ArrowType::Date64 => 1_000_000,
+        ArrowType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+        ArrowType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+        ArrowType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+        ArrowType::Timestamp(TimeUnit::Nanosecond, _) => 1,
+        _ => return None,
+    };
+    let as_int = arrow::compute::cast(a, &ArrowType::Int64).ok()?;
+    let ints = as_int.as_any().downcast_ref::<Int64Array>()?;
+    Some((0..rows).map(|i| (ints.len() > i && ints.is_valid(i)).then(|| ints.value(i) as i128 * scale)).collect())
+}
+
+/// A step: an integer, or an interval as nanoseconds (a month counted as 28 days, so the
+/// count is never underestimated).
+fn step_of(a: &ArrayRef, rows: usize) -> Vec<Option<i128>> {
+    if let ArrowType::Interval(IntervalUnit::MonthDayNano) = a.data_type() {
+        let Some(iv) = a.as_any().downcast_ref::<arrow::array::IntervalMonthDayNanoArray>() else {
+            return vec![None; rows];
+        };
+        const DAY: i128 = 86_400_000_000_000;
+        return (0..rows)
+            .map(|i| {
+                (iv.len() > i && iv.is_valid(i)).then(|| {
+                    let v = iv.value(i);
+                    (v.months as i128 * 28 * DAY + v.days as i128 * DAY + v.nanoseconds as i128).abs()
+                })
+            })
+            .collect();
+    }
+    ordinal(a, rows).unwrap_or_else(|| vec![None; rows])
+}
+
+fn ints(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<i64>> {
+    let Some(a) = a else { return vec![None; rows] };
+    let Ok(cast) = arrow::compute::cast(a, &ArrowType::Int64) else { return vec![None; rows] };
+    let Some(ints) = cast.as_any().downcast_ref::<Int64Array>() else { return vec![None; rows] };
+    (0..rows).map(|i| (ints.len() > i && ints.is_valid(i)).then(|| ints.value(i))).collect()
+}
+
+fn texts(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<String>> {
+    let Some(a) = a else { return vec![None; rows] };
+    let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeUtf8) else { return vec![None; rows] };
+    let Some(s) = cast.as_any().downcast_ref::<LargeStringArray>() else { return vec![None; rows] };
+    (0..rows).map(|i| (s.len() > i && s.is_valid(i)).then(|| s.value(i).to_string())).collect()
+}
+
+fn lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
+    let Some(a) = a else { return vec![None; rows] };
+    let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeUtf8) else { return vec![None; rows] };
+    let Some(s) = cast.as_any().downcast_ref::<LargeStringArray>() else { return vec![None; rows] };
+    (0..rows).map(|i| (s.len() > i && s.is_valid(i)).then(|| s.value(i).len())).collect()
+}
+
+/// A DataFusion function whose result size is checked before it runs.
+#[derive(Debug)]
+struct Bounded {
+    inner: Arc<dyn ScalarUDFImpl>,
+    size: SizeOf,
+    max_value_bytes: usize,
+}
+
+impl PartialEq for Bounded {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.name() == other.inner.name() && self.max_value_bytes == other.max_value_bytes
+    }
+}
+impl Eq for Bounded {}
+impl std::hash::Hash for Bounded {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.name().hash(state);
+        self.max_value_bytes.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Bounded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn display_name(&self, args: &[Expr]) -> DfResult<String> {
+        #[allow(deprecated)]
+        self.inner.display_name(args)
+    }
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        self.inner.schema_name(args)
+    }
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    fn return_type(&self, arg_types: &[ArrowType]) -> DfResult<ArrowType> {
+        self.inner.return_type(arg_types)
+    }
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+    fn is_strict(&self) -> bool {
+        self.inner.is_strict()
+    }
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
+    fn coerce_types(&self, arg_types: &[ArrowType]) -> DfResult<Vec<ArrowType>> {
+        self.inner.coerce_types(arg_types)
+    }
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows.max(1);
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Array(a) => Ok(a.clone()),
+                ColumnarValue::Scalar(s) => s.to_array_of_size(rows),
+            })
+            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let limit = self.max_value_bytes as u128;
+        if let Some(size) = (self.size)(&arrays, rows).into_iter().flatten().find(|&s| s > limit) {
+            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
+                "{}() would build a value of about {} bytes; at most {} are allowed (limits.max_value_bytes)",
+                self.inner.name(),
+                size,
+                self.max_value_bytes
+            )))));
+        }
+        drop(arrays);
+        self.inner.invoke_with_args(args)
+    }
+}
