@@ -98,6 +98,14 @@ pub struct ServerSection {
     pub max_body_bytes: usize,
     /// Seconds to wait for in-flight requests at shutdown.
     pub shutdown_timeout_secs: u64,
+    /// A request's head (request line and headers) must arrive within this many seconds.
+    pub header_read_timeout_secs: u64,
+    /// A request's body must arrive within this many seconds (then 408 TIMEOUT).
+    pub body_read_timeout_secs: u64,
+    /// A connection with no request in flight and no traffic for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Most connections open at once; one more gets 503 and is closed.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +170,10 @@ impl Default for ServerSection {
             port: 8080,
             max_body_bytes: 10 * 1024 * 1024,
             shutdown_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -309,6 +321,15 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes must be greater than 0".into());
+        }
+        if self.server.header_read_timeout_secs == 0
+            || self.server.body_read_timeout_secs == 0
+            || self.server.idle_timeout_secs == 0
+        {
+            return Err("server.header_read_timeout_secs, body_read_timeout_secs and idle_timeout_secs must be at least 1".into());
+        }
+        if self.server.max_connections == 0 || self.server.max_connections > 1_000_000 {
+            return Err("server.max_connections must be from 1 to 1000000".into());
         }
         if self.limits.max_statements_per_request == 0 {
             return Err("limits.max_statements_per_request must be greater than 0".into());

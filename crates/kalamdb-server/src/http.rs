@@ -31,6 +31,8 @@ pub struct AppState {
     pub engine: Engine,
     pub auth: Authenticator,
     pub max_body_bytes: usize,
+    /// A request body must arrive within this (server.body_read_timeout_secs).
+    pub body_read_timeout: std::time::Duration,
     pub started: Instant,
     /// Renders /metrics; None when metrics are disabled.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -215,8 +217,17 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 }
 
 /// Read a bounded body and parse it as a JSON object.
-async fn read_json_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Json_>, Error> {
-    let bytes = read_body(headers, body, limit).await?;
+async fn read_json_object(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Map<String, Json_>, Error> {
+    let timeout = state.body_read_timeout;
+    let bytes = match tokio::time::timeout(timeout, read_body(headers, body, state.max_body_bytes)).await {
+        Ok(read) => read?,
+        Err(_) => {
+            return Err(Error::Timeout(format!(
+                "the request body did not arrive within {} s (server.body_read_timeout_secs)",
+                timeout.as_secs()
+            )))
+        }
+    };
     match serde_json::from_slice::<Json_>(&bytes) {
         Ok(Json_::Object(m)) => Ok(m),
         Ok(_) => Err(Error::InvalidParameter("the request body must be a JSON object".into())),
@@ -231,7 +242,7 @@ async fn login(
     body: Body,
 ) -> Response {
     let start = Instant::now();
-    let obj = match read_json_object(&headers, body, state.max_body_bytes).await {
+    let obj = match read_json_object(&state, &headers, body).await {
         Ok(o) => o,
         Err(e) => return fail(e, start),
     };
@@ -286,7 +297,7 @@ async fn sql(
         Ok(p) => p,
         Err(e) => return fail(e, start),
     };
-    let obj = match read_json_object(&headers, body, state.max_body_bytes).await {
+    let obj = match read_json_object(&state, &headers, body).await {
         Ok(o) => o,
         Err(e) => return fail(e, start),
     };

@@ -5,8 +5,8 @@ mod auth;
 mod config;
 mod http;
 mod json;
+mod serve;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,6 +143,7 @@ async fn run(config: Config) -> Result<(), String> {
         engine,
         auth,
         max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: Duration::from_secs(config.server.body_read_timeout_secs),
         started: Instant::now(),
         metrics,
         metrics_allow_remote: config.metrics.allow_remote,
@@ -154,22 +155,22 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%local, "KalamDB listening");
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let limits = serve::ConnectionLimits {
+        header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
+        max_connections: config.server.max_connections,
+    };
+    let server = tokio::spawn(serve::serve(listener, app, limits, async {
+        let _ = stop_rx.await;
+    }));
     wait_for_signal().await;
     tracing::info!("shutdown requested: finishing in-flight requests");
     let _ = stop_tx.send(());
     match tokio::time::timeout(shutdown_timeout, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!("server error during shutdown: {e}"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
         Err(_) => tracing::warn!("in-flight requests did not finish in {shutdown_timeout:?}; stopping anyway"),
     }
