@@ -112,6 +112,14 @@ pub struct Engine {
     /// their write, so concurrent read-modify-write statements on one scope serialise and no
     /// update is lost (ADR 0008).
     dml_locks: parking_lot::Mutex<std::collections::HashMap<(u64, kalamdb_core::keys::Scope), Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per account name: every request holds it shared for the account it runs as
+    /// (and EXECUTE AS for its target) from its start to its end; DROP USER holds it
+    /// exclusively, so no write of the account is in flight while its rows are purged and none
+    /// starts after (the account is looked up again under the lock).
+    accounts: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+    /// The planner bypasses (fast_insert, fast_select) are taken; off only in the tests that
+    /// hold them to the planned path (crate::fast_path_agreement).
+    fast_paths: bool,
 }
 
 impl Drop for Engine {
@@ -175,7 +183,16 @@ impl Engine {
             limits,
             query_runtime: Some(query_runtime),
             dml_locks: Default::default(),
+            accounts: Default::default(),
+            fast_paths: true,
         })
+    }
+
+    /// The same engine with every planner bypass off (tests comparing the two paths).
+    #[cfg(test)]
+    pub(crate) fn planned_only(mut self) -> Engine {
+        self.fast_paths = false;
+        self
     }
 
     /// Run every statement of `sql` in order, stopping at the first error.
@@ -216,6 +233,13 @@ impl Engine {
                 return outcome;
             }
         };
+        let _account = match self.hold_account(&caller.principal.user_id, Error::Unauthorized).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                outcome.error = Some((0, e));
+                return outcome;
+            }
+        };
         // The request's namespace is where unqualified names resolve, like a search path: it is
         // looked up when a statement names a table, so a request may create it first.
         for (i, stmt) in statements.iter().enumerate() {
@@ -237,7 +261,7 @@ impl Engine {
         params: &[ScalarValue],
         allow_execute_as: bool,
     ) -> Result<StatementOutput> {
-        if params.is_empty() {
+        if params.is_empty() && self.fast_paths {
             if let Some(rows) = fast_insert::from_text(sql) {
                 if let Some(out) = self.write_literal_rows(caller, rows).await {
                     return out;
@@ -254,6 +278,12 @@ impl Engine {
                     return Err(Error::invalid_sql("EXECUTE AS cannot be nested"));
                 }
                 let target = self.impersonate(caller, &user_id)?;
+                // The target's account, held as the caller's is (the caller's own is held).
+                let _account = if user_id == caller.principal.user_id {
+                    None
+                } else {
+                    Some(self.hold_account(&user_id, Error::InvalidParameter).await?)
+                };
                 Box::pin(self.execute_statement(&target, &statement, params, false)).await
             }
             KalamStatement::FlushTable { table, wait } => {
@@ -290,6 +320,16 @@ impl Engine {
                         "params are only accepted by queries and DML statements".into(),
                     ));
                 }
+                // DROP USER waits for the account's requests in flight and keeps new ones out.
+                let _exclusive = match &stmt {
+                    KalamStatement::DropUser { user_id, .. } => {
+                        if *user_id == caller.principal.user_id {
+                            return Err(Error::InvalidParameter("a user cannot drop itself".into()));
+                        }
+                        Some(self.hold_account_exclusively(user_id).await?)
+                    }
+                    _ => None,
+                };
                 let db = self.db.clone();
                 let caller = caller.clone();
                 tokio::task::spawn_blocking(move || ddl::execute(&db, &caller, stmt))
@@ -304,6 +344,9 @@ impl Engine {
             return Err(Error::PermissionDenied("flush commands need the service role or above".into()));
         }
         let ns = table.namespace.clone().unwrap_or_else(|| caller.namespace.clone());
+        if kalamdb_core::catalog::RESERVED_NAMESPACES.contains(&ns.as_str()) {
+            return Err(Error::Unsupported(format!("{ns} tables are views of the server's state and are never flushed")));
+        }
         if self.db.catalog.namespace(&ns).is_none() {
             return Err(Error::NamespaceNotFound(ns));
         }
@@ -511,7 +554,7 @@ impl Engine {
             }
             DfStatement::Explain(_) => false,
         };
-        if params.is_empty() {
+        if params.is_empty() && self.fast_paths {
             if let DfStatement::Statement(s) = &statement {
                 if let SqlStatement::Query(query) = s.as_ref() {
                     if let Some(point) =
@@ -713,6 +756,43 @@ impl Engine {
         let df = DataFrame::new(state.clone(), input);
         let (_, batches, _) = self.collect_bounded(df, fallback, session.deadline()).await?;
         self.write_rows(def, scope, dml.op.clone(), batches, with_rowid).await
+    }
+
+    fn account_lock(&self, user_id: &str) -> Arc<tokio::sync::RwLock<()>> {
+        let mut accounts = self.accounts.lock();
+        if accounts.len() > 10_000 {
+            // Bound memory: drop the locks nobody holds or waits for right now.
+            accounts.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        accounts.entry(user_id.to_string()).or_default().clone()
+    }
+
+    /// Hold `user_id`'s account for a request (shared), once it is sure to exist: a request
+    /// authenticated just before its account was dropped is refused here (`missing` makes the
+    /// error: UNAUTHORIZED for the caller, INVALID_PARAMETER for an EXECUTE AS target).
+    async fn hold_account(
+        &self,
+        user_id: &str,
+        missing: fn(String) -> Error,
+    ) -> Result<tokio::sync::OwnedRwLockReadGuard<()>> {
+        let lock = self.account_lock(user_id);
+        let wait = tokio::time::timeout(self.limits.statement_timeout, lock.read_owned());
+        let guard = wait.await.map_err(|_| timed_out(self.limits.statement_timeout))?;
+        if self.db.catalog.user(user_id).is_none() {
+            return Err(missing(format!(
+                "user '{}' does not exist",
+                kalamdb_core::catalog::truncate_for_message(user_id)
+            )));
+        }
+        Ok(guard)
+    }
+
+    /// Hold `user_id`'s account alone (DROP USER): waits for its requests in flight.
+    async fn hold_account_exclusively(&self, user_id: &str) -> Result<tokio::sync::OwnedRwLockWriteGuard<()>> {
+        let lock = self.account_lock(user_id);
+        tokio::time::timeout(self.limits.statement_timeout, lock.write_owned())
+            .await
+            .map_err(|_| timed_out(self.limits.statement_timeout))
     }
 
     /// Wait (until the statement's deadline) for the scope's read-modify-write lock.

@@ -10,6 +10,7 @@
 mod bounded;
 mod checked;
 mod coercion;
+mod deadline;
 pub mod ddl;
 pub mod errors;
 pub mod executor;
@@ -26,5 +27,7 @@ mod syntax;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod fast_path_agreement;
 
 pub use executor::{Caller, Engine, Limits, RequestOutcome, StatementOutput};

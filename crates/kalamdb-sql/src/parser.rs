@@ -697,6 +697,14 @@ fn parse_execute_as(c: &mut Cursor, sql: &str) -> Result<KalamStatement> {
     if c.peek() != Some(&Token::LParen) {
         return c.error("'(' and a statement");
     }
+    // No account has a name outside [A-Za-z0-9_.@-] (quotes included: 'a'' OR 1=1'), so such a
+    // name is an unknown user, as any other.
+    if !user_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b)) {
+        return Err(Error::InvalidParameter(format!(
+            "user '{}' does not exist",
+            kalamdb_core::catalog::truncate_for_message(&user_id)
+        )));
+    }
     // Locate the parenthesised body in the original text: the user name is quoted or a plain
     // word and cannot contain '(' (user ids are [A-Za-z0-9_.@-]), so the first '(' after it
     // opens the body.

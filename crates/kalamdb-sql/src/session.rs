@@ -107,6 +107,7 @@ impl StatementSession {
             .with_catalog_list(catalogs)
             .with_analyzer_rule(analyzer_rule)
             .with_optimizer_rule(optimizer_rule)
+            .with_physical_optimizer_rule(Arc::new(crate::deadline::StopAtDeadline::new(self.deadline)))
             .build();
         state.mark_start_execution();
         state.execution_props_mut().query_execution_start_time = Some(self.now);
