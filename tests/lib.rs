@@ -4,7 +4,6 @@
 //! The binary is found next to the test executable's target directory
 //! (`$CARGO_TARGET_DIR/debug/kalamdb-server`, built by `make test`), or at `KALAMDB_SERVER_BIN`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -133,8 +132,15 @@ pub fn server_binary() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+/// The port a server started with `KALAMDB_SERVER_PORT=0` bound, from its log after byte
+/// `from` (the kernel chose it: no other process can have it, unlike a port found free and
+/// released before the server binds it).
+fn bound_port(log: &Path, from: u64) -> Option<u16> {
+    let text = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(text.get(from as usize..)?);
+    let line = text.lines().find(|l| l.contains("KalamDB listening"))?;
+    let addr = line.split("local=").nth(1)?.split_whitespace().next()?;
+    addr.rsplit(':').next()?.parse().ok()
 }
 
 impl TestServer {
@@ -246,8 +252,9 @@ impl TestServer {
     }
 
     fn launch(&mut self) {
+        let log_path = self.data_dir.with_extension("log");
         for attempt in 0..5 {
-            let port = free_port();
+            let log_start = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -257,7 +264,7 @@ impl TestServer {
             cmd.env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("KALAMDB_SERVER_HOST", "127.0.0.1")
-                .env("KALAMDB_SERVER_PORT", port.to_string())
+                .env("KALAMDB_SERVER_PORT", "0")
                 .env("KALAMDB_DATA_DIR", &self.data_dir)
                 .env("KALAMDB_ROOT_PASSWORD", ROOT_PASSWORD)
                 .env("KALAMDB_LOG", "info")
@@ -281,6 +288,10 @@ impl TestServer {
                     let _ = child.kill();
                     panic!("server did not become healthy; see {}", self.data_dir.with_extension("log").display());
                 }
+                let Some(port) = bound_port(&log_path, log_start) else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
                 if let Ok(r) = ureq::get(&format!("http://127.0.0.1:{port}/health"))
                     .timeout(Duration::from_secs(2))
                     .call()

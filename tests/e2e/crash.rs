@@ -46,9 +46,10 @@ fn basic_header(auth: &Auth) -> String {
 }
 
 /// One writer's loop: insert new ids, update and delete earlier ones, until the server dies
-/// or `stop`. Every acknowledged op is applied to the model; the op in flight at a failure
-/// widens its key's states and ends the loop.
-fn write_loop(port: u16, w: usize, writer: &Writer, model: Arc<Mutex<Model>>, stop: Arc<AtomicBool>, seed: u64) {
+/// or `stop`. Every acknowledged op is applied to the model; the op in flight when the
+/// connection fails (the kill) widens its key's states and ends the loop. Any reply that is
+/// not a success is a failure of the test (a 500 or a refused write is no kill), returned.
+fn write_loop(port: u16, w: usize, writer: &Writer, model: Arc<Mutex<Model>>, stop: Arc<AtomicBool>, seed: u64) -> Result<(), String> {
     let url = format!("http://127.0.0.1:{port}/v1/api/sql");
     let header = basic_header(&writer.auth);
     let mut rng = seed;
@@ -78,19 +79,25 @@ fn write_loop(port: u16, w: usize, writer: &Writer, model: Arc<Mutex<Model>>, st
             (format!("DELETE FROM {} WHERE id = {id}", writer.table), id, None)
         };
         let body = json!({ "sql": sql }).to_string();
-        let acked = matches!(
-            ureq::post(&url).set("Authorization", &header).timeout(Duration::from_secs(30)).send_string(&body),
-            Ok(r) if r.status() == 200
-        );
+        let acked = match ureq::post(&url).set("Authorization", &header).timeout(Duration::from_secs(30)).send_string(&body) {
+            Ok(r) if r.status() == 200 => true,
+            Ok(r) => return Err(format!("writer {w}: {sql}: HTTP {}", r.status())),
+            Err(ureq::Error::Status(code, r)) => {
+                return Err(format!("writer {w}: {sql}: HTTP {code}: {}", r.into_string().unwrap_or_default()))
+            }
+            // The connection failed: the server was killed under this op.
+            Err(ureq::Error::Transport(_)) => false,
+        };
         let mut m = model.lock().unwrap();
         let states = m.keys.entry((w, id)).or_insert_with(|| BTreeSet::from([None]));
         if acked {
             *states = BTreeSet::from([after]);
         } else {
             states.insert(after);
-            return;
+            return Ok(());
         }
     }
+    Ok(())
 }
 
 /// Rows in every Parquet file under `dir` (recursively), by top two path components (ns/table).
@@ -172,7 +179,11 @@ fn crash_recovery_keeps_every_acknowledged_write_exactly_once() {
         let run_for = Duration::from_millis(300 + (cycle as u64 * 137) % 900);
         loop {
             for t in ["app.t", "app.s"] {
-                let _ = s.sql_as(&Auth::root(), &format!("STORAGE FLUSH TABLE {t}"));
+                // Before the kill every flush request is accepted: a new job, or the one running.
+                let r = s.sql_as(&Auth::root(), &format!("STORAGE FLUSH TABLE {t}"));
+                assert_eq!(r.status, 200, "cycle {cycle}: STORAGE FLUSH TABLE {t}: {}", r.body);
+                let job = r.body["results"][0]["job_id"].as_str().unwrap_or("");
+                assert!(job.starts_with("FL-"), "cycle {cycle}: no job in {}", r.body);
             }
             std::thread::sleep(Duration::from_millis(40));
             let paused = s.log_text().matches("pausing at failpoint").count() > pauses_before;
@@ -181,6 +192,12 @@ fn crash_recovery_keeps_every_acknowledged_write_exactly_once() {
                 _ => paused || start.elapsed() >= Duration::from_secs(20),
             };
             if due {
+                // A cycle meant to kill at a step of the flush protocol kills there, or fails:
+                // it must not quietly become a random kill.
+                assert!(
+                    matches!(point, KillPoint::Random) || paused,
+                    "cycle {cycle}: the flush never paused at {failpoint} in 20 s"
+                );
                 break;
             }
         }
@@ -188,7 +205,9 @@ fn crash_recovery_keeps_every_acknowledged_write_exactly_once() {
         s.kill9_and_restart();
         stop.store(true, Ordering::Relaxed);
         for t in threads {
-            t.join().unwrap();
+            if let Err(e) = t.join().unwrap() {
+                panic!("cycle {cycle}: a write failed while the server was up: {e}");
+            }
         }
         verify(&s, &writers, &model, cycle);
         let r = s.root("SELECT count(*) FROM system.jobs WHERE error_message = 'interrupted by restart'");

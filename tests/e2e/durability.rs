@@ -55,21 +55,37 @@ fn every_acknowledged_insert_survives_kill9_under_concurrent_writers() {
             while !stop.load(Ordering::Relaxed) && id < 10_000 {
                 id += 1;
                 let body = json!({"sql": format!("INSERT INTO default.events (id, v) VALUES ({id}, 'x')")});
-                match ureq::post(&url).set("Authorization", &header).send_string(&body.to_string()) {
+                let reply = ureq::post(&url)
+                    .set("Authorization", &header)
+                    .timeout(std::time::Duration::from_secs(30))
+                    .send_string(&body.to_string());
+                match reply {
                     Ok(r) if r.status() == 200 => acked.lock().unwrap().push((u, id)),
-                    _ => break, // server gone
+                    // Only a failed connection (the kill) ends a writer; any reply that is not
+                    // a success, while the server is up, fails the test.
+                    Err(ureq::Error::Transport(_)) => return Ok(()),
+                    Ok(r) => return Err(format!("writer {u} row {id}: HTTP {}", r.status())),
+                    Err(ureq::Error::Status(code, r)) => {
+                        return Err(format!("writer {u} row {id}: HTTP {code}: {}", r.into_string().unwrap_or_default()))
+                    }
                 }
             }
+            Ok(())
         }));
     }
     // Let the writers run, then kill the server under them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while acked.lock().unwrap().len() < 60 {
+        assert!(std::time::Instant::now() < deadline, "the writers got fewer than 60 acknowledgements in 60 s");
+        assert!(!threads.iter().any(|t| t.is_finished()), "a writer stopped before the kill");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     s.kill9_and_restart();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
-        t.join().unwrap();
+        if let Err(e) = t.join().unwrap() {
+            panic!("{e}");
+        }
     }
     let acked = acked.lock().unwrap().clone();
     for (u, auth) in users.iter().enumerate() {

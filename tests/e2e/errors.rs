@@ -43,7 +43,7 @@ fn sql_errors_map_to_contract_codes() {
 fn invalid_sql_reports_line_and_column() {
     let s = TestServer::start();
     let r = s.sql_as(&Auth::root(), "SELECT 1;\nSELECT *\nFROM t WHERE a = = 1");
-    assert_eq!(r.status, 400);
+    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", r.body);
     assert_eq!(r.body["error"]["statement_index"], 1);
     // Positions are within the failing statement.
     assert_eq!(r.body["error"]["line"], 2, "{}", r.body);
@@ -99,7 +99,8 @@ fn params_bind_placeholders() {
     let r = s.request(&Auth::root(), json!({"sql": "SELECT name FROM p WHERE id = $1", "params": [1]})).ok();
     assert_eq!(r.rows(0), vec![vec![json!("o'brien")]]);
     let r = s.request(&Auth::root(), json!({"sql": "SELECT $1 + $2", "params": [1]}));
-    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    assert!(r.message().contains("no parameter $2"), "{}", r.body);
     let r = s.request(&Auth::root(), json!({"sql": "SELECT 1; SELECT 2", "params": [1]}));
     assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
 }
@@ -117,9 +118,11 @@ fn login_issues_bearer_tokens_revoked_by_password_change() {
     let r = s.post_raw("/v1/api/auth/login", &Auth::None, br#"{"username":"tok","password":"nope"}"#);
     assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"));
     let r = s.sql_as(&Auth::Bearer(format!("{token}x")), "SELECT 1");
-    assert_eq!(r.status, 401);
+    assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "{}", r.body);
     s.root("ALTER USER 'tok' SET PASSWORD 'changed'");
-    assert_eq!(s.sql_as(&bearer, "SELECT 1").status, 401, "old token is revoked");
+    let r = s.sql_as(&bearer, "SELECT 1");
+    assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "old token is revoked: {}", r.body);
+    assert!(r.message().contains("revoked"), "{}", r.body);
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn metrics_count_requests_rows_and_flush_outcomes() {
     s.flush_wait("m");
     s.set_failpoints("");
     let r = s.sql_as(&Auth::None, "SELECT 1");
-    assert_eq!(r.status, 401);
+    assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "{}", r.body);
     let (status, text) = s.get_text("/metrics");
     assert_eq!(status, 200);
     assert_eq!(metric(&text, "kalamdb_rows_written_total{op=\"insert\"}"), Some(5.0), "{text}");

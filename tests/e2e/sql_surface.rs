@@ -12,13 +12,15 @@ fn namespaces_can_be_created_listed_and_dropped() {
     assert!(names.contains(&json!("app")) && names.contains(&json!("default")), "{names:?}");
     s.root("CREATE TABLE app.t (id INT PRIMARY KEY)");
     let r = s.sql_as(&Auth::root(), "DROP NAMESPACE app");
-    assert_eq!(r.status, 409, "non-empty namespace needs CASCADE: {}", r.body);
+    assert_eq!((r.status, r.code()), (409, "CONSTRAINT_VIOLATION"), "non-empty namespace needs CASCADE: {}", r.body);
+    assert!(r.message().contains("CASCADE"), "{}", r.body);
     s.root("DROP NAMESPACE app CASCADE");
     s.root("DROP NAMESPACE IF EXISTS app");
     let r = s.sql_as(&Auth::root(), "SELECT * FROM app.t");
     assert_eq!(r.code(), "NAMESPACE_NOT_FOUND", "{}", r.body);
     let r = s.sql_as(&Auth::root(), "DROP NAMESPACE default");
-    assert_eq!(r.status, 400);
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    assert!(r.message().contains("default namespace"), "{}", r.body);
     // A table re-created under the same name starts empty.
     s.root("CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)");
     assert!(s.root("SELECT * FROM app.t").rows(0).is_empty());
