@@ -245,6 +245,9 @@ fn a_dropped_users_rows_never_pass_to_the_next_user_of_that_name() {
     assert!(files_under(&s.storage_dir(), "bob").is_empty(), "bob's files are gone: {:?}", files_under(&s.storage_dir(), "bob"));
     assert!(!s.storage_dir().join("app/cold/bob").exists(), "and bob's directory");
     assert!(s.storage_dir().join("app/cold/alice").is_dir(), "alice's stays");
+    // Bob's hot rows leave the buffered count with him (it stayed at 4).
+    let r = s.root("SELECT buffered_rows FROM system.tables WHERE namespace = 'app' AND table_name = 'notes'");
+    assert_eq!(r.rows(0), vec![vec![json!(2)]], "alice's two hot rows are all that is buffered");
     let bob2 = s.create_user("bob", "user");
     assert_eq!(s.sql_as(&bob2, "SELECT count(*) FROM app.notes").rows(0), vec![vec![json!(0)]]);
     assert_eq!(s.sql_as(&bob2, "SELECT count(*) FROM app.cold").rows(0), vec![vec![json!(0)]]);

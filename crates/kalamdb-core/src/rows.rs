@@ -143,7 +143,7 @@ impl RowStore {
         metrics::counter!("kalamdb_rows_written_total", "op" => op).increment(versions);
     }
 
-    /// A flush removed `versions` hot row versions of a table.
+    /// A flush (or DROP USER) removed `versions` hot row versions of a table.
     pub fn note_flushed(&self, table_id: u64, versions: u64) {
         let mut b = self.buffered.lock();
         let e = b.entry(table_id).or_default();
@@ -476,7 +476,15 @@ impl RowStore {
 
     /// Number of row versions (live, superseded and tombstones) of a table in the hot buffer.
     pub fn count_versions(&self, table_id: u64) -> Result<u64> {
-        let lower = crate::keys::table_prefix(table_id);
+        self.count_versions_under(crate::keys::table_prefix(table_id))
+    }
+
+    /// Hot row versions of one scope of a table.
+    pub fn count_scope_versions(&self, table_id: u64, scope: &crate::keys::Scope) -> Result<u64> {
+        self.count_versions_under(crate::keys::scope_prefix(table_id, scope))
+    }
+
+    fn count_versions_under(&self, lower: Vec<u8>) -> Result<u64> {
         let upper = prefix_upper_bound(&lower);
         let ro = Store::range_read_options(&lower, &upper);
         let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, ro);

@@ -176,7 +176,19 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                 None => Err(Error::InvalidParameter(format!("user '{}' does not exist", short(&user_id)))),
                 Some(user) => {
                     check_outranks(caller, &user)?;
+                    // The user's hot rows leave system.tables' buffered counts with it (no
+                    // write of the user runs meanwhile: the caller holds the account).
+                    let scope = kalamdb_core::keys::Scope::user(&user_id);
+                    let mut buffered = Vec::new();
+                    for t in db.catalog.tables() {
+                        if matches!(t.kind, kalamdb_core::catalog::TableKind::User | kalamdb_core::catalog::TableKind::Stream) {
+                            buffered.push((t.id, db.rows.count_scope_versions(t.id, &scope)?));
+                        }
+                    }
                     let files = db.catalog.drop_user(&user_id)?.unwrap_or_default();
+                    for (table_id, versions) in buffered {
+                        db.rows.note_flushed(table_id, versions);
+                    }
                     let cold = db.rows.cold();
                     for p in &files {
                         if let Err(e) = cold.delete(p) {
