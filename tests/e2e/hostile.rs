@@ -176,6 +176,14 @@ fn values_too_large_to_build_are_refused_before_they_are_built() {
     // Values under the limit are built as before.
     let r = s.root("SELECT length(lpad('x', 1000000)), length(repeat('ab', 1000)), cardinality(range(1000)), replace('abc', 'b', 'xx'), lpad('7', 3, '0')");
     assert_eq!(r.rows(0), vec![vec![json!(1000000), json!(2000), json!(1000), json!("axxc"), json!("007")]]);
+    // Values under the limit each, but a batch of them beyond the memory pool: refused as a
+    // query over the pool (8,192 rows of 10 MB were 80 GB in one batch).
+    let r = s.sql_as(
+        &Auth::root(),
+        "SELECT sum(length(repeat('x', CAST(10000000 + x % 2 AS INT)))) FROM generate_series(1, 100000) AS t(x)",
+    );
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    assert!(r.message().contains("query_memory_bytes"), "{}", r.body);
     // Per row: one row over the limit refuses the statement.
     s.root("CREATE TABLE widths (id INT PRIMARY KEY, n INT)");
     s.root("INSERT INTO widths VALUES (1, 10), (2, 2000000000)");

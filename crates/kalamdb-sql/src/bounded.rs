@@ -8,6 +8,11 @@
 //! INVALID_PARAMETER naming the function and the limit. The functions keep their names,
 //! signatures and behaviour otherwise (each wraps DataFusion's own).
 //!
+//! A call's whole result (all its rows: `repeat('x', 10000000)` over 8,192 rows is 80 GB of
+//! values under the limit each) must also fit the queries' memory pool
+//! (`limits.query_memory_bytes`) while it is built; otherwise the statement fails as any
+//! query over the pool does.
+//!
 //! Which functions: those whose result can be much larger than their arguments: `lpad`,
 //! `rpad`, `repeat`, `replace`, `regexp_replace`, `range`, `generate_series` (the array
 //! functions; the table functions of those names stream their rows and are stopped by the
@@ -19,6 +24,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Int64Array, LargeStringArray};
 use arrow::datatypes::{DataType as ArrowType, FieldRef, IntervalUnit, TimeUnit};
 use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
@@ -26,8 +32,14 @@ use datafusion::logical_expr::{
 };
 use kalamdb_core::Error;
 
-/// Replace DataFusion's functions named above with bounded ones in `registry`.
-pub(crate) fn install(registry: &mut dyn FunctionRegistry, max_value_bytes: usize) -> kalamdb_core::Result<()> {
+/// Replace DataFusion's functions named above with bounded ones in `registry`; a call's
+/// whole result (all its rows) is also reserved in `pool`, the queries' memory pool, while
+/// it is built.
+pub(crate) fn install(
+    registry: &mut dyn FunctionRegistry,
+    max_value_bytes: usize,
+    pool: Arc<dyn MemoryPool>,
+) -> kalamdb_core::Result<()> {
     let functions: [(&str, SizeOf); 8] = [
         ("lpad", padded),
         ("rpad", padded),
@@ -40,7 +52,7 @@ pub(crate) fn install(registry: &mut dyn FunctionRegistry, max_value_bytes: usiz
     ];
     for (name, size) in functions {
         let inner = registry.udf(name).map_err(|e| Error::Internal(e.to_string()))?;
-        let bounded = Bounded { inner: inner.inner().clone(), size, max_value_bytes };
+        let bounded = Bounded { inner: inner.inner().clone(), size, max_value_bytes, pool: pool.clone() };
         registry
             .register_udf(Arc::new(ScalarUDF::new_from_impl(bounded)))
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -195,6 +207,7 @@ struct Bounded {
     inner: Arc<dyn ScalarUDFImpl>,
     size: SizeOf,
     max_value_bytes: usize,
+    pool: Arc<dyn MemoryPool>,
 }
 
 impl PartialEq for Bounded {
@@ -259,7 +272,8 @@ impl ScalarUDFImpl for Bounded {
             })
             .collect::<DfResult<Vec<ArrayRef>>>()?;
         let limit = self.max_value_bytes as u128;
-        if let Some(size) = (self.size)(&arrays, rows).into_iter().flatten().find(|&s| s > limit) {
+        let sizes = (self.size)(&arrays, rows);
+        if let Some(size) = sizes.iter().flatten().find(|&&s| s > limit) {
             return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
                 "{}() would build a value of about {} bytes; at most {} are allowed (limits.max_value_bytes)",
                 self.inner.name(),
@@ -268,6 +282,14 @@ impl ScalarUDFImpl for Bounded {
             )))));
         }
         drop(arrays);
-        self.inner.invoke_with_args(args)
+        // Many values under the limit make one large batch: the batch is built only if the
+        // memory pool has room for it (held while it is built; the operators that keep it
+        // account for it from there).
+        let total: u128 = sizes.iter().flatten().sum();
+        let reservation = MemoryConsumer::new(format!("{}() result", self.inner.name())).register(&self.pool);
+        reservation.try_grow(usize::try_from(total).unwrap_or(usize::MAX))?;
+        let result = self.inner.invoke_with_args(args);
+        reservation.free();
+        result
     }
 }

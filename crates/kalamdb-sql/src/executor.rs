@@ -169,7 +169,8 @@ impl Engine {
             .with_analyzer_rules(analyzer_rules)
             .build();
         use datafusion::execution::FunctionRegistry;
-        crate::bounded::install(&mut base_state, limits.max_value_bytes)?;
+        let pool = base_state.runtime_env().memory_pool.clone();
+        crate::bounded::install(&mut base_state, limits.max_value_bytes, pool)?;
         base_state
             .register_udf(Arc::new(db.snowflake_id_udf.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;
