@@ -139,7 +139,11 @@ fn bound_port(log: &Path, from: u64) -> Option<u16> {
     let text = std::fs::read(log).ok()?;
     let text = String::from_utf8_lossy(text.get(from as usize..)?);
     let line = text.lines().find(|l| l.contains("KalamDB listening"))?;
-    let addr = line.split("local=").nth(1)?.split_whitespace().next()?;
+    // Text logs say `local=127.0.0.1:PORT`, JSON logs `"local":"127.0.0.1:PORT"`.
+    let addr = match line.split("local=").nth(1) {
+        Some(rest) => rest.split_whitespace().next()?,
+        None => line.split("\"local\":\"").nth(1)?.split('"').next()?,
+    };
     addr.rsplit(':').next()?.parse().ok()
 }
 

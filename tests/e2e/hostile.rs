@@ -302,6 +302,102 @@ fn connections_that_never_finish_a_request_are_closed() {
     }
 }
 
+/// Found by attacking the server (issue #11): plans that double per CTE level, batches past
+/// Arrow's 2 GiB, more functions that build values from small input, integer negation, and
+/// EXPLAIN of a forbidden INSERT target or scalar subquery.
+#[test]
+fn attacks_on_planning_values_and_explain_are_refused() {
+    let s = TestServer::start();
+    // c_k joins c_{k-1} with itself: the plan doubles per level (29 levels took 22 GB).
+    let chain = |depth: usize| {
+        let mut ctes = vec!["c0 AS (SELECT 1 AS x)".to_string()];
+        for k in 1..=depth {
+            ctes.push(format!("c{k} AS (SELECT a.x FROM c{} a, c{} b)", k - 1, k - 1));
+        }
+        format!("WITH {} SELECT count(*) FROM c{depth}", ctes.join(", "))
+    };
+    let r = s.sql_as(&Auth::root(), &chain(29));
+    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", r.body);
+    assert!(r.message().contains("CTE"), "{}", r.body);
+    assert_eq!(s.root(&chain(6)).rows(0), vec![vec![json!(1)]], "a short chain still runs");
+    assert!(s.healthy());
+    for sql in [
+        // 150 values of 16 MB: one batch past Arrow's 2 GiB (it panicked: a 500).
+        "SELECT sum(length(repeat('a', 16000000 + CAST(x * 0 AS INT)))) FROM generate_series(1, 150) AS g(x)",
+        "SELECT length(concat(repeat('a', 10000000), repeat('b', 10000000)))",
+        "SELECT length(concat_ws(repeat('a', 2000000), 'x', 'y', 'z', 'w', 'v', 'u', 't', 's', 'r', 'q'))",
+        "SELECT cardinality(array_resize(make_array(1), 100000000, 7))",
+    ] {
+        let r = s.sql_as(&Auth::root(), sql);
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", r.body);
+    }
+    // Integer negation is checked like + - * (-(-2^63) was stored as -2^63).
+    s.root("CREATE TABLE neg (id INT PRIMARY KEY, b BIGINT, i INT)");
+    s.root("INSERT INTO neg VALUES (1, -9223372036854775808, -2147483648), (2, 5, 6)");
+    for sql in ["SELECT -b FROM neg WHERE id = 1", "SELECT -i FROM neg WHERE id = 1", "UPDATE neg SET b = -b WHERE id = 1"] {
+        let r = s.sql_as(&Auth::root(), sql);
+        assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{sql}: {}", r.body);
+    }
+    assert_eq!(s.root("SELECT -b, -i FROM neg WHERE id = 2").rows(0), vec![vec![json!(-5), json!(-6)]]);
+    assert_eq!(s.root("SELECT b FROM neg WHERE id = 1").rows(0), vec![vec![json!(i64::MIN)]], "the refused UPDATE wrote nothing");
+    // EXPLAIN checks every table the statement reads or writes.
+    s.root("CREATE SHARED TABLE vault (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'private')");
+    s.root("CREATE USER TABLE mine (id INT PRIMARY KEY, v TEXT)");
+    let eve = s.create_user("eve", "user");
+    for sql in [
+        "EXPLAIN INSERT INTO default.vault VALUES (2, 'x')",
+        "EXPLAIN INSERT INTO default.vault SELECT * FROM default.mine",
+        "EXPLAIN SELECT (SELECT v FROM default.vault LIMIT 1)",
+        "EXPLAIN UPDATE default.mine SET v = (SELECT v FROM default.vault LIMIT 1)",
+        "EXPLAIN SELECT * FROM default.mine WHERE v = (SELECT v FROM default.vault LIMIT 1)",
+    ] {
+        let r = s.sql_as(&eve, sql);
+        assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{sql}: {}", r.body);
+    }
+    assert_eq!(s.sql_as(&eve, "EXPLAIN SELECT * FROM default.mine").status, 200);
+}
+
+/// A declared body over the limit is refused before it is read (it waited for the body
+/// timeout); a client that stops reading its response is dropped at the idle timeout (it
+/// pinned the reply and a connection slot for good).
+#[test]
+fn oversized_declarations_and_stalled_readers_do_not_hold_the_server() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let s = TestServer::start_with_env(&[("KALAMDB_SERVER_IDLE_TIMEOUT_SECS", "2")]);
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    c.write_all(b"POST /v1/api/sql HTTP/1.1\r\nHost: x\r\nAuthorization: Basic cm9vdDpyb290LXRlc3QtcHc=\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{")
+        .expect("write");
+    let mut reply = [0u8; 512];
+    let n = c.read(&mut reply).expect("an answer before the body");
+    let reply = String::from_utf8_lossy(&reply[..n]).to_string();
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    // A ~40 MB reply the client never reads.
+    let mut stalled = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    let body = r#"{"sql": "SELECT repeat('a', 10000000 + CAST(x * 0 AS INT)) FROM generate_series(1, 4) AS g(x)"}"#;
+    let head = format!(
+        "POST /v1/api/sql HTTP/1.1\r\nHost: x\r\nAuthorization: Basic cm9vdDpyb290LXRlc3QtcHc=\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stalled.write_all(head.as_bytes()).expect("write");
+    stalled.write_all(body.as_bytes()).expect("write");
+    std::thread::sleep(Duration::from_secs(8));
+    // Now read: a dropped connection ends early (EOF or reset); a pinned one would deliver all
+    // ~40 MB and then wait (keep-alive) until the read timeout.
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut got = Vec::new();
+    let end = stalled.read_to_end(&mut got);
+    assert!(
+        !matches!(&end, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the stalled connection was still open after the idle timeout ({} bytes read)",
+        got.len()
+    );
+    assert!(got.len() < 40_000_000, "the whole reply was still waiting: {} bytes", got.len());
+    assert!(s.healthy());
+}
+
 #[test]
 fn many_concurrent_connections_are_all_served() {
     let s = TestServer::start();

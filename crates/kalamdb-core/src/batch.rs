@@ -58,8 +58,14 @@ pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
         let rounded: ArrayRef = Arc::new(doubles.unary::<_, arrow::datatypes::Float64Type>(f64::round));
         return cast(&rounded);
     }
-    if *dt == DataType::Real && from == &ArrowType::Float64 {
-        let doubles = downcast::<Float64Array>(array)?;
+    if *dt == DataType::Real && matches!(from, ArrowType::Float64 | ArrowType::Utf8) {
+        // Text is read as a DOUBLE first, so '1e39' is out of range rather than Infinity.
+        let doubles = match from {
+            ArrowType::Utf8 => arrow::compute::cast_with_options(array, &ArrowType::Float64, &options)
+                .map_err(|e| Error::TypeMismatch(format!("cannot convert {from} to {dt}: {e}")))?,
+            _ => array.clone(),
+        };
+        let doubles = downcast::<Float64Array>(&doubles)?;
         let mut out = Vec::with_capacity(doubles.len());
         for v in doubles.iter() {
             out.push(v.map(double_to_real).transpose()?);

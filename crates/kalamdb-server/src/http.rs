@@ -188,6 +188,11 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_DRAIN_BYTES as u64) {
+        // Too large even to drain (so the client could read the 413): refused before a byte
+        // of it is read, and the connection is not reused.
+        return Err(too_large());
+    }
     let mut over = declared.is_some_and(|n| n > limit as u64);
     let mut buf = Vec::with_capacity(declared.map(|n| n.min(limit as u64) as usize).unwrap_or(0));
     let mut seen = 0usize;

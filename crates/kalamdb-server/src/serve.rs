@@ -10,7 +10,8 @@
 //! - **body read timeout** (`server.body_read_timeout_secs`): enforced where the body is read
 //!   (crate::http), 408 `TIMEOUT`;
 //! - **idle timeout** (`server.idle_timeout_secs`): a connection with no request in flight and
-//!   no bytes either way for this long is closed;
+//!   no bytes either way for this long is closed (also one whose client stopped reading its
+//!   response: a write that makes no progress);
 //! - **connection cap** (`server.max_connections`): a connection beyond it gets one
 //!   `503 SERVICE_UNAVAILABLE` JSON reply and is closed, so the server never has more sockets
 //!   and tasks than configured; the rest (and `/health`) keep being served.
@@ -167,9 +168,11 @@ async fn serve_connection(
                 }
                 let idle_for = now.saturating_sub(Duration::from_millis(clock.last_activity_ms.load(Ordering::Relaxed)));
                 if head == 0 && idle_for >= limits.idle_timeout {
-                    tracing::debug!(%peer, "closing an idle connection");
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
+                    // Nothing in flight and no byte moved either way: an idle keep-alive
+                    // connection, or a client that stopped reading its response (it would pin
+                    // the reply's memory and a slot for good). Dropped, either way.
+                    tracing::debug!(%peer, "closing an idle or stalled connection");
+                    return;
                 }
             }
             _ = stop.changed(), if !closing => {

@@ -16,7 +16,7 @@
 //! Which functions: those whose result can be much larger than their arguments: `lpad`,
 //! `rpad`, `repeat`, `replace`, `regexp_replace`, `range`, `generate_series` (the array
 //! functions; the table functions of those names stream their rows and are stopped by the
-//! timeout and the row limit) and `array_repeat`. The others produce values no larger than
+//! timeout and the row limit), `array_repeat`, `array_resize`, `concat` and `concat_ws`. The others produce values no larger than
 //! their inputs together.
 
 use std::sync::Arc;
@@ -26,7 +26,6 @@ use arrow::datatypes::{DataType as ArrowType, FieldRef, IntervalUnit, TimeUnit};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
@@ -40,7 +39,7 @@ pub(crate) fn install(
     max_value_bytes: usize,
     pool: Arc<dyn MemoryPool>,
 ) -> kalamdb_core::Result<()> {
-    let functions: [(&str, SizeOf); 8] = [
+    let functions: [(&str, SizeOf); 11] = [
         ("lpad", padded),
         ("rpad", padded),
         ("repeat", repeated),
@@ -49,6 +48,9 @@ pub(crate) fn install(
         ("range", range),
         ("generate_series", generate_series),
         ("array_repeat", array_repeated),
+        ("array_resize", array_repeated),
+        ("concat", concatenated),
+        ("concat_ws", concatenated_with_separator),
     ];
     for (name, size) in functions {
         let inner = registry.udf(name).map_err(|e| Error::Internal(e.to_string()))?;
@@ -101,6 +103,20 @@ fn regexp_replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
             Some(s + (s + 1) * repl.len() as u128 + refs * s)
         })
         .collect()
+}
+
+/// `concat(a, b, ...)`: the sum of the parts (each a value under the limit, many of them not).
+fn concatenated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    let parts: Vec<Vec<Option<usize>>> = args.iter().map(|a| lens(Some(a), rows)).collect();
+    (0..rows).map(|i| Some(parts.iter().map(|p| p[i].unwrap_or(0) as u128).sum())).collect()
+}
+
+/// `concat_ws(sep, a, b, ...)`: the parts and a separator between each two.
+fn concatenated_with_separator(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    let sep = lens(args.first(), rows);
+    let parts = concatenated(args.get(1..).unwrap_or(&[]), rows);
+    let n = args.len().saturating_sub(2) as u128;
+    (0..rows).map(|i| Some(parts[i].unwrap_or(0) + sep[i].unwrap_or(0) as u128 * n)).collect()
 }
 
 /// `range(stop)`, `range(start, stop [, step])`: the number of elements, x 8.
@@ -249,9 +265,8 @@ impl ScalarUDFImpl for Bounded {
     fn is_strict(&self) -> bool {
         self.inner.is_strict()
     }
-    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
-        self.inner.simplify(args, info)
-    }
+    // No `simplify`: DataFusion's own (concat's) folds literal arguments into the result at
+    // planning, around the size check; constant folding calls `invoke_with_args` instead.
     fn short_circuits(&self) -> bool {
         self.inner.short_circuits()
     }
@@ -288,6 +303,14 @@ impl ScalarUDFImpl for Bounded {
         let total: u128 = sizes.iter().flatten().sum();
         let reservation = MemoryConsumer::new(format!("{}() result", self.inner.name())).register(&self.pool);
         reservation.try_grow(usize::try_from(total).unwrap_or(usize::MAX))?;
+        if total > i32::MAX as u128 {
+            // One Arrow string or list array holds at most 2 GiB (i32 offsets).
+            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
+                "{}() would build about {total} bytes in one batch of rows; at most {} are possible",
+                self.inner.name(),
+                i32::MAX
+            )))));
+        }
         let result = self.inner.invoke_with_args(args);
         reservation.free();
         result

@@ -73,6 +73,13 @@ fn rewrite(e: Expr, schema: &dyn ExprSchema) -> DfResult<Transformed<Expr>> {
                 Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })))
             }
         }
+        Expr::Negative(inner) => {
+            if is_integer(&inner.get_type(schema)?) {
+                Ok(Transformed::yes(CheckedArithmetic::negate(*inner)))
+            } else {
+                Ok(Transformed::no(Expr::Negative(inner)))
+            }
+        }
         Expr::Cast(Cast { expr, field }) => {
             let data_type = field.data_type().clone();
             let from = expr.get_type(schema)?;
@@ -89,6 +96,11 @@ fn rewrite(e: Expr, schema: &dyn ExprSchema) -> DfResult<Transformed<Expr>> {
             if is_integer(&data_type) && matches!(from, ArrowType::Float32 | ArrowType::Float64) {
                 let rounded = ROUNDED.call(vec![*expr]);
                 return Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(rounded), field })));
+            }
+            if matches!(from, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) && data_type == ArrowType::Float32 {
+                // Text read as a DOUBLE first, so '1e39' is out of range rather than Infinity.
+                let double = Expr::Cast(Cast::new(expr, ArrowType::Float64));
+                return Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(TO_REAL.clone(), vec![double]))));
             }
             if from == ArrowType::Float64 && data_type == ArrowType::Float32 {
                 let udf = TO_REAL.clone();
@@ -109,9 +121,11 @@ static TO_REAL: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| Arc::new(ScalarUDF::
 enum Step {
     Operand(usize),
     Apply(Operator),
+    /// Unary minus of the value on top of the stack.
+    Negate,
 }
 
-/// A whole tree of integer `+`, `-` and `*` of one type as one function of its operands,
+/// A whole tree of integer `+`, `-`, `*` and unary `-` of one type as one function of its operands,
 /// evaluated with arrow's checked kernels (an overflow is an error, never a wrapped value).
 ///
 /// One function for the tree, not one per operator: DataFusion computes a nested function's
@@ -124,11 +138,20 @@ struct CheckedArithmetic {
 }
 
 impl CheckedArithmetic {
+    /// `-operand`, absorbing an operand that is checked arithmetic itself.
+    fn negate(operand: Expr) -> Expr {
+        Self::build(vec![operand], Step::Negate)
+    }
+
     /// `left op right`, absorbing operands that are checked arithmetic themselves.
     fn combine(left: Expr, op: Operator, right: Expr) -> Expr {
+        Self::build(vec![left, right], Step::Apply(op))
+    }
+
+    fn build(sides: Vec<Expr>, last: Step) -> Expr {
         let mut program = Vec::new();
         let mut operands = Vec::new();
-        for side in [left, right] {
+        for side in sides {
             match side {
                 Expr::ScalarFunction(ScalarFunction { func, args })
                     if (func.inner().as_ref() as &dyn std::any::Any).is::<CheckedArithmetic>() =>
@@ -138,7 +161,7 @@ impl CheckedArithmetic {
                     let offset = operands.len();
                     program.extend(inner.program.iter().map(|s| match s {
                         Step::Operand(i) => Step::Operand(i + offset),
-                        Step::Apply(o) => Step::Apply(o.clone()),
+                        other => other.clone(),
                     }));
                     operands.extend(args);
                 }
@@ -148,7 +171,7 @@ impl CheckedArithmetic {
                 }
             }
         }
-        program.push(Step::Apply(op));
+        program.push(last);
         let n = operands.len();
         let udf = CheckedArithmetic { program, signature: Signature::any(n, Volatility::Immutable) };
         Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(udf)), operands))
@@ -168,6 +191,10 @@ impl CheckedArithmetic {
                         _ => return Err(DataFusionError::Internal("checked arithmetic: bad program".into())),
                     }
                 }
+                Step::Negate => match stack.pop() {
+                    Some(x) => stack.push(format!("(- {x})")),
+                    None => return Err(DataFusionError::Internal("checked arithmetic: bad program".into())),
+                },
             }
         }
         stack.pop().ok_or_else(|| DataFusionError::Internal("checked arithmetic: empty program".into()))
@@ -215,6 +242,17 @@ impl ScalarUDFImpl for CheckedArithmetic {
                             let out = kernel(&a.to_scalar()?, &b.to_scalar()?)?;
                             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
                         }
+                    };
+                    stack.push(value);
+                }
+                Step::Negate => {
+                    let value = match stack.pop() {
+                        Some(ColumnarValue::Array(a)) => ColumnarValue::Array(arrow::compute::kernels::numeric::neg(&a)?),
+                        Some(ColumnarValue::Scalar(x)) => {
+                            let out = arrow::compute::kernels::numeric::neg(&x.to_array()?)?;
+                            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+                        }
+                        None => return Err(DataFusionError::Internal("checked arithmetic: bad program".into())),
                     };
                     stack.push(value);
                 }

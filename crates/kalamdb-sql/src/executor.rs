@@ -601,6 +601,7 @@ impl Engine {
             }
             Err(e) => return Err(from_datafusion(e, &self.db)),
         };
+        check_plan_size(&plan)?;
         let renames = match explicit {
             Some(explicit) => crate::names::renames(&plan, explicit),
             None => Default::default(),
@@ -633,9 +634,11 @@ impl Engine {
         renames: &std::collections::HashMap<String, String>,
     ) -> Result<StatementOutput> {
         if let LogicalPlan::Explain(explain) = &plan {
+            // A table the caller may not read (in a subquery too), or a DML target it may not
+            // write, is refused (403) as the statement itself would be, never described.
+            check_explained_access(&explain.plan)?;
             // DataFusion writes a planning error of the explained statement into the plan's
-            // rows ("physical_plan_error"); a table the caller may not read is refused (403)
-            // as the statement itself would be, never described.
+            // rows ("physical_plan_error"); such an error is refused the same way.
             let inner = DataFrame::new(state.clone(), explain.plan.as_ref().clone());
             if let Err(e) = inner.create_physical_plan().await {
                 if let e @ Error::PermissionDenied(_) = from_datafusion(e, &self.db) {
@@ -892,6 +895,51 @@ fn check_key_not_assigned(input: &LogicalPlan, key: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Most nodes a statement's logical plan may have, counted as a tree: a CTE is planned at each
+/// reference, so a chain of CTEs that each join the previous one twice doubles per level (29
+/// levels, 1 KB of SQL, took the server to 22 GB while planning, past its timeout: planning
+/// cannot be interrupted). Ordinary statements have tens to a few thousand nodes.
+const MAX_PLAN_NODES: usize = 5_000;
+
+fn check_plan_size(plan: &LogicalPlan) -> Result<()> {
+    let mut nodes = 0usize;
+    let _ = plan.apply_with_subqueries(|_| {
+        nodes += 1;
+        Ok(if nodes > MAX_PLAN_NODES { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    if nodes > MAX_PLAN_NODES {
+        return Err(Error::invalid_sql(format!(
+            "the statement's plan has more than {MAX_PLAN_NODES} nodes (each reference to a CTE or view plans it again); simplify it"
+        )));
+    }
+    Ok(())
+}
+
+/// The access checks of every table an explained statement reads or writes.
+fn check_explained_access(plan: &LogicalPlan) -> Result<()> {
+    let mut denied: Option<Error> = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let (source, write) = match node {
+            LogicalPlan::TableScan(scan) => (Some(&scan.source), false),
+            LogicalPlan::Dml(dml) => (Some(&dml.target), true),
+            _ => (None, false),
+        };
+        if let Some(source) = source {
+            if let Ok(provider) = datafusion::catalog::default_table_source::source_as_provider(source) {
+                if let Some(table) = provider.downcast_ref::<KalamTable>() {
+                    let check = if write { table.principal().check_write(table.def()) } else { table.principal().check_read(table.def()) };
+                    if let Err(e) = check {
+                        denied = Some(e);
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    denied.map_or(Ok(()), Err)
 }
 
 /// A JSON request parameter as a DataFusion scalar.

@@ -640,6 +640,11 @@ fn natural_array(lits: &[Lit], target: &arrow::datatypes::DataType) -> Option<Ar
     if floats && exact && exponents {
         return None;
     }
+    // A fraction into an integer column: planned, where it is exact (a float rounds
+    // 123456789012345678.5 to ...680).
+    if floats && target.is_integer() {
+        return None;
+    }
     if floats && !strs && !bools && exact {
         // Exactly the digits written (PostgreSQL's numeric literals), never through a float,
         // as the planned path reads them (crate::syntax).

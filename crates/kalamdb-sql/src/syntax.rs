@@ -54,8 +54,14 @@ pub(crate) fn check(statement: &sqlparser::ast::Statement) -> kalamdb_core::Resu
             "invalid hexadecimal data: X'...' needs an even number of hex digits".into(),
         ));
     }
-    let mut depth = QueryDepth { now: 0, max: 0, selects: 0 };
+    let mut depth = QueryDepth { now: 0, max: 0, selects: 0, expanded: 0 };
     let _ = sqlparser::ast::Visit::visit(statement, &mut depth);
+    if depth.expanded > MAX_EXPANDED_CTES {
+        return Err(kalamdb_core::Error::invalid_sql(format!(
+            "the statement's CTEs expand to about {} copies (each reference to a CTE plans it again); at most {MAX_EXPANDED_CTES} are allowed",
+            depth.expanded
+        )));
+    }
     if depth.selects > MAX_SELECTS {
         return Err(kalamdb_core::Error::invalid_sql(format!(
             "the statement has {} SELECTs (UNION branches, subqueries); at most {MAX_SELECTS} are allowed",
@@ -83,18 +89,67 @@ pub(crate) const MAX_QUERY_NESTING: usize = 12;
 /// a core busy after the 408). 500 plan in about a second.
 pub(crate) const MAX_SELECTS: usize = 500;
 
+/// How many copies of CTE bodies a statement may plan. A CTE is planned again at each of its
+/// references, so `c1 AS (SELECT .. FROM c0 a, c0 b), c2 AS (.. FROM c1 a, c1 b), ...` doubles
+/// per level: 29 levels (1 KB of SQL) ran the server to 22 GB inside DataFusion's planner,
+/// which cannot be interrupted. Counted on the parsed statement, before planning.
+pub(crate) const MAX_EXPANDED_CTES: u64 = 1_000;
+
 struct QueryDepth {
     now: usize,
     max: usize,
     selects: usize,
+    /// The largest number of CTE body copies one WITH clause expands to.
+    expanded: u64,
+}
+
+/// How many copies of CTE bodies planning `with` and `body` makes: each CTE costs itself
+/// plus every copy of the earlier CTEs it references, and the body references them too.
+fn expanded_ctes(with: &sqlparser::ast::With, body: &SetExpr) -> u64 {
+    let mut weights: HashMap<String, u64> = HashMap::new();
+    let refs = |node: &dyn VisitRelations, weights: &HashMap<String, u64>| -> u64 {
+        let mut total = 0u64;
+        node.relations(&mut |name: &str| {
+            if let Some(w) = weights.get(name) {
+                total = total.saturating_add(*w);
+            }
+        });
+        total
+    };
+    for cte in &with.cte_tables {
+        let w = 1u64.saturating_add(refs(cte.query.as_ref(), &weights));
+        weights.insert(cte.alias.name.value.to_lowercase(), w);
+    }
+    refs(body, &weights)
+}
+
+/// Every single-part table name a node reads, lower-cased.
+trait VisitRelations {
+    fn relations(&self, f: &mut dyn FnMut(&str));
+}
+
+impl<T: sqlparser::ast::Visit> VisitRelations for T {
+    fn relations(&self, f: &mut dyn FnMut(&str)) {
+        let _ = sqlparser::ast::visit_relations(self, |name| {
+            if let [part] = name.0.as_slice() {
+                if let Some(ident) = part.as_ident() {
+                    f(&ident.value.to_lowercase());
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
 }
 
 impl sqlparser::ast::Visitor for QueryDepth {
     type Break = ();
 
-    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         self.now += 1;
         self.max = self.max.max(self.now);
+        if let Some(with) = &query.with {
+            self.expanded = self.expanded.max(expanded_ctes(with, &query.body));
+        }
         ControlFlow::Continue(())
     }
 
