@@ -52,11 +52,7 @@ pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
         }
     }
     if is_integer(&want) && matches!(from, ArrowType::Float32 | ArrowType::Float64) {
-        let doubles = arrow::compute::cast(array, &ArrowType::Float64)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let doubles = downcast::<Float64Array>(&doubles)?;
-        let rounded: ArrayRef = Arc::new(doubles.unary::<_, arrow::datatypes::Float64Type>(f64::round));
-        return cast(&rounded);
+        return cast(&rounded(array)?);
     }
     if *dt == DataType::Real && matches!(from, ArrowType::Float64 | ArrowType::Utf8) {
         // Text is read as a DOUBLE first, so '1e39' is out of range rather than Infinity.
@@ -65,14 +61,26 @@ pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
                 .map_err(|e| Error::TypeMismatch(format!("cannot convert {from} to {dt}: {e}")))?,
             _ => array.clone(),
         };
-        let doubles = downcast::<Float64Array>(&doubles)?;
-        let mut out = Vec::with_capacity(doubles.len());
-        for v in doubles.iter() {
-            out.push(v.map(double_to_real).transpose()?);
-        }
-        return Ok(Arc::new(Float32Array::from(out)));
+        return doubles_to_reals(&doubles);
     }
     cast(array)
+}
+
+/// Floats rounded half away from zero, as DOUBLEs (before a cast to an integer).
+pub fn rounded(array: &ArrayRef) -> Result<ArrayRef> {
+    let doubles = arrow::compute::cast(array, &ArrowType::Float64).map_err(|e| Error::Internal(e.to_string()))?;
+    let doubles = downcast::<Float64Array>(&doubles)?;
+    Ok(Arc::new(doubles.unary::<_, arrow::datatypes::Float64Type>(f64::round)))
+}
+
+/// DOUBLEs as REALs; a finite value beyond REAL's range is an error ([`double_to_real`]).
+pub fn doubles_to_reals(array: &ArrayRef) -> Result<ArrayRef> {
+    let doubles = downcast::<Float64Array>(array)?;
+    let mut out = Vec::with_capacity(doubles.len());
+    for v in doubles.iter() {
+        out.push(v.map(double_to_real).transpose()?);
+    }
+    Ok(Arc::new(Float32Array::from(out)))
 }
 
 /// Whether `t` is an Arrow integer type.

@@ -20,7 +20,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, Float32Array, Float64Array};
+use arrow::array::ArrayRef;
 use arrow::datatypes::DataType as ArrowType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, ExprSchema, Result as DfResult, ScalarValue};
@@ -112,8 +112,12 @@ fn rewrite(e: Expr, schema: &dyn ExprSchema) -> DfResult<Transformed<Expr>> {
     }
 }
 
-static ROUNDED: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| Arc::new(ScalarUDF::new_from_impl(Rounded::default())));
-static TO_REAL: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| Arc::new(ScalarUDF::new_from_impl(ToReal::default())));
+static ROUNDED: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+    Arc::new(ScalarUDF::new_from_impl(AssignmentCast::new("rounded", ArrowType::Float64, kalamdb_core::batch::rounded)))
+});
+static TO_REAL: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
+    Arc::new(ScalarUDF::new_from_impl(AssignmentCast::new("to_real", ArrowType::Float32, kalamdb_core::batch::doubles_to_reals)))
+});
 
 /// One step of a checked arithmetic program (postfix): push an operand, or apply an operator
 /// to the two values on top of the stack.
@@ -262,116 +266,63 @@ impl ScalarUDFImpl for CheckedArithmetic {
     }
 }
 
-/// DOUBLE to REAL that refuses a finite value beyond REAL's range.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ToReal {
+/// A cast the planned path makes the way core `batch::conform` makes it on the literal path:
+/// floats rounded before they become integers, DOUBLEs range-checked into REALs.
+#[derive(Debug)]
+struct AssignmentCast {
+    name: &'static str,
+    to: ArrowType,
+    convert: fn(&ArrayRef) -> kalamdb_core::Result<ArrayRef>,
     signature: Signature,
 }
 
-impl Default for ToReal {
-    fn default() -> ToReal {
-        ToReal { signature: Signature::exact(vec![ArrowType::Float64], Volatility::Immutable) }
+// One function per name (the `convert` of a name never changes).
+impl PartialEq for AssignmentCast {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for AssignmentCast {}
+impl std::hash::Hash for AssignmentCast {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
     }
 }
 
-impl ScalarUDFImpl for ToReal {
+impl AssignmentCast {
+    fn new(name: &'static str, to: ArrowType, convert: fn(&ArrayRef) -> kalamdb_core::Result<ArrayRef>) -> AssignmentCast {
+        AssignmentCast { name, to, convert, signature: Signature::exact(vec![ArrowType::Float64], Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for AssignmentCast {
     fn name(&self) -> &str {
-        "to_real"
+        self.name
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn return_type(&self, _args: &[ArrowType]) -> DfResult<ArrowType> {
-        Ok(ArrowType::Float32)
+        Ok(self.to.clone())
     }
+    // A cast's name is its operand's; so is the name of a function standing in for a cast.
     fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
-        same_name(args)
-    }
-    fn display_name(&self, args: &[Expr]) -> DfResult<String> {
-        same_name(args)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [x] = args.args.as_slice() else {
-            return Err(DataFusionError::Internal("to_real takes one operand".into()));
-        };
-        match x {
-            ColumnarValue::Scalar(s) => {
-                let a = s.to_array()?;
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&to_real(&a)?, 0)?))
-            }
-            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(to_real(a)?)),
+        match args {
+            [x] => Ok(x.schema_name().to_string()),
+            _ => Err(DataFusionError::Internal("a cast takes one operand".into())),
         }
     }
-}
-
-fn to_real(a: &ArrayRef) -> DfResult<ArrayRef> {
-    let doubles = a
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .ok_or_else(|| DataFusionError::Internal("to_real of a non-DOUBLE".into()))?;
-    let mut out = Vec::with_capacity(doubles.len());
-    for v in doubles.iter() {
-        out.push(match v {
-            None => None,
-            Some(d) => Some(kalamdb_core::batch::double_to_real(d).map_err(|e| DataFusionError::External(Box::new(e)))?),
-        });
-    }
-    Ok(Arc::new(Float32Array::from(out)))
-}
-
-/// A cast's name is its operand's; so is the name of a function standing in for a cast.
-fn same_name(args: &[Expr]) -> DfResult<String> {
-    match args {
-        [x] => Ok(x.schema_name().to_string()),
-        _ => Err(DataFusionError::Internal("a cast takes one operand".into())),
-    }
-}
-
-/// A float rounded half away from zero (as a DOUBLE), before its cast to an integer.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Rounded {
-    signature: Signature,
-}
-
-impl Default for Rounded {
-    fn default() -> Rounded {
-        Rounded { signature: Signature::uniform(1, vec![ArrowType::Float64], Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for Rounded {
-    fn name(&self) -> &str {
-        "rounded"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _args: &[ArrowType]) -> DfResult<ArrowType> {
-        Ok(ArrowType::Float64)
-    }
-    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
-        same_name(args)
-    }
     fn display_name(&self, args: &[Expr]) -> DfResult<String> {
-        same_name(args)
+        self.schema_name(args)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let [x] = args.args.as_slice() else {
-            return Err(DataFusionError::Internal("rounded takes one operand".into()));
+            return Err(DataFusionError::Internal(format!("{} takes one operand", self.name)));
         };
-        let round = |a: &ArrayRef| -> DfResult<ArrayRef> {
-            let a = arrow::compute::cast(a, &ArrowType::Float64)?;
-            let doubles = a
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .ok_or_else(|| DataFusionError::Internal("rounded of a non-float".into()))?;
-            Ok(Arc::new(doubles.unary::<_, arrow::datatypes::Float64Type>(f64::round)))
-        };
+        let convert = |a: &ArrayRef| (self.convert)(a).map_err(|e| DataFusionError::External(Box::new(e)));
         match x {
-            ColumnarValue::Scalar(s) => {
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&round(&s.to_array()?)?, 0)?))
-            }
-            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(round(a)?)),
+            ColumnarValue::Scalar(s) => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&convert(&s.to_array()?)?, 0)?)),
+            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(convert(a)?)),
         }
     }
 }
