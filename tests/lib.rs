@@ -182,6 +182,14 @@ impl TestServer {
         Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
     }
 
+    /// The server process's peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc/<pid>/status");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/<pid>/status");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmHWM value");
+        kib * 1024
+    }
+
     /// A client handle to a server another TestServer owns (for threads); it does not stop it.
     pub fn attach(port: u16) -> TestServer {
         TestServer { child: None, port, data_dir: PathBuf::new(), _tmp: None, env: Vec::new() }

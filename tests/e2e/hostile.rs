@@ -225,6 +225,46 @@ fn a_timed_out_query_stops_working() {
     }
 }
 
+/// What a query's work allocates counts against `limits.query_memory_bytes`, also what
+/// DataFusion's pool never sees: a result of 200,000 rows of 2 KB (each batch small enough for
+/// the pool) was collected whole and grew the server to 2 GB, and a whole-table read of a hot
+/// table (the direct path) held every batch it read. Now both are refused once their work holds
+/// more than the limit, the server's peak memory stays far below what they would have built,
+/// and the memory is given back: the same queries under the limit run, many times.
+#[test]
+fn memory_a_query_allocates_is_held_to_the_limit() {
+    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_QUERY_MEMORY_BYTES", "67108864")]);
+    s.root("CREATE TABLE wide (id BIGINT PRIMARY KEY, body TEXT)");
+    for chunk in 0..8 {
+        s.root(&format!(
+            "INSERT INTO wide SELECT x, repeat('w', 2000 + CAST(x * 0 AS INT)) FROM generate_series({}, {}) AS t(x)",
+            chunk * 10_000 + 1,
+            (chunk + 1) * 10_000
+        ));
+    }
+    let start = s.peak_memory();
+    for sql in [
+        "SELECT x, repeat('x', 2000 + CAST(x * 0 AS INT)) FROM generate_series(1, 200000) AS t(x)",
+        "SELECT * FROM wide",
+        "SELECT id, body FROM wide WHERE id > 0",
+        "SELECT id, body || 'x' FROM wide",
+    ] {
+        let r = s.sql_as(&Auth::root(), sql);
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", truncate(&r.body.to_string()));
+        assert!(r.message().contains("limits.query_memory_bytes"), "{sql}: {}", r.body);
+        assert!(s.healthy());
+    }
+    let grown = s.peak_memory().saturating_sub(start);
+    // 400 MB of result (and more for its JSON) before; a few batches over the 64 MiB now.
+    assert!(grown < 300 << 20, "the server's peak memory grew by {} MiB", grown >> 20);
+    for _ in 0..10 {
+        let r = s.root("SELECT count(*), max(length(body)) FROM wide WHERE id <= 20000");
+        assert_eq!(r.rows(0), vec![vec![json!(20000), json!(2000)]]);
+        let r = s.root("SELECT x, repeat('x', 2000 + CAST(x * 0 AS INT)) FROM generate_series(1, 4000) AS t(x)");
+        assert_eq!(r.row_count(0), 4000, "the accounts of finished queries are given back");
+    }
+}
+
 /// Connections that never finish a request are closed: half-sent heads at the header read
 /// timeout, stuck bodies at the body read timeout (408 TIMEOUT), idle keep-alive connections at
 /// the idle timeout; beyond the connection cap a connection gets 503 SERVICE_UNAVAILABLE. All

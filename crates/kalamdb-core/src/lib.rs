@@ -20,6 +20,7 @@ pub mod functions;
 pub mod jobs;
 pub mod keys;
 pub mod manifest;
+pub mod memory;
 pub mod password;
 pub mod policy;
 pub mod provider;

@@ -261,7 +261,9 @@ impl PartitionStream for HotScan {
         &self.schema
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        // The reader runs on a blocking thread: its batches are charged to the statement.
+        let account = crate::memory::Account::of(&ctx);
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
         let (def, rows, scope, columns, schema, range) = (
@@ -273,10 +275,16 @@ impl PartitionStream for HotScan {
             self.range.clone(),
         );
         builder.spawn_blocking(move || {
-            rows.scan(&def, &scope, &columns, schema, &range, SCAN_BATCH_ROWS, |batch| {
-                tx.blocking_send(Ok(batch)).is_ok()
-            })
-            .map_err(df_error)
+            let scan = || {
+                rows.scan(&def, &scope, &columns, schema, &range, SCAN_BATCH_ROWS, |batch| {
+                    tx.blocking_send(Ok(batch)).is_ok()
+                })
+                .map_err(df_error)
+            };
+            match account {
+                Some(account) => account.charged(scan),
+                None => scan(),
+            }
         });
         builder.build()
     }

@@ -24,8 +24,10 @@ use crate::config::Config;
 
 /// mimalloc instead of glibc malloc: allocation was a quarter of the write path's profile,
 /// and freed memory goes back to the OS instead of staying in arenas (docs/BENCHMARKS.md).
+/// Counted: what a statement's work allocates is held to `limits.query_memory_bytes`
+/// (kalamdb_core::memory).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: kalamdb_core::memory::Counting<mimalloc::MiMalloc> = kalamdb_core::memory::Counting(mimalloc::MiMalloc);
 
 /// KalamDB: a SQL database server for applications with many users.
 #[derive(Parser, Debug)]

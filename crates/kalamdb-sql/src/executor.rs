@@ -24,6 +24,7 @@ use kalamdb_core::access::Principal;
 use kalamdb_core::catalog::{Role, TableKind, ROWID_COLUMN};
 use kalamdb_core::jobs::{FlushTrigger, JobManager};
 use kalamdb_core::db::Db;
+use kalamdb_core::memory::{Account, Charged, QueryHeap};
 use kalamdb_core::provider::KalamTable;
 use kalamdb_core::rows::RowStore;
 use kalamdb_core::{Error, Result};
@@ -108,6 +109,9 @@ pub struct Engine {
     query_runtime: Option<tokio::runtime::Runtime>,
     base_state: Arc<SessionState>,
     limits: Limits,
+    /// The heap bytes all running statements' work holds (kalamdb_core::memory), held to
+    /// `limits.query_memory_bytes` like DataFusion's pool.
+    query_heap: Arc<QueryHeap>,
     /// One lock per (table, scope) that UPDATE and DELETE statements hold from their read to
     /// their write, so concurrent read-modify-write statements on one scope serialise and no
     /// update is lost (ADR 0008).
@@ -171,6 +175,7 @@ impl Engine {
         use datafusion::execution::FunctionRegistry;
         let pool = base_state.runtime_env().memory_pool.clone();
         crate::bounded::install(&mut base_state, limits.max_value_bytes, pool)?;
+        crate::checked_sum::install(&mut base_state)?;
         base_state
             .register_udf(Arc::new(db.snowflake_id_udf.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -181,6 +186,7 @@ impl Engine {
             db,
             jobs,
             base_state: Arc::new(base_state),
+            query_heap: QueryHeap::new(limits.query_memory_bytes),
             limits,
             query_runtime: Some(query_runtime),
             dml_locks: Default::default(),
@@ -478,6 +484,7 @@ impl Engine {
             with_rowid,
             std::time::Instant::now() + self.limits.statement_timeout,
             self.limits.max_result_rows,
+            &self.query_heap,
         )
     }
 
@@ -563,8 +570,10 @@ impl Engine {
                     {
                         let point = point?;
                         let schema = point.schema.clone();
-                        let (batches, row_count) =
-                            point.run(&self.db, self.limits.max_result_rows, self.limits.statement_timeout).await?;
+                        let account = Account::new(&self.query_heap);
+                        let (batches, row_count) = point
+                            .run(&self.db, self.limits.max_result_rows, self.limits.statement_timeout, account)
+                            .await?;
                         return Ok(StatementOutput::Rows { schema, batches, row_count });
                     }
                 }
@@ -650,12 +659,13 @@ impl Engine {
         let df = DataFrame::new(state, plan);
         // The executed plan's schema: the logical plan's is the one before type coercion (a
         // CASE of 1 and 2.5 would claim BIGINT).
-        let (schema, batches, row_count) = self.collect_bounded(df, fallback, session.deadline()).await?;
+        let (schema, batches, row_count) = self.collect_bounded(df, fallback, session).await?;
         let schema: SchemaRef = crate::names::rename_schema(schema, renames);
         Ok(StatementOutput::Rows { schema, batches, row_count })
     }
 
-    /// Run a plan to completion on the query runtime, within the row limit and by the
+    /// Run a plan to completion on the query runtime, within the row limit, the memory limit
+    /// (what the work allocates, counted at the allocator: kalamdb_core::memory) and by the
     /// statement's deadline (its start plus the statement timeout: planning and waiting for a
     /// lock count). At the deadline the execution is aborted (dropping DataFusion's streams
     /// cancels it).
@@ -667,14 +677,16 @@ impl Engine {
         &self,
         df: DataFrame,
         fallback: Option<(Arc<StatementSession>, LogicalPlan)>,
-        deadline: std::time::Instant,
+        session: &StatementSession,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, usize)> {
+        let deadline = session.deadline();
+        let account = session.account().clone();
         let db = self.db.clone();
         let max_rows = self.limits.max_result_rows;
         let Some(runtime) = &self.query_runtime else {
             return Err(Error::Internal("the query runtime is shut down".into()));
         };
-        let task = runtime.spawn(async move {
+        let task = runtime.spawn(Charged::new(account.clone(), async move {
             let task_ctx = Arc::new(df.task_ctx());
             let (physical, task_ctx) = match (df.create_physical_plan().await, fallback) {
                 (Ok(p), _) => (p, task_ctx),
@@ -698,9 +710,10 @@ impl Engine {
                     return Err(too_many_rows(max_rows));
                 }
                 batches.push(batch);
+                account.check()?;
             }
             Ok((schema, batches, row_count))
-        });
+        }));
         let abort = task.abort_handle();
         match tokio::time::timeout_at(deadline.into(), task).await {
             Ok(Ok(r)) => r,
@@ -758,7 +771,7 @@ impl Engine {
         let input = Arc::unwrap_or_clone(dml.input);
         let fallback = crate::subquery::has_subqueries(&input).then(|| (session.clone(), input.clone()));
         let df = DataFrame::new(state.clone(), input);
-        let (_, batches, _) = self.collect_bounded(df, fallback, session.deadline()).await?;
+        let (_, batches, _) = self.collect_bounded(df, fallback, session).await?;
         self.write_rows(def, scope, dml.op.clone(), batches, with_rowid).await
     }
 

@@ -23,6 +23,7 @@ use datafusion::catalog::TableProvider;
 use kalamdb_core::access::Principal;
 use kalamdb_core::batch::value_from_text;
 use kalamdb_core::db::Db;
+use kalamdb_core::memory::Account;
 use kalamdb_core::provider::{KalamTable, SCAN_BATCH_ROWS};
 use kalamdb_core::rows::{ScanColumn, ScanRange};
 use kalamdb_core::types::DataType;
@@ -163,8 +164,15 @@ fn pk_equality(def: &kalamdb_core::catalog::TableDef, selection: &Expr) -> Optio
 }
 
 impl DirectSelect {
-    /// Read the rows from the row store within the statement's row limit and timeout.
-    pub async fn run(self, db: &Arc<Db>, max_rows: usize, timeout: Duration) -> Result<(Vec<RecordBatch>, usize)> {
+    /// Read the rows from the row store within the statement's row limit, memory limit (the
+    /// batches read are charged to `account`: kalamdb_core::memory) and timeout.
+    pub async fn run(
+        self,
+        db: &Arc<Db>,
+        max_rows: usize,
+        timeout: Duration,
+        account: Arc<Account>,
+    ) -> Result<(Vec<RecordBatch>, usize)> {
         let rows = db.rows.clone();
         let cancelled = Arc::new(AtomicBool::new(false));
         let stop = cancelled.clone();
@@ -173,14 +181,17 @@ impl DirectSelect {
             let range = ScanRange { pk_equals: self.pk, limit: None };
             let mut batches = Vec::new();
             let mut n = 0usize;
-            rows.scan(table.def(), table.scope(), &self.columns, self.schema.clone(), &range, SCAN_BATCH_ROWS, |b| {
-                n += b.num_rows();
-                batches.push(b);
-                n <= max_rows && !stop.load(Ordering::Relaxed)
+            account.charged(|| {
+                rows.scan(table.def(), table.scope(), &self.columns, self.schema.clone(), &range, SCAN_BATCH_ROWS, |b| {
+                    n += b.num_rows();
+                    batches.push(b);
+                    n <= max_rows && !stop.load(Ordering::Relaxed) && account.check().is_ok()
+                })
             })?;
             if n > max_rows {
                 return Err(too_many_rows(max_rows));
             }
+            account.check()?;
             Ok((batches, n))
         });
         match tokio::time::timeout(timeout, task).await {

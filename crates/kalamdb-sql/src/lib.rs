@@ -9,8 +9,9 @@
 
 mod bounded;
 mod checked;
+mod checked_sum;
 mod coercion;
-mod deadline;
+mod guard;
 pub mod ddl;
 pub mod errors;
 pub mod executor;

@@ -20,6 +20,7 @@ use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 use kalamdb_core::access::Principal;
 use kalamdb_core::db::Db;
+use kalamdb_core::memory::{Account, QueryHeap};
 use kalamdb_core::session_catalog::StatementCatalog;
 use kalamdb_core::system_tables::CATALOG_NAME;
 
@@ -35,6 +36,8 @@ pub(crate) struct StatementSession {
     now: chrono::DateTime<chrono::Utc>,
     deadline: Instant,
     max_rows: usize,
+    /// The heap bytes the statement's work allocates (kalamdb_core::memory).
+    account: Arc<Account>,
     /// Evaluate every subquery per outer row, none by DataFusion's decorrelation (the
     /// fallback when DataFusion's rewrite of one fails: crate::subquery).
     all_subqueries: bool,
@@ -49,6 +52,7 @@ impl StatementSession {
         with_rowid: bool,
         deadline: Instant,
         max_rows: usize,
+        heap: &Arc<QueryHeap>,
     ) -> Arc<StatementSession> {
         Arc::new(StatementSession {
             base,
@@ -59,6 +63,7 @@ impl StatementSession {
             now: statement_time(),
             deadline,
             max_rows,
+            account: Account::new(heap),
             all_subqueries: false,
         })
     }
@@ -71,6 +76,11 @@ impl StatementSession {
     /// See [`StatementSession::evaluating_all_subqueries`].
     pub(crate) fn evaluate_all_subqueries(&self) -> bool {
         self.all_subqueries
+    }
+
+    /// What the statement's work has allocated.
+    pub(crate) fn account(&self) -> &Arc<Account> {
+        &self.account
     }
 
     /// When the statement must have finished.
@@ -90,7 +100,8 @@ impl StatementSession {
             .with_default_catalog_and_schema(CATALOG_NAME, &self.namespace)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
-            .set_str("datafusion.execution.time_zone", "UTC");
+            .set_str("datafusion.execution.time_zone", "UTC")
+            .with_extension(self.account.clone());
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog(
             CATALOG_NAME.to_string(),
@@ -107,7 +118,7 @@ impl StatementSession {
             .with_catalog_list(catalogs)
             .with_analyzer_rule(analyzer_rule)
             .with_optimizer_rule(optimizer_rule)
-            .with_physical_optimizer_rule(Arc::new(crate::deadline::StopAtDeadline::new(self.deadline)))
+            .with_physical_optimizer_rule(Arc::new(crate::guard::Guard::new(self.deadline)))
             .build();
         state.mark_start_execution();
         state.execution_props_mut().query_execution_start_time = Some(self.now);
