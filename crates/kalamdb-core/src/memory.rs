@@ -21,7 +21,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -89,11 +89,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
 pub struct QueryHeap {
     used: AtomicIsize,
     limit: usize,
+    /// Accounts alive (statements running, or their work still being dropped).
+    accounts: AtomicUsize,
 }
 
 impl QueryHeap {
     pub fn new(limit: usize) -> Arc<QueryHeap> {
-        Arc::new(QueryHeap { used: AtomicIsize::new(0), limit })
+        Arc::new(QueryHeap { used: AtomicIsize::new(0), limit, accounts: AtomicUsize::new(0) })
     }
 
     /// Bytes the running statements hold (as of their last guarded step).
@@ -119,6 +121,7 @@ pub struct Account {
 
 impl Account {
     pub fn new(heap: &Arc<QueryHeap>) -> Arc<Account> {
+        heap.accounts.fetch_add(1, Ordering::Relaxed);
         Arc::new(Account { heap: heap.clone(), own: AtomicIsize::new(0), published: AtomicIsize::new(0) })
     }
 
@@ -158,13 +161,19 @@ impl Account {
         self.own.load(Ordering::Relaxed)
     }
 
-    /// An error when the statements together hold more than the limit and this one is
-    /// growing or holds memory: the statement must stop.
+    /// An error when the statements together hold more than the limit and this one holds at
+    /// least its share of what they hold: the large statements stop, the small ones that
+    /// happen to run beside them go on.
     pub fn check(&self) -> Result<()> {
         self.publish();
         let used = self.heap.used();
-        if used > self.heap.limit && self.bytes() > 0 {
-            return Err(over_limit(self.bytes(), used, self.heap.limit));
+        if used <= self.heap.limit {
+            return Ok(());
+        }
+        let share = used / self.heap.accounts.load(Ordering::Relaxed).max(1);
+        let own = self.bytes();
+        if own > 0 && own as usize >= share {
+            return Err(over_limit(own, self.heap.limit));
         }
         Ok(())
     }
@@ -174,13 +183,15 @@ impl Drop for Account {
     fn drop(&mut self) {
         let published = self.published.load(Ordering::Relaxed);
         self.heap.used.fetch_sub(published, Ordering::Relaxed);
+        self.heap.accounts.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-fn over_limit(own: isize, used: usize, limit: usize) -> Error {
+/// Says what this statement held, never what the others hold (they may be other users').
+fn over_limit(own: isize, limit: usize) -> Error {
     Error::InvalidParameter(format!(
-        "the query needs more memory than the server allows (limits.query_memory_bytes = {limit} bytes): \
-         running queries held {used} bytes, this one {own}"
+        "the query needs more memory than the server allows (limits.query_memory_bytes = {limit} bytes \
+         for all running queries; this one held {own} bytes)"
     ))
 }
 
@@ -222,7 +233,8 @@ mod tests {
         let b = Account::new(&heap);
         b.charged(|| b.charged(|| charge(50)));
         assert_eq!(heap.used(), 110, "nested charging publishes once");
-        assert!(b.check().is_err());
+        assert!(a.check().is_err(), "over the limit, the statement holding more than its share stops");
+        assert!(b.check().is_ok(), "the one holding less than its share goes on");
         drop(b);
         assert_eq!(heap.used(), 60);
         drop(a);

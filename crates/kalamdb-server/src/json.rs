@@ -62,6 +62,13 @@ fn timestamp(nanos: i128, tz: bool) -> Json {
 }
 
 fn time(nanos: i64) -> Json {
+    // Past 23:59:59.999999 (`TIME '23:59:60'` is PostgreSQL's 24:00:00), which chrono has no
+    // time for: the hours go on counting.
+    if nanos >= 86_400_000_000_000 {
+        let (secs, sub) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
+        let frac = if sub == 0 { String::new() } else { format!(".{:09}", sub).trim_end_matches('0').to_string() };
+        return Json::String(format!("{:02}:{:02}:{:02}{frac}", secs / 3600, secs / 60 % 60, secs % 60));
+    }
     let secs = nanos.div_euclid(1_000_000_000) as u32;
     let sub = nanos.rem_euclid(1_000_000_000) as u32;
     match NaiveTime::from_num_seconds_from_midnight_opt(secs, sub) {

@@ -1,22 +1,28 @@
-//! `sum()` of integers fails on overflow instead of wrapping.
+//! `sum()` of integers and decimals fails when the sum does not fit its type, instead of wrapping.
 //!
-//! DataFusion sums BIGINTs with wrapping adds: `sum(x)` over 9223372036854775807 and 1 answered
-//! -9223372036854775808. PostgreSQL sums BIGINTs into NUMERIC and never overflows; KalamDB keeps
-//! BIGINT as the result type (the contract's) and answers TYPE_MISMATCH "value out of range" when
-//! the sum leaves it, like `+` (crate::checked). The function keeps its name and everything else
-//! of DataFusion's `sum`; only the BIGINT accumulators (plain, grouped and sliding windows) are
-//! replaced. `sum(DISTINCT x)` of BIGINTs still wraps (DataFusion's distinct accumulator).
+//! DataFusion sums BIGINTs and DECIMALs with wrapping adds: `sum(x)` over 9223372036854775807
+//! and 1 answered -9223372036854775808, two DECIMAL(38,0) values of 9e37 a negative number.
+//! PostgreSQL sums BIGINTs into NUMERIC and never overflows; KalamDB keeps BIGINT as the result
+//! type of an integer sum (the contract's) and DECIMAL(min(38, p + 10), s) for a decimal one.
+//! Sums are kept in 128 bits (no BIGINT sum can leave them), so the answer does not depend on
+//! the order of the rows or on a window frame's intermediate sums, and a sum that does not fit
+//! its result type is TYPE_MISMATCH "value out of range" when it is returned, like `+`
+//! (crate::checked). The function keeps its name and everything else of DataFusion's `sum`;
+//! only the BIGINT and DECIMAL(<=38) accumulators (plain, grouped and sliding windows) are
+//! replaced, and their partial state is a DECIMAL(38). `sum(DISTINCT x)` is still
+//! DataFusion's (it wraps).
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
-use arrow::datatypes::{DataType, FieldRef, Int64Type};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Int64Array};
+use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Int64Type};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::{format_state_name, AggregateOrderSensitivity};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, ReversedUDAF,
-    SetMonotonicity, Signature, utils::AggregateOrderSensitivity,
+    SetMonotonicity, Signature,
 };
 use kalamdb_core::Error;
 
@@ -29,12 +35,113 @@ pub(crate) fn install(registry: &mut dyn FunctionRegistry) -> kalamdb_core::Resu
     Ok(())
 }
 
-fn out_of_range() -> DataFusionError {
-    DataFusionError::External(Box::new(Error::TypeMismatch("value out of range: bigint sum overflows".into())))
+fn out_of_range(what: &str) -> DataFusionError {
+    DataFusionError::External(Box::new(Error::TypeMismatch(format!("value out of range: the sum does not fit {what}"))))
 }
 
-fn checked(sum: i64, value: i64) -> DfResult<i64> {
-    sum.checked_add(value).ok_or_else(out_of_range)
+/// The result type of a sum kept in 128 bits.
+#[derive(Debug, Clone, Copy)]
+enum Sum {
+    Bigint,
+    Decimal { precision: u8, scale: i8 },
+}
+
+impl Sum {
+    /// The sums replaced here: BIGINT and DECIMAL(<=38) results, without DISTINCT.
+    fn of(result: &DataType, distinct: bool) -> Option<Sum> {
+        match result {
+            _ if distinct => None,
+            DataType::Int64 => Some(Sum::Bigint),
+            DataType::Decimal128(precision, scale) => Some(Sum::Decimal { precision: *precision, scale: *scale }),
+            _ => None,
+        }
+    }
+
+    fn type_name(self) -> String {
+        match self {
+            Sum::Bigint => "BIGINT".into(),
+            Sum::Decimal { precision, scale } => format!("DECIMAL({precision}, {scale})"),
+        }
+    }
+
+    fn state_type(self) -> DataType {
+        match self {
+            Sum::Bigint => DataType::Decimal128(38, 0),
+            Sum::Decimal { scale, .. } => DataType::Decimal128(38, scale),
+        }
+    }
+
+    /// The sum as its result type, or TYPE_MISMATCH.
+    fn fits(self, sum: i128) -> DfResult<i128> {
+        match self {
+            Sum::Bigint if i64::try_from(sum).is_err() => Err(out_of_range(&self.type_name())),
+            Sum::Decimal { precision, .. } if sum.unsigned_abs() >= 10u128.pow(precision as u32) => {
+                Err(out_of_range(&self.type_name()))
+            }
+            _ => Ok(sum),
+        }
+    }
+
+    fn scalar(self, sum: Option<i128>) -> DfResult<ScalarValue> {
+        let sum = sum.map(|s| self.fits(s)).transpose()?;
+        Ok(match self {
+            Sum::Bigint => ScalarValue::Int64(sum.map(|s| s as i64)),
+            Sum::Decimal { precision, scale } => ScalarValue::Decimal128(sum, precision, scale),
+        })
+    }
+
+    fn array(self, sums: Vec<Option<i128>>) -> DfResult<ArrayRef> {
+        let sums = sums.into_iter().map(|s| s.map(|s| self.fits(s)).transpose()).collect::<DfResult<Vec<_>>>()?;
+        Ok(match self {
+            Sum::Bigint => Arc::new(sums.into_iter().map(|s| s.map(|s| s as i64)).collect::<Int64Array>()),
+            Sum::Decimal { precision, scale } => Arc::new(
+                sums.into_iter().collect::<Decimal128Array>().with_precision_and_scale(precision, scale)?,
+            ),
+        })
+    }
+
+    fn state_scalar(self, sum: Option<i128>) -> ScalarValue {
+        match self.state_type() {
+            DataType::Decimal128(precision, scale) => ScalarValue::Decimal128(sum, precision, scale),
+            _ => unreachable!("a sum's state is a DECIMAL"),
+        }
+    }
+
+    fn state_array(self, sums: Vec<Option<i128>>) -> DfResult<ArrayRef> {
+        let DataType::Decimal128(precision, scale) = self.state_type() else {
+            unreachable!("a sum's state is a DECIMAL")
+        };
+        Ok(Arc::new(sums.into_iter().collect::<Decimal128Array>().with_precision_and_scale(precision, scale)?))
+    }
+}
+
+/// Each non-NULL value of a BIGINT or DECIMAL(<=38) array (an input or a partial state), as
+/// 128 bits, with its row.
+fn each_value(values: &ArrayRef, mut f: impl FnMut(usize, i128) -> DfResult<()>) -> DfResult<()> {
+    match values.data_type() {
+        DataType::Int64 => {
+            let values = values.as_primitive::<Int64Type>();
+            for row in 0..values.len() {
+                if values.is_valid(row) {
+                    f(row, values.value(row) as i128)?;
+                }
+            }
+        }
+        DataType::Decimal128(..) => {
+            let values = values.as_primitive::<Decimal128Type>();
+            for row in 0..values.len() {
+                if values.is_valid(row) {
+                    f(row, values.value(row))?;
+                }
+            }
+        }
+        other => return Err(DataFusionError::Internal(format!("a checked sum of {other}"))),
+    }
+    Ok(())
+}
+
+fn add(sum: i128, value: i128, sum_of: Sum) -> DfResult<i128> {
+    sum.checked_add(value).ok_or_else(|| out_of_range(&sum_of.type_name()))
 }
 
 #[derive(Debug)]
@@ -54,9 +161,8 @@ impl std::hash::Hash for CheckedSum {
     }
 }
 
-/// Whether this call sums BIGINTs without DISTINCT (the accumulators replaced here).
-fn sums_bigints(args: &AccumulatorArgs) -> bool {
-    !args.is_distinct && args.return_type() == &DataType::Int64
+fn replaced(args: &AccumulatorArgs) -> Option<Sum> {
+    Sum::of(args.return_type(), args.is_distinct)
 }
 
 impl AggregateUDFImpl for CheckedSum {
@@ -79,11 +185,14 @@ impl AggregateUDFImpl for CheckedSum {
         self.inner.is_nullable()
     }
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        self.inner.state_fields(args)
+        match Sum::of(args.return_type(), args.is_distinct) {
+            Some(sum) => Ok(vec![Field::new(format_state_name(args.name, "sum"), sum.state_type(), true).into()]),
+            None => self.inner.state_fields(args),
+        }
     }
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        if sums_bigints(&args) {
-            return Ok(Box::new(SumAccumulator::default()));
+        if let Some(sum) = replaced(&args) {
+            return Ok(Box::new(SumAccumulator::new(sum)));
         }
         self.inner.accumulator(args)
     }
@@ -91,14 +200,14 @@ impl AggregateUDFImpl for CheckedSum {
         self.inner.groups_accumulator_supported(args)
     }
     fn create_groups_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn GroupsAccumulator>> {
-        if sums_bigints(&args) {
-            return Ok(Box::new(GroupSums::default()));
+        if let Some(sum) = replaced(&args) {
+            return Ok(Box::new(GroupSums::new(sum)));
         }
         self.inner.create_groups_accumulator(args)
     }
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        if sums_bigints(&args) {
-            return Ok(Box::new(SumAccumulator::default()));
+        if let Some(sum) = replaced(&args) {
+            return Ok(Box::new(SumAccumulator::new(sum)));
         }
         self.inner.create_sliding_accumulator(args)
     }
@@ -121,51 +230,53 @@ impl AggregateUDFImpl for CheckedSum {
     // `sum(x) + count(x)`, an unchecked `+` added after the checking rules ran.
 }
 
-/// One sum; also a sliding window's (values leave the frame by subtraction, checked too).
-#[derive(Debug, Default)]
+/// One sum; also a sliding window's (values leave the frame by subtraction).
+#[derive(Debug)]
 struct SumAccumulator {
-    sum: Option<i64>,
-    /// Values in the frame (a sliding window), so an emptied frame sums to NULL again.
+    of: Sum,
+    sum: i128,
+    /// Values in the sum (in the frame, for a window): none is NULL.
     count: u64,
 }
 
 impl SumAccumulator {
-    fn add(&mut self, values: &ArrayRef, sign: i64) -> DfResult<()> {
-        let values = values.as_primitive::<Int64Type>();
-        for v in values.iter().flatten() {
-            let sum = self.sum.unwrap_or(0);
-            self.sum = Some(if sign > 0 { checked(sum, v)? } else { sum.checked_sub(v).ok_or_else(out_of_range)? });
-            if sign > 0 {
-                self.count += 1;
-            } else {
-                self.count = self.count.saturating_sub(1);
-            }
-        }
-        if self.count == 0 && sign < 0 {
-            self.sum = None;
-        }
-        Ok(())
+    fn new(of: Sum) -> SumAccumulator {
+        SumAccumulator { of, sum: 0, count: 0 }
+    }
+
+    fn current(&self) -> Option<i128> {
+        (self.count > 0).then_some(self.sum)
     }
 }
 
 impl Accumulator for SumAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        self.add(&values[0], 1)
+        let of = self.of;
+        each_value(&values[0], |_, v| {
+            self.sum = add(self.sum, v, of)?;
+            self.count += 1;
+            Ok(())
+        })
     }
     fn retract_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        self.add(&values[0], -1)
+        let of = self.of;
+        each_value(&values[0], |_, v| {
+            self.sum = add(self.sum, v.checked_neg().ok_or_else(|| out_of_range(&of.type_name()))?, of)?;
+            self.count = self.count.saturating_sub(1);
+            Ok(())
+        })
     }
     fn supports_retract_batch(&self) -> bool {
         true
     }
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        self.add(&states[0], 1)
+        self.update_batch(states)
     }
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        Ok(vec![self.evaluate()?])
+        Ok(vec![self.of.state_scalar(self.current())])
     }
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        Ok(ScalarValue::Int64(self.sum))
+        self.of.scalar(self.current())
     }
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
@@ -173,10 +284,23 @@ impl Accumulator for SumAccumulator {
 }
 
 /// Sums per group (GROUP BY).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GroupSums {
-    sums: Vec<i64>,
+    of: Sum,
+    sums: Vec<i128>,
     seen: Vec<bool>,
+}
+
+impl GroupSums {
+    fn new(of: Sum) -> GroupSums {
+        GroupSums { of, sums: Vec::new(), seen: Vec::new() }
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Option<i128>> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let seen = emit_to.take_needed(&mut self.seen);
+        sums.into_iter().zip(seen).map(|(s, seen)| seen.then_some(s)).collect()
+    }
 }
 
 impl GroupsAccumulator for GroupSums {
@@ -189,26 +313,26 @@ impl GroupsAccumulator for GroupSums {
     ) -> DfResult<()> {
         self.sums.resize(total_num_groups, 0);
         self.seen.resize(total_num_groups, false);
-        let values = values[0].as_primitive::<Int64Type>();
-        for (row, &group) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) || values.is_null(row) {
-                continue;
+        let of = self.of;
+        each_value(&values[0], |row, v| {
+            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+                return Ok(());
             }
-            self.sums[group] = checked(self.sums[group], values.value(row))?;
+            let group = group_indices[row];
+            self.sums[group] = add(self.sums[group], v, of)?;
             self.seen[group] = true;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
-        let sums = emit_to.take_needed(&mut self.sums);
-        let seen = emit_to.take_needed(&mut self.seen);
-        let array: Int64Array = sums.into_iter().zip(seen).map(|(s, seen)| seen.then_some(s)).collect();
-        Ok(Arc::new(array))
+        let sums = self.take(emit_to);
+        self.of.array(sums)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(emit_to)?])
+        let sums = self.take(emit_to);
+        Ok(vec![self.of.state_array(sums)?])
     }
 
     fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> DfResult<()> {
@@ -216,18 +340,18 @@ impl GroupsAccumulator for GroupSums {
     }
 
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> DfResult<Vec<ArrayRef>> {
-        let values = values[0].as_primitive::<Int64Type>();
-        let state: Int64Array = (0..values.len())
-            .map(|row| {
-                let kept = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-                (kept && values.is_valid(row)).then(|| values.value(row))
-            })
-            .collect();
-        Ok(vec![Arc::new(state)])
+        let mut state = vec![None; values[0].len()];
+        each_value(&values[0], |row, v| {
+            if opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
+                state[row] = Some(v);
+            }
+            Ok(())
+        })?;
+        Ok(vec![self.of.state_array(state)?])
     }
 
     fn size(&self) -> usize {
-        self.sums.capacity() * 8 + self.seen.capacity()
+        self.sums.capacity() * 16 + self.seen.capacity()
     }
 }
 
@@ -240,19 +364,32 @@ mod tests {
     }
 
     #[test]
-    fn sums_overflow_into_an_error_and_sliding_frames_subtract() {
-        let mut acc = SumAccumulator::default();
-        acc.update_batch(&[ints(&[Some(i64::MAX - 1), None])]).unwrap();
-        assert!(acc.update_batch(&[ints(&[Some(2)])]).is_err());
-        let mut window = SumAccumulator::default();
-        window.update_batch(&[ints(&[Some(5), Some(7)])]).unwrap();
-        window.retract_batch(&[ints(&[Some(5), Some(7)])]).unwrap();
-        assert_eq!(window.evaluate().unwrap(), ScalarValue::Int64(None));
-        let mut groups = GroupSums::default();
-        groups.update_batch(&[ints(&[Some(1), Some(i64::MAX), None])], &[0, 1, 2], None, 3).unwrap();
+    fn sums_that_do_not_fit_are_errors_whatever_the_order_and_frames_subtract() {
+        let max = i64::MAX;
+        let mut acc = SumAccumulator::new(Sum::Bigint);
+        acc.update_batch(&[ints(&[Some(max), Some(1), None])]).unwrap();
+        assert!(acc.evaluate().is_err(), "max + 1 does not fit");
+        acc.update_batch(&[ints(&[Some(-max)])]).unwrap();
+        assert_eq!(acc.evaluate().unwrap(), ScalarValue::Int64(Some(1)), "max + 1 - max, in any order");
+        let mut window = SumAccumulator::new(Sum::Bigint);
+        window.update_batch(&[ints(&[Some(max), Some(0), Some(max)])]).unwrap();
+        window.retract_batch(&[ints(&[Some(max), Some(0)])]).unwrap();
+        assert_eq!(window.evaluate().unwrap(), ScalarValue::Int64(Some(max)), "a frame's intermediate sum may leave BIGINT");
+        window.retract_batch(&[ints(&[Some(max)])]).unwrap();
+        assert_eq!(window.evaluate().unwrap(), ScalarValue::Int64(None), "an emptied frame sums to NULL");
+        let mut groups = GroupSums::new(Sum::Bigint);
+        groups.update_batch(&[ints(&[Some(1), Some(max), None])], &[0, 1, 2], None, 3).unwrap();
         let out = groups.evaluate(EmitTo::All).unwrap();
-        assert_eq!(out.as_primitive::<Int64Type>(), &Int64Array::from(vec![Some(1), Some(i64::MAX), None]));
-        let mut over = GroupSums::default();
-        assert!(over.update_batch(&[ints(&[Some(i64::MAX), Some(1)])], &[0, 0], None, 1).is_err());
+        assert_eq!(out.as_primitive::<Int64Type>(), &Int64Array::from(vec![Some(1), Some(max), None]));
+        let mut over = GroupSums::new(Sum::Bigint);
+        over.update_batch(&[ints(&[Some(max), Some(1)])], &[0, 0], None, 1).unwrap();
+        assert!(over.evaluate(EmitTo::All).is_err());
+        let decimal = Sum::Decimal { precision: 38, scale: 0 };
+        let nines: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(6 * 10i128.pow(37)), Some(6 * 10i128.pow(37))]).with_precision_and_scale(38, 0).unwrap(),
+        );
+        let mut dec = SumAccumulator::new(decimal);
+        dec.update_batch(&[nines]).unwrap();
+        assert!(dec.evaluate().is_err(), "1.2e38 does not fit DECIMAL(38)");
     }
 }

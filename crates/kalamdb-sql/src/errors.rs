@@ -50,6 +50,23 @@ pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
     }
 }
 
+/// A panic of a query's work. Arrow panics when one batch outgrows its 32-bit offsets (more
+/// than 2 GiB of text or elements in one column of one batch: a cross join repeating a 1 MB
+/// value for 3,000 rows): the query is too large, the server is fine (the work was the
+/// statement's task, now gone).
+pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Error {
+    let message = match payload.downcast::<String>() {
+        Ok(m) => *m,
+        Err(payload) => payload.downcast_ref::<&str>().map(|m| m.to_string()).unwrap_or_default(),
+    };
+    if message.contains("offset overflow") || message.contains("capacity overflow") {
+        return Error::InvalidParameter(format!(
+            "the query builds more than one batch can hold (2 GiB of values in one column; limits.query_memory_bytes): {message}"
+        ));
+    }
+    Error::Internal(format!("the query's work panicked: {message}"))
+}
+
 fn external(inner: Box<dyn std::error::Error + Send + Sync>, db: &Db) -> Error {
     match inner.downcast::<Error>() {
         Ok(e) => *e,
@@ -245,6 +262,14 @@ fn line_and_column(m: &str) -> (Option<u64>, Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_past_arrows_offsets_is_the_querys_size_other_panics_are_internal() {
+        let e = from_panic(Box::new(String::from("offset overflow")));
+        assert_eq!(e.code(), kalamdb_core::ErrorCode::InvalidParameter);
+        let e = from_panic(Box::new("index out of bounds"));
+        assert_eq!(e.code(), kalamdb_core::ErrorCode::InternalError);
+    }
 
     #[test]
     fn parser_positions_are_extracted() {

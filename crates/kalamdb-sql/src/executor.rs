@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, ScalarValue};
@@ -71,6 +71,30 @@ impl Default for Limits {
             max_value_bytes: 16 << 20,
         }
     }
+}
+
+impl StatementOutput {
+    /// The bytes of the rows it holds (of each column's slice: a column repeated in a select
+    /// list counts each time, as it is rendered each time).
+    fn bytes(&self) -> usize {
+        let batches = match self {
+            StatementOutput::Rows { batches, .. } => batches,
+            StatementOutput::Job { job: Some((_, batches)), .. } => batches,
+            _ => return 0,
+        };
+        batches
+            .iter()
+            .flat_map(|b| b.columns())
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size()))
+            .sum()
+    }
+}
+
+fn results_too_large(bytes: usize, limit: usize) -> Error {
+    Error::InvalidParameter(format!(
+        "the request's results hold {bytes} bytes, more than limits.query_memory_bytes ({limit}) allows; \
+         select fewer rows or columns"
+    ))
 }
 
 /// Who runs a request and where unqualified names resolve.
@@ -249,9 +273,19 @@ impl Engine {
         };
         // The request's namespace is where unqualified names resolve, like a search path: it is
         // looked up when a statement names a table, so a request may create it first.
+        // What the results hold is what the response renders (several times over, as text):
+        // held to the query memory limit too, across the request's statements.
+        let mut result_bytes = 0usize;
         for (i, stmt) in statements.iter().enumerate() {
             match self.execute_statement(caller, stmt, &params, true).await {
-                Ok(out) => outcome.results.push(out),
+                Ok(out) => {
+                    result_bytes += out.bytes();
+                    if result_bytes > self.limits.query_memory_bytes {
+                        outcome.error = Some((i, results_too_large(result_bytes, self.limits.query_memory_bytes)));
+                        break;
+                    }
+                    outcome.results.push(out)
+                }
                 Err(e) => {
                     outcome.error = Some((i, e));
                     break;
@@ -717,6 +751,7 @@ impl Engine {
         let abort = task.abort_handle();
         match tokio::time::timeout_at(deadline.into(), task).await {
             Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_panic() => Err(crate::errors::from_panic(e.into_panic())),
             Ok(Err(e)) => Err(Error::Internal(format!("query task failed: {e}"))),
             Err(_) => {
                 abort.abort();
