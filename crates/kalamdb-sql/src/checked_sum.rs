@@ -64,11 +64,18 @@ impl Sum {
         }
     }
 
-    fn state_type(self) -> DataType {
+    /// A partial sum travels as a DECIMAL(38) of the result's scale.
+    const STATE_PRECISION: u8 = 38;
+
+    fn state_scale(self) -> i8 {
         match self {
-            Sum::Bigint => DataType::Decimal128(38, 0),
-            Sum::Decimal { scale, .. } => DataType::Decimal128(38, scale),
+            Sum::Bigint => 0,
+            Sum::Decimal { scale, .. } => scale,
         }
+    }
+
+    fn state_type(self) -> DataType {
+        DataType::Decimal128(Self::STATE_PRECISION, self.state_scale())
     }
 
     /// The sum as its result type, or TYPE_MISMATCH.
@@ -101,17 +108,12 @@ impl Sum {
     }
 
     fn state_scalar(self, sum: Option<i128>) -> ScalarValue {
-        match self.state_type() {
-            DataType::Decimal128(precision, scale) => ScalarValue::Decimal128(sum, precision, scale),
-            _ => unreachable!("a sum's state is a DECIMAL"),
-        }
+        ScalarValue::Decimal128(sum, Self::STATE_PRECISION, self.state_scale())
     }
 
     fn state_array(self, sums: Vec<Option<i128>>) -> DfResult<ArrayRef> {
-        let DataType::Decimal128(precision, scale) = self.state_type() else {
-            unreachable!("a sum's state is a DECIMAL")
-        };
-        Ok(Arc::new(sums.into_iter().collect::<Decimal128Array>().with_precision_and_scale(precision, scale)?))
+        let array = sums.into_iter().collect::<Decimal128Array>();
+        Ok(Arc::new(array.with_precision_and_scale(Self::STATE_PRECISION, self.state_scale())?))
     }
 }
 
