@@ -338,7 +338,7 @@ impl TestServer {
             Err(e) => return Err(format!("request to {path} failed: {e}")),
         };
         let status = resp.status();
-        let text = resp.into_string().unwrap_or_default();
+        let text = read_body(resp)?;
         Ok(Response { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) })
     }
 
@@ -356,7 +356,7 @@ impl TestServer {
             Err(e) => panic!("request failed: {e}"),
         };
         let status = resp.status();
-        let text = resp.into_string().unwrap_or_default();
+        let text = read_body(resp).unwrap_or_else(|e| panic!("{e}"));
         Response { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
     }
 
@@ -461,4 +461,13 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A response's whole body (ureq's `into_string` stops at 10 MB and would read a larger
+/// answer as no answer at all).
+fn read_body(resp: ureq::Response) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    resp.into_reader().read_to_string(&mut text).map_err(|e| format!("reading the response body failed: {e}"))?;
+    Ok(text)
 }

@@ -205,6 +205,29 @@ fn values_too_large_to_build_are_refused_before_they_are_built() {
     let r = s.sql_as(&Auth::root(), "SELECT length(lpad('x', 1000000))");
     assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
     assert_eq!(s.root("SELECT length(lpad('x', 200000))").rows(0), vec![vec![json!(200000)]]);
+    // A stored value is held to the limit too, whatever computed it: `||` chains and
+    // string_agg built values past it (an UPDATE stored 128 MB, unreadable once flushed).
+    s.root("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT, raw BYTEA)");
+    s.root("INSERT INTO notes VALUES (1, 'kept', X'00')");
+    s.root("INSERT INTO notes SELECT x + 1, repeat('n', 300000), NULL FROM generate_series(1, 4) AS t(x)");
+    let big = "repeat('a', 600000) || repeat('b', 600000)";
+    for sql in [
+        format!("UPDATE notes SET body = {big} WHERE id = 1"),
+        format!("INSERT INTO notes VALUES (10, {big}, NULL)"),
+        "INSERT INTO notes SELECT 11, string_agg(body, ''), NULL FROM notes WHERE id > 1".to_string(),
+        format!("INSERT INTO notes VALUES (12, 'x', CAST({big} AS BYTEA))"),
+    ] {
+        let r = s.sql_as(&Auth::root(), &sql);
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", truncate(&r.body.to_string()));
+        assert!(r.message().contains("limits.max_value_bytes") && r.message().contains("column '"), "{sql}: {}", r.body);
+    }
+    let r = s.root("SELECT id, body FROM notes WHERE id = 1 OR id >= 10");
+    assert_eq!(r.rows(0), vec![vec![json!(1), json!("kept")]], "nothing of the refused writes is stored");
+    // Up to the limit is stored, and reads back hot and flushed.
+    s.root("UPDATE notes SET body = repeat('a', 500000) || repeat('b', 500000) WHERE id = 1");
+    s.root("STORAGE FLUSH TABLE default.notes WAIT");
+    let r = s.root("SELECT length(body), count(*) OVER () FROM notes WHERE id = 1");
+    assert_eq!(r.rows(0), vec![vec![json!(1000000), json!(1)]]);
 }
 
 /// At the statement's deadline the work stops: the server does not keep computing a query
@@ -283,6 +306,49 @@ fn memory_a_query_allocates_is_held_to_the_limit() {
         assert_eq!(r.rows(0), vec![vec![json!(20000), json!(2000)]]);
         let r = s.root("SELECT x, repeat('x', 2000 + CAST(x * 0 AS INT)) FROM generate_series(1, 4000) AS t(x)");
         assert_eq!(r.row_count(0), 4000, "the accounts of finished queries are given back");
+    }
+}
+
+/// What a response renders counts with the running queries until it is sent: three
+/// statements of 20 MB of rows each (60 MB of results, under a 64 MiB limit) were rendered into
+/// a tree of JSON values and 60 MB of text, about 200 MB for one request, and concurrent
+/// requests each did so at once. Now the rendering is charged to the request and checked as it
+/// goes: that request is refused, concurrent ones are either answered whole or refused (never
+/// a 500), and each statement alone still gets its rows.
+#[test]
+fn rendering_results_is_held_to_the_memory_limit() {
+    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_QUERY_MEMORY_BYTES", "67108864")]);
+    s.root("CREATE TABLE wide (id BIGINT PRIMARY KEY, body TEXT)");
+    s.root("INSERT INTO wide SELECT x, repeat('w', 2000 + CAST(x * 0 AS INT)) FROM generate_series(1, 10000) AS t(x)");
+    let sql = "SELECT id, body FROM wide";
+    assert_eq!(s.root(sql).row_count(0), 10000, "one statement alone fits");
+    let r = s.sql_as(&Auth::root(), &format!("{sql}; {sql}; {sql}"));
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", truncate(&r.body.to_string()));
+    assert!(r.message().contains("limits.query_memory_bytes"), "{}", r.body);
+    let start = s.peak_memory();
+    let replies: Vec<(u16, String, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let r = s.sql_as(&Auth::root(), sql);
+                    let rows = if r.status == 200 { r.row_count(0) } else { 0 };
+                    (r.status, format!("{} {}", r.code(), r.message()), rows)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+    });
+    for (status, what, rows) in &replies {
+        match status {
+            200 => assert_eq!(*rows, 10000, "a success has every row"),
+            400 => assert!(what.starts_with("INVALID_PARAMETER") && what.contains("limits.query_memory_bytes"), "{what}"),
+            other => panic!("status {other}: {what}"),
+        }
+    }
+    let grown = s.peak_memory().saturating_sub(start);
+    assert!(grown < 400 << 20, "the server's peak memory grew by {} MiB", grown >> 20);
+    for _ in 0..3 {
+        assert_eq!(s.root(sql).row_count(0), 10000, "held results are given back");
     }
 }
 

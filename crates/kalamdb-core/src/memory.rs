@@ -156,6 +156,12 @@ impl Account {
         }
     }
 
+    /// Count `bytes` this account holds without having allocated them under it (a finished
+    /// statement's results, kept until the response is rendered).
+    pub fn hold(&self, bytes: usize) {
+        self.own.fetch_add(bytes as isize, Ordering::Relaxed);
+    }
+
     /// Bytes this statement's work holds (allocated minus freed while it ran).
     pub fn bytes(&self) -> isize {
         self.own.load(Ordering::Relaxed)

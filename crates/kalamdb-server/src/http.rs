@@ -329,7 +329,21 @@ async fn sql(
         use tracing::Instrument;
         state.engine.execute(&caller, &sql, &params).instrument(span.clone()).await
     };
-    let results: Vec<Json_> = outcome.results.iter().map(render_output).collect();
+    // Rendered under the request's held account: the JSON of many large results counts with
+    // the running queries, and a rendering that takes more than its share stops.
+    let held = outcome.held.clone();
+    let render = || -> Result<Vec<Json_>, (usize, Error)> {
+        let check = || held.as_ref().map_or(Ok(()), |h| h.check());
+        outcome.results.iter().enumerate().map(|(i, out)| render_output(out, &check).map_err(|e| (i, e))).collect()
+    };
+    let rendered = match &held {
+        Some(h) => h.charged(render),
+        None => render(),
+    };
+    let (results, error) = match rendered {
+        Ok(results) => (results, outcome.error),
+        Err((index, e)) => (Vec::new(), Some((index, e))),
+    };
     let elapsed_ms = start.elapsed().as_millis() as u64;
     if state.slow_query_ms > 0 && elapsed_ms >= state.slow_query_ms {
         tracing::warn!(
@@ -339,7 +353,7 @@ async fn sql(
             "slow query"
         );
     }
-    match outcome.error {
+    let respond = move || match error {
         None => Json(json!({
             "status": "success",
             "results": results,
@@ -352,11 +366,18 @@ async fn sql(
             }
             error_response(status_of(e.code()), &e, Some(index), results, Some(start))
         }
+    };
+    match &held {
+        Some(h) => h.charged(respond),
+        None => respond(),
     }
 }
 
-fn render_output(out: &StatementOutput) -> Json_ {
-    match out {
+/// Rows rendered between two checks of the request's memory.
+const RENDER_CHECK_ROWS: usize = 1024;
+
+fn render_output(out: &StatementOutput, check: &dyn Fn() -> Result<(), Error>) -> Result<Json_, Error> {
+    Ok(match out {
         StatementOutput::Rows { schema, batches, row_count } => {
             let schema_json: Vec<Json_> = schema
                 .fields()
@@ -365,9 +386,14 @@ fn render_output(out: &StatementOutput) -> Json_ {
                 .collect();
             let mut rows: Vec<Json_> = Vec::with_capacity(*row_count);
             for b in batches {
-                let cols: Vec<Vec<Json_>> = b.columns().iter().map(column_values).collect();
-                for r in 0..b.num_rows() {
-                    rows.push(Json_::Array(cols.iter().map(|c| c[r].clone()).collect()));
+                let mut cols: Vec<std::vec::IntoIter<Json_>> =
+                    b.columns().iter().map(|c| column_values(c).into_iter()).collect();
+                check()?;
+                for _ in 0..b.num_rows() {
+                    rows.push(Json_::Array(cols.iter_mut().map(|c| c.next().unwrap_or(Json_::Null)).collect()));
+                    if rows.len() % RENDER_CHECK_ROWS == 0 {
+                        check()?;
+                    }
                 }
             }
             json!({"schema": schema_json, "rows": rows, "row_count": row_count, "message": null})
@@ -378,11 +404,14 @@ fn render_output(out: &StatementOutput) -> Json_ {
         StatementOutput::Message(m) => json!({"row_count": 0, "message": m}),
         StatementOutput::Job { message, job_ids, job } => {
             let mut out = match job {
-                Some((schema, batches)) => render_output(&StatementOutput::Rows {
-                    schema: schema.clone(),
-                    batches: batches.clone(),
-                    row_count: batches.iter().map(|b| b.num_rows()).sum(),
-                }),
+                Some((schema, batches)) => render_output(
+                    &StatementOutput::Rows {
+                        schema: schema.clone(),
+                        batches: batches.clone(),
+                        row_count: batches.iter().map(|b| b.num_rows()).sum(),
+                    },
+                    check,
+                )?,
                 None => json!({"row_count": 0}),
             };
             out["message"] = json!(message);
@@ -392,5 +421,5 @@ fn render_output(out: &StatementOutput) -> Json_ {
             }
             out
         }
-    }
+    })
 }

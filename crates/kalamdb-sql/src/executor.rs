@@ -92,8 +92,8 @@ impl StatementOutput {
 
 fn results_too_large(bytes: usize, limit: usize) -> Error {
     Error::InvalidParameter(format!(
-        "the request's results hold {bytes} bytes, more than limits.query_memory_bytes ({limit}) allows; \
-         select fewer rows or columns"
+        "the request's results hold {bytes} bytes, more than limits.query_memory_bytes ({limit} bytes, \
+         for all running queries and the results they are sending) allows; select fewer rows or columns"
     ))
 }
 
@@ -123,6 +123,9 @@ pub struct RequestOutcome {
     pub results: Vec<StatementOutput>,
     /// Index of the failed statement (0-based) and its error.
     pub error: Option<(usize, Error)>,
+    /// What the results hold, counted with the running queries until the response is rendered:
+    /// render under it ([`Account::charged`]) and [`Account::check`] while rendering.
+    pub held: Option<Arc<Account>>,
 }
 
 /// Executes SQL for callers.
@@ -234,7 +237,7 @@ impl Engine {
         params: &[serde_json::Value],
     ) -> RequestOutcome {
         let statements = split_statements(sql);
-        let mut outcome = RequestOutcome { results: Vec::new(), error: None };
+        let mut outcome = RequestOutcome { results: Vec::new(), error: None, held: None };
         if statements.is_empty() {
             outcome.error = Some((0, Error::invalid_sql("the request contains no SQL statement")));
             return outcome;
@@ -275,12 +278,18 @@ impl Engine {
         // looked up when a statement names a table, so a request may create it first.
         // What the results hold is what the response renders (several times over, as text):
         // held to the query memory limit too, across the request's statements.
+        // Other requests' results count too: they are held beside the running queries until
+        // rendered, so those of many concurrent requests stay under the limit together.
+        let held = Account::new(&self.query_heap);
+        outcome.held = Some(held.clone());
         let mut result_bytes = 0usize;
         for (i, stmt) in statements.iter().enumerate() {
             match self.execute_statement(caller, stmt, &params, true).await {
                 Ok(out) => {
-                    result_bytes += out.bytes();
-                    if result_bytes > self.limits.query_memory_bytes {
+                    let bytes = out.bytes();
+                    result_bytes += bytes;
+                    held.hold(bytes);
+                    if result_bytes > self.limits.query_memory_bytes || held.check().is_err() {
                         outcome.error = Some((i, results_too_large(result_bytes, self.limits.query_memory_bytes)));
                         break;
                     }
@@ -877,6 +886,11 @@ impl Engine {
         batches: Vec<RecordBatch>,
         with_rowid: bool,
     ) -> Result<StatementOutput> {
+        if !matches!(op, WriteOp::Delete) {
+            for b in &batches {
+                values_within(b, self.limits.max_value_bytes)?;
+            }
+        }
         let rows_store = self.db.rows.clone();
         tokio::task::spawn_blocking(move || -> Result<StatementOutput> {
             let rows_of = |batches: &[RecordBatch], with_rowid: bool| -> Result<Vec<Vec<kalamdb_core::types::Value>>> {
@@ -914,6 +928,38 @@ impl Engine {
         .await
         .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
     }
+}
+
+/// A value to be stored is at most `limits.max_value_bytes`: what a statement computes
+/// (`body || body`, `string_agg`) is otherwise unbounded, and a stored value must stay readable
+/// (a flushed segment's values are read whole, under the query memory limit).
+fn values_within(batch: &RecordBatch, max_value_bytes: usize) -> Result<()> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType as A;
+    for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
+        let widest = match column.data_type() {
+            A::Utf8 => widest_of(column.as_string::<i32>().offsets()),
+            A::LargeUtf8 => widest_of(column.as_string::<i64>().offsets()),
+            A::Binary => widest_of(column.as_binary::<i32>().offsets()),
+            A::LargeBinary => widest_of(column.as_binary::<i64>().offsets()),
+            A::Utf8View => column.as_string_view().lengths().max().unwrap_or(0) as usize,
+            A::BinaryView => column.as_binary_view().lengths().max().unwrap_or(0) as usize,
+            _ => 0,
+        };
+        if widest > max_value_bytes {
+            return Err(Error::InvalidParameter(format!(
+                "a value of {widest} bytes for column '{}' is larger than the {max_value_bytes} bytes \
+                 a stored value may hold (limits.max_value_bytes)",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The longest value between consecutive offsets (NULLs span none).
+fn widest_of<O: arrow::array::OffsetSizeTrait>(offsets: &arrow::buffer::OffsetBuffer<O>) -> usize {
+    offsets.windows(2).map(|w| (w[1] - w[0]).as_usize()).max().unwrap_or(0)
 }
 
 pub(crate) fn too_many_rows(max_rows: usize) -> Error {
