@@ -252,6 +252,37 @@ fn a_timed_out_query_stops_working() {
     }
 }
 
+/// Building a statement's logical plan is its work too: on the query runtime, under its
+/// deadline. A long argument list (within the planning caps) planned on an HTTP worker past
+/// the timeout (a 2 MB `coalesce(NULL, ...)` answered 408 at 8 s with a 5 s limit), and two
+/// such requests held both workers: /health waited behind them.
+#[test]
+fn planning_runs_under_the_deadline_off_the_http_workers() {
+    use std::time::{Duration, Instant};
+    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_STATEMENT_TIMEOUT_SECS", "2")]);
+    let sql = format!("SELECT coalesce({}, 1)", vec!["NULL"; 1_200_000].join(", "));
+    std::thread::scope(|scope| {
+        let slow: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let started = Instant::now();
+                    (s.sql_as(&Auth::root(), &sql), started.elapsed())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        let asked = Instant::now();
+        assert!(s.healthy(), "/health answers while two statements plan");
+        assert!(asked.elapsed() < Duration::from_secs(1), "/health waited {:?}", asked.elapsed());
+        for h in slow {
+            let (r, took) = h.join().expect("client thread");
+            assert_eq!((r.status, r.code()), (408, "TIMEOUT"), "{}", truncate(&r.body.to_string()));
+            assert!(took < Duration::from_secs(5), "answered after {took:?} with a 2 s timeout");
+        }
+    });
+    assert_eq!(s.root("SELECT coalesce(NULL, NULL, 7)").rows(0), vec![vec![json!(7)]]);
+}
+
 /// What a query's work allocates counts against `limits.query_memory_bytes`, also what
 /// DataFusion's pool never sees: a result of 200,000 rows of 2 KB (each batch small enough for
 /// the pool) was collected whole and grew the server to 2 GB, and a whole-table read of a hot

@@ -9,13 +9,15 @@
 //! its result type is TYPE_MISMATCH "value out of range" when it is returned, like `+`
 //! (crate::checked). The function keeps its name and everything else of DataFusion's `sum`;
 //! only the BIGINT and DECIMAL(<=38) accumulators (plain, grouped and sliding windows) are
-//! replaced, and their partial state is a DECIMAL(38). `sum(DISTINCT x)` is still
-//! DataFusion's (it wraps).
+//! replaced, and their partial state is a DECIMAL(38). `sum(DISTINCT x)` keeps DataFusion's
+//! state (the distinct values) and adds them the same way.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Int64Array};
 use arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Int64Type};
+use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -167,6 +169,11 @@ fn replaced(args: &AccumulatorArgs) -> Option<Sum> {
     Sum::of(args.return_type(), args.is_distinct)
 }
 
+/// `sum(DISTINCT x)` of BIGINTs and DECIMAL(<=38)s (DataFusion's state, a list of the values).
+fn replaced_distinct(args: &AccumulatorArgs) -> Option<Sum> {
+    args.is_distinct.then(|| Sum::of(args.return_type(), false)).flatten()
+}
+
 impl AggregateUDFImpl for CheckedSum {
     fn name(&self) -> &str {
         self.inner.name()
@@ -196,6 +203,9 @@ impl AggregateUDFImpl for CheckedSum {
         if let Some(sum) = replaced(&args) {
             return Ok(Box::new(SumAccumulator::new(sum)));
         }
+        if let Some(sum) = replaced_distinct(&args) {
+            return Ok(Box::new(DistinctSums::new(sum)));
+        }
         self.inner.accumulator(args)
     }
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
@@ -210,6 +220,9 @@ impl AggregateUDFImpl for CheckedSum {
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
         if let Some(sum) = replaced(&args) {
             return Ok(Box::new(SumAccumulator::new(sum)));
+        }
+        if let Some(sum) = replaced_distinct(&args) {
+            return Ok(Box::new(DistinctSums::new(sum)));
         }
         self.inner.create_sliding_accumulator(args)
     }
@@ -282,6 +295,63 @@ impl Accumulator for SumAccumulator {
     }
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
+    }
+}
+
+/// `sum(DISTINCT x)`: each value once, added in 128 bits when the sum is returned; values
+/// leave a window frame by their count.
+#[derive(Debug)]
+struct DistinctSums {
+    of: Sum,
+    values: HashMap<i128, u64>,
+}
+
+impl DistinctSums {
+    fn new(of: Sum) -> DistinctSums {
+        DistinctSums { of, values: HashMap::new() }
+    }
+}
+
+impl Accumulator for DistinctSums {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        each_value(&values[0], |_, v| {
+            *self.values.entry(v).or_insert(0) += 1;
+            Ok(())
+        })
+    }
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        each_value(&values[0], |_, v| {
+            if let Entry::Occupied(mut seen) = self.values.entry(v) {
+                *seen.get_mut() -= 1;
+                if *seen.get() == 0 {
+                    seen.remove();
+                }
+            }
+            Ok(())
+        })
+    }
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        for list in states[0].as_list::<i32>().iter().flatten() {
+            self.update_batch(&[list])?;
+        }
+        Ok(())
+    }
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        let values = self.of.array(self.values.keys().map(|&v| Some(v)).collect())?;
+        Ok(vec![SingleRowListArrayBuilder::new(values).build_list_scalar()])
+    }
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        let mut sum = 0i128;
+        for &v in self.values.keys() {
+            sum = add(sum, v, self.of)?;
+        }
+        self.of.scalar((!self.values.is_empty()).then_some(sum))
+    }
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.values.capacity() * 32
     }
 }
 

@@ -90,6 +90,10 @@ impl StatementOutput {
     }
 }
 
+/// SQL longer than this is parsed on the query runtime, under the statement's deadline
+/// (shorter SQL parses in microseconds, where the hop would cost more than the parse).
+const LARGE_SQL_BYTES: usize = 64 * 1024;
+
 fn results_too_large(bytes: usize, limit: usize) -> Error {
     Error::InvalidParameter(format!(
         "the request's results hold {bytes} bytes, more than limits.query_memory_bytes ({limit} bytes, \
@@ -318,9 +322,17 @@ impl Engine {
                 }
             }
         }
-        let stmt = match parse_statement(sql)? {
+        // The statement's time runs from here: parsing counts against its timeout.
+        let started = std::time::Instant::now();
+        let parsed = if sql.len() > LARGE_SQL_BYTES {
+            let text = sql.to_string();
+            self.off_the_http_workers(started, async move { parse_statement(&text) }).await?
+        } else {
+            parse_statement(sql)?
+        };
+        let stmt = match parsed {
             Parsed::Kalam(stmt) => stmt,
-            Parsed::Sql(tokens) => return self.execute_datafusion(caller, tokens, params).await,
+            Parsed::Sql(tokens) => return self.execute_datafusion(caller, tokens, params, started).await,
         };
         match stmt {
             KalamStatement::ExecuteAs { user_id, statement } => {
@@ -518,14 +530,14 @@ impl Engine {
     }
 
     /// The DataFusion session one statement is planned and run with (crate::session).
-    fn session_for(&self, caller: &Caller, with_rowid: bool) -> Arc<StatementSession> {
+    fn session_for(&self, caller: &Caller, with_rowid: bool, started: std::time::Instant) -> Arc<StatementSession> {
         StatementSession::new(
             self.base_state.clone(),
             self.db.clone(),
             caller.principal.clone(),
             caller.namespace.clone(),
             with_rowid,
-            std::time::Instant::now() + self.limits.statement_timeout,
+            started + self.limits.statement_timeout,
             self.limits.max_result_rows,
             &self.query_heap,
         )
@@ -549,6 +561,7 @@ impl Engine {
         caller: &Caller,
         tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
         params: &[ScalarValue],
+        started: std::time::Instant,
     ) -> Result<StatementOutput> {
         if params.is_empty() {
             if let Some(rows) = fast_insert::from_tokens(&tokens) {
@@ -557,12 +570,21 @@ impl Engine {
                 }
             }
         }
-        let mut parsed = DFParserBuilder::new(tokens)
-            .with_dialect(&GenericDialect {})
-            .with_recursion_limit(self.limits.max_parser_recursion)
-            .build()
-            .and_then(|mut p| p.parse_statements())
-            .map_err(|e| from_datafusion(e.into(), &self.db))?;
+        let recursion_limit = self.limits.max_parser_recursion;
+        let large = tokens.len() > LARGE_SQL_BYTES / 8;
+        let parse = move || {
+            DFParserBuilder::new(tokens)
+                .with_dialect(&GenericDialect {})
+                .with_recursion_limit(recursion_limit)
+                .build()
+                .and_then(|mut p| p.parse_statements())
+        };
+        let parsed = if large {
+            self.off_the_http_workers(started, async move { Ok(parse()) }).await?
+        } else {
+            parse()
+        };
+        let mut parsed = parsed.map_err(|e| from_datafusion(e.into(), &self.db))?;
         if parsed.len() != 1 {
             return Err(Error::invalid_sql("expected exactly one statement"));
         }
@@ -641,18 +663,29 @@ impl Engine {
             DfStatement::Statement(s) => crate::names::alias_duplicates(s.as_mut(), every),
             _ => Ok(None),
         };
-        let mut explicit = alias(&mut statement, false)?;
-        let session = self.session_for(caller, with_rowid);
+        let explicit = alias(&mut statement, false)?;
+        let session = self.session_for(caller, with_rowid, started);
         let state = session.state();
-        let plan = match state.statement_to_plan(statement).await {
-            Ok(plan) => plan,
-            Err(e) if crate::names::is_duplicate_name_error(&e) => {
-                let mut statement = original;
-                explicit = alias(&mut statement, true)?;
-                state.statement_to_plan(statement).await.map_err(|e| from_datafusion(e, &self.db))?
+        // Building the logical plan is the statement's work too: on the query runtime, charged
+        // to its account and under its deadline (a 2 MB argument list planned for seconds on an
+        // HTTP worker, past the timeout, while /health waited behind it).
+        let planning = {
+            let state = state.clone();
+            let db = self.db.clone();
+            async move {
+                match state.statement_to_plan(statement).await {
+                    Ok(plan) => Ok((plan, explicit)),
+                    Err(e) if crate::names::is_duplicate_name_error(&e) => {
+                        let mut statement = original;
+                        let explicit = alias(&mut statement, true)?;
+                        let plan = state.statement_to_plan(statement).await.map_err(|e| from_datafusion(e, &db))?;
+                        Ok((plan, explicit))
+                    }
+                    Err(e) => Err(from_datafusion(e, &db)),
+                }
             }
-            Err(e) => return Err(from_datafusion(e, &self.db)),
         };
+        let (plan, explicit) = self.on_query_runtime(&session, planning).await?;
         check_plan_size(&plan)?;
         let renames = match explicit {
             Some(explicit) => crate::names::renames(&plan, explicit),
@@ -722,14 +755,10 @@ impl Engine {
         fallback: Option<(Arc<StatementSession>, LogicalPlan)>,
         session: &StatementSession,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, usize)> {
-        let deadline = session.deadline();
         let account = session.account().clone();
         let db = self.db.clone();
         let max_rows = self.limits.max_result_rows;
-        let Some(runtime) = &self.query_runtime else {
-            return Err(Error::Internal("the query runtime is shut down".into()));
-        };
-        let task = runtime.spawn(Charged::new(account.clone(), async move {
+        let work = async move {
             let task_ctx = Arc::new(df.task_ctx());
             let (physical, task_ctx) = match (df.create_physical_plan().await, fallback) {
                 (Ok(p), _) => (p, task_ctx),
@@ -756,7 +785,44 @@ impl Engine {
                 account.check()?;
             }
             Ok((schema, batches, row_count))
-        }));
+        };
+        self.on_query_runtime(session, work).await
+    }
+
+    /// Run a statement's work on the query runtime, charged to its account, until its
+    /// deadline: then the task is aborted (at its next await) and the statement is TIMEOUT.
+    /// A panic of the work is the query's error (errors::from_panic), not the server's.
+    async fn on_query_runtime<T: Send + 'static>(
+        &self,
+        session: &StatementSession,
+        work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.run_until(session.account().clone(), session.deadline(), work).await
+    }
+
+    /// Parse a large statement on the query runtime, under the statement's deadline: sqlparser
+    /// took 5 s (release) for 7 MB of `coalesce(NULL, ...)` arguments on an HTTP worker, and two
+    /// such requests held both workers (and /health) for as long. It cannot be interrupted;
+    /// the answer (TIMEOUT) comes at the deadline and the work ends with the parse.
+    async fn off_the_http_workers<T: Send + 'static>(
+        &self,
+        started: std::time::Instant,
+        work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let account = Account::new(&self.query_heap);
+        self.run_until(account, started + self.limits.statement_timeout, work).await
+    }
+
+    async fn run_until<T: Send + 'static>(
+        &self,
+        account: Arc<Account>,
+        deadline: std::time::Instant,
+        work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let Some(runtime) = &self.query_runtime else {
+            return Err(Error::Internal("the query runtime is shut down".into()));
+        };
+        let task = runtime.spawn(Charged::new(account, work));
         let abort = task.abort_handle();
         match tokio::time::timeout_at(deadline.into(), task).await {
             Ok(Ok(r)) => r,
