@@ -21,7 +21,10 @@
 //! batch was 2,100 copies of a 1 MB value (2 GB before any check could see it). So the guard
 //! over a cross join's build side records its widest row, and the guard over its probe side
 //! cuts probe batches (zero-copy slices) so that one build row repeated for a piece stays near
-//! [`TARGET_BATCH_BYTES`]; the join then builds many small batches, each checked.
+//! [`TARGET_BATCH_BYTES`]; the join then builds many small batches, each checked. A
+//! nested-loop join's probe batches are cut the same way, and also by the number of pairs
+//! with its build rows it evaluates its filter for inside one poll
+//! ([`PAIRS_PER_PROBE_PIECE`]), so that the deadline is seen between pieces.
 //!
 //! A batch check is a clock read and two atomic loads; it is invisible in the benchmark. The
 //! wrapper delegates its downcast identity to the operator it wraps, so code that inspects
@@ -66,6 +69,16 @@ const TARGET_BATCH_BYTES: usize = 32 << 20;
 /// made one 3 GB batch. Not done yet: docs/SECURITY.md.)
 const REPEATS_BUILD_ROWS: [&str; 1] = ["CrossJoinExec"];
 
+/// The join that evaluates its filter for every build row against a whole probe batch inside
+/// one poll (build rows x probe rows pairs, then the next probe batch): two inputs of 100,000
+/// rows and a selective filter kept both cores busy long after the 408, since the deadline is
+/// seen only between probe batches. Its probe batches are cut to about
+/// [`PAIRS_PER_PROBE_PIECE`] pairs, never below [`MIN_PROBE_PIECE_ROWS`] rows (it evaluates
+/// the filter once per build row and piece: smaller pieces would multiply that).
+const PAIRS_PER_BUILD_AND_PROBE: [&str; 1] = ["NestedLoopJoinExec"];
+const PAIRS_PER_PROBE_PIECE: usize = 16 << 20;
+const MIN_PROBE_PIECE_ROWS: usize = 1024;
+
 /// The physical optimizer rule (see the module docs); the last one of a statement's session.
 #[derive(Debug)]
 pub(crate) struct Guard {
@@ -84,16 +97,17 @@ impl Guard {
         Arc::new(GuardExec::new(node, self.deadline, Role::Plain))
     }
 
-    /// A join's build side measured and its probe side cut to the widest build row.
-    fn join_inputs(&self, node: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let widest = Arc::new(AtomicUsize::new(0));
+    /// A join's build side measured and its probe side cut to the widest build row (and, when
+    /// `by_pairs`, to a number of pairs with the build rows).
+    fn join_inputs(&self, node: Arc<dyn ExecutionPlan>, by_pairs: bool) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let build_side = Arc::new(BuildSide { widest: AtomicUsize::new(0), rows: AtomicUsize::new(0), by_pairs });
         let children = node.children();
         let [build, probe] = children.as_slice() else {
             return Ok(node.clone());
         };
         let children = vec![
-            Arc::new(GuardExec::new((*build).clone(), self.deadline, Role::Widest(widest.clone()))) as Arc<dyn ExecutionPlan>,
-            Arc::new(GuardExec::new((*probe).clone(), self.deadline, Role::Fanout(widest))),
+            Arc::new(GuardExec::new((*build).clone(), self.deadline, Role::Widest(build_side.clone()))) as Arc<dyn ExecutionPlan>,
+            Arc::new(GuardExec::new((*probe).clone(), self.deadline, Role::Fanout(build_side))),
         ];
         datafusion::physical_plan::replace_children_if_necessary(node.clone(), children)
     }
@@ -103,7 +117,9 @@ impl PhysicalOptimizerRule for Guard {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DfResult<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             let node = if REPEATS_BUILD_ROWS.contains(&node.name()) {
-                self.join_inputs(node)?
+                self.join_inputs(node, false)?
+            } else if PAIRS_PER_BUILD_AND_PROBE.contains(&node.name()) {
+                self.join_inputs(node, true)?
             } else if RUNS_INPUTS_ON_TASKS.contains(&node.name()) {
                 let children = node.children().into_iter().map(|c| self.guarded(c.clone())).collect();
                 datafusion::physical_plan::replace_children_if_necessary(node, children)?
@@ -135,11 +151,33 @@ impl PhysicalOptimizerRule for Guard {
 #[derive(Debug, Clone)]
 enum Role {
     Plain,
-    /// Over a cross join's build side: records the widest row (bytes) it passes on.
-    Widest(Arc<AtomicUsize>),
-    /// Over a cross join's probe side: cuts each batch into pieces of at most
-    /// `TARGET_BATCH_BYTES / widest build row` rows.
-    Fanout(Arc<AtomicUsize>),
+    /// Over a join's build side: records the widest row (bytes) and the rows it passes on.
+    Widest(Arc<BuildSide>),
+    /// Over a join's probe side: cuts each batch into pieces of at most
+    /// `TARGET_BATCH_BYTES / widest build row` rows (and, by pairs, see
+    /// [`PAIRS_PER_PROBE_PIECE`]).
+    Fanout(Arc<BuildSide>),
+}
+
+/// What the guard over a join's build side saw, for the guard over its probe side (the join
+/// collects its build side before it reads the probe side).
+#[derive(Debug)]
+struct BuildSide {
+    widest: AtomicUsize,
+    rows: AtomicUsize,
+    by_pairs: bool,
+}
+
+impl BuildSide {
+    /// Rows of a probe piece.
+    fn piece_rows(&self) -> usize {
+        let by_bytes = (TARGET_BATCH_BYTES / self.widest.load(Ordering::Relaxed).max(1)).max(1);
+        if !self.by_pairs {
+            return by_bytes;
+        }
+        let by_pairs = (PAIRS_PER_PROBE_PIECE / self.rows.load(Ordering::Relaxed).max(1)).max(MIN_PROBE_PIECE_ROWS);
+        by_bytes.min(by_pairs)
+    }
 }
 
 /// Passes its input's batches on, its work charged to the statement's memory account, until
@@ -229,8 +267,9 @@ struct GuardStream {
 
 impl GuardStream {
     fn pass(&mut self, batch: RecordBatch) -> RecordBatch {
-        if let Role::Widest(widest) = &self.role {
-            widest.fetch_max(widest_row(&batch), Ordering::Relaxed);
+        if let Role::Widest(build) = &self.role {
+            build.widest.fetch_max(widest_row(&batch), Ordering::Relaxed);
+            build.rows.fetch_add(batch.num_rows(), Ordering::Relaxed);
         }
         if matches!(self.role, Role::Fanout(_)) {
             return self.cut(batch, 0);
@@ -241,10 +280,10 @@ impl GuardStream {
     /// The piece of `batch` from `offset` that one output batch may repeat each build row
     /// for; the rest stays pending.
     fn cut(&mut self, batch: RecordBatch, offset: usize) -> RecordBatch {
-        let Role::Fanout(widest) = &self.role else {
+        let Role::Fanout(build) = &self.role else {
             return batch;
         };
-        let rows = (TARGET_BATCH_BYTES / widest.load(Ordering::Relaxed).max(1)).max(1);
+        let rows = build.piece_rows();
         let left = batch.num_rows() - offset;
         if left <= rows {
             return if offset == 0 { batch } else { batch.slice(offset, left) };
