@@ -1,7 +1,7 @@
 //! Hostile input: every case gets the contract's code and the server stays healthy.
 
 use kalamdb_tests::{Auth, TestServer};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn check(s: &TestServer, body: &[u8], status: u16, code: &str, what: &str) {
     let r = s.post_raw("/v1/api/sql", &Auth::root(), body);
@@ -228,6 +228,19 @@ fn values_too_large_to_build_are_refused_before_they_are_built() {
     s.root("STORAGE FLUSH TABLE default.notes WAIT");
     let r = s.root("SELECT length(body), count(*) OVER () FROM notes WHERE id = 1");
     assert_eq!(r.rows(0), vec![vec![json!(1000000), json!(1)]]);
+    // A DEFAULT is a stored value too (a 1.2 MB DEFAULT was accepted, then every write that
+    // omitted the column, and every UPDATE of an older row, failed on it).
+    let wide = "d".repeat(1_200_000);
+    for sql in [
+        format!("CREATE TABLE d1 (id INT PRIMARY KEY, s TEXT DEFAULT '{wide}')"),
+        format!("ALTER TABLE notes ADD COLUMN big TEXT DEFAULT '{wide}'"),
+    ] {
+        let r = s.sql_as(&Auth::root(), &sql);
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", truncate(&r.body.to_string()));
+        assert!(r.message().contains("DEFAULT") && r.message().contains("limits.max_value_bytes"), "{}", r.body);
+    }
+    s.root("UPDATE notes SET body = 'y' WHERE id = 2");
+    assert_eq!(s.root("SELECT body FROM notes WHERE id = 2").rows(0), vec![vec![json!("y")]]);
 }
 
 /// At the statement's deadline the work stops: the server does not keep computing a query
@@ -240,9 +253,10 @@ fn a_timed_out_query_stops_working() {
         "SELECT count(*) FROM generate_series(1, 100000000000) AS t(x)",
         "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b",
         // A nested-loop join with a selective filter produces nothing for a long time inside
-        // one poll per probe batch (100,000 build rows x 8,192): both cores stayed busy after
-        // the 408; its probe batches are cut by pairs now.
-        "SELECT count(*) FROM generate_series(1, 100000) a(x) JOIN generate_series(1, 100000) b(y) ON a.x > b.y + 99990",
+        // one poll per probe batch (50,000 build rows x 8,192 pairs: seconds of a debug
+        // build; two 100,000-row inputs kept both cores busy long after the 408); its probe
+        // batches are cut by pairs now.
+        "SELECT count(*) FROM generate_series(1, 50000) a(x) JOIN generate_series(1, 200000) b(y) ON a.x > b.y + 99990",
         "SELECT sum(length(repeat('x', CAST(x % 1000 AS INT)))) FROM generate_series(1, 1000000000) AS t(x)",
     ] {
         let r = s.sql_as(&Auth::root(), sql);
@@ -260,6 +274,44 @@ fn a_timed_out_query_stops_working() {
     assert_eq!(r.rows(0), vec![vec![json!(45), json!(449_715)]]);
 }
 
+/// A wide value repeated for every row of a batch is refused before the batch is built: a
+/// 1 MB scalar subquery's answer for 3,000 rows took a server with a 128 MiB limit past 6 GB
+/// (killed), a constant `repeat()` or a 1 MB `$1` over 2,000 rows reached 2 GB, a hash join
+/// repeating a 1 MB value past Arrow's offsets answered 500, and 60 MB of `chr(1)` answered
+/// 200 with 360 MB of JSON.
+#[test]
+fn wide_values_repeated_for_many_rows_are_held_to_the_limit() {
+    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_QUERY_MEMORY_BYTES", "134217728")]);
+    s.root("CREATE TABLE a (id BIGINT PRIMARY KEY, k BIGINT, s TEXT)");
+    s.root("CREATE TABLE b (id BIGINT PRIMARY KEY, k BIGINT)");
+    s.root("INSERT INTO a (id, k, s) VALUES (1, 1, repeat('w', 1000000))");
+    s.root("INSERT INTO b (id, k) SELECT g, 1 FROM generate_series(1, 3000) AS t(g)");
+    let start = s.peak_memory();
+    let param = "p".repeat(1_000_000);
+    let cases: Vec<(String, Vec<Value>)> = vec![
+        ("SELECT (SELECT s FROM a), id FROM b".into(), vec![]),
+        ("SELECT length((SELECT s FROM a)), id FROM b ORDER BY id LIMIT 2".into(), vec![]),
+        ("SELECT repeat('a', 1000000) FROM generate_series(1, 2000)".into(), vec![]),
+        ("SELECT $1 AS v, g FROM generate_series(1, 1000) AS t(g)".into(), vec![json!(param)]),
+        ("SELECT repeat(chr(1), 1000000) FROM generate_series(1, 60)".into(), vec![]),
+    ];
+    for (sql, params) in &cases {
+        let r = s.post_raw("/v1/api/sql", &Auth::root(), json!({ "sql": sql, "params": params }).to_string().as_bytes());
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", truncate(&r.body.to_string()));
+        assert!(r.message().contains("limits.query_memory_bytes"), "{sql}: {}", r.message());
+        assert_eq!(s.root("SELECT count(*) FROM b").rows(0), vec![vec![json!(3000)]]);
+    }
+    let grown = s.peak_memory().saturating_sub(start);
+    assert!(grown < 1 << 30, "the server's peak memory grew by {} MiB (it passed 6 GB)", grown >> 20);
+    // Under the limit they run.
+    let r = s.root("SELECT length((SELECT s FROM a)), id FROM b WHERE id <= 20 ORDER BY id LIMIT 1");
+    assert_eq!(r.rows(0), vec![vec![json!(1000000), json!(1)]]);
+    // Past Arrow's offsets in one batch of a hash join: the query's size, never a 500.
+    let r = s.sql_as(&Auth::root(), "SELECT a.s, b.id FROM a JOIN b ON a.k = b.k");
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", truncate(&r.body.to_string()));
+    assert!(s.healthy());
+}
+
 /// Building a statement's logical plan is its work too: on the query runtime, under its
 /// deadline. A long argument list (within the planning caps) planned on an HTTP worker past
 /// the timeout (a 2 MB `coalesce(NULL, ...)` answered 408 at 8 s with a 5 s limit), and two
@@ -267,8 +319,9 @@ fn a_timed_out_query_stops_working() {
 #[test]
 fn planning_runs_under_the_deadline_off_the_http_workers() {
     use std::time::{Duration, Instant};
-    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_STATEMENT_TIMEOUT_SECS", "2")]);
-    let sql = format!("SELECT coalesce({}, 1)", vec!["NULL"; 1_200_000].join(", "));
+    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_STATEMENT_TIMEOUT_SECS", "1")]);
+    // Under the token cap (500,000): parsed, slowly.
+    let sql = format!("SELECT coalesce({}, 1)", vec!["NULL"; 240_000].join(", "));
     std::thread::scope(|scope| {
         let slow: Vec<_> = (0..2)
             .map(|_| {
@@ -285,10 +338,24 @@ fn planning_runs_under_the_deadline_off_the_http_workers() {
         for h in slow {
             let (r, took) = h.join().expect("client thread");
             assert_eq!((r.status, r.code()), (408, "TIMEOUT"), "{}", truncate(&r.body.to_string()));
-            assert!(took < Duration::from_secs(5), "answered after {took:?} with a 2 s timeout");
+            assert!(took < Duration::from_secs(4), "answered after {took:?} with a 1 s timeout");
         }
     });
     assert_eq!(s.root("SELECT coalesce(NULL, NULL, 7)").rows(0), vec![vec![json!(7)]]);
+    // A statement whose syntax tree alone is too large is refused from its tokens, before the
+    // tree is built: 400,000 UNION ALL branches (9 MB) grew the server by 5.8 GB before the
+    // 500-SELECT cap could see them; 1,200,000 coalesce arguments by 1.8 GB.
+    let s = TestServer::start();
+    let start = s.peak_memory();
+    let union: Vec<String> = (0..400_000).map(|i| format!("SELECT {i}")).collect();
+    let r = s.sql_as(&Auth::root(), &union.join(" UNION ALL "));
+    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", truncate(&r.body.to_string()));
+    assert!(r.message().contains("at most 500"), "{}", r.message());
+    let r = s.sql_as(&Auth::root(), &format!("SELECT coalesce({}, 1)", vec!["NULL"; 1_200_000].join(", ")));
+    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", truncate(&r.body.to_string()));
+    assert!(r.message().contains("tokens; at most 500000"), "{}", r.message());
+    let grown = s.peak_memory().saturating_sub(start);
+    assert!(grown < 1 << 30, "the server's peak memory grew by {} MiB", grown >> 20);
 }
 
 /// What a query's work allocates counts against `limits.query_memory_bytes`, also what
@@ -349,18 +416,18 @@ fn memory_a_query_allocates_is_held_to_the_limit() {
 }
 
 /// What a response renders counts with the running queries until it is sent: three
-/// statements of 20 MB of rows each (60 MB of results, under a 64 MiB limit) were rendered into
-/// a tree of JSON values and 60 MB of text, about 200 MB for one request, and concurrent
-/// requests each did so at once. Now the rendering is charged to the request and checked as it
-/// goes: that request is refused, concurrent ones are either answered whole or refused (never
-/// a 500), and each statement alone still gets its rows.
+/// statements of 12 MB of rows each (36 MB of results, under a 64 MiB limit) were rendered into
+/// a tree of JSON values and 36 MB of text, over 100 MB for one request, and concurrent
+/// requests each did so at once. Now the rendering (the tree, then the text) is charged to the
+/// request and checked as it goes: that request is refused, concurrent ones are either
+/// answered whole or refused (never a 500), and each statement alone still gets its rows.
 #[test]
 fn rendering_results_is_held_to_the_memory_limit() {
     let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_QUERY_MEMORY_BYTES", "67108864")]);
     s.root("CREATE TABLE wide (id BIGINT PRIMARY KEY, body TEXT)");
-    s.root("INSERT INTO wide SELECT x, repeat('w', 2000 + CAST(x * 0 AS INT)) FROM generate_series(1, 10000) AS t(x)");
+    s.root("INSERT INTO wide SELECT x, repeat('w', 2000 + CAST(x * 0 AS INT)) FROM generate_series(1, 6000) AS t(x)");
     let sql = "SELECT id, body FROM wide";
-    assert_eq!(s.root(sql).row_count(0), 10000, "one statement alone fits");
+    assert_eq!(s.root(sql).row_count(0), 6000, "one statement alone fits");
     let r = s.sql_as(&Auth::root(), &format!("{sql}; {sql}; {sql}"));
     assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", truncate(&r.body.to_string()));
     assert!(r.message().contains("limits.query_memory_bytes"), "{}", r.body);
@@ -379,7 +446,7 @@ fn rendering_results_is_held_to_the_memory_limit() {
     });
     for (status, what, rows) in &replies {
         match status {
-            200 => assert_eq!(*rows, 10000, "a success has every row"),
+            200 => assert_eq!(*rows, 6000, "a success has every row"),
             400 => assert!(what.starts_with("INVALID_PARAMETER") && what.contains("limits.query_memory_bytes"), "{what}"),
             other => panic!("status {other}: {what}"),
         }
@@ -387,7 +454,7 @@ fn rendering_results_is_held_to_the_memory_limit() {
     let grown = s.peak_memory().saturating_sub(start);
     assert!(grown < 400 << 20, "the server's peak memory grew by {} MiB", grown >> 20);
     for _ in 0..3 {
-        assert_eq!(s.root(sql).row_count(0), 10000, "held results are given back");
+        assert_eq!(s.root(sql).row_count(0), 6000, "held results are given back");
     }
 }
 

@@ -156,6 +156,11 @@ impl Account {
         }
     }
 
+    /// The most all running statements may hold together (`limits.query_memory_bytes`).
+    pub fn limit(&self) -> usize {
+        self.heap.limit
+    }
+
     /// Count `bytes` this account holds without having allocated them under it (a finished
     /// statement's results, kept until the response is rendered).
     pub fn hold(&self, bytes: usize) {

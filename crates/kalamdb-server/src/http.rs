@@ -353,13 +353,19 @@ async fn sql(
             "slow query"
         );
     }
+    let held_for_body = held.clone();
     let respond = move || match error {
-        None => Json(json!({
-            "status": "success",
-            "results": results,
-            "took_ms": took_ms(start),
-        }))
-        .into_response(),
+        None => {
+            let body = json!({
+                "status": "success",
+                "results": results,
+                "took_ms": took_ms(start),
+            });
+            match checked_json(&body, held_for_body.as_deref()) {
+                Ok(response) => response,
+                Err(e) => error_response(status_of(e.code()), &e, Some(0), Vec::new(), Some(start)),
+            }
+        }
         Some((index, e)) => {
             if e.code() != ErrorCode::InternalError {
                 tracing::debug!(parent: &span, code = %e.code(), statement_index = index, "statement failed");
@@ -371,6 +377,39 @@ async fn sql(
         Some(h) => h.charged(respond),
         None => respond(),
     }
+}
+
+/// `value` as a JSON response body, written under the request's account and checked every
+/// MiB: the text can be several times the values (`\u0001` is six bytes for one: 60 MB of
+/// such values answered 360 MB with a 128 MiB limit).
+fn checked_json(value: &Json_, held: Option<&kalamdb_core::memory::Account>) -> Result<Response, Error> {
+    struct Checked<'a> {
+        out: Vec<u8>,
+        held: Option<&'a kalamdb_core::memory::Account>,
+        next_check: usize,
+        refused: Option<Error>,
+    }
+    impl std::io::Write for Checked<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.out.extend_from_slice(buf);
+            if self.out.len() >= self.next_check {
+                self.next_check = self.out.len() + (1 << 20);
+                if let Some(Err(e)) = self.held.map(|h| h.check()) {
+                    self.refused = Some(e);
+                    return Err(std::io::Error::other("over the query memory limit"));
+                }
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut body = Checked { out: Vec::new(), held, next_check: 1 << 20, refused: None };
+    if let Err(e) = serde_json::to_writer(&mut body, value) {
+        return Err(body.refused.take().unwrap_or_else(|| Error::Internal(format!("cannot render the response: {e}"))));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], body.out).into_response())
 }
 
 /// Rows rendered between two checks of the request's memory.

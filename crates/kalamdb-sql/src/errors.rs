@@ -116,6 +116,11 @@ fn from_arrow(a: ArrowError) -> Error {
             Error::InvalidParameter(m)
         }
         ArrowError::MemoryError(m) => Error::InvalidParameter(m),
+        // One batch past Arrow's 32-bit offsets (a hash join repeating a 1 MB value for 3,000
+        // matches): the query is too large, as when the same overflow panics (from_panic).
+        ArrowError::OffsetOverflowError(n) => Error::InvalidParameter(format!(
+            "the query builds more than one batch can hold (2 GiB of values in one column; limits.query_memory_bytes): {n} bytes"
+        )),
         other => Error::Internal(other.to_string()),
     }
 }

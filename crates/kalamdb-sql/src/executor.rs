@@ -392,6 +392,7 @@ impl Engine {
                     }
                     _ => None,
                 };
+                defaults_within(&stmt, self.limits.max_value_bytes)?;
                 let db = self.db.clone();
                 let caller = caller.clone();
                 tokio::task::spawn_blocking(move || ddl::execute(&db, &caller, stmt))
@@ -1017,6 +1018,33 @@ fn values_within(batch: &RecordBatch, max_value_bytes: usize) -> Result<()> {
                 "a value of {widest} bytes for column '{}' is larger than the {max_value_bytes} bytes \
                  a stored value may hold (limits.max_value_bytes)",
                 field.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A column's DEFAULT is a value every insert that omits the column stores (and every older
+/// row reads, for an added column): held to the same limit as a stored value (a 1.2 MB
+/// DEFAULT was accepted, then every UPDATE of an older row failed on it).
+fn defaults_within(stmt: &KalamStatement, max_value_bytes: usize) -> Result<()> {
+    use crate::parser::{AlterTableOp, DefaultSpec};
+    let specs: Vec<&crate::parser::ColumnSpec> = match stmt {
+        KalamStatement::CreateTable(create) => create.columns.iter().collect(),
+        KalamStatement::AlterTable { op: AlterTableOp::AddColumn { spec, .. }, .. } => vec![spec],
+        _ => return Ok(()),
+    };
+    for spec in specs {
+        let bytes = match &spec.default {
+            Some(DefaultSpec::Literal(text)) => text.len(),
+            Some(DefaultSpec::Bytes(bytes)) => bytes.len(),
+            _ => 0,
+        };
+        if bytes > max_value_bytes {
+            return Err(Error::InvalidParameter(format!(
+                "the DEFAULT of column '{}' holds {bytes} bytes, more than the {max_value_bytes} bytes a stored value \
+                 may hold (limits.max_value_bytes)",
+                spec.name
             )));
         }
     }

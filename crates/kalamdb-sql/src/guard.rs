@@ -113,9 +113,48 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// An operator's inputs cut into pieces of `TARGET_BATCH_BYTES / widest` rows.
+    fn cut_inputs(&self, node: Arc<dyn ExecutionPlan>, widest: usize) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let children = node
+            .children()
+            .into_iter()
+            .map(|c| {
+                let side = Arc::new(BuildSide { widest: AtomicUsize::new(widest), rows: AtomicUsize::new(0), by_pairs: false });
+                Arc::new(GuardExec::new(c.clone(), self.deadline, Role::Fanout(side))) as Arc<dyn ExecutionPlan>
+            })
+            .collect();
+        datafusion::physical_plan::replace_children_if_necessary(node, children)
+    }
+}
+
+/// A literal wider than this is repeated for every row of a batch when an operator evaluates
+/// it into a column: a 1 MB value (a constant `repeat()`, a `$1`, a scalar subquery's answer)
+/// over 3,000 rows was one 3 GB column, and took a server past 6 GB. The inputs of an operator
+/// with such a literal are cut so that its column stays near [`TARGET_BATCH_BYTES`].
+const WIDE_LITERAL_BYTES: usize = 64 << 10;
+
+/// The bytes of the widest literal in `node`'s own expressions.
+fn widest_literal(node: &Arc<dyn ExecutionPlan>) -> usize {
+    use datafusion::common::tree_node::TreeNode as _;
+    use datafusion::physical_expr::expressions::Literal;
+    let mut widest = 0usize;
+    let _ = node.apply_expressions(&mut |root| {
+        root.apply(|e| {
+            if let Some(literal) = e.downcast_ref::<Literal>() {
+                widest = widest.max(literal.value().size());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    widest
+}
+
 impl PhysicalOptimizerRule for Guard {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DfResult<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
+            let literal = widest_literal(&node);
+            let node = if literal > WIDE_LITERAL_BYTES { self.cut_inputs(node, literal)? } else { node };
             let node = if REPEATS_BUILD_ROWS.contains(&node.name()) {
                 self.join_inputs(node, false)?
             } else if PAIRS_PER_BUILD_AND_PROBE.contains(&node.name()) {

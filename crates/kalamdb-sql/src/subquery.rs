@@ -559,9 +559,23 @@ impl ScalarUDFImpl for SubqueryFunction {
         let arrays = args.args.iter().map(|a| a.to_array(n)).collect::<DfResult<Vec<_>>>()?;
         let (probe, outer) = if self.has_probe { (arrays.first(), &arrays[1..]) } else { (None, &arrays[..]) };
         let mut out = Vec::with_capacity(n);
+        // The answers are repeated for every row of the batch: a 1 MB answer for 3,000 rows
+        // is a 3 GB column (built twice: as values, then as the array). Refused before it is
+        // built when the column alone is over the statement's memory limit.
+        let limit = self.ctx.account().limit();
+        let mut bytes = 0usize;
         for row in 0..n {
             let key = outer.iter().map(|a| ScalarValue::try_from_array(a, row)).collect::<DfResult<Vec<_>>>()?;
             let values = self.values_for(key)?;
+            if let Kind::Scalar = self.kind {
+                bytes += values.get_array_memory_size() / values.len().max(1);
+                if bytes.saturating_mul(2) > limit {
+                    return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
+                        "the query needs more memory than the server allows (limits.query_memory_bytes = {limit} bytes): \
+                         a subquery's answer repeated for {n} rows is over it"
+                    )))));
+                }
+            }
             out.push(match self.kind {
                 Kind::Scalar => match values.len() {
                     0 => ScalarValue::try_from(self.field.data_type())?,

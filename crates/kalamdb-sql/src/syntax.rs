@@ -15,7 +15,8 @@
 //!   `INSERT INTO t SELECT ... FROM (VALUES (1), (2)) AS a(n)` ("Inconsistent data length across
 //!   values list"). Such a VALUES is written as `SELECT ... UNION ALL SELECT ...` instead.
 //!
-//! - **A number with a decimal point assigned to a column is exact** (an INSERT's VALUES
+//! - **A number with a decimal point, or an integer beyond BIGINT, assigned to a column is
+//!   exact** (an INSERT's VALUES
 //!   item, an UPDATE's SET value): PostgreSQL reads it as numeric, DataFusion as a float, which
 //!   lost digits in DECIMAL columns ([`exact_number`]).
 //!
@@ -198,9 +199,16 @@ fn exact_number(e: &mut Expr) {
     };
     let Expr::Value(v) = target else { return };
     let Value::Number(text, false) = &v.value else { return };
-    let Some((whole, fraction)) = text.split_once('.') else { return };
+    // An integer too large for BIGINT is exact too (DataFusion read it as a float:
+    // 12345678901234567890123 was stored as 12345678901234567741440).
+    let (whole, fraction) = match text.split_once('.') {
+        Some(parts) => parts,
+        None if text.parse::<i64>().is_err() => (text.as_str(), ""),
+        None => return,
+    };
     let digits = whole.trim_start_matches('0').len() + fraction.len();
-    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') || digits > 38 || fraction.is_empty() {
+    let integer = !text.contains('.');
+    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') || digits > 38 || (fraction.is_empty() && !integer) {
         return;
     }
     let info = ExactNumberInfo::PrecisionAndScale(digits.max(1) as u64, fraction.len() as i64);
