@@ -269,7 +269,7 @@ fn a_timed_out_query_stops_working() {
         assert!(used < std::time::Duration::from_millis(1500), "{sql}: the server used {used:?} of CPU after the 408");
         assert!(s.healthy());
     }
-    // 10,000 build rows: probe pieces of 1,677 rows.
+    // 10,000 build rows: probe pieces of 6,710 rows.
     let r = s.root("SELECT count(*), sum(a.x - b.y) FROM generate_series(1, 10000) a(x) JOIN generate_series(1, 10000) b(y) ON a.x > b.y + 9990");
     assert_eq!(r.rows(0), vec![vec![json!(45), json!(449_715)]]);
 }
@@ -407,6 +407,27 @@ fn memory_a_query_allocates_is_held_to_the_limit() {
     let grown = s.peak_memory().saturating_sub(start);
     // 400 MB of result (and more for its JSON) before; a few batches over the 64 MiB now.
     assert!(grown < 300 << 20, "the server's peak memory grew by {} MiB", grown >> 20);
+    // Wide rows are read in batches of about 16 MB, not 8,192 rows: 100 rows of 1 MB (100 MB,
+    // over the 64 MiB limit) were one batch for any query reading the column, even a point
+    // read on the planned path; hot and flushed. (A query scanning the whole column is still
+    // refused: docs/SECURITY.md "Not yet".)
+    s.root("CREATE TABLE w (id INT PRIMARY KEY, s TEXT)");
+    for chunk in 0..10 {
+        s.root(&format!(
+            "INSERT INTO w SELECT x, repeat('w', 1000000 + CAST(x * 0 AS INT)) FROM generate_series({}, {}) AS t(x)",
+            chunk * 10 + 1,
+            chunk * 10 + 10
+        ));
+    }
+    for flushed in [false, true] {
+        if flushed {
+            s.root("STORAGE FLUSH TABLE default.w WAIT");
+        }
+        let r = s.root("SELECT id, length(s) FROM w WHERE id = 7");
+        assert_eq!(r.rows(0), vec![vec![json!(7), json!(1_000_000)]], "flushed: {flushed}");
+        let r = s.root("SELECT id, length(s) || ' bytes' FROM w WHERE id = 93");
+        assert_eq!(r.rows(0), vec![vec![json!(93), json!("1000000 bytes")]], "flushed: {flushed}");
+    }
     for _ in 0..10 {
         let r = s.root("SELECT count(*), max(length(body)) FROM wide WHERE id <= 20000");
         assert_eq!(r.rows(0), vec![vec![json!(20000), json!(2000)]]);

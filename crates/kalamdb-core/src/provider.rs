@@ -30,6 +30,13 @@ use crate::types::{DataType, Value, TYPE_METADATA_KEY};
 /// Rows per Arrow batch produced by scans.
 pub const SCAN_BATCH_ROWS: usize = 8192;
 
+/// About the most bytes of values one scan batch holds: a batch ends early when its rows are
+/// wide (500 rows of 1 MB were one batch, over a 128 MiB query memory limit, for any query
+/// that read the column). A few batches are in flight at once (the reader's channel,
+/// repartitioning), so this stays well under the smallest memory limit (limits.query_memory_bytes is at least 16 MiB);
+/// rows up to 2 KB still fill 8,192-row batches.
+pub const SCAN_BATCH_BYTES: usize = 16 << 20;
+
 /// Wrap a KalamDB error so it crosses DataFusion and can be recovered at the edge.
 pub fn df_error(e: Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))

@@ -176,7 +176,14 @@ impl RowStore {
         // Order matters: the hot iterator (a consistent view from its creation) must exist
         // before the manifest is read. A flush committing in between then shows its rows in
         // both (the merge keeps one: same key, same seq), never in neither.
-        let mut it = store.db().raw_iterator_cf_opt(store.cf(CF_ROWS)?, Store::range_read_options(&lower, &upper));
+        let mut read_options = Store::range_read_options(&lower, &upper);
+        if pk_filter.is_none() {
+            // A whole scope read once does not go through the block cache: it would push out
+            // what point reads keep there, and the blocks it caches would be counted as this
+            // statement's memory (allocated on its thread, freed by others).
+            read_options.fill_cache(false);
+        }
+        let mut it = store.db().raw_iterator_cf_opt(store.cf(CF_ROWS)?, read_options);
         let manifest = manifest::load(store, def.id, scope)?;
         // Key range of the hot rows (the iterator's snapshot, the one the merge reads), for
         // isolating segments; only worth two seeks when there are segments to isolate.
@@ -237,6 +244,7 @@ impl RowStore {
             .collect();
         let limit = range.limit.unwrap_or(usize::MAX);
         let (mut in_batch, mut total) = (0usize, 0usize);
+        let mut in_batch_bytes = 0usize;
         // Merged rows in key order; before each isolated segment, the merged rows whose keys
         // sort before it, then the segment's columns as they are. The output stays in key order.
         let mut next_columnar = columnar.into_iter().peekable();
@@ -256,7 +264,7 @@ impl RowStore {
                     if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
                         return Ok(());
                     }
-                    in_batch = 0;
+                    (in_batch, in_batch_bytes) = (0, 0);
                 }
                 if seg.schema_version > def.schema_version {
                     return Err(schema_changed());
@@ -302,19 +310,27 @@ impl RowStore {
             for (i, c) in columns.iter().enumerate() {
                 match c {
                     ScanColumn::RowId => builders[i].append(&decode_rowid(&row.pk)?)?,
-                    ScanColumn::Column { value_for_older_rows, .. } => match layout[i] {
-                        Some(pos) => builders[i].append(values.get(pos).unwrap_or(&Value::Null))?,
-                        None => builders[i].append(value_for_older_rows.as_ref().unwrap_or(&Value::Null))?,
-                    },
+                    ScanColumn::Column { value_for_older_rows, .. } => {
+                        let v = match layout[i] {
+                            Some(pos) => values.get(pos).unwrap_or(&Value::Null),
+                            None => value_for_older_rows.as_ref().unwrap_or(&Value::Null),
+                        };
+                        in_batch_bytes += match v {
+                            Value::Text(t) => t.len(),
+                            Value::Bytes(b) => b.len(),
+                            _ => 0,
+                        };
+                        builders[i].append(v)?
+                    }
                 }
             }
             in_batch += 1;
             total += 1;
-            if in_batch == batch_rows {
+            if in_batch == batch_rows || in_batch_bytes >= crate::provider::SCAN_BATCH_BYTES {
                 if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
                     return Ok(());
                 }
-                in_batch = 0;
+                (in_batch, in_batch_bytes) = (0, 0);
             }
         }
         if in_batch > 0 {

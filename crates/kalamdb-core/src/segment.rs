@@ -171,6 +171,7 @@ impl SegmentReader {
                 layout.push(None);
             }
         }
+        let batch_rows = rows_per_batch(builder.metadata(), &roots, batch_rows);
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let reader = builder
             .with_projection(mask)
@@ -223,6 +224,28 @@ impl SegmentReader {
             }
         }
     }
+}
+
+/// At most `batch_rows`, and few enough that a decoded batch of the projected columns stays
+/// near [`SCAN_BATCH_BYTES`](crate::provider::SCAN_BATCH_BYTES) by the widest row group's
+/// average row: 8,192 rows of 1 MB values were one 8 GB batch, decoded before any check.
+fn rows_per_batch(meta: &ParquetMetaData, roots: &[usize], batch_rows: usize) -> usize {
+    let widest_row = meta
+        .row_groups()
+        .iter()
+        .map(|rg| {
+            // Text and bytes: the values' own length (a dictionary page holds a repeated value
+            // once, but every row of the batch gets a copy); other columns: their pages.
+            let bytes: i64 = roots
+                .iter()
+                .filter_map(|&r| rg.columns().get(r))
+                .map(|c| c.unencoded_byte_array_data_bytes().unwrap_or(0).max(c.uncompressed_size()))
+                .sum();
+            usize::try_from(bytes).unwrap_or(usize::MAX) / usize::try_from(rg.num_rows()).unwrap_or(1).max(1)
+        })
+        .max()
+        .unwrap_or(0);
+    (crate::provider::SCAN_BATCH_BYTES / widest_row.max(1)).clamp(1, batch_rows.max(1))
 }
 
 /// Rows of the pages whose `_pk` bounds may contain `pk`, from the page index; `None` when the
@@ -283,6 +306,7 @@ impl SegmentColumns {
                 roots.push(SYSTEM_COLUMNS + i);
             }
         }
+        let batch_rows = rows_per_batch(builder.metadata(), &roots, batch_rows);
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let reader = builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(parquet_error)?;
         Ok(SegmentColumns { reader, positions })
