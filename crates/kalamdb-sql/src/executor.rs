@@ -1001,21 +1001,22 @@ impl Engine {
 /// (`body || body`, `string_agg`) is otherwise unbounded, and a stored value must stay readable
 /// (a flushed segment's values are read whole, under the query memory limit).
 fn values_within(batch: &RecordBatch, max_value_bytes: usize) -> Result<()> {
+    use crate::guard::widest;
     use arrow::array::AsArray;
     use arrow::datatypes::DataType as A;
     for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
-        let widest = match column.data_type() {
-            A::Utf8 => widest_of(column.as_string::<i32>().offsets()),
-            A::LargeUtf8 => widest_of(column.as_string::<i64>().offsets()),
-            A::Binary => widest_of(column.as_binary::<i32>().offsets()),
-            A::LargeBinary => widest_of(column.as_binary::<i64>().offsets()),
+        let longest = match column.data_type() {
+            A::Utf8 => widest(column.as_string::<i32>().offsets()),
+            A::LargeUtf8 => widest(column.as_string::<i64>().offsets()),
+            A::Binary => widest(column.as_binary::<i32>().offsets()),
+            A::LargeBinary => widest(column.as_binary::<i64>().offsets()),
             A::Utf8View => column.as_string_view().lengths().max().unwrap_or(0) as usize,
             A::BinaryView => column.as_binary_view().lengths().max().unwrap_or(0) as usize,
             _ => 0,
         };
-        if widest > max_value_bytes {
+        if longest > max_value_bytes {
             return Err(Error::InvalidParameter(format!(
-                "a value of {widest} bytes for column '{}' is larger than the {max_value_bytes} bytes \
+                "a value of {longest} bytes for column '{}' is larger than the {max_value_bytes} bytes \
                  a stored value may hold (limits.max_value_bytes)",
                 field.name()
             )));
@@ -1051,10 +1052,6 @@ fn defaults_within(stmt: &KalamStatement, max_value_bytes: usize) -> Result<()> 
     Ok(())
 }
 
-/// The longest value between consecutive offsets (NULLs span none).
-fn widest_of<O: arrow::array::OffsetSizeTrait>(offsets: &arrow::buffer::OffsetBuffer<O>) -> usize {
-    offsets.windows(2).map(|w| (w[1] - w[0]).as_usize()).max().unwrap_or(0)
-}
 
 pub(crate) fn too_many_rows(max_rows: usize) -> Error {
     Error::InvalidParameter(format!(

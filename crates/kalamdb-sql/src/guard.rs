@@ -334,11 +334,13 @@ impl GuardStream {
     }
 }
 
+/// The longest value between consecutive offsets of a variable-width column (NULLs span none).
+pub(crate) fn widest<O: arrow::array::OffsetSizeTrait>(offsets: &[O]) -> usize {
+    offsets.windows(2).map(|w| (w[1] - w[0]).as_usize()).max().unwrap_or(0)
+}
+
 /// An upper bound of the bytes of the widest row of `batch`: each column's widest value.
 fn widest_row(batch: &RecordBatch) -> usize {
-    fn widest<O: arrow::array::OffsetSizeTrait>(offsets: &[O]) -> usize {
-        offsets.windows(2).map(|w| (w[1] - w[0]).as_usize()).max().unwrap_or(0)
-    }
     batch
         .columns()
         .iter()
