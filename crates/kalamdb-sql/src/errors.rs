@@ -108,7 +108,7 @@ fn from_arrow(a: ArrowError) -> Error {
         ArrowError::CastError(m) | ArrowError::ParseError(m) => Error::TypeMismatch(m),
         ArrowError::ArithmeticOverflow(m) => Error::TypeMismatch(format!("value out of range: {m}")),
         ArrowError::InvalidArgumentError(m) | ArrowError::ComputeError(m)
-            if m.contains("too large") || m.contains("overflow") || m.contains("out of range") =>
+            if m.contains("too large") || m.contains("too small") || m.contains("overflow") || m.contains("out of range") =>
         {
             Error::TypeMismatch(format!("value out of range: {m}"))
         }

@@ -326,7 +326,7 @@ impl Engine {
         let started = std::time::Instant::now();
         let parsed = if sql.len() > LARGE_SQL_BYTES {
             let text = sql.to_string();
-            self.off_the_http_workers(started, async move { parse_statement(&text) }).await?
+            self.off_the_http_workers(started, move || parse_statement(&text)).await?
         } else {
             parse_statement(sql)?
         };
@@ -581,7 +581,7 @@ impl Engine {
                 .and_then(|mut p| p.parse_statements())
         };
         let parsed = if large {
-            self.off_the_http_workers(started, async move { Ok(parse()) }).await?
+            self.off_the_http_workers(started, move || Ok(parse())).await?
         } else {
             parse()
         };
@@ -801,17 +801,29 @@ impl Engine {
         self.run_until(session.account().clone(), session.deadline(), work).await
     }
 
-    /// Parse a large statement on the query runtime, under the statement's deadline: sqlparser
-    /// took 5 s (release) for 7 MB of `coalesce(NULL, ...)` arguments on an HTTP worker, and two
-    /// such requests held both workers (and /health) for as long. It cannot be interrupted;
-    /// the answer (TIMEOUT) comes at the deadline and the work ends with the parse.
+    /// Parse a large statement on the query runtime's blocking threads, under the statement's
+    /// deadline: sqlparser took 5 s (release) for 7 MB of `coalesce(NULL, ...)` arguments on
+    /// an HTTP worker, and two such requests held both workers (and /health) for as long. It
+    /// cannot be interrupted; the answer (TIMEOUT) comes at the deadline and the work ends with
+    /// the parse.
     async fn off_the_http_workers<T: Send + 'static>(
         &self,
         started: std::time::Instant,
-        work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let Some(runtime) = &self.query_runtime else {
+            return Err(Error::Internal("the query runtime is shut down".into()));
+        };
+        // A blocking thread, not a query worker: two long parses on the two workers held every
+        // other statement's planning and execution until they ended.
         let account = Account::new(&self.query_heap);
-        self.run_until(account, started + self.limits.statement_timeout, work).await
+        let task = runtime.spawn_blocking(move || account.charged(work));
+        match tokio::time::timeout_at((started + self.limits.statement_timeout).into(), task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_panic() => Err(crate::errors::from_panic(e.into_panic())),
+            Ok(Err(e)) => Err(Error::Internal(format!("parse task failed: {e}"))),
+            Err(_) => Err(timed_out(self.limits.statement_timeout)),
+        }
     }
 
     async fn run_until<T: Send + 'static>(

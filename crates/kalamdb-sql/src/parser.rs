@@ -166,11 +166,12 @@ fn parse_kalam_tokens(tokens: Vec<Token>, sql: &str) -> Result<Option<KalamState
     Ok(Some(stmt))
 }
 
-/// Most operators one statement may contain. A long chain like `1+1+...+1` parses
-/// iteratively but becomes a tree as deep as the chain, which the planner, optimizer and even
-/// dropping the syntax tree walk recursively (a stack overflow kills the process), and whose
-/// planning time grows quadratically (4000 operators: ~50 s in a debug build). Bound it before
-/// any of that runs. IN lists use commas and are not limited by this.
+/// Most operators one expression may stack (counted on the tokens: see
+/// `check_statement_size`). A long chain like `1+1+...+1` parses iteratively but becomes a
+/// tree as deep as the chain, which the planner, optimizer and even dropping the syntax tree
+/// walk recursively (a stack overflow kills the process), and whose planning time grows
+/// quadratically (4000 operators: ~50 s in a debug build). Bound it before any of that runs.
+/// Items apart (IN lists, VALUES rows, select lists) do not stack and are not limited by this.
 pub const MAX_OPERATORS_PER_STATEMENT: usize = 1_000;
 
 /// Most tokens (words, literals, punctuation) one statement may have. Its syntax tree takes
@@ -183,6 +184,18 @@ pub const MAX_TOKENS_PER_STATEMENT: usize = 500_000;
 /// the planning caps that need the syntax tree (crate::syntax) come too late for a statement
 /// whose tree alone is too large.
 fn check_statement_size<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<()> {
+    // The operators that can stack into one expression tree: those of one item (between
+    // commas) at each parenthesis level, plus the deepest parenthesized operand inside it.
+    // Items apart (`VALUES (1.5 + 1), (1.5 + 1), ...`, select lists, IN lists) do not stack:
+    // 1,001 such rows were refused as 1,001 operators.
+    #[derive(Default)]
+    struct Level {
+        operators: usize,
+        deepest_operand: usize,
+        /// The deepest item before the last comma.
+        deepest_item: usize,
+    }
+    let mut levels = vec![Level::default()];
     let mut n = 0usize;
     let mut count = 0usize;
     let mut selects = 0usize;
@@ -214,13 +227,34 @@ fn check_statement_size<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<(
             }
             _ => false,
         };
-        n += operator as usize;
         count += 1;
         after_open_or_comma = matches!(t, Token::LParen | Token::Comma);
+        if let Some(level) = levels.last_mut() {
+            level.operators += operator as usize;
+            n = n.max(level.operators + level.deepest_operand);
+        }
+        match t {
+            Token::LParen => levels.push(Level::default()),
+            Token::RParen if levels.len() > 1 => {
+                if let Some(inner) = levels.pop() {
+                    let depth = inner.deepest_item.max(inner.operators + inner.deepest_operand);
+                    if let Some(outer) = levels.last_mut() {
+                        outer.deepest_operand = outer.deepest_operand.max(depth);
+                    }
+                }
+            }
+            Token::Comma => {
+                if let Some(level) = levels.last_mut() {
+                    let item = level.operators + level.deepest_operand;
+                    *level = Level { deepest_item: level.deepest_item.max(item), ..Level::default() };
+                }
+            }
+            _ => {}
+        }
     }
     if n > MAX_OPERATORS_PER_STATEMENT {
         return Err(Error::invalid_sql(format!(
-            "the statement has {n} operators; at most {MAX_OPERATORS_PER_STATEMENT} are allowed"
+            "an expression of the statement has {n} operators in a row; at most {MAX_OPERATORS_PER_STATEMENT} are allowed"
         )));
     }
     if count > MAX_TOKENS_PER_STATEMENT {

@@ -193,11 +193,11 @@ pub(crate) fn correct(statement: &mut sqlparser::ast::Statement) {
 /// converts from the exact value (to DOUBLE it rounds as parsing the text would).
 fn exact_number(e: &mut Expr) {
     use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, Value};
-    let target = match e {
-        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => expr.as_mut(),
-        other => other,
+    let (negative, inner) = match &*e {
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => (true, expr.as_ref()),
+        other => (false, other),
     };
-    let Expr::Value(v) = target else { return };
+    let Expr::Value(v) = inner else { return };
     let Value::Number(text, false) = &v.value else { return };
     // An integer too large for BIGINT is exact too (DataFusion read it as a float:
     // 12345678901234567890123 was stored as 12345678901234567741440).
@@ -208,17 +208,29 @@ fn exact_number(e: &mut Expr) {
     };
     let digits = whole.trim_start_matches('0').len() + fraction.len();
     let integer = !text.contains('.');
-    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') || digits > 38 || (fraction.is_empty() && !integer) {
+    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') || (fraction.is_empty() && !integer) {
+        return;
+    }
+    if digits > 38 {
+        // Beyond DECIMAL(38): its digits as text, sign included, converted to the column's type
+        // by the assignment (a TEXT column keeps them, a DOUBLE reads them, a DECIMAL(38) is
+        // out of range); as a float 10^38 was stored as 99999999999999997748809823456034029568.
+        let text = if negative { format!("-{text}") } else { text.clone() };
+        *e = Expr::value(Value::SingleQuotedString(text));
         return;
     }
     let info = ExactNumberInfo::PrecisionAndScale(digits.max(1) as u64, fraction.len() as i64);
-    *target = Expr::Cast {
+    let exact = Expr::Cast {
         kind: CastKind::Cast,
         expr: Box::new(Expr::value(Value::SingleQuotedString(text.clone()))),
         data_type: DataType::Decimal(info),
         array: false,
         format: None,
     };
+    match e {
+        Expr::UnaryOp { expr, .. } => **expr = exact,
+        other => *other = exact,
+    }
 }
 
 /// Rewrites every VALUES body of a query (see the module docs).
