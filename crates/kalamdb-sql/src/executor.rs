@@ -143,6 +143,9 @@ pub struct Engine {
     /// The heap bytes all running statements' work holds (kalamdb_core::memory), held to
     /// `limits.query_memory_bytes` like DataFusion's pool.
     query_heap: Arc<QueryHeap>,
+    /// Large parses at once (one per query thread): each can take hundreds of MB while tokens
+    /// and syntax tree are built, and none can be interrupted.
+    large_parses: Arc<tokio::sync::Semaphore>,
     /// One lock per (table, scope) that UPDATE and DELETE statements hold from their read to
     /// their write, so concurrent read-modify-write statements on one scope serialise and no
     /// update is lost (ADR 0008).
@@ -218,6 +221,7 @@ impl Engine {
             jobs,
             base_state: Arc::new(base_state),
             query_heap: QueryHeap::new(limits.query_memory_bytes),
+            large_parses: Arc::new(tokio::sync::Semaphore::new(limits.query_threads.max(1))),
             limits,
             query_runtime: Some(query_runtime),
             dml_locks: Default::default(),
@@ -816,9 +820,19 @@ impl Engine {
         };
         // A blocking thread, not a query worker: two long parses on the two workers held every
         // other statement's planning and execution until they ended.
+        let deadline: tokio::time::Instant = (started + self.limits.statement_timeout).into();
+        let permit = match tokio::time::timeout_at(deadline, self.large_parses.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(Error::Internal("the parse semaphore is closed".into())),
+            Err(_) => return Err(timed_out(self.limits.statement_timeout)),
+        };
         let account = Account::new(&self.query_heap);
-        let task = runtime.spawn_blocking(move || account.charged(work));
-        match tokio::time::timeout_at((started + self.limits.statement_timeout).into(), task).await {
+        // The permit goes with the work: an abandoned parse still holds it until it ends.
+        let task = runtime.spawn_blocking(move || {
+            let _permit = permit;
+            account.charged(work)
+        });
+        match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) if e.is_panic() => Err(crate::errors::from_panic(e.into_panic())),
             Ok(Err(e)) => Err(Error::Internal(format!("parse task failed: {e}"))),
