@@ -815,13 +815,11 @@ impl Engine {
         started: std::time::Instant,
         work: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let Some(runtime) = &self.query_runtime else {
-            return Err(Error::Internal("the query runtime is shut down".into()));
-        };
+        let runtime = self.query_runtime()?;
         // A blocking thread, not a query worker: two long parses on the two workers held every
         // other statement's planning and execution until they ended.
-        let deadline: tokio::time::Instant = (started + self.limits.statement_timeout).into();
-        let permit = match tokio::time::timeout_at(deadline, self.large_parses.clone().acquire_owned()).await {
+        let deadline = started + self.limits.statement_timeout;
+        let permit = match tokio::time::timeout_at(deadline.into(), self.large_parses.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(Error::Internal("the parse semaphore is closed".into())),
             Err(_) => return Err(timed_out(self.limits.statement_timeout)),
@@ -832,12 +830,7 @@ impl Engine {
             let _permit = permit;
             account.charged(work)
         });
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) if e.is_panic() => Err(crate::errors::from_panic(e.into_panic())),
-            Ok(Err(e)) => Err(Error::Internal(format!("parse task failed: {e}"))),
-            Err(_) => Err(timed_out(self.limits.statement_timeout)),
-        }
+        self.until_deadline(deadline, task).await
     }
 
     async fn run_until<T: Send + 'static>(
@@ -846,10 +839,13 @@ impl Engine {
         deadline: std::time::Instant,
         work: impl std::future::Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let Some(runtime) = &self.query_runtime else {
-            return Err(Error::Internal("the query runtime is shut down".into()));
-        };
-        let task = runtime.spawn(Charged::new(account, work));
+        let task = self.query_runtime()?.spawn(Charged::new(account, work));
+        self.until_deadline(deadline, task).await
+    }
+
+    /// A task's answer, or TIMEOUT at the deadline (the task is aborted at its next await; a
+    /// blocking one runs to its end). A panic is the query's error (errors::from_panic).
+    async fn until_deadline<T>(&self, deadline: std::time::Instant, task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
         let abort = task.abort_handle();
         match tokio::time::timeout_at(deadline.into(), task).await {
             Ok(Ok(r)) => r,
@@ -860,6 +856,10 @@ impl Engine {
                 Err(timed_out(self.limits.statement_timeout))
             }
         }
+    }
+
+    fn query_runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        self.query_runtime.as_ref().ok_or_else(|| Error::Internal("the query runtime is shut down".into()))
     }
 
     async fn execute_dml(
