@@ -80,16 +80,24 @@ impl Response {
 
     /// Rows of the last result.
     pub fn last_rows(&self) -> Vec<Vec<Value>> {
-        let n = self.body["results"].as_array().map(|a| a.len()).unwrap_or(0);
+        let n = self.body["results"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
         assert!(n > 0, "no results: {}", self.body);
         self.rows(n - 1)
     }
 
     /// First row of result `i` as an object keyed by column name.
     pub fn job_row(&self, i: usize) -> serde_json::Map<String, Value> {
-        let schema = self.body["results"][i]["schema"].as_array().expect("schema").clone();
+        let schema = self.body["results"][i]["schema"]
+            .as_array()
+            .expect("schema")
+            .clone();
         let rows = self.rows(i);
-        let row = rows.first().unwrap_or_else(|| panic!("no row: {}", self.body));
+        let row = rows
+            .first()
+            .unwrap_or_else(|| panic!("no row: {}", self.body));
         schema
             .iter()
             .zip(row.iter())
@@ -98,7 +106,9 @@ impl Response {
     }
 
     pub fn row_count(&self, i: usize) -> u64 {
-        self.body["results"][i]["row_count"].as_u64().expect("row_count")
+        self.body["results"][i]["row_count"]
+            .as_u64()
+            .expect("row_count")
     }
 }
 
@@ -122,7 +132,11 @@ pub fn server_binary() -> PathBuf {
     let beside = exe.parent().map(|d| d.join("kalamdb-server"));
     let bin = match beside {
         Some(b) if b.exists() => b,
-        _ => exe.parent().and_then(Path::parent).expect("target dir").join("kalamdb-server"),
+        _ => exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("kalamdb-server"),
     };
     assert!(
         bin.exists(),
@@ -161,7 +175,10 @@ impl TestServer {
             port: 0,
             data_dir: tmp.path().join("data"),
             _tmp: Some(tmp),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.launch();
         s
@@ -174,25 +191,41 @@ impl TestServer {
 
     /// CPU time (user + system) the server process has used so far.
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("/proc/<pid>/stat");
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("/proc/<pid>/stat");
         // Fields after the command name (which is in parentheses): utime is the 14th field.
         let after = &stat[stat.rfind(')').expect("stat format") + 2..];
         let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
         Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
     }
 
     /// The server process's peak resident memory so far (VmHWM), in bytes.
     pub fn peak_memory(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc/<pid>/status");
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/<pid>/status");
-        let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmHWM value");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/<pid>/status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("VmHWM in /proc/<pid>/status");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM value");
         kib * 1024
     }
 
     /// A client handle to a server another TestServer owns (for threads); it does not stop it.
     pub fn attach(port: u16) -> TestServer {
-        TestServer { child: None, port, data_dir: PathBuf::new(), _tmp: None, env: Vec::new() }
+        TestServer {
+            child: None,
+            port,
+            data_dir: PathBuf::new(),
+            _tmp: None,
+            env: Vec::new(),
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -222,7 +255,10 @@ impl TestServer {
 
     /// GET a path without authentication; returns status and body text.
     pub fn get_text(&self, path: &str) -> (u16, String) {
-        match ureq::get(&self.url(path)).timeout(Duration::from_secs(30)).call() {
+        match ureq::get(&self.url(path))
+            .timeout(Duration::from_secs(30))
+            .call()
+        {
             Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
             Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
             Err(e) => panic!("GET {path}: {e}"),
@@ -242,7 +278,9 @@ impl TestServer {
 
     /// The system.jobs row of a job, as an object (None if it does not exist).
     pub fn job(&self, job_id: &str) -> Option<serde_json::Map<String, Value>> {
-        let r = self.root(&format!("SELECT * FROM system.jobs WHERE job_id = '{job_id}'"));
+        let r = self.root(&format!(
+            "SELECT * FROM system.jobs WHERE job_id = '{job_id}'"
+        ));
         if r.rows(0).is_empty() {
             None
         } else {
@@ -255,10 +293,16 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let j = self.job(job_id).expect("job row exists");
-            if matches!(j["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+            if matches!(
+                j["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            ) {
                 return j;
             }
-            assert!(Instant::now() < deadline, "job {job_id} did not finish: {j:?}");
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} did not finish: {j:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -298,7 +342,10 @@ impl TestServer {
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
-                    panic!("server did not become healthy; see {}", self.data_dir.with_extension("log").display());
+                    panic!(
+                        "server did not become healthy; see {}",
+                        self.data_dir.with_extension("log").display()
+                    );
                 }
                 let Some(port) = bound_port(&log_path, log_start) else {
                     std::thread::sleep(Duration::from_millis(20));
@@ -317,7 +364,10 @@ impl TestServer {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        panic!("server failed to start 5 times; see {}", self.data_dir.with_extension("log").display());
+        panic!(
+            "server failed to start 5 times; see {}",
+            self.data_dir.with_extension("log").display()
+        );
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -339,7 +389,10 @@ impl TestServer {
         };
         let status = resp.status();
         let text = read_body(resp)?;
-        Ok(Response { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) })
+        Ok(Response {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
     }
 
     /// POST a raw body to a path.
@@ -357,12 +410,19 @@ impl TestServer {
         };
         let status = resp.status();
         let text = read_body(resp).unwrap_or_else(|e| panic!("{e}"));
-        Response { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+        Response {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
     }
 
     /// Run SQL as `auth`.
     pub fn sql_as(&self, auth: &Auth, sql: &str) -> Response {
-        self.post_raw("/v1/api/sql", auth, json!({ "sql": sql }).to_string().as_bytes())
+        self.post_raw(
+            "/v1/api/sql",
+            auth,
+            json!({ "sql": sql }).to_string().as_bytes(),
+        )
     }
 
     /// Run SQL with a full request body (params, namespace).
@@ -377,7 +437,9 @@ impl TestServer {
 
     /// Create a user with a role (password = name + "-pw") and return its credentials.
     pub fn create_user(&self, name: &str, role: &str) -> Auth {
-        self.root(&format!("CREATE USER '{name}' WITH PASSWORD '{name}-pw' ROLE {role}"));
+        self.root(&format!(
+            "CREATE USER '{name}' WITH PASSWORD '{name}-pw' ROLE {role}"
+        ));
         Auth::user(name, &format!("{name}-pw"))
     }
 
@@ -393,7 +455,9 @@ impl TestServer {
 
     /// SIGTERM and wait; returns whether the process exited with status 0.
     pub fn stop_gracefully(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
@@ -436,7 +500,8 @@ impl Drop for TestServer {
         }
         if std::thread::panicking() && self._tmp.is_some() {
             // The data dir is about to be deleted: show the server's log with the failure.
-            let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
             eprintln!("---- server log (last 80 lines) ----");
             for l in &lines[lines.len().saturating_sub(80)..] {
@@ -468,6 +533,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn read_body(resp: ureq::Response) -> Result<String, String> {
     use std::io::Read;
     let mut text = String::new();
-    resp.into_reader().read_to_string(&mut text).map_err(|e| format!("reading the response body failed: {e}"))?;
+    resp.into_reader()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the response body failed: {e}"))?;
     Ok(text)
 }

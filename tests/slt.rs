@@ -159,16 +159,27 @@ fn first_word(sql: &str) -> String {
     let mut rest = sql.trim_start();
     loop {
         if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once('\n')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once("*/")
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else if let Some(r) = rest.strip_prefix('(') {
             rest = r.trim_start();
         } else {
             break;
         }
     }
-    rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("").to_ascii_uppercase()
+    rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
 }
 
 fn kind_of(sql: &str) -> StatementKind {
@@ -186,7 +197,9 @@ fn for_variant(sql: &str, variant: Variant) -> String {
     }
     let trimmed = sql.trim_start();
     let mut words = trimmed.split_whitespace();
-    let (Some(a), Some(b)) = (words.next(), words.next()) else { return sql.to_string() };
+    let (Some(a), Some(b)) = (words.next(), words.next()) else {
+        return sql.to_string();
+    };
     if a.eq_ignore_ascii_case("CREATE") && b.eq_ignore_ascii_case("TABLE") {
         let after_create = &trimmed[a.len()..];
         return format!("CREATE USER{after_create}");
@@ -212,7 +225,9 @@ impl SltDb {
         let port = self.port.load(Ordering::SeqCst);
         let server = TestServer::attach(port);
         let body = json!({"sql": sql, "namespace": self.namespace}).to_string();
-        let resp = server.try_post("/v1/api/sql", auth, body.as_bytes()).map_err(SltError)?;
+        let resp = server
+            .try_post("/v1/api/sql", auth, body.as_bytes())
+            .map_err(SltError)?;
         Ok((resp.status, resp.body))
     }
 
@@ -233,19 +248,29 @@ impl SltDb {
         };
         match (last["schema"].as_array(), last["rows"].as_array()) {
             (Some(schema), Some(rows)) => {
-                let types: Vec<KType> =
-                    schema.iter().map(|f| ktype(f["data_type"].as_str().unwrap_or(""))).collect();
+                let types: Vec<KType> = schema
+                    .iter()
+                    .map(|f| ktype(f["data_type"].as_str().unwrap_or("")))
+                    .collect();
                 let rows = rows
                     .iter()
                     .map(|r| {
                         r.as_array()
-                            .map(|cells| cells.iter().zip(&types).map(|(v, t)| render(v, t)).collect())
+                            .map(|cells| {
+                                cells
+                                    .iter()
+                                    .zip(&types)
+                                    .map(|(v, t)| render(v, t))
+                                    .collect()
+                            })
                             .unwrap_or_default()
                     })
                     .collect();
                 Ok(DBOutput::Rows { types, rows })
             }
-            _ => Ok(DBOutput::StatementComplete(last["row_count"].as_u64().unwrap_or(0))),
+            _ => Ok(DBOutput::StatementComplete(
+                last["row_count"].as_u64().unwrap_or(0),
+            )),
         }
     }
 
@@ -264,10 +289,16 @@ impl SltDb {
         let col = |name: &str| names.iter().position(|n| *n == name);
         for row in result["rows"].as_array().cloned().unwrap_or_default() {
             let status = col("status").map(|i| row[i].clone()).unwrap_or(Value::Null);
-            let outcome = col("result").and_then(|i| row[i].as_str().map(str::to_string)).unwrap_or_default();
-            let failed = serde_json::from_str::<Value>(&outcome).ok().and_then(|r| r["users_failed"].as_u64());
+            let outcome = col("result")
+                .and_then(|i| row[i].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let failed = serde_json::from_str::<Value>(&outcome)
+                .ok()
+                .and_then(|r| r["users_failed"].as_u64());
             if status != "completed" || failed != Some(0) {
-                return Err(SltError(format!("a flush job did not complete cleanly: {row}")));
+                return Err(SltError(format!(
+                    "a flush job did not complete cleanly: {row}"
+                )));
             }
         }
         Ok(())
@@ -307,7 +338,16 @@ pub fn float_text(x: f64) -> String {
 /// runner checks the order against the file).
 fn agree(first: &Outcome, other: &Outcome, users: (&str, &str)) -> Result<(), SltError> {
     let same = match (first, other) {
-        (Ok(DBOutput::Rows { types: t1, rows: r1 }), Ok(DBOutput::Rows { types: t2, rows: r2 })) => {
+        (
+            Ok(DBOutput::Rows {
+                types: t1,
+                rows: r1,
+            }),
+            Ok(DBOutput::Rows {
+                types: t2,
+                rows: r2,
+            }),
+        ) => {
             let mut a = r1.clone();
             let mut b = r2.clone();
             a.sort();
@@ -333,7 +373,11 @@ fn agree(first: &Outcome, other: &Outcome, users: (&str, &str)) -> Result<(), Sl
 
 fn describe(o: &Outcome) -> String {
     match o {
-        Ok(DBOutput::Rows { rows, .. }) => format!("{} row(s) {:?}", rows.len(), rows.iter().take(5).collect::<Vec<_>>()),
+        Ok(DBOutput::Rows { rows, .. }) => format!(
+            "{} row(s) {:?}",
+            rows.len(),
+            rows.iter().take(5).collect::<Vec<_>>()
+        ),
         Ok(DBOutput::StatementComplete(n)) => format!("{n} row(s) affected"),
         Ok(_) => "another output".into(),
         Err(e) => format!("error {e}"),
@@ -368,14 +412,20 @@ impl sqllogictest::DB for SltDb {
 /// Make the suite's users (dba) on a server, once.
 pub fn create_users(server: &TestServer) {
     for u in SLT_USERS {
-        server.root(&format!("CREATE USER IF NOT EXISTS '{u}' WITH PASSWORD '{u}-pw' ROLE dba"));
+        server.root(&format!(
+            "CREATE USER IF NOT EXISTS '{u}' WITH PASSWORD '{u}-pw' ROLE dba"
+        ));
     }
 }
 
 /// Does the file opt out of the user variant?
 fn shared_only(path: &Path) -> bool {
     std::fs::read_to_string(path)
-        .map(|t| t.lines().take(10).any(|l| l.trim() == "# kalamdb: shared-only"))
+        .map(|t| {
+            t.lines()
+                .take(10)
+                .any(|l| l.trim() == "# kalamdb: shared-only")
+        })
         .unwrap_or(false)
 }
 
@@ -386,7 +436,13 @@ fn namespace_for(path: &Path, mode: Mode, variant: Variant) -> String {
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("slt_{stem}_{}_{}", mode.name(), variant.name())
 }
@@ -394,7 +450,13 @@ fn namespace_for(path: &Path, mode: Mode, variant: Variant) -> String {
 /// Run one file in one mode and variant on `server` (whose users exist: [`create_users`]).
 /// With `complete`, the file's expected results are rewritten from the actual output instead
 /// (for writing new cases; review every rewritten answer).
-pub fn run_file(server: &mut TestServer, path: &Path, mode: Mode, variant: Variant, complete: bool) -> FileOutcome {
+pub fn run_file(
+    server: &mut TestServer,
+    path: &Path,
+    mode: Mode,
+    variant: Variant,
+    complete: bool,
+) -> FileOutcome {
     let mut outcome = FileOutcome::default();
     if variant == Variant::User && shared_only(path) {
         outcome.skipped = true;
@@ -409,7 +471,13 @@ pub fn run_file(server: &mut TestServer, path: &Path, mode: Mode, variant: Varia
         Variant::Shared => vec![SLT_USERS[0]],
         Variant::User => SLT_USERS.to_vec(),
     };
-    let db = SltDb { port: port.clone(), namespace: ns.clone(), mode, users, internal_errors: internal_errors.clone() };
+    let db = SltDb {
+        port: port.clone(),
+        namespace: ns.clone(),
+        mode,
+        users,
+        internal_errors: internal_errors.clone(),
+    };
     let make = {
         let db = db.clone();
         move || {
@@ -428,14 +496,18 @@ pub fn run_file(server: &mut TestServer, path: &Path, mode: Mode, variant: Varia
             sqllogictest::strict_column_validator,
         ));
         if let Err(e) = r {
-            outcome.failures.push(format!("{}: completion failed: {e}", path.display()));
+            outcome
+                .failures
+                .push(format!("{}: completion failed: {e}", path.display()));
         }
         return outcome;
     }
     let records = match sqllogictest::parse_file::<KType>(path) {
         Ok(r) => r,
         Err(e) => {
-            outcome.failures.push(format!("{}: cannot parse: {e}", path.display()));
+            outcome
+                .failures
+                .push(format!("{}: cannot parse: {e}", path.display()));
             return outcome;
         }
     };
@@ -451,7 +523,10 @@ pub fn run_file(server: &mut TestServer, path: &Path, mode: Mode, variant: Varia
                 if mode == Mode::Restarted && seen_statement && !restarted {
                     let clean = server.stop_gracefully();
                     if !clean {
-                        outcome.failures.push(format!("{}: the server did not exit cleanly on SIGTERM", path.display()));
+                        outcome.failures.push(format!(
+                            "{}: the server did not exit cleanly on SIGTERM",
+                            path.display()
+                        ));
                     }
                     server.start_again();
                     port.store(server.port, Ordering::SeqCst);
@@ -463,7 +538,12 @@ pub fn run_file(server: &mut TestServer, path: &Path, mode: Mode, variant: Varia
             _ => {}
         }
         if let Err(e) = runner.run(record) {
-            outcome.failures.push(format!("[{} {}] {}", mode.name(), variant.name(), e.display(false)));
+            outcome.failures.push(format!(
+                "[{} {}] {}",
+                mode.name(),
+                variant.name(),
+                e.display(false)
+            ));
         }
     }
     let n = internal_errors.load(Ordering::SeqCst);
@@ -514,7 +594,12 @@ fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// Every `.slt` file under `dir`, sorted.
 pub fn slt_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "slt")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -531,15 +616,30 @@ mod tests {
         assert_eq!(kind_of("/* x */ delete from t"), StatementKind::Dml);
         assert_eq!(kind_of("CREATE TABLE t (a INT)"), StatementKind::Once);
         assert_eq!(kind_of("(SELECT 1)"), StatementKind::Query);
-        assert_eq!(kind_of("with x as (select 1) select * from x"), StatementKind::Query);
+        assert_eq!(
+            kind_of("with x as (select 1) select * from x"),
+            StatementKind::Query
+        );
     }
 
     #[test]
     fn plain_create_table_becomes_a_user_table_in_the_user_variant() {
-        assert_eq!(for_variant("CREATE TABLE t (a INT)", Variant::User), "CREATE USER TABLE t (a INT)");
-        assert_eq!(for_variant("create table t (a INT)", Variant::User), "CREATE USER table t (a INT)");
-        assert_eq!(for_variant("CREATE SHARED TABLE t (a INT)", Variant::User), "CREATE SHARED TABLE t (a INT)");
-        assert_eq!(for_variant("CREATE TABLE t (a INT)", Variant::Shared), "CREATE TABLE t (a INT)");
+        assert_eq!(
+            for_variant("CREATE TABLE t (a INT)", Variant::User),
+            "CREATE USER TABLE t (a INT)"
+        );
+        assert_eq!(
+            for_variant("create table t (a INT)", Variant::User),
+            "CREATE USER table t (a INT)"
+        );
+        assert_eq!(
+            for_variant("CREATE SHARED TABLE t (a INT)", Variant::User),
+            "CREATE SHARED TABLE t (a INT)"
+        );
+        assert_eq!(
+            for_variant("CREATE TABLE t (a INT)", Variant::Shared),
+            "CREATE TABLE t (a INT)"
+        );
     }
 
     #[test]

@@ -63,7 +63,12 @@ fn main() -> std::process::ExitCode {
                 let start = Instant::now();
                 let out = run_file(&mut server, file, mode, variant, false);
                 if out.skipped {
-                    println!("{} [{} {}]: skipped (shared-only)", file.display(), mode.name(), variant.name());
+                    println!(
+                        "{} [{} {}]: skipped (shared-only)",
+                        file.display(),
+                        mode.name(),
+                        variant.name()
+                    );
                     continue;
                 }
                 for f in &out.failures {

@@ -66,19 +66,44 @@ fn concurrent_increments_of_one_row_are_all_applied_shared_and_user_hot_and_flus
     s.root("INSERT INTO app.ctr VALUES (1, 0)");
     let alice = s.create_user("alice", "user");
     let bob = s.create_user("bob", "user");
-    assert_eq!(s.sql_as(&alice, "INSERT INTO app.uctr VALUES (1, 0)").status, 200);
-    assert_eq!(s.sql_as(&bob, "INSERT INTO app.uctr VALUES (1, 1000)").status, 200);
+    assert_eq!(
+        s.sql_as(&alice, "INSERT INTO app.uctr VALUES (1, 0)")
+            .status,
+        200
+    );
+    assert_eq!(
+        s.sql_as(&bob, "INSERT INTO app.uctr VALUES (1, 1000)")
+            .status,
+        200
+    );
 
     // Hot only, no flush.
-    concurrently(&s, None, |_, srv| increment(srv, &Auth::root(), "UPDATE app.ctr SET n = n + 1 WHERE id = 1"));
+    concurrently(&s, None, |_, srv| {
+        increment(
+            srv,
+            &Auth::root(),
+            "UPDATE app.ctr SET n = n + 1 WHERE id = 1",
+        )
+    });
     let n = (CLIENTS * INCREMENTS) as i64;
-    assert_eq!(s.root("SELECT n FROM app.ctr").rows(0), vec![vec![json!(n)]]);
+    assert_eq!(
+        s.root("SELECT n FROM app.ctr").rows(0),
+        vec![vec![json!(n)]]
+    );
 
     // With a flush loop: the row moves to Parquet and back while it is incremented.
-    let flushes =
-        concurrently(&s, Some("app.ctr"), |_, srv| increment(srv, &Auth::root(), "UPDATE app.ctr SET n = n + 1 WHERE id = 1"));
+    let flushes = concurrently(&s, Some("app.ctr"), |_, srv| {
+        increment(
+            srv,
+            &Auth::root(),
+            "UPDATE app.ctr SET n = n + 1 WHERE id = 1",
+        )
+    });
     assert!(flushes >= 1, "the flush loop ran");
-    assert_eq!(s.root("SELECT n FROM app.ctr").rows(0), vec![vec![json!(2 * n)]]);
+    assert_eq!(
+        s.root("SELECT n FROM app.ctr").rows(0),
+        vec![vec![json!(2 * n)]]
+    );
 
     // USER table: two users increment their own row with the same statement at once.
     let (a, b) = (alice.clone(), bob.clone());
@@ -87,8 +112,14 @@ fn concurrent_increments_of_one_row_are_all_applied_shared_and_user_hot_and_flus
         increment(srv, who, "UPDATE app.uctr SET n = n + 1 WHERE id = 1");
     });
     let per_user = (CLIENTS / 2 * INCREMENTS) as i64;
-    assert_eq!(s.sql_as(&alice, "SELECT n FROM app.uctr").rows(0), vec![vec![json!(per_user)]]);
-    assert_eq!(s.sql_as(&bob, "SELECT n FROM app.uctr").rows(0), vec![vec![json!(1000 + per_user)]]);
+    assert_eq!(
+        s.sql_as(&alice, "SELECT n FROM app.uctr").rows(0),
+        vec![vec![json!(per_user)]]
+    );
+    assert_eq!(
+        s.sql_as(&bob, "SELECT n FROM app.uctr").rows(0),
+        vec![vec![json!(1000 + per_user)]]
+    );
 }
 
 #[test]
@@ -115,17 +146,29 @@ fn concurrent_transfers_keep_the_total_and_deletes_never_resurrect() {
         model[to - 1] += INCREMENTS as i64;
     }
     let rows = s.root("SELECT id, bal FROM bank.acct ORDER BY id").rows(0);
-    let want: Vec<_> = model.iter().enumerate().map(|(i, b)| vec![json!(i as i64 + 1), json!(b)]).collect();
+    let want: Vec<_> = model
+        .iter()
+        .enumerate()
+        .map(|(i, b)| vec![json!(i as i64 + 1), json!(b)])
+        .collect();
     assert_eq!(rows, want);
 
     // DELETE racing UPDATEs of the same row: once deleted, it stays deleted.
     s.root("INSERT INTO bank.acct VALUES (9, 0)");
     concurrently(&s, None, |c, srv| {
-        let sql = if c == 0 { "DELETE FROM bank.acct WHERE id = 9" } else { "UPDATE bank.acct SET bal = bal + 1 WHERE id = 9" };
+        let sql = if c == 0 {
+            "DELETE FROM bank.acct WHERE id = 9"
+        } else {
+            "UPDATE bank.acct SET bal = bal + 1 WHERE id = 9"
+        };
         let r = srv.root(sql);
         assert_eq!(r.status, 200, "{sql}: {}", r.body);
     });
-    assert_eq!(s.root("SELECT count(*) FROM bank.acct WHERE id = 9").rows(0), vec![vec![json!(0)]]);
+    assert_eq!(
+        s.root("SELECT count(*) FROM bank.acct WHERE id = 9")
+            .rows(0),
+        vec![vec![json!(0)]]
+    );
 }
 
 /// INSERT-if-absent from many clients at once: exactly one row per key (the NOT EXISTS read
@@ -153,11 +196,29 @@ fn insert_if_absent_races_insert_exactly_once() {
             }
         }
     });
-    let per_key = vec![vec![json!("k0"), json!(1)], vec![json!("k1"), json!(1)], vec![json!("k2"), json!(1)]];
+    let per_key = vec![
+        vec![json!("k0"), json!(1)],
+        vec![json!("k1"), json!(1)],
+        vec![json!("k2"), json!(1)],
+    ];
     for t in ["app.ia", "app.ib"] {
-        assert_eq!(s.root(&format!("SELECT k, count(*) FROM {t} GROUP BY k ORDER BY k")).rows(0), per_key, "{t}");
+        assert_eq!(
+            s.root(&format!(
+                "SELECT k, count(*) FROM {t} GROUP BY k ORDER BY k"
+            ))
+            .rows(0),
+            per_key,
+            "{t}"
+        );
     }
-    assert_eq!(s.sql_as(&alice, "SELECT k, count(*) FROM app.ic GROUP BY k ORDER BY k").rows(0), per_key);
+    assert_eq!(
+        s.sql_as(
+            &alice,
+            "SELECT k, count(*) FROM app.ic GROUP BY k ORDER BY k"
+        )
+        .rows(0),
+        per_key
+    );
 }
 
 /// The counters again with a `kill -9` in the middle of the increments and a flush loop:
@@ -178,11 +239,17 @@ fn concurrent_increments_survive_a_kill9_in_the_middle() {
             std::thread::spawn(move || {
                 let srv = TestServer::attach(port);
                 while !stop.load(Ordering::SeqCst) {
-                    match srv.try_post("/v1/api/sql", &Auth::root(), br#"{"sql": "UPDATE app.ctr SET n = n + 1 WHERE id = 1"}"#) {
+                    match srv.try_post(
+                        "/v1/api/sql",
+                        &Auth::root(),
+                        br#"{"sql": "UPDATE app.ctr SET n = n + 1 WHERE id = 1"}"#,
+                    ) {
                         Ok(r) if r.status == 200 && r.row_count(0) == 1 => {
                             acked.fetch_add(1, Ordering::SeqCst);
                         }
-                        Ok(r) => return Err(format!("an increment answered {}: {}", r.status, r.body)),
+                        Ok(r) => {
+                            return Err(format!("an increment answered {}: {}", r.status, r.body))
+                        }
                         Err(_) => return Ok(()), // the connection failed: the kill
                     }
                 }
@@ -194,7 +261,11 @@ fn concurrent_increments_survive_a_kill9_in_the_middle() {
     threads.push(std::thread::spawn(move || {
         let srv = TestServer::attach(flush_port);
         while !stop_flush.load(Ordering::SeqCst) {
-            match srv.try_post("/v1/api/sql", &Auth::root(), br#"{"sql": "STORAGE FLUSH TABLE app.ctr WAIT"}"#) {
+            match srv.try_post(
+                "/v1/api/sql",
+                &Auth::root(),
+                br#"{"sql": "STORAGE FLUSH TABLE app.ctr WAIT"}"#,
+            ) {
                 Ok(r) if r.status == 200 => {}
                 Ok(r) => return Err(format!("a flush answered {}: {}", r.status, r.body)),
                 Err(_) => return Ok(()),
@@ -204,8 +275,14 @@ fn concurrent_increments_survive_a_kill9_in_the_middle() {
     }));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while acked.load(Ordering::SeqCst) < 40 {
-        assert!(std::time::Instant::now() < deadline, "fewer than 40 increments in 60 s");
-        assert!(!threads.iter().any(|t| t.is_finished()), "a client stopped before the kill");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than 40 increments in 60 s"
+        );
+        assert!(
+            !threads.iter().any(|t| t.is_finished()),
+            "a client stopped before the kill"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     s.kill9_and_restart();
@@ -216,9 +293,23 @@ fn concurrent_increments_survive_a_kill9_in_the_middle() {
         }
     }
     let acked = acked.load(Ordering::SeqCst) as i64;
-    let n = s.root("SELECT n FROM app.ctr").rows(0)[0][0].as_i64().expect("n");
-    assert!(n >= acked && n <= acked + CLIENTS as i64, "n = {n} after {acked} acknowledged increments by {CLIENTS} clients");
+    let n = s.root("SELECT n FROM app.ctr").rows(0)[0][0]
+        .as_i64()
+        .expect("n");
+    assert!(
+        n >= acked && n <= acked + CLIENTS as i64,
+        "n = {n} after {acked} acknowledged increments by {CLIENTS} clients"
+    );
     // And the counter keeps counting exactly after the restart.
-    concurrently(&s, Some("app.ctr"), |_, srv| increment(srv, &Auth::root(), "UPDATE app.ctr SET n = n + 1 WHERE id = 1"));
-    assert_eq!(s.root("SELECT n FROM app.ctr").rows(0), vec![vec![json!(n + (CLIENTS * INCREMENTS) as i64)]]);
+    concurrently(&s, Some("app.ctr"), |_, srv| {
+        increment(
+            srv,
+            &Auth::root(),
+            "UPDATE app.ctr SET n = n + 1 WHERE id = 1",
+        )
+    });
+    assert_eq!(
+        s.root("SELECT n FROM app.ctr").rows(0),
+        vec![vec![json!(n + (CLIENTS * INCREMENTS) as i64)]]
+    );
 }

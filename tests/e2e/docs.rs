@@ -3,7 +3,9 @@
 use kalamdb_tests::TestServer;
 
 fn sql_blocks(doc: &str) -> Vec<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(doc);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(doc);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut blocks = Vec::new();
     let mut current: Option<Vec<&str>> = None;

@@ -13,15 +13,24 @@ fn data_catalog_and_users_survive_restart_and_kill9() {
     s.root("CREATE USER TABLE shop.cart (id BIGINT PRIMARY KEY, item TEXT NOT NULL, qty INT DEFAULT 1)");
     s.root("CREATE SHARED TABLE shop.products (sku TEXT PRIMARY KEY, price DECIMAL(8,2)) WITH (ACCESS_LEVEL = 'public')");
     let carol = s.create_user("carol", "user");
-    s.sql_as(&carol, "INSERT INTO shop.cart (id, item) VALUES (1, 'apple'), (2, 'pear')").ok();
-    s.sql_as(&carol, "UPDATE shop.cart SET qty = 5 WHERE id = 2").ok();
+    s.sql_as(
+        &carol,
+        "INSERT INTO shop.cart (id, item) VALUES (1, 'apple'), (2, 'pear')",
+    )
+    .ok();
+    s.sql_as(&carol, "UPDATE shop.cart SET qty = 5 WHERE id = 2")
+        .ok();
     s.sql_as(&carol, "DELETE FROM shop.cart WHERE id = 1").ok();
     s.root("INSERT INTO shop.products VALUES ('A-1', 9.99)");
 
     let check = |s: &TestServer| {
-        let r = s.sql_as(&carol, "SELECT id, item, qty FROM shop.cart ORDER BY id").ok();
+        let r = s
+            .sql_as(&carol, "SELECT id, item, qty FROM shop.cart ORDER BY id")
+            .ok();
         assert_eq!(r.rows(0), vec![vec![json!(2), json!("pear"), json!(5)]]);
-        let r = s.sql_as(&carol, "SELECT sku, price FROM shop.products").ok();
+        let r = s
+            .sql_as(&carol, "SELECT sku, price FROM shop.products")
+            .ok();
         assert_eq!(r.rows(0), vec![vec![json!("A-1"), json!("9.99")]]);
         let r = s.root("SHOW TABLES IN shop");
         assert_eq!(r.rows(0).len(), 2);
@@ -38,7 +47,9 @@ fn data_catalog_and_users_survive_restart_and_kill9() {
 fn every_acknowledged_insert_survives_kill9_under_concurrent_writers() {
     let mut s = TestServer::start();
     s.root("CREATE USER TABLE default.events (id BIGINT PRIMARY KEY, v TEXT)");
-    let users: Vec<Auth> = (0..3).map(|i| s.create_user(&format!("w{i}"), "user")).collect();
+    let users: Vec<Auth> = (0..3)
+        .map(|i| s.create_user(&format!("w{i}"), "user"))
+        .collect();
     let acked: Arc<Mutex<Vec<(usize, i64)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let port = s.port;
@@ -76,8 +87,14 @@ fn every_acknowledged_insert_survives_kill9_under_concurrent_writers() {
     // Let the writers run, then kill the server under them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while acked.lock().unwrap().len() < 60 {
-        assert!(std::time::Instant::now() < deadline, "the writers got fewer than 60 acknowledgements in 60 s");
-        assert!(!threads.iter().any(|t| t.is_finished()), "a writer stopped before the kill");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writers got fewer than 60 acknowledgements in 60 s"
+        );
+        assert!(
+            !threads.iter().any(|t| t.is_finished()),
+            "a writer stopped before the kill"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     s.kill9_and_restart();
@@ -89,16 +106,35 @@ fn every_acknowledged_insert_survives_kill9_under_concurrent_writers() {
     }
     let acked = acked.lock().unwrap().clone();
     for (u, auth) in users.iter().enumerate() {
-        let r = s.sql_as(auth, "SELECT id FROM default.events ORDER BY id").ok();
-        let stored: Vec<i64> = r.rows(0).iter().map(|row| row[0].as_i64().unwrap()).collect();
-        let mut want: Vec<i64> = acked.iter().filter(|(w, _)| *w == u).map(|(_, id)| *id).collect();
+        let r = s
+            .sql_as(auth, "SELECT id FROM default.events ORDER BY id")
+            .ok();
+        let stored: Vec<i64> = r
+            .rows(0)
+            .iter()
+            .map(|row| row[0].as_i64().unwrap())
+            .collect();
+        let mut want: Vec<i64> = acked
+            .iter()
+            .filter(|(w, _)| *w == u)
+            .map(|(_, id)| *id)
+            .collect();
         want.sort();
         // Every acknowledged row is there exactly once; at most the one in flight at the
         // kill may also have landed (written but not acknowledged).
         for id in &want {
-            assert_eq!(stored.iter().filter(|x| *x == id).count(), 1, "user {u} row {id}");
+            assert_eq!(
+                stored.iter().filter(|x| *x == id).count(),
+                1,
+                "user {u} row {id}"
+            );
         }
-        assert!(stored.len() <= want.len() + 1, "user {u}: {} stored, {} acked", stored.len(), want.len());
+        assert!(
+            stored.len() <= want.len() + 1,
+            "user {u}: {} stored, {} acked",
+            stored.len(),
+            want.len()
+        );
     }
 }
 

@@ -7,7 +7,9 @@ fn expect(s: &TestServer, auth: &Auth, sql: &str, status: u16, code: &str) {
     let r = s.sql_as(auth, sql);
     assert_eq!((r.status, r.code()), (status, code), "{sql}: {}", r.body);
     assert_eq!(r.body["status"], "error");
-    assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     assert!(s.healthy(), "server must keep answering after: {sql}");
 }
 
@@ -19,24 +21,84 @@ fn sql_errors_map_to_contract_codes() {
     s.root("INSERT INTO t VALUES (1, 1, 'a')");
     expect(&s, &root, "SELEC * FROM t", 400, "INVALID_SQL");
     expect(&s, &root, "SELECT nope FROM t", 400, "INVALID_SQL");
-    expect(&s, &root, "INSERT INTO t VALUES (2, 'not a number', 'x')", 400, "TYPE_MISMATCH");
-    expect(&s, &root, "INSERT INTO t VALUES (1, 2, 'dup')", 409, "CONSTRAINT_VIOLATION");
-    expect(&s, &root, "INSERT INTO t (id, s) VALUES (3, 'no n')", 409, "CONSTRAINT_VIOLATION");
-    expect(&s, &root, "SELECT * FROM nope.t", 404, "NAMESPACE_NOT_FOUND");
+    expect(
+        &s,
+        &root,
+        "INSERT INTO t VALUES (2, 'not a number', 'x')",
+        400,
+        "TYPE_MISMATCH",
+    );
+    expect(
+        &s,
+        &root,
+        "INSERT INTO t VALUES (1, 2, 'dup')",
+        409,
+        "CONSTRAINT_VIOLATION",
+    );
+    expect(
+        &s,
+        &root,
+        "INSERT INTO t (id, s) VALUES (3, 'no n')",
+        409,
+        "CONSTRAINT_VIOLATION",
+    );
+    expect(
+        &s,
+        &root,
+        "SELECT * FROM nope.t",
+        404,
+        "NAMESPACE_NOT_FOUND",
+    );
     expect(&s, &root, "SELECT * FROM missing", 404, "TABLE_NOT_FOUND");
     expect(&s, &root, "DROP TABLE missing", 404, "TABLE_NOT_FOUND");
     expect(&s, &root, "CREATE TABLE t (id INT)", 409, "ALREADY_EXISTS");
     expect(&s, &root, "CREATE NAMESPACE default", 409, "ALREADY_EXISTS");
-    expect(&s, &root, "KILL JOB 'FL-000000000000'", 404, "JOB_NOT_FOUND");
-    expect(&s, &root, "CREATE TABLE g (id INT, p POINT)", 400, "UNSUPPORTED");
-    expect(&s, &root, "CREATE TABLE ../etc (id INT)", 400, "INVALID_SQL");
-    expect(&s, &root, "CREATE NAMESPACE \"../x\"", 400, "INVALID_PARAMETER");
+    expect(
+        &s,
+        &root,
+        "KILL JOB 'FL-000000000000'",
+        404,
+        "JOB_NOT_FOUND",
+    );
+    expect(
+        &s,
+        &root,
+        "CREATE TABLE g (id INT, p POINT)",
+        400,
+        "UNSUPPORTED",
+    );
+    expect(
+        &s,
+        &root,
+        "CREATE TABLE ../etc (id INT)",
+        400,
+        "INVALID_SQL",
+    );
+    expect(
+        &s,
+        &root,
+        "CREATE NAMESPACE \"../x\"",
+        400,
+        "INVALID_PARAMETER",
+    );
     expect(&s, &root, "SELECT 1 / 0", 400, "INVALID_PARAMETER");
     let user = s.create_user("u", "user");
     expect(&s, &user, "DROP TABLE t", 403, "PERMISSION_DENIED");
-    expect(&s, &Auth::user("u", "wrong"), "SELECT 1", 401, "UNAUTHORIZED");
+    expect(
+        &s,
+        &Auth::user("u", "wrong"),
+        "SELECT 1",
+        401,
+        "UNAUTHORIZED",
+    );
     expect(&s, &Auth::None, "SELECT 1", 401, "UNAUTHORIZED");
-    expect(&s, &Auth::user("ghost", "x"), "SELECT 1", 401, "UNAUTHORIZED");
+    expect(
+        &s,
+        &Auth::user("ghost", "x"),
+        "SELECT 1",
+        401,
+        "UNAUTHORIZED",
+    );
 }
 
 #[test]
@@ -61,9 +123,15 @@ fn multi_statement_requests_stop_at_the_first_error_with_results_so_far() {
     assert_eq!(r.body["error"]["statement_index"], 2);
     let results = r.body["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
-    assert_eq!(results[1], json!({"row_count": 2, "message": "Inserted 2 row(s)"}));
+    assert_eq!(
+        results[1],
+        json!({"row_count": 2, "message": "Inserted 2 row(s)"})
+    );
     // The statement after the error did not run.
-    assert_eq!(s.root("SELECT count(*) FROM m").rows(0), vec![vec![json!(2)]]);
+    assert_eq!(
+        s.root("SELECT count(*) FROM m").rows(0),
+        vec![vec![json!(2)]]
+    );
 }
 
 #[test]
@@ -77,16 +145,30 @@ fn malformed_requests_get_400_and_huge_bodies_413() {
         (&b"{}"[..], "INVALID_SQL"),
         (&b"{\"sql\": \"\"}"[..], "INVALID_SQL"),
         (&b"{\"sql\": \"   \"}"[..], "INVALID_SQL"),
-        (&b"{\"sql\": \"SELECT 1\", \"params\": 3}"[..], "INVALID_PARAMETER"),
+        (
+            &b"{\"sql\": \"SELECT 1\", \"params\": 3}"[..],
+            "INVALID_PARAMETER",
+        ),
         (&b"\xff\xfe"[..], "INVALID_PARAMETER"),
     ] {
         let r = s.post_raw("/v1/api/sql", &root, body);
-        assert_eq!((r.status, r.code()), (400, code), "{}: {}", String::from_utf8_lossy(body), r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, code),
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            r.body
+        );
     }
     // Default limit is 10 MiB.
     let big = format!("{{\"sql\": \"SELECT '{}'\"}}", "x".repeat(11 * 1024 * 1024));
     let r = s.post_raw("/v1/api/sql", &root, big.as_bytes());
-    assert_eq!((r.status, r.code()), (413, "PAYLOAD_TOO_LARGE"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (413, "PAYLOAD_TOO_LARGE"),
+        "{}",
+        r.body
+    );
     assert!(s.healthy());
 }
 
@@ -94,34 +176,71 @@ fn malformed_requests_get_400_and_huge_bodies_413() {
 fn params_bind_placeholders() {
     let s = TestServer::start();
     s.root("CREATE TABLE p (id INT PRIMARY KEY, name TEXT)");
-    let r = s.request(&Auth::root(), json!({"sql": "INSERT INTO p VALUES ($1, $2)", "params": [1, "o'brien"]}));
+    let r = s.request(
+        &Auth::root(),
+        json!({"sql": "INSERT INTO p VALUES ($1, $2)", "params": [1, "o'brien"]}),
+    );
     assert_eq!(r.ok().row_count(0), 1);
-    let r = s.request(&Auth::root(), json!({"sql": "SELECT name FROM p WHERE id = $1", "params": [1]})).ok();
+    let r = s
+        .request(
+            &Auth::root(),
+            json!({"sql": "SELECT name FROM p WHERE id = $1", "params": [1]}),
+        )
+        .ok();
     assert_eq!(r.rows(0), vec![vec![json!("o'brien")]]);
-    let r = s.request(&Auth::root(), json!({"sql": "SELECT $1 + $2", "params": [1]}));
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    let r = s.request(
+        &Auth::root(),
+        json!({"sql": "SELECT $1 + $2", "params": [1]}),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "{}",
+        r.body
+    );
     assert!(r.message().contains("no parameter $2"), "{}", r.body);
-    let r = s.request(&Auth::root(), json!({"sql": "SELECT 1; SELECT 2", "params": [1]}));
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    let r = s.request(
+        &Auth::root(),
+        json!({"sql": "SELECT 1; SELECT 2", "params": [1]}),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "{}",
+        r.body
+    );
 }
 
 #[test]
 fn login_issues_bearer_tokens_revoked_by_password_change() {
     let s = TestServer::start();
     s.create_user("tok", "user");
-    let r = s.post_raw("/v1/api/auth/login", &Auth::None, br#"{"username":"tok","password":"tok-pw"}"#);
+    let r = s.post_raw(
+        "/v1/api/auth/login",
+        &Auth::None,
+        br#"{"username":"tok","password":"tok-pw"}"#,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let token = r.body["access_token"].as_str().unwrap().to_string();
     assert!(r.body["expires_at"].as_u64().unwrap() > 0);
     let bearer = Auth::Bearer(token.clone());
     s.sql_as(&bearer, "SELECT 1").ok();
-    let r = s.post_raw("/v1/api/auth/login", &Auth::None, br#"{"username":"tok","password":"nope"}"#);
+    let r = s.post_raw(
+        "/v1/api/auth/login",
+        &Auth::None,
+        br#"{"username":"tok","password":"nope"}"#,
+    );
     assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"));
     let r = s.sql_as(&Auth::Bearer(format!("{token}x")), "SELECT 1");
     assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "{}", r.body);
     s.root("ALTER USER 'tok' SET PASSWORD 'changed'");
     let r = s.sql_as(&bearer, "SELECT 1");
-    assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "old token is revoked: {}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (401, "UNAUTHORIZED"),
+        "old token is revoked: {}",
+        r.body
+    );
     assert!(r.message().contains("revoked"), "{}", r.body);
 }
 
@@ -129,17 +248,30 @@ fn login_issues_bearer_tokens_revoked_by_password_change() {
 fn user_without_password_cannot_log_in_but_can_be_acted_for() {
     let s = TestServer::start();
     s.root("CREATE USER 'nopw' ROLE user").ok();
-    s.root("CREATE USER TABLE default.notes (id BIGINT PRIMARY KEY, body TEXT)").ok();
+    s.root("CREATE USER TABLE default.notes (id BIGINT PRIMARY KEY, body TEXT)")
+        .ok();
     for attempt in [Auth::user("nopw", ""), Auth::user("nopw", "anything")] {
         let r = s.sql_as(&attempt, "SELECT 1");
         assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "{}", r.body);
     }
-    let r = s.post_raw("/v1/api/auth/login", &Auth::None, br#"{"username":"nopw","password":""}"#);
+    let r = s.post_raw(
+        "/v1/api/auth/login",
+        &Auth::None,
+        br#"{"username":"nopw","password":""}"#,
+    );
     assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "{}", r.body);
-    s.root("EXECUTE AS USER 'nopw' (INSERT INTO default.notes VALUES (1, 'kept'))").ok();
-    let r = s.root("EXECUTE AS USER 'nopw' (SELECT id, body FROM default.notes)").ok();
+    s.root("EXECUTE AS USER 'nopw' (INSERT INTO default.notes VALUES (1, 'kept'))")
+        .ok();
+    let r = s
+        .root("EXECUTE AS USER 'nopw' (SELECT id, body FROM default.notes)")
+        .ok();
     assert_eq!(r.rows(0), vec![vec![json!(1), json!("kept")]]);
     s.root("ALTER USER 'nopw' SET PASSWORD 'now-set'").ok();
-    let r = s.sql_as(&Auth::user("nopw", "now-set"), "SELECT body FROM default.notes").ok();
+    let r = s
+        .sql_as(
+            &Auth::user("nopw", "now-set"),
+            "SELECT body FROM default.notes",
+        )
+        .ok();
     assert_eq!(r.rows(0), vec![vec![json!("kept")]]);
 }

@@ -31,7 +31,10 @@ const QUERIES: &[&str] = &[
 ];
 
 fn run_all(s: &TestServer, who: &Auth) -> Vec<Value> {
-    QUERIES.iter().map(|q| s.sql_as(who, q).ok().body["results"][0]["rows"].clone()).collect()
+    QUERIES
+        .iter()
+        .map(|q| s.sql_as(who, q).ok().body["results"][0]["rows"].clone())
+        .collect()
 }
 
 fn assert_same(stage: &str, got: &[Value], want: &[Value]) {
@@ -53,11 +56,28 @@ fn queries_agree_hot_flushed_partially_flushed_and_after_restart() {
     for i in 1..=12 {
         let sku = ["A", "B", "C"][i % 3];
         let status = if i % 4 == 0 { "shipped" } else { "open" };
-        let note = if i % 5 == 0 { "NULL".to_string() } else { format!("'n{i}'") };
-        values.push(format!("({i}, '{sku}', {}, {}.25, '{status}', {note}, '2025-01-{:02}T10:00:00.123')", i % 7 + 1, i, i));
+        let note = if i % 5 == 0 {
+            "NULL".to_string()
+        } else {
+            format!("'n{i}'")
+        };
+        values.push(format!(
+            "({i}, '{sku}', {}, {}.25, '{status}', {note}, '2025-01-{:02}T10:00:00.123')",
+            i % 7 + 1,
+            i,
+            i
+        ));
     }
-    s.sql_as(&alice, &format!("INSERT INTO app.orders VALUES {}", values.join(", "))).ok();
-    s.sql_as(&bob, "INSERT INTO app.orders VALUES (1, 'A', 100, 1.00, 'open', NULL, '2025-02-01T00:00:00')").ok();
+    s.sql_as(
+        &alice,
+        &format!("INSERT INTO app.orders VALUES {}", values.join(", ")),
+    )
+    .ok();
+    s.sql_as(
+        &bob,
+        "INSERT INTO app.orders VALUES (1, 'A', 100, 1.00, 'open', NULL, '2025-02-01T00:00:00')",
+    )
+    .ok();
 
     let hot = run_all(&s, &alice);
     assert_eq!(hot[3], json!([[12]]), "alice sees her 12 rows only");
@@ -66,10 +86,19 @@ fn queries_agree_hot_flushed_partially_flushed_and_after_restart() {
     assert_same("after flush", &run_all(&s, &alice), &hot);
 
     // Change flushed rows, add hot ones, then flush again with bob failing (partial).
-    s.sql_as(&alice, "UPDATE app.orders SET qty = qty + 10, note = 'upd' WHERE id IN (2, 7, 11)").ok();
-    s.sql_as(&alice, "DELETE FROM app.orders WHERE id = 4 OR status = 'shipped' AND id > 10").ok();
+    s.sql_as(
+        &alice,
+        "UPDATE app.orders SET qty = qty + 10, note = 'upd' WHERE id IN (2, 7, 11)",
+    )
+    .ok();
+    s.sql_as(
+        &alice,
+        "DELETE FROM app.orders WHERE id = 4 OR status = 'shipped' AND id > 10",
+    )
+    .ok();
     s.sql_as(&alice, "INSERT INTO app.orders VALUES (13, 'C', 9, 3.50, 'open', NULL, '2025-01-20T08:00:00'), (4, 'A', 1, 0.50, 'new', 'back', '2025-01-04T00:00:00')").ok();
-    s.sql_as(&bob, "UPDATE app.orders SET qty = 5 WHERE id = 1").ok();
+    s.sql_as(&bob, "UPDATE app.orders SET qty = 5 WHERE id = 1")
+        .ok();
     let changed = run_all(&s, &alice);
     assert_eq!(changed[3], json!([[12]]), "12 - 2 deleted + 2 inserted");
     assert_eq!(changed[1], json!([[7, 11]]));
@@ -78,13 +107,21 @@ fn queries_agree_hot_flushed_partially_flushed_and_after_restart() {
     assert_eq!(job["status"], "completed");
     s.set_failpoints("");
     assert_same("after partial flush", &run_all(&s, &alice), &changed);
-    let bob_rows = s.sql_as(&bob, "SELECT id, qty FROM app.orders").ok().rows(0);
+    let bob_rows = s
+        .sql_as(&bob, "SELECT id, qty FROM app.orders")
+        .ok()
+        .rows(0);
     assert_eq!(bob_rows, vec![vec![json!(1), json!(5)]]);
     s.restart();
     assert_same("after restart", &run_all(&s, &alice), &changed);
     s.flush_wait("app.orders");
     assert_same("after full flush", &run_all(&s, &alice), &changed);
-    assert_eq!(s.sql_as(&bob, "SELECT id, qty FROM app.orders").ok().rows(0), bob_rows);
+    assert_eq!(
+        s.sql_as(&bob, "SELECT id, qty FROM app.orders")
+            .ok()
+            .rows(0),
+        bob_rows
+    );
 }
 
 #[test]
@@ -103,18 +140,36 @@ fn every_type_round_trips_through_parquet_bit_for_bit() {
     );
     let before = s.root("SELECT * FROM all_types ORDER BY id").body["results"][0].clone();
     let job = s.flush_wait("all_types");
-    assert_eq!(serde_json::from_str::<Value>(job["result"].as_str().unwrap()).unwrap()["rows_flushed"], 2);
-    assert_eq!(s.root("SELECT * FROM all_types ORDER BY id").body["results"][0], before);
+    assert_eq!(
+        serde_json::from_str::<Value>(job["result"].as_str().unwrap()).unwrap()["rows_flushed"],
+        2
+    );
+    assert_eq!(
+        s.root("SELECT * FROM all_types ORDER BY id").body["results"][0],
+        before
+    );
     s.restart();
-    assert_eq!(s.root("SELECT * FROM all_types ORDER BY id").body["results"][0], before);
+    assert_eq!(
+        s.root("SELECT * FROM all_types ORDER BY id").body["results"][0],
+        before
+    );
     // Schema changes over flushed rows: added columns read their default, dropped ones vanish.
     s.root("ALTER TABLE all_types ADD COLUMN extra INT DEFAULT 42");
     s.root("ALTER TABLE all_types DROP COLUMN t");
     let r = s.root("SELECT id, extra FROM all_types ORDER BY id");
-    assert_eq!(r.rows(0), vec![vec![json!(1), json!(42)], vec![json!(2), json!(42)]]);
+    assert_eq!(
+        r.rows(0),
+        vec![vec![json!(1), json!(42)], vec![json!(2), json!(42)]]
+    );
     s.flush_wait("all_types");
     let r = s.root("SELECT id, extra, ts FROM all_types ORDER BY id");
-    assert_eq!(r.rows(0), vec![vec![json!(1), json!(42), json!("2025-01-23T10:00:00.123456")], vec![json!(2), json!(42), json!("1960-06-01T00:00:00")]]);
+    assert_eq!(
+        r.rows(0),
+        vec![
+            vec![json!(1), json!(42), json!("2025-01-23T10:00:00.123456")],
+            vec![json!(2), json!(42), json!("1960-06-01T00:00:00")]
+        ]
+    );
 }
 
 /// `SELECT ... [WHERE pk = literal]` takes a path without DataFusion planning (kalamdb-sql
@@ -128,39 +183,87 @@ fn point_reads_agree_with_planned_queries() {
     s.root("CREATE USER TABLE default.notes (id BIGINT PRIMARY KEY, body TEXT, n INT)");
     s.root("CREATE SHARED TABLE default.tags (name TEXT PRIMARY KEY, hits BIGINT) WITH (ACCESS_LEVEL = 'public')");
     for i in 0..6 {
-        s.sql_as(&alice, &format!("INSERT INTO notes VALUES ({i}, 'alice {i}', {i})")).ok();
+        s.sql_as(
+            &alice,
+            &format!("INSERT INTO notes VALUES ({i}, 'alice {i}', {i})"),
+        )
+        .ok();
     }
-    s.sql_as(&bob, "INSERT INTO notes VALUES (1, 'bob 1', 100)").ok();
+    s.sql_as(&bob, "INSERT INTO notes VALUES (1, 'bob 1', 100)")
+        .ok();
     s.root("INSERT INTO tags VALUES ('a', 1), ('b', 2)");
     s.flush_wait("default.notes");
     s.flush_wait("default.tags");
-    s.sql_as(&alice, "UPDATE notes SET body = 'alice 2 updated' WHERE id = 2").ok();
+    s.sql_as(
+        &alice,
+        "UPDATE notes SET body = 'alice 2 updated' WHERE id = 2",
+    )
+    .ok();
     s.sql_as(&alice, "DELETE FROM notes WHERE id = 3").ok();
-    s.sql_as(&alice, "INSERT INTO notes VALUES (7, 'alice 7 hot', 7)").ok();
+    s.sql_as(&alice, "INSERT INTO notes VALUES (7, 'alice 7 hot', 7)")
+        .ok();
     let check = |who: &Auth, point: &str| {
         let planned = format!("{point} ORDER BY 1");
         let fast = s.sql_as(who, point).ok();
         let slow = s.sql_as(who, &planned).ok();
-        assert_eq!(fast.body["results"][0]["schema"], slow.body["results"][0]["schema"], "{point}");
+        assert_eq!(
+            fast.body["results"][0]["schema"], slow.body["results"][0]["schema"],
+            "{point}"
+        );
         assert_eq!(fast.rows(0), slow.rows(0), "{point}");
         fast.rows(0)
     };
-    assert_eq!(check(&alice, "SELECT * FROM notes WHERE id = 1"), vec![vec![json!(1), json!("alice 1"), json!(1)]]);
-    assert_eq!(check(&bob, "SELECT * FROM notes WHERE id = 1"), vec![vec![json!(1), json!("bob 1"), json!(100)]]);
-    assert_eq!(check(&bob, "SELECT * FROM notes WHERE id = 2"), Vec::<Vec<Value>>::new(), "bob never sees alice's rows");
-    assert_eq!(check(&alice, "SELECT body FROM notes WHERE id = 2"), vec![vec![json!("alice 2 updated")]]);
-    assert_eq!(check(&alice, "SELECT n, body FROM default.notes WHERE 7 = id"), vec![vec![json!(7), json!("alice 7 hot")]]);
-    assert!(check(&alice, "SELECT * FROM notes WHERE id = 3").is_empty(), "deleted after flush");
+    assert_eq!(
+        check(&alice, "SELECT * FROM notes WHERE id = 1"),
+        vec![vec![json!(1), json!("alice 1"), json!(1)]]
+    );
+    assert_eq!(
+        check(&bob, "SELECT * FROM notes WHERE id = 1"),
+        vec![vec![json!(1), json!("bob 1"), json!(100)]]
+    );
+    assert_eq!(
+        check(&bob, "SELECT * FROM notes WHERE id = 2"),
+        Vec::<Vec<Value>>::new(),
+        "bob never sees alice's rows"
+    );
+    assert_eq!(
+        check(&alice, "SELECT body FROM notes WHERE id = 2"),
+        vec![vec![json!("alice 2 updated")]]
+    );
+    assert_eq!(
+        check(&alice, "SELECT n, body FROM default.notes WHERE 7 = id"),
+        vec![vec![json!(7), json!("alice 7 hot")]]
+    );
+    assert!(
+        check(&alice, "SELECT * FROM notes WHERE id = 3").is_empty(),
+        "deleted after flush"
+    );
     assert!(check(&alice, "SELECT * FROM notes WHERE id = 99").is_empty());
-    assert_eq!(check(&alice, "SELECT * FROM notes WHERE id = '4'").len(), 1, "planned path coerces the string");
-    assert_eq!(check(&alice, "SELECT hits FROM tags WHERE name = 'b'"), vec![vec![json!(2)]]);
+    assert_eq!(
+        check(&alice, "SELECT * FROM notes WHERE id = '4'").len(),
+        1,
+        "planned path coerces the string"
+    );
+    assert_eq!(
+        check(&alice, "SELECT hits FROM tags WHERE name = 'b'"),
+        vec![vec![json!(2)]]
+    );
     // Whole-scope reads take the direct path too: hot + flushed, newest version, no deleted row.
     let all = check(&alice, "SELECT * FROM notes");
     let ids: Vec<Value> = all.iter().map(|r| r[0].clone()).collect();
-    assert_eq!(ids, vec![json!(0), json!(1), json!(2), json!(4), json!(5), json!(7)]);
-    assert_eq!(check(&bob, "SELECT body, id FROM notes"), vec![vec![json!("bob 1"), json!(1)]]);
+    assert_eq!(
+        ids,
+        vec![json!(0), json!(1), json!(2), json!(4), json!(5), json!(7)]
+    );
+    assert_eq!(
+        check(&bob, "SELECT body, id FROM notes"),
+        vec![vec![json!("bob 1"), json!(1)]]
+    );
     assert_eq!(check(&alice, "SELECT name FROM tags").len(), 2);
-    assert_eq!(check(&alice, "SELECT * FROM tags WHERE name = 'zz'").len(), 0);
+    assert_eq!(
+        check(&alice, "SELECT * FROM tags WHERE name = 'zz'").len(),
+        0
+    );
     // Errors stay the planner's.
     let r = s.sql_as(&alice, "SELECT nope FROM notes WHERE id = 1");
     assert_eq!(r.code(), "INVALID_SQL", "{}", r.body);
@@ -175,7 +278,10 @@ fn isolated_segments_read_column_wise_agree_with_the_merge() {
     s.root("CREATE SHARED TABLE default.seg (id BIGINT PRIMARY KEY, v TEXT)");
     let insert = |from: i64, to: i64| {
         let vals: Vec<String> = (from..to).map(|i| format!("({i}, 'v{i}')")).collect();
-        s.root(&format!("INSERT INTO default.seg VALUES {}", vals.join(", ")));
+        s.root(&format!(
+            "INSERT INTO default.seg VALUES {}",
+            vals.join(", ")
+        ));
     };
     insert(0, 100);
     s.root("DELETE FROM default.seg WHERE id % 10 = 3"); // tombstones flushed with the rows
@@ -190,23 +296,56 @@ fn isolated_segments_read_column_wise_agree_with_the_merge() {
     insert_w(&s);
     let r = s.root("SELECT id, v, w FROM default.seg").rows(0);
     let mut want: Vec<Vec<Value>> = Vec::new();
-    for i in (0..100).filter(|i| i % 10 != 3).chain(100..150).chain(200..300).chain(400..420) {
-        let v = if i == 410 { "new".to_string() } else { format!("v{i}") };
+    for i in (0..100)
+        .filter(|i| i % 10 != 3)
+        .chain(100..150)
+        .chain(200..300)
+        .chain(400..420)
+    {
+        let v = if i == 410 {
+            "new".to_string()
+        } else {
+            format!("v{i}")
+        };
         want.push(vec![json!(i), json!(v), json!(5)]);
     }
     want.push(vec![json!(1000), json!("late"), json!(9)]);
     assert_eq!(r.len(), want.len());
-    assert_eq!(r, want, "key order, newest versions, no deleted rows, defaults for older rows");
-    let ordered = s.root("SELECT id, v, w FROM default.seg ORDER BY id").rows(0);
+    assert_eq!(
+        r, want,
+        "key order, newest versions, no deleted rows, defaults for older rows"
+    );
+    let ordered = s
+        .root("SELECT id, v, w FROM default.seg ORDER BY id")
+        .rows(0);
     assert_eq!(r, ordered);
-    assert_eq!(s.root("SELECT count(*), sum(w) FROM default.seg").rows(0), vec![vec![json!(want.len()), json!(5 * (want.len() as i64 - 1) + 9)]]);
-    assert_eq!(s.root("SELECT id FROM default.seg LIMIT 3").rows(0).len(), 3);
+    assert_eq!(
+        s.root("SELECT count(*), sum(w) FROM default.seg").rows(0),
+        vec![vec![
+            json!(want.len()),
+            json!(5 * (want.len() as i64 - 1) + 9)
+        ]]
+    );
+    assert_eq!(
+        s.root("SELECT id FROM default.seg LIMIT 3").rows(0).len(),
+        3
+    );
     // A LIMIT reached inside merged (hot) rows returns them (it once returned nothing).
     s.root("CREATE TABLE default.hotonly (id BIGINT PRIMARY KEY)");
     s.root("INSERT INTO default.hotonly VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10)");
-    assert_eq!(s.root("SELECT id FROM default.hotonly LIMIT 3").rows(0), vec![vec![json!(1)], vec![json!(2)], vec![json!(3)]]);
-    assert_eq!(s.root("SELECT id FROM default.hotonly LIMIT 2 OFFSET 8").rows(0), vec![vec![json!(9)], vec![json!(10)]]);
-    assert_eq!(s.root("SELECT * FROM default.seg LIMIT 200").rows(0).len(), 200);
+    assert_eq!(
+        s.root("SELECT id FROM default.hotonly LIMIT 3").rows(0),
+        vec![vec![json!(1)], vec![json!(2)], vec![json!(3)]]
+    );
+    assert_eq!(
+        s.root("SELECT id FROM default.hotonly LIMIT 2 OFFSET 8")
+            .rows(0),
+        vec![vec![json!(9)], vec![json!(10)]]
+    );
+    assert_eq!(
+        s.root("SELECT * FROM default.seg LIMIT 200").rows(0).len(),
+        200
+    );
 }
 
 fn insert_w(s: &TestServer) {

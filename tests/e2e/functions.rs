@@ -274,10 +274,20 @@ fn samples_for(kind: &str, canonical: &str) -> Option<&'static [&'static str]> {
     find(SAMPLES)
 }
 
-fn call_every_function(s: &TestServer, functions: &[(String, String, String)], phase: &str, failures: &mut Vec<String>) {
+fn call_every_function(
+    s: &TestServer,
+    functions: &[(String, String, String)],
+    phase: &str,
+    failures: &mut Vec<String>,
+) {
     for (name, kind, canonical) in functions {
-        let Some(samples) = samples_for(kind, canonical) else { continue };
-        let refused = REFUSED.iter().find(|(n, _)| n == canonical).map(|(_, code)| *code);
+        let Some(samples) = samples_for(kind, canonical) else {
+            continue;
+        };
+        let refused = REFUSED
+            .iter()
+            .find(|(n, _)| n == canonical)
+            .map(|(_, code)| *code);
         for template in samples {
             let sql = template.replace("{f}", name);
             let r = s.request(&Auth::root(), json!({"sql": sql, "namespace": "fx"}));
@@ -286,7 +296,10 @@ fn call_every_function(s: &TestServer, functions: &[(String, String, String)], p
                 Some(code) => (r.status, r.code()) == (400, code),
             };
             if !ok {
-                failures.push(format!("[{phase}] {kind} {name}: {sql} -> {} {}", r.status, r.body));
+                failures.push(format!(
+                    "[{phase}] {kind} {name}: {sql} -> {} {}",
+                    r.status, r.body
+                ));
             }
         }
     }
@@ -313,22 +326,48 @@ fn every_listed_function_answers_a_typical_call_hot_and_flushed() {
             (text(0), text(1), text(2))
         })
         .collect();
-    assert!(functions.len() >= 300, "SHOW FUNCTIONS listed only {} functions", functions.len());
-    for must in ["now", "current_date", "current_time", "date_trunc", "count", "row_number", "snowflake_id"] {
-        assert!(functions.iter().any(|(n, _, _)| n == must), "SHOW FUNCTIONS does not list {must}");
+    assert!(
+        functions.len() >= 300,
+        "SHOW FUNCTIONS listed only {} functions",
+        functions.len()
+    );
+    for must in [
+        "now",
+        "current_date",
+        "current_time",
+        "date_trunc",
+        "count",
+        "row_number",
+        "snowflake_id",
+    ] {
+        assert!(
+            functions.iter().any(|(n, _, _)| n == must),
+            "SHOW FUNCTIONS does not list {must}"
+        );
     }
     let missing: Vec<String> = functions
         .iter()
         .filter(|(_, kind, canonical)| samples_for(kind, canonical).is_none())
         .map(|(n, k, c)| format!("{k} {n} ({c})"))
         .collect();
-    assert!(missing.is_empty(), "functions without a sample call in this test: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "functions without a sample call in this test: {missing:?}"
+    );
 
     let mut failures = Vec::new();
     call_every_function(&s, &functions, "hot", &mut failures);
     let job = s.flush_wait("fx.fx");
     assert_eq!(job["status"], "completed", "{job:?}");
-    assert_eq!(s.root("SELECT count(*) FROM fx.fx").rows(0), vec![vec![json!(4)]]);
+    assert_eq!(
+        s.root("SELECT count(*) FROM fx.fx").rows(0),
+        vec![vec![json!(4)]]
+    );
     call_every_function(&s, &functions, "flushed", &mut failures);
-    assert!(failures.is_empty(), "{} failing call(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing call(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

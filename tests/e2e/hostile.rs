@@ -5,12 +5,23 @@ use serde_json::{json, Value};
 
 fn check(s: &TestServer, body: &[u8], status: u16, code: &str, what: &str) {
     let r = s.post_raw("/v1/api/sql", &Auth::root(), body);
-    assert_eq!((r.status, r.code()), (status, code), "{what}: {}", truncate(&r.body.to_string()));
+    assert_eq!(
+        (r.status, r.code()),
+        (status, code),
+        "{what}: {}",
+        truncate(&r.body.to_string())
+    );
     assert!(s.healthy(), "server unhealthy after: {what}");
 }
 
 fn check_sql(s: &TestServer, sql: &str, status: u16, code: &str, what: &str) {
-    check(s, json!({ "sql": sql }).to_string().as_bytes(), status, code, what);
+    check(
+        s,
+        json!({ "sql": sql }).to_string().as_bytes(),
+        status,
+        code,
+        what,
+    );
 }
 
 fn truncate(t: &str) -> String {
@@ -20,31 +31,75 @@ fn truncate(t: &str) -> String {
 #[test]
 fn malformed_bodies_and_wrong_types() {
     let s = TestServer::start();
-    check(&s, br#"{"sql": "SELECT 1""#, 400, "INVALID_PARAMETER", "truncated JSON");
-    check(&s, br#"{"sql": "SELECT 1", "params": {"a": 1}}"#, 400, "INVALID_PARAMETER", "params object");
-    check(&s, br#"{"sql": "SELECT 1", "namespace": 5}"#, 400, "INVALID_PARAMETER", "namespace number");
-    check(&s, br#"{"sql": "SELECT $1", "params": [[1]]}"#, 400, "INVALID_PARAMETER", "nested param");
+    check(
+        &s,
+        br#"{"sql": "SELECT 1""#,
+        400,
+        "INVALID_PARAMETER",
+        "truncated JSON",
+    );
+    check(
+        &s,
+        br#"{"sql": "SELECT 1", "params": {"a": 1}}"#,
+        400,
+        "INVALID_PARAMETER",
+        "params object",
+    );
+    check(
+        &s,
+        br#"{"sql": "SELECT 1", "namespace": 5}"#,
+        400,
+        "INVALID_PARAMETER",
+        "namespace number",
+    );
+    check(
+        &s,
+        br#"{"sql": "SELECT $1", "params": [[1]]}"#,
+        400,
+        "INVALID_PARAMETER",
+        "nested param",
+    );
     check(&s, b"", 400, "INVALID_PARAMETER", "empty body");
     check(&s, b"null", 400, "INVALID_PARAMETER", "null body");
-    let r = s.post_raw("/v1/api/sql", &Auth::root(), br#"{"sql": "SELECT 'a\u0000b'"}"#);
-    assert_eq!(r.status, 200, "an escaped NUL inside a string literal is data: {}", r.body);
+    let r = s.post_raw(
+        "/v1/api/sql",
+        &Auth::root(),
+        br#"{"sql": "SELECT 'a\u0000b'"}"#,
+    );
+    assert_eq!(
+        r.status, 200,
+        "an escaped NUL inside a string literal is data: {}",
+        r.body
+    );
 }
 
 #[test]
 fn oversized_requests_are_refused_and_the_server_survives() {
     let s = TestServer::start();
     // 100 MB body.
-    let big = format!("{{\"sql\": \"SELECT '{}'\"}}", "x".repeat(100 * 1024 * 1024));
+    let big = format!(
+        "{{\"sql\": \"SELECT '{}'\"}}",
+        "x".repeat(100 * 1024 * 1024)
+    );
     check(&s, big.as_bytes(), 413, "PAYLOAD_TOO_LARGE", "100 MB body");
     // 10,000 statements.
     let many = "SELECT 1;".repeat(10_000);
     check_sql(&s, &many, 400, "INVALID_PARAMETER", "10k statements");
     // A 1 MB identifier.
     let ident = "a".repeat(1024 * 1024);
-    check_sql(&s, &format!("CREATE TABLE {ident} (id INT)"), 400, "INVALID_PARAMETER", "1 MB table name");
+    check_sql(
+        &s,
+        &format!("CREATE TABLE {ident} (id INT)"),
+        400,
+        "INVALID_PARAMETER",
+        "1 MB table name",
+    );
     let r = s.sql_as(&Auth::root(), &format!("SELECT * FROM {ident}"));
     assert_eq!(r.status, 404, "{}", truncate(&r.body.to_string()));
-    assert!(r.body.to_string().len() < 10_000, "error messages do not echo megabytes");
+    assert!(
+        r.body.to_string().len() < 10_000,
+        "error messages do not echo megabytes"
+    );
     assert!(s.healthy());
 }
 
@@ -56,8 +111,20 @@ fn deep_and_huge_expressions_do_not_crash_the_parser_or_planner() {
     let deep_neg = format!("SELECT {}1", "-".repeat(100_000));
     check_sql(&s, &deep_neg, 400, "INVALID_SQL", "100k nested unary minus");
     // A long flat chain parses iteratively but plans recursively: refused before planning.
-    check_sql(&s, &format!("SELECT 1{}", "+1".repeat(200_000)), 400, "INVALID_SQL", "200k-long + chain");
-    check_sql(&s, &format!("SELECT 1 WHERE {}", "1=1 AND ".repeat(100_000) + "1=1"), 400, "INVALID_SQL", "100k ANDs");
+    check_sql(
+        &s,
+        &format!("SELECT 1{}", "+1".repeat(200_000)),
+        400,
+        "INVALID_SQL",
+        "200k-long + chain",
+    );
+    check_sql(
+        &s,
+        &format!("SELECT 1 WHERE {}", "1=1 AND ".repeat(100_000) + "1=1"),
+        400,
+        "INVALID_SQL",
+        "100k ANDs",
+    );
     // Below the limit, it works.
     let r = s.root(&format!("SELECT 1{}", "+1".repeat(500)));
     assert_eq!(r.rows(0), vec![vec![json!(501)]]);
@@ -65,67 +132,254 @@ fn deep_and_huge_expressions_do_not_crash_the_parser_or_planner() {
     // a chain of 5,000 unary minus signs is not.
     s.root("CREATE TABLE signs (id BIGINT PRIMARY KEY, v DOUBLE)");
     let rows: Vec<String> = (1..=1500).map(|i| format!("(-{i}, -{i}.5)")).collect();
-    assert_eq!(s.root(&format!("INSERT INTO signs VALUES {}", rows.join(", "))).row_count(0), 1500);
-    check_sql(&s, &format!("SELECT {}1", "- ".repeat(5_000)), 400, "INVALID_SQL", "5k unary minus chain");
+    assert_eq!(
+        s.root(&format!("INSERT INTO signs VALUES {}", rows.join(", ")))
+            .row_count(0),
+        1500
+    );
+    check_sql(
+        &s,
+        &format!("SELECT {}1", "- ".repeat(5_000)),
+        400,
+        "INVALID_SQL",
+        "5k unary minus chain",
+    );
     let list: Vec<String> = (0..50_000).map(|i| i.to_string()).collect();
-    let r = s.sql_as(&Auth::root(), &format!("SELECT 49999 IN ({})", list.join(",")));
+    let r = s.sql_as(
+        &Auth::root(),
+        &format!("SELECT 49999 IN ({})", list.join(",")),
+    );
     assert_eq!(r.ok().rows(0), vec![vec![json!(true)]]);
     // Operators of items apart do not stack: 2,000 rows of `1.5 + 1` and `'a' || 'b'` were
     // refused as 2,000 operators. A chain through parentheses stacks and is refused.
     s.root("CREATE TABLE sums (id BIGINT PRIMARY KEY, v DOUBLE, t TEXT)");
-    let rows: Vec<String> = (1..=2000).map(|i| format!("({i}, 1.5 + {i}, 'a' || 'b')")).collect();
-    assert_eq!(s.root(&format!("INSERT INTO sums VALUES {}", rows.join(", "))).row_count(0), 2000);
-    assert_eq!(s.root("SELECT sum(v), min(t) FROM sums").rows(0), vec![vec![json!(2_004_000.0), json!("ab")]]);
+    let rows: Vec<String> = (1..=2000)
+        .map(|i| format!("({i}, 1.5 + {i}, 'a' || 'b')"))
+        .collect();
+    assert_eq!(
+        s.root(&format!("INSERT INTO sums VALUES {}", rows.join(", ")))
+            .row_count(0),
+        2000
+    );
+    assert_eq!(
+        s.root("SELECT sum(v), min(t) FROM sums").rows(0),
+        vec![vec![json!(2_004_000.0), json!("ab")]]
+    );
     let nested = format!("SELECT {}1{}", "(".repeat(40), ")+1".repeat(40));
-    assert_eq!(s.root(&nested).rows(0), vec![vec![json!(41)]], "40 nested additions");
-    let chain = format!("SELECT {}1{}", "(".repeat(40), format!("{})", "+1".repeat(30)).repeat(40));
-    check_sql(&s, &chain, 400, "INVALID_SQL", "1,200 additions stacked through parentheses");
+    assert_eq!(
+        s.root(&nested).rows(0),
+        vec![vec![json!(41)]],
+        "40 nested additions"
+    );
+    let chain = format!(
+        "SELECT {}1{}",
+        "(".repeat(40),
+        format!("{})", "+1".repeat(30)).repeat(40)
+    );
+    check_sql(
+        &s,
+        &chain,
+        400,
+        "INVALID_SQL",
+        "1,200 additions stacked through parentheses",
+    );
 }
 
 #[test]
 fn values_functions_and_parameters() {
     let s = TestServer::start();
     s.root("CREATE TABLE v (id INT PRIMARY KEY, small SMALLINT, d DECIMAL(4,2), ts TIMESTAMP)");
-    check_sql(&s, "INSERT INTO v (id, small) VALUES (1, 40000)", 400, "TYPE_MISMATCH", "SMALLINT overflow");
-    check_sql(&s, "INSERT INTO v (id, d) VALUES (1, 12345.6)", 400, "TYPE_MISMATCH", "DECIMAL overflow");
-    check_sql(&s, "INSERT INTO v (id) VALUES (99999999999)", 400, "TYPE_MISMATCH", "INT overflow");
-    check_sql(&s, "INSERT INTO v (id, ts) VALUES (1, 'not a time')", 400, "TYPE_MISMATCH", "bad timestamp");
+    check_sql(
+        &s,
+        "INSERT INTO v (id, small) VALUES (1, 40000)",
+        400,
+        "TYPE_MISMATCH",
+        "SMALLINT overflow",
+    );
+    check_sql(
+        &s,
+        "INSERT INTO v (id, d) VALUES (1, 12345.6)",
+        400,
+        "TYPE_MISMATCH",
+        "DECIMAL overflow",
+    );
+    check_sql(
+        &s,
+        "INSERT INTO v (id) VALUES (99999999999)",
+        400,
+        "TYPE_MISMATCH",
+        "INT overflow",
+    );
+    check_sql(
+        &s,
+        "INSERT INTO v (id, ts) VALUES (1, 'not a time')",
+        400,
+        "TYPE_MISMATCH",
+        "bad timestamp",
+    );
     // A leap second is not a time of day (it was stored as 24:00:00 and broke later reads).
     s.root("CREATE TABLE tod (id INT PRIMARY KEY, t TIME)");
-    check_sql(&s, "INSERT INTO tod VALUES (1, '23:59:60')", 400, "TYPE_MISMATCH", "TIME 23:59:60 literal");
-    check_sql(&s, "INSERT INTO tod SELECT 2, CAST('23:59:60' AS TIME)", 400, "TYPE_MISMATCH", "TIME 23:59:60 planned");
-    let r = s.request(&Auth::root(), json!({"sql": "INSERT INTO tod VALUES ($1, $2)", "params": [3, "23:59:60"]}));
-    assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "TIME 23:59:60 param: {}", r.body);
+    check_sql(
+        &s,
+        "INSERT INTO tod VALUES (1, '23:59:60')",
+        400,
+        "TYPE_MISMATCH",
+        "TIME 23:59:60 literal",
+    );
+    check_sql(
+        &s,
+        "INSERT INTO tod SELECT 2, CAST('23:59:60' AS TIME)",
+        400,
+        "TYPE_MISMATCH",
+        "TIME 23:59:60 planned",
+    );
+    let r = s.request(
+        &Auth::root(),
+        json!({"sql": "INSERT INTO tod VALUES ($1, $2)", "params": [3, "23:59:60"]}),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "TYPE_MISMATCH"),
+        "TIME 23:59:60 param: {}",
+        r.body
+    );
     // A query may still compute it, as PostgreSQL does: it reads 24:00:00 (it read "86400000000000ns").
-    assert_eq!(s.root("SELECT TIME '23:59:60'").rows(0), vec![vec![json!("24:00:00")]]);
+    assert_eq!(
+        s.root("SELECT TIME '23:59:60'").rows(0),
+        vec![vec![json!("24:00:00")]]
+    );
     assert!(s.root("SELECT * FROM tod").rows(0).is_empty());
-    check_sql(&s, "INSERT INTO tod VALUES (4, '23:59:59.999999')", 200, "", "the last microsecond of the day");
-    check_sql(&s, "SELECT 10 / 0", 400, "INVALID_PARAMETER", "division by zero");
-    check_sql(&s, "SELECT no_such_function(1)", 400, "INVALID_SQL", "unknown function");
-    let r = s.request(&Auth::root(), json!({"sql": "SELECT $1, $2", "params": [1]}));
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "missing parameter: {}", r.body);
+    check_sql(
+        &s,
+        "INSERT INTO tod VALUES (4, '23:59:59.999999')",
+        200,
+        "",
+        "the last microsecond of the day",
+    );
+    check_sql(
+        &s,
+        "SELECT 10 / 0",
+        400,
+        "INVALID_PARAMETER",
+        "division by zero",
+    );
+    check_sql(
+        &s,
+        "SELECT no_such_function(1)",
+        400,
+        "INVALID_SQL",
+        "unknown function",
+    );
+    let r = s.request(
+        &Auth::root(),
+        json!({"sql": "SELECT $1, $2", "params": [1]}),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "missing parameter: {}",
+        r.body
+    );
     let r = s.request(&Auth::root(), json!({"sql": "SELECT 1", "params": [1, 2]}));
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "extra parameters: {}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "extra parameters: {}",
+        r.body
+    );
     assert!(s.healthy());
-    assert!(s.root("SELECT * FROM v").rows(0).is_empty(), "nothing was written by the failures");
+    assert!(
+        s.root("SELECT * FROM v").rows(0).is_empty(),
+        "nothing was written by the failures"
+    );
 }
 
 #[test]
 fn injection_traversal_and_reserved_names() {
     let s = TestServer::start();
     s.root("CREATE TABLE keep (id INT PRIMARY KEY)");
-    check_sql(&s, "SELECT * FROM \"keep; DROP TABLE keep\"", 404, "TABLE_NOT_FOUND", "quoted injection");
-    check_sql(&s, "CREATE NAMESPACE \"../../etc\"", 400, "INVALID_PARAMETER", "traversal namespace");
-    check_sql(&s, "CREATE TABLE \"../t\" (id INT)", 400, "INVALID_PARAMETER", "traversal table");
-    check_sql(&s, "CREATE TABLE \"a/b\" (id INT)", 400, "INVALID_PARAMETER", "slash table");
-    check_sql(&s, "CREATE TABLE \"a\u{0}b\" (id INT)", 400, "INVALID_PARAMETER", "NUL table");
-    check_sql(&s, "CREATE USER '../root' WITH PASSWORD 'p'", 400, "INVALID_PARAMETER", "traversal user");
-    check_sql(&s, "CREATE USER 'a/b' WITH PASSWORD 'p'", 400, "INVALID_PARAMETER", "slash user");
-    check_sql(&s, "CREATE NAMESPACE system", 400, "INVALID_PARAMETER", "reserved namespace");
-    check_sql(&s, "CREATE TABLE system.t (id INT)", 400, "INVALID_PARAMETER", "table in system");
-    check_sql(&s, "CREATE TABLE r (_rowid INT)", 400, "INVALID_PARAMETER", "reserved column");
-    check_sql(&s, "EXECUTE AS USER 'root'' --' (SELECT 1)", 400, "INVALID_PARAMETER", "quote in EXECUTE AS: no such user");
-    assert_eq!(s.root("SELECT count(*) FROM keep").rows(0), vec![vec![json!(0)]], "keep still exists");
+    check_sql(
+        &s,
+        "SELECT * FROM \"keep; DROP TABLE keep\"",
+        404,
+        "TABLE_NOT_FOUND",
+        "quoted injection",
+    );
+    check_sql(
+        &s,
+        "CREATE NAMESPACE \"../../etc\"",
+        400,
+        "INVALID_PARAMETER",
+        "traversal namespace",
+    );
+    check_sql(
+        &s,
+        "CREATE TABLE \"../t\" (id INT)",
+        400,
+        "INVALID_PARAMETER",
+        "traversal table",
+    );
+    check_sql(
+        &s,
+        "CREATE TABLE \"a/b\" (id INT)",
+        400,
+        "INVALID_PARAMETER",
+        "slash table",
+    );
+    check_sql(
+        &s,
+        "CREATE TABLE \"a\u{0}b\" (id INT)",
+        400,
+        "INVALID_PARAMETER",
+        "NUL table",
+    );
+    check_sql(
+        &s,
+        "CREATE USER '../root' WITH PASSWORD 'p'",
+        400,
+        "INVALID_PARAMETER",
+        "traversal user",
+    );
+    check_sql(
+        &s,
+        "CREATE USER 'a/b' WITH PASSWORD 'p'",
+        400,
+        "INVALID_PARAMETER",
+        "slash user",
+    );
+    check_sql(
+        &s,
+        "CREATE NAMESPACE system",
+        400,
+        "INVALID_PARAMETER",
+        "reserved namespace",
+    );
+    check_sql(
+        &s,
+        "CREATE TABLE system.t (id INT)",
+        400,
+        "INVALID_PARAMETER",
+        "table in system",
+    );
+    check_sql(
+        &s,
+        "CREATE TABLE r (_rowid INT)",
+        400,
+        "INVALID_PARAMETER",
+        "reserved column",
+    );
+    check_sql(
+        &s,
+        "EXECUTE AS USER 'root'' --' (SELECT 1)",
+        400,
+        "INVALID_PARAMETER",
+        "quote in EXECUTE AS: no such user",
+    );
+    assert_eq!(
+        s.root("SELECT count(*) FROM keep").rows(0),
+        vec![vec![json!(0)]],
+        "keep still exists"
+    );
 }
 
 #[test]
@@ -134,16 +388,41 @@ fn row_memory_and_time_limits_come_from_config() {
         ("KALAMDB_LIMITS_MAX_RESULT_ROWS", "1000"),
         ("KALAMDB_LIMITS_QUERY_MEMORY_BYTES", "16777216"),
     ]);
-    check_sql(&s, "SELECT unnest(range(5000))", 400, "INVALID_PARAMETER", "rows over max_result_rows");
+    check_sql(
+        &s,
+        "SELECT unnest(range(5000))",
+        400,
+        "INVALID_PARAMETER",
+        "rows over max_result_rows",
+    );
     let r = s.root("SELECT count(*) FROM (SELECT unnest(range(5000)))");
-    assert_eq!(r.rows(0), vec![vec![json!(5000)]], "aggregates over many rows are fine");
+    assert_eq!(
+        r.rows(0),
+        vec![vec![json!(5000)]],
+        "aggregates over many rows are fine"
+    );
     // A whole-table read (the direct path, no planning) is held to the same row limit.
     s.root("CREATE TABLE many (id BIGINT PRIMARY KEY)");
     let values: Vec<String> = (0..1500).map(|i| format!("({i})")).collect();
     s.root(&format!("INSERT INTO many VALUES {}", values.join(", ")));
-    check_sql(&s, "SELECT * FROM many", 400, "INVALID_PARAMETER", "table rows over max_result_rows");
-    check_sql(&s, "SELECT id FROM many ORDER BY id", 400, "INVALID_PARAMETER", "planned rows over max_result_rows");
-    assert_eq!(s.root("SELECT * FROM many WHERE id = 1499").rows(0), vec![vec![json!(1499)]]);
+    check_sql(
+        &s,
+        "SELECT * FROM many",
+        400,
+        "INVALID_PARAMETER",
+        "table rows over max_result_rows",
+    );
+    check_sql(
+        &s,
+        "SELECT id FROM many ORDER BY id",
+        400,
+        "INVALID_PARAMETER",
+        "planned rows over max_result_rows",
+    );
+    assert_eq!(
+        s.root("SELECT * FROM many WHERE id = 1499").rows(0),
+        vec![vec![json!(1499)]]
+    );
     check_sql(
         &s,
         "SELECT count(*) FROM (SELECT x, count(*) FROM (SELECT unnest(range(1000000)) x) GROUP BY x)",
@@ -189,32 +468,76 @@ fn values_too_large_to_build_are_refused_before_they_are_built() {
     }
     // Values under the limit are built as before.
     let r = s.root("SELECT length(lpad('x', 1000000)), length(repeat('ab', 1000)), cardinality(range(1000)), replace('abc', 'b', 'xx'), lpad('7', 3, '0'), encode(CAST('abc' AS BYTEA), 'hex')");
-    assert_eq!(r.rows(0), vec![vec![json!(1000000), json!(2000), json!(1000), json!("axxc"), json!("007"), json!("616263")]]);
+    assert_eq!(
+        r.rows(0),
+        vec![vec![
+            json!(1000000),
+            json!(2000),
+            json!(1000),
+            json!("axxc"),
+            json!("007"),
+            json!("616263")
+        ]]
+    );
     // Values under the limit each, but a batch of them beyond the memory pool: refused as a
     // query over the pool (8,192 rows of 10 MB were 80 GB in one batch).
     let r = s.sql_as(
         &Auth::root(),
         "SELECT sum(length(repeat('x', CAST(10000000 + x % 2 AS INT)))) FROM generate_series(1, 100000) AS t(x)",
     );
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "{}",
+        r.body
+    );
     assert!(r.message().contains("query_memory_bytes"), "{}", r.body);
     // Per row: one row over the limit refuses the statement.
     s.root("CREATE TABLE widths (id INT PRIMARY KEY, n INT)");
     s.root("INSERT INTO widths VALUES (1, 10), (2, 2000000000)");
     let r = s.sql_as(&Auth::root(), "SELECT id, length(lpad('x', n)) FROM widths");
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "{}",
+        r.body
+    );
     let union: Vec<String> = (0..3000).map(|i| format!("SELECT {i}")).collect();
     let r = s.sql_as(&Auth::root(), &union.join(" UNION ALL "));
-    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", truncate(&r.body.to_string()));
-    assert!(r.message().contains("at most 500"), "{}", truncate(&r.body.to_string()));
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_SQL"),
+        "{}",
+        truncate(&r.body.to_string())
+    );
+    assert!(
+        r.message().contains("at most 500"),
+        "{}",
+        truncate(&r.body.to_string())
+    );
     let union: Vec<String> = (0..200).map(|i| format!("SELECT {i}")).collect();
-    assert_eq!(s.root(&format!("SELECT count(*) FROM ({}) AS u", union.join(" UNION ALL "))).rows(0), vec![vec![json!(200)]]);
+    assert_eq!(
+        s.root(&format!(
+            "SELECT count(*) FROM ({}) AS u",
+            union.join(" UNION ALL ")
+        ))
+        .rows(0),
+        vec![vec![json!(200)]]
+    );
     assert!(s.healthy());
     // The limit comes from config.
     let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_MAX_VALUE_BYTES", "1048576")]);
     let r = s.sql_as(&Auth::root(), "SELECT length(lpad('x', 1000000))");
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
-    assert_eq!(s.root("SELECT length(lpad('x', 200000))").rows(0), vec![vec![json!(200000)]]);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        s.root("SELECT length(lpad('x', 200000))").rows(0),
+        vec![vec![json!(200000)]]
+    );
     // A stored value is held to the limit too, whatever computed it: `||` chains and
     // string_agg built values past it (an UPDATE stored 128 MB, unreadable once flushed).
     s.root("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT, raw BYTEA)");
@@ -224,15 +547,29 @@ fn values_too_large_to_build_are_refused_before_they_are_built() {
     for sql in [
         format!("UPDATE notes SET body = {big} WHERE id = 1"),
         format!("INSERT INTO notes VALUES (10, {big}, NULL)"),
-        "INSERT INTO notes SELECT 11, string_agg(body, ''), NULL FROM notes WHERE id > 1".to_string(),
+        "INSERT INTO notes SELECT 11, string_agg(body, ''), NULL FROM notes WHERE id > 1"
+            .to_string(),
         format!("INSERT INTO notes VALUES (12, 'x', CAST({big} AS BYTEA))"),
     ] {
         let r = s.sql_as(&Auth::root(), &sql);
-        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", truncate(&r.body.to_string()));
-        assert!(r.message().contains("limits.max_value_bytes") && r.message().contains("column '"), "{sql}: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "INVALID_PARAMETER"),
+            "{sql}: {}",
+            truncate(&r.body.to_string())
+        );
+        assert!(
+            r.message().contains("limits.max_value_bytes") && r.message().contains("column '"),
+            "{sql}: {}",
+            r.body
+        );
     }
     let r = s.root("SELECT id, body FROM notes WHERE id = 1 OR id >= 10");
-    assert_eq!(r.rows(0), vec![vec![json!(1), json!("kept")]], "nothing of the refused writes is stored");
+    assert_eq!(
+        r.rows(0),
+        vec![vec![json!(1), json!("kept")]],
+        "nothing of the refused writes is stored"
+    );
     // Up to the limit is stored, and reads back hot and flushed.
     s.root("UPDATE notes SET body = repeat('a', 500000) || repeat('b', 500000) WHERE id = 1");
     s.root("STORAGE FLUSH TABLE default.notes WAIT");
@@ -246,11 +583,23 @@ fn values_too_large_to_build_are_refused_before_they_are_built() {
         format!("ALTER TABLE notes ADD COLUMN big TEXT DEFAULT '{wide}'"),
     ] {
         let r = s.sql_as(&Auth::root(), &sql);
-        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", truncate(&r.body.to_string()));
-        assert!(r.message().contains("DEFAULT") && r.message().contains("limits.max_value_bytes"), "{}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "INVALID_PARAMETER"),
+            "{}",
+            truncate(&r.body.to_string())
+        );
+        assert!(
+            r.message().contains("DEFAULT") && r.message().contains("limits.max_value_bytes"),
+            "{}",
+            r.body
+        );
     }
     s.root("UPDATE notes SET body = 'y' WHERE id = 2");
-    assert_eq!(s.root("SELECT body FROM notes WHERE id = 2").rows(0), vec![vec![json!("y")]]);
+    assert_eq!(
+        s.root("SELECT body FROM notes WHERE id = 2").rows(0),
+        vec![vec![json!("y")]]
+    );
 }
 
 /// At the statement's deadline the work stops: the server does not keep computing a query
@@ -300,25 +649,65 @@ fn wide_values_repeated_for_many_rows_are_held_to_the_limit() {
     let param = "p".repeat(1_000_000);
     let cases: Vec<(String, Vec<Value>)> = vec![
         ("SELECT (SELECT s FROM a), id FROM b".into(), vec![]),
-        ("SELECT length((SELECT s FROM a)), id FROM b ORDER BY id LIMIT 2".into(), vec![]),
-        ("SELECT repeat('a', 1000000) FROM generate_series(1, 2000)".into(), vec![]),
-        ("SELECT $1 AS v, g FROM generate_series(1, 1000) AS t(g)".into(), vec![json!(param)]),
-        ("SELECT repeat(chr(1), 1000000) FROM generate_series(1, 60)".into(), vec![]),
+        (
+            "SELECT length((SELECT s FROM a)), id FROM b ORDER BY id LIMIT 2".into(),
+            vec![],
+        ),
+        (
+            "SELECT repeat('a', 1000000) FROM generate_series(1, 2000)".into(),
+            vec![],
+        ),
+        (
+            "SELECT $1 AS v, g FROM generate_series(1, 1000) AS t(g)".into(),
+            vec![json!(param)],
+        ),
+        (
+            "SELECT repeat(chr(1), 1000000) FROM generate_series(1, 60)".into(),
+            vec![],
+        ),
     ];
     for (sql, params) in &cases {
-        let r = s.post_raw("/v1/api/sql", &Auth::root(), json!({ "sql": sql, "params": params }).to_string().as_bytes());
-        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", truncate(&r.body.to_string()));
-        assert!(r.message().contains("limits.query_memory_bytes"), "{sql}: {}", r.message());
-        assert_eq!(s.root("SELECT count(*) FROM b").rows(0), vec![vec![json!(3000)]]);
+        let r = s.post_raw(
+            "/v1/api/sql",
+            &Auth::root(),
+            json!({ "sql": sql, "params": params })
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "INVALID_PARAMETER"),
+            "{sql}: {}",
+            truncate(&r.body.to_string())
+        );
+        assert!(
+            r.message().contains("limits.query_memory_bytes"),
+            "{sql}: {}",
+            r.message()
+        );
+        assert_eq!(
+            s.root("SELECT count(*) FROM b").rows(0),
+            vec![vec![json!(3000)]]
+        );
     }
     let grown = s.peak_memory().saturating_sub(start);
-    assert!(grown < 1 << 30, "the server's peak memory grew by {} MiB (it passed 6 GB)", grown >> 20);
+    assert!(
+        grown < 1 << 30,
+        "the server's peak memory grew by {} MiB (it passed 6 GB)",
+        grown >> 20
+    );
     // Under the limit they run.
-    let r = s.root("SELECT length((SELECT s FROM a)), id FROM b WHERE id <= 20 ORDER BY id LIMIT 1");
+    let r =
+        s.root("SELECT length((SELECT s FROM a)), id FROM b WHERE id <= 20 ORDER BY id LIMIT 1");
     assert_eq!(r.rows(0), vec![vec![json!(1000000), json!(1)]]);
     // Past Arrow's offsets in one batch of a hash join: the query's size, never a 500.
     let r = s.sql_as(&Auth::root(), "SELECT a.s, b.id FROM a JOIN b ON a.k = b.k");
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", truncate(&r.body.to_string()));
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "{}",
+        truncate(&r.body.to_string())
+    );
     assert!(s.healthy());
 }
 
@@ -344,14 +733,29 @@ fn planning_runs_under_the_deadline_off_the_http_workers() {
         std::thread::sleep(Duration::from_millis(1500));
         let asked = Instant::now();
         assert!(s.healthy(), "/health answers while two statements plan");
-        assert!(asked.elapsed() < Duration::from_secs(1), "/health waited {:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "/health waited {:?}",
+            asked.elapsed()
+        );
         for h in slow {
             let (r, took) = h.join().expect("client thread");
-            assert_eq!((r.status, r.code()), (408, "TIMEOUT"), "{}", truncate(&r.body.to_string()));
-            assert!(took < Duration::from_secs(4), "answered after {took:?} with a 1 s timeout");
+            assert_eq!(
+                (r.status, r.code()),
+                (408, "TIMEOUT"),
+                "{}",
+                truncate(&r.body.to_string())
+            );
+            assert!(
+                took < Duration::from_secs(4),
+                "answered after {took:?} with a 1 s timeout"
+            );
         }
     });
-    assert_eq!(s.root("SELECT coalesce(NULL, NULL, 7)").rows(0), vec![vec![json!(7)]]);
+    assert_eq!(
+        s.root("SELECT coalesce(NULL, NULL, 7)").rows(0),
+        vec![vec![json!(7)]]
+    );
     // A statement whose syntax tree alone is too large is refused from its tokens, before the
     // tree is built: 400,000 UNION ALL branches (9 MB) grew the server by 5.8 GB before the
     // 500-SELECT cap could see them; 1,200,000 coalesce arguments by 1.8 GB.
@@ -359,13 +763,34 @@ fn planning_runs_under_the_deadline_off_the_http_workers() {
     let start = s.peak_memory();
     let union: Vec<String> = (0..400_000).map(|i| format!("SELECT {i}")).collect();
     let r = s.sql_as(&Auth::root(), &union.join(" UNION ALL "));
-    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", truncate(&r.body.to_string()));
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_SQL"),
+        "{}",
+        truncate(&r.body.to_string())
+    );
     assert!(r.message().contains("at most 500"), "{}", r.message());
-    let r = s.sql_as(&Auth::root(), &format!("SELECT coalesce({}, 1)", vec!["NULL"; 1_200_000].join(", ")));
-    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", truncate(&r.body.to_string()));
-    assert!(r.message().contains("tokens; at most 500000"), "{}", r.message());
+    let r = s.sql_as(
+        &Auth::root(),
+        &format!("SELECT coalesce({}, 1)", vec!["NULL"; 1_200_000].join(", ")),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_SQL"),
+        "{}",
+        truncate(&r.body.to_string())
+    );
+    assert!(
+        r.message().contains("tokens; at most 500000"),
+        "{}",
+        r.message()
+    );
     let grown = s.peak_memory().saturating_sub(start);
-    assert!(grown < 1 << 30, "the server's peak memory grew by {} MiB", grown >> 20);
+    assert!(
+        grown < 1 << 30,
+        "the server's peak memory grew by {} MiB",
+        grown >> 20
+    );
 }
 
 /// What a query's work allocates counts against `limits.query_memory_bytes`, also what
@@ -398,9 +823,22 @@ fn memory_a_query_allocates_is_held_to_the_limit() {
         copies.as_str(),
     ] {
         let r = s.sql_as(&Auth::root(), sql);
-        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", truncate(&r.body.to_string()));
-        assert!(r.message().contains("limits.query_memory_bytes"), "{sql}: {}", r.body);
-        assert!(!r.message().contains("running queries held"), "other queries' memory is not told: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "INVALID_PARAMETER"),
+            "{sql}: {}",
+            truncate(&r.body.to_string())
+        );
+        assert!(
+            r.message().contains("limits.query_memory_bytes"),
+            "{sql}: {}",
+            r.body
+        );
+        assert!(
+            !r.message().contains("running queries held"),
+            "other queries' memory is not told: {}",
+            r.body
+        );
         // The next query, sent while the refused one's work may still be ending, runs: the
         // statement holding the most is the one stopped (small ones beside it were refused).
         let r = s.root("SELECT count(*) FROM (SELECT x FROM generate_series(1, 100000) AS t(x) ORDER BY x DESC) AS q");
@@ -416,7 +854,11 @@ fn memory_a_query_allocates_is_held_to_the_limit() {
     assert_eq!(r.rows(0), vec![vec![json!(3_000_000_000i64)]]);
     let grown = s.peak_memory().saturating_sub(start);
     // 400 MB of result (and more for its JSON) before; a few batches over the 64 MiB now.
-    assert!(grown < 300 << 20, "the server's peak memory grew by {} MiB", grown >> 20);
+    assert!(
+        grown < 300 << 20,
+        "the server's peak memory grew by {} MiB",
+        grown >> 20
+    );
     // Wide rows are read in batches of about 16 MB, not 8,192 rows: 100 rows of 1 MB (100 MB,
     // over the 64 MiB limit) were one batch for any query reading the column, even a point
     // read on the planned path; hot and flushed. And a query scanning the whole column streams
@@ -435,19 +877,39 @@ fn memory_a_query_allocates_is_held_to_the_limit() {
             s.root("STORAGE FLUSH TABLE default.w WAIT");
         }
         let r = s.root("SELECT id, length(s) FROM w WHERE id = 7");
-        assert_eq!(r.rows(0), vec![vec![json!(7), json!(1_000_000)]], "flushed: {flushed}");
+        assert_eq!(
+            r.rows(0),
+            vec![vec![json!(7), json!(1_000_000)]],
+            "flushed: {flushed}"
+        );
         let r = s.root("SELECT id, length(s) || ' bytes' FROM w WHERE id = 93");
-        assert_eq!(r.rows(0), vec![vec![json!(93), json!("1000000 bytes")]], "flushed: {flushed}");
+        assert_eq!(
+            r.rows(0),
+            vec![vec![json!(93), json!("1000000 bytes")]],
+            "flushed: {flushed}"
+        );
         let r = s.root("SELECT count(*), sum(length(s)) FROM w");
-        assert_eq!(r.rows(0), vec![vec![json!(100), json!(100_000_000)]], "flushed: {flushed}");
+        assert_eq!(
+            r.rows(0),
+            vec![vec![json!(100), json!(100_000_000)]],
+            "flushed: {flushed}"
+        );
         let r = s.root("SELECT count(*), sum(length(s)) FROM w WHERE id BETWEEN 11 AND 30");
-        assert_eq!(r.rows(0), vec![vec![json!(20), json!(20_000_000)]], "flushed: {flushed}");
+        assert_eq!(
+            r.rows(0),
+            vec![vec![json!(20), json!(20_000_000)]],
+            "flushed: {flushed}"
+        );
     }
     for _ in 0..10 {
         let r = s.root("SELECT count(*), max(length(body)) FROM wide WHERE id <= 20000");
         assert_eq!(r.rows(0), vec![vec![json!(20000), json!(2000)]]);
         let r = s.root("SELECT x, repeat('x', 2000 + CAST(x * 0 AS INT)) FROM generate_series(1, 4000) AS t(x)");
-        assert_eq!(r.row_count(0), 4000, "the accounts of finished queries are given back");
+        assert_eq!(
+            r.row_count(0),
+            4000,
+            "the accounts of finished queries are given back"
+        );
     }
 }
 
@@ -465,8 +927,17 @@ fn rendering_results_is_held_to_the_memory_limit() {
     let sql = "SELECT id, body FROM wide";
     assert_eq!(s.root(sql).row_count(0), 6000, "one statement alone fits");
     let r = s.sql_as(&Auth::root(), &format!("{sql}; {sql}; {sql}"));
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", truncate(&r.body.to_string()));
-    assert!(r.message().contains("limits.query_memory_bytes"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "{}",
+        truncate(&r.body.to_string())
+    );
+    assert!(
+        r.message().contains("limits.query_memory_bytes"),
+        "{}",
+        r.body
+    );
     let start = s.peak_memory();
     let replies: Vec<(u16, String, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
@@ -478,19 +949,33 @@ fn rendering_results_is_held_to_the_memory_limit() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
     });
     for (status, what, rows) in &replies {
         match status {
             200 => assert_eq!(*rows, 6000, "a success has every row"),
-            400 => assert!(what.starts_with("INVALID_PARAMETER") && what.contains("limits.query_memory_bytes"), "{what}"),
+            400 => assert!(
+                what.starts_with("INVALID_PARAMETER") && what.contains("limits.query_memory_bytes"),
+                "{what}"
+            ),
             other => panic!("status {other}: {what}"),
         }
     }
     let grown = s.peak_memory().saturating_sub(start);
-    assert!(grown < 400 << 20, "the server's peak memory grew by {} MiB", grown >> 20);
+    assert!(
+        grown < 400 << 20,
+        "the server's peak memory grew by {} MiB",
+        grown >> 20
+    );
     for _ in 0..3 {
-        assert_eq!(s.root(sql).row_count(0), 6000, "held results are given back");
+        assert_eq!(
+            s.root(sql).row_count(0),
+            6000,
+            "held results are given back"
+        );
     }
 }
 
@@ -511,12 +996,14 @@ fn connections_that_never_finish_a_request_are_closed() {
     ]);
     let open = || {
         let c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-        c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        c.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
         c
     };
     let mut half: Vec<TcpStream> = (0..10).map(|_| open()).collect();
     for c in &mut half {
-        c.write_all(b"POST /v1/api/sql HTTP/1.1\r\nHost: x\r\n").expect("write");
+        c.write_all(b"POST /v1/api/sql HTTP/1.1\r\nHost: x\r\n")
+            .expect("write");
     }
     let mut stuck: Vec<TcpStream> = (0..10).map(|_| open()).collect();
     for c in &mut stuck {
@@ -530,7 +1017,8 @@ fn connections_that_never_finish_a_request_are_closed() {
     // Each socket: read to the end; the server must close it (a read timeout of 20 s fails).
     let read_all = |c: &mut TcpStream| {
         let mut out = Vec::new();
-        c.read_to_end(&mut out).map(|_| String::from_utf8_lossy(&out).to_string())
+        c.read_to_end(&mut out)
+            .map(|_| String::from_utf8_lossy(&out).to_string())
     };
     for c in &mut half {
         let reply = read_all(c).expect("a half-sent head is closed");
@@ -539,34 +1027,52 @@ fn connections_that_never_finish_a_request_are_closed() {
     for c in &mut stuck {
         let reply = read_all(c).expect("a stuck body is closed");
         assert!(reply.starts_with("HTTP/1.1 408"), "stuck body: {reply}");
-        assert!(reply.contains("\"TIMEOUT\"") && reply.contains("server.body_read_timeout_secs"), "{reply}");
+        assert!(
+            reply.contains("\"TIMEOUT\"") && reply.contains("server.body_read_timeout_secs"),
+            "{reply}"
+        );
     }
     for c in &mut idle {
         let reply = read_all(c).expect("an idle connection is closed");
         assert!(reply.is_empty(), "idle: {reply}");
     }
-    assert!(started.elapsed() < Duration::from_secs(15), "closed by the timeouts, not by the client");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "closed by the timeouts, not by the client"
+    );
     // A kept-alive connection serves request after request, then closes when idle.
     let mut kept = open();
     for _ in 0..3 {
-        kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
         let mut buf = [0u8; 4096];
         let n = kept.read(&mut buf).expect("reply");
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "keep-alive request");
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "keep-alive request"
+        );
     }
     assert_eq!(read_all(&mut kept).expect("closed when idle"), "");
     // The cap: 40 connections open, the 41st is refused with a JSON 503.
     let held: Vec<TcpStream> = (0..40).map(|_| open()).collect();
     std::thread::sleep(Duration::from_millis(300));
     let mut extra = open();
-    extra.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    extra
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
     let reply = read_all(&mut extra).expect("refused");
     assert!(reply.starts_with("HTTP/1.1 503"), "over the cap: {reply}");
-    assert!(reply.contains("SERVICE_UNAVAILABLE") && reply.contains("server.max_connections"), "{reply}");
+    assert!(
+        reply.contains("SERVICE_UNAVAILABLE") && reply.contains("server.max_connections"),
+        "{reply}"
+    );
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !s.healthy() {
-        assert!(Instant::now() < deadline, "slots are given back when connections close");
+        assert!(
+            Instant::now() < deadline,
+            "slots are given back when connections close"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -581,14 +1087,22 @@ fn attacks_on_planning_values_and_explain_are_refused() {
     let chain = |depth: usize| {
         let mut ctes = vec!["c0 AS (SELECT 1 AS x)".to_string()];
         for k in 1..=depth {
-            ctes.push(format!("c{k} AS (SELECT a.x FROM c{} a, c{} b)", k - 1, k - 1));
+            ctes.push(format!(
+                "c{k} AS (SELECT a.x FROM c{} a, c{} b)",
+                k - 1,
+                k - 1
+            ));
         }
         format!("WITH {} SELECT count(*) FROM c{depth}", ctes.join(", "))
     };
     let r = s.sql_as(&Auth::root(), &chain(29));
     assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", r.body);
     assert!(r.message().contains("CTE"), "{}", r.body);
-    assert_eq!(s.root(&chain(6)).rows(0), vec![vec![json!(1)]], "a short chain still runs");
+    assert_eq!(
+        s.root(&chain(6)).rows(0),
+        vec![vec![json!(1)]],
+        "a short chain still runs"
+    );
     assert!(s.healthy());
     for sql in [
         // 150 values of 16 MB: one batch past Arrow's 2 GiB (it panicked: a 500).
@@ -603,14 +1117,32 @@ fn attacks_on_planning_values_and_explain_are_refused() {
     // Integer negation is checked like + - * (-(-2^63) was stored as -2^63).
     s.root("CREATE TABLE neg (id INT PRIMARY KEY, b BIGINT, i INT)");
     s.root("INSERT INTO neg VALUES (1, -9223372036854775808, -2147483648), (2, 5, 6)");
-    for sql in ["SELECT -b FROM neg WHERE id = 1", "SELECT -i FROM neg WHERE id = 1", "UPDATE neg SET b = -b WHERE id = 1"] {
+    for sql in [
+        "SELECT -b FROM neg WHERE id = 1",
+        "SELECT -i FROM neg WHERE id = 1",
+        "UPDATE neg SET b = -b WHERE id = 1",
+    ] {
         let r = s.sql_as(&Auth::root(), sql);
-        assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{sql}: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "TYPE_MISMATCH"),
+            "{sql}: {}",
+            r.body
+        );
     }
-    assert_eq!(s.root("SELECT -b, -i FROM neg WHERE id = 2").rows(0), vec![vec![json!(-5), json!(-6)]]);
-    assert_eq!(s.root("SELECT b FROM neg WHERE id = 1").rows(0), vec![vec![json!(i64::MIN)]], "the refused UPDATE wrote nothing");
+    assert_eq!(
+        s.root("SELECT -b, -i FROM neg WHERE id = 2").rows(0),
+        vec![vec![json!(-5), json!(-6)]]
+    );
+    assert_eq!(
+        s.root("SELECT b FROM neg WHERE id = 1").rows(0),
+        vec![vec![json!(i64::MIN)]],
+        "the refused UPDATE wrote nothing"
+    );
     // EXPLAIN checks every table the statement reads or writes.
-    s.root("CREATE SHARED TABLE vault (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'private')");
+    s.root(
+        "CREATE SHARED TABLE vault (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'private')",
+    );
     s.root("CREATE USER TABLE mine (id INT PRIMARY KEY, v TEXT)");
     let eve = s.create_user("eve", "user");
     for sql in [
@@ -621,9 +1153,17 @@ fn attacks_on_planning_values_and_explain_are_refused() {
         "EXPLAIN SELECT * FROM default.mine WHERE v = (SELECT v FROM default.vault LIMIT 1)",
     ] {
         let r = s.sql_as(&eve, sql);
-        assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{sql}: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "PERMISSION_DENIED"),
+            "{sql}: {}",
+            r.body
+        );
     }
-    assert_eq!(s.sql_as(&eve, "EXPLAIN SELECT * FROM default.mine").status, 200);
+    assert_eq!(
+        s.sql_as(&eve, "EXPLAIN SELECT * FROM default.mine").status,
+        200
+    );
 }
 
 /// A declared body over the limit is refused before it is read (it waited for the body
@@ -636,7 +1176,8 @@ fn oversized_declarations_and_stalled_readers_do_not_hold_the_server() {
     use std::time::Duration;
     let s = TestServer::start_with_env(&[("KALAMDB_SERVER_IDLE_TIMEOUT_SECS", "2")]);
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     c.write_all(b"POST /v1/api/sql HTTP/1.1\r\nHost: x\r\nAuthorization: Basic cm9vdDpyb290LXRlc3QtcHc=\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{")
         .expect("write");
     let mut reply = [0u8; 512];
@@ -655,7 +1196,9 @@ fn oversized_declarations_and_stalled_readers_do_not_hold_the_server() {
     std::thread::sleep(Duration::from_secs(8));
     // Now read: a dropped connection ends early (EOF or reset); a pinned one would deliver all
     // ~40 MB and then wait (keep-alive) until the read timeout.
-    stalled.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut got = Vec::new();
     let end = stalled.read_to_end(&mut got);
     assert!(
@@ -663,7 +1206,11 @@ fn oversized_declarations_and_stalled_readers_do_not_hold_the_server() {
         "the stalled connection was still open after the idle timeout ({} bytes read)",
         got.len()
     );
-    assert!(got.len() < 40_000_000, "the whole reply was still waiting: {} bytes", got.len());
+    assert!(
+        got.len() < 40_000_000,
+        "the whole reply was still waiting: {} bytes",
+        got.len()
+    );
     assert!(s.healthy());
 }
 
@@ -683,7 +1230,11 @@ fn many_concurrent_connections_are_all_served() {
             })
         })
         .collect();
-    let ok = threads.into_iter().map(|t| t.join().unwrap()).filter(|s| *s == 200).count();
+    let ok = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|s| *s == 200)
+        .count();
     assert_eq!(ok, 200);
     assert!(s.healthy());
 }
@@ -696,31 +1247,75 @@ fn placeholders_without_a_parameter_are_refused_at_once() {
     s.root("CREATE NAMESPACE app; CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT)");
     let alice = s.create_user("alice", "user");
     for (sql, params) in [
-        ("INSERT INTO app.notes (id, body) VALUES ($99999999999, 'x')", json!([])),
-        ("INSERT INTO app.notes (id, body) VALUES ($100000000, 'x')", json!([])),
-        ("INSERT INTO app.notes (id, body) VALUES ($1, $99999999999999999999999)", json!([1])),
-        ("INSERT INTO app.notes (id, body) VALUES ($1, $3)", json!([1, "x"])),
-        ("INSERT INTO app.notes (id, body) VALUES ($0, 'x')", json!([1])),
-        ("INSERT INTO app.notes (id, body) VALUES (?, 'x')", json!([1])),
-        ("INSERT INTO app.notes (id, body) VALUES (1, 'x')", json!([1])),
+        (
+            "INSERT INTO app.notes (id, body) VALUES ($99999999999, 'x')",
+            json!([]),
+        ),
+        (
+            "INSERT INTO app.notes (id, body) VALUES ($100000000, 'x')",
+            json!([]),
+        ),
+        (
+            "INSERT INTO app.notes (id, body) VALUES ($1, $99999999999999999999999)",
+            json!([1]),
+        ),
+        (
+            "INSERT INTO app.notes (id, body) VALUES ($1, $3)",
+            json!([1, "x"]),
+        ),
+        (
+            "INSERT INTO app.notes (id, body) VALUES ($0, 'x')",
+            json!([1]),
+        ),
+        (
+            "INSERT INTO app.notes (id, body) VALUES (?, 'x')",
+            json!([1]),
+        ),
+        (
+            "INSERT INTO app.notes (id, body) VALUES (1, 'x')",
+            json!([1]),
+        ),
         ("UPDATE app.notes SET body = $2 WHERE id = $1", json!([1])),
-        ("INSERT INTO app.notes (id, body) VALUES ($1, $3)", json!([1, "unused", "x"])),
+        (
+            "INSERT INTO app.notes (id, body) VALUES ($1, $3)",
+            json!([1, "unused", "x"]),
+        ),
         ("SELECT $3", json!([1, 2, 3])),
     ] {
         let r = s.request(&alice, json!({ "sql": sql, "params": params }));
-        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql} {params}: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "INVALID_PARAMETER"),
+            "{sql} {params}: {}",
+            r.body
+        );
         let message = r.body["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("param"), "the message names the parameter: {}", r.body);
+        assert!(
+            message.contains("param"),
+            "the message names the parameter: {}",
+            r.body
+        );
         assert!(s.healthy(), "after {sql}");
     }
     let r = s.request(
         &Auth::root(),
         json!({"sql": "EXECUTE AS USER 'alice' (INSERT INTO app.notes (id, body) VALUES ($5, 'x'))", "params": [1]}),
     );
-    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{}", r.body);
-    let r = s.request(&alice, json!({"sql": "INSERT INTO app.notes (id, body) VALUES ($1, $2)", "params": [1, "x"]}));
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER"),
+        "{}",
+        r.body
+    );
+    let r = s.request(
+        &alice,
+        json!({"sql": "INSERT INTO app.notes (id, body) VALUES ($1, $2)", "params": [1, "x"]}),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(s.sql_as(&alice, "SELECT id, body FROM app.notes").rows(0), vec![vec![json!(1), json!("x")]]);
+    assert_eq!(
+        s.sql_as(&alice, "SELECT id, body FROM app.notes").rows(0),
+        vec![vec![json!(1), json!("x")]]
+    );
 }
 
 /// A param that does not convert to its column's type is TYPE_MISMATCH, exactly as the same
@@ -730,18 +1325,47 @@ fn params_that_do_not_convert_are_type_mismatch_not_null() {
     let s = TestServer::start();
     s.root("CREATE TABLE p (id INT PRIMARY KEY, i INT, n INT NOT NULL DEFAULT 0, d DATE)");
     for (sql, params) in [
-        ("INSERT INTO p (id, i) VALUES ($1, $2)", json!([1, "notint"])),
-        ("INSERT INTO p (id, i) VALUES ($1, $2)", json!([2, 3_000_000_000i64])),
-        ("INSERT INTO p (id, i) VALUES ($1, $2)", json!([3, 99999999999999999999.0])),
-        ("INSERT INTO p (id, n) VALUES ($1, $2)", json!([4, "notint"])),
-        ("INSERT INTO p (id, d) VALUES ($1, $2)", json!([5, "garbage-date"])),
+        (
+            "INSERT INTO p (id, i) VALUES ($1, $2)",
+            json!([1, "notint"]),
+        ),
+        (
+            "INSERT INTO p (id, i) VALUES ($1, $2)",
+            json!([2, 3_000_000_000i64]),
+        ),
+        (
+            "INSERT INTO p (id, i) VALUES ($1, $2)",
+            json!([3, 99999999999999999999.0]),
+        ),
+        (
+            "INSERT INTO p (id, n) VALUES ($1, $2)",
+            json!([4, "notint"]),
+        ),
+        (
+            "INSERT INTO p (id, d) VALUES ($1, $2)",
+            json!([5, "garbage-date"]),
+        ),
     ] {
         let r = s.request(&Auth::root(), json!({ "sql": sql, "params": params }));
-        assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{sql} {params}: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "TYPE_MISMATCH"),
+            "{sql} {params}: {}",
+            r.body
+        );
     }
     // The literal twin answers the same code.
-    check_sql(&s, "INSERT INTO p (id, i) VALUES (6, 'notint')", 400, "TYPE_MISMATCH", "literal twin");
-    assert!(s.root("SELECT * FROM p").rows(0).is_empty(), "nothing was stored");
+    check_sql(
+        &s,
+        "INSERT INTO p (id, i) VALUES (6, 'notint')",
+        400,
+        "TYPE_MISMATCH",
+        "literal twin",
+    );
+    assert!(
+        s.root("SELECT * FROM p").rows(0).is_empty(),
+        "nothing was stored"
+    );
     // UPDATE ... SET c = $1 the same, and the row keeps its value.
     s.root("INSERT INTO p (id, i, d) VALUES (7, 70, '2024-01-02')");
     for (sql, params) in [
@@ -749,13 +1373,24 @@ fn params_that_do_not_convert_are_type_mismatch_not_null() {
         ("UPDATE p SET d = $1 WHERE id = 7", json!(["2024-13-45"])),
     ] {
         let r = s.request(&Auth::root(), json!({ "sql": sql, "params": params }));
-        assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{sql} {params}: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "TYPE_MISMATCH"),
+            "{sql} {params}: {}",
+            r.body
+        );
     }
-    assert_eq!(s.root("SELECT id, i, CAST(d AS TEXT) FROM p").rows(0), vec![vec![json!(7), json!(70), json!("2024-01-02")]]);
+    assert_eq!(
+        s.root("SELECT id, i, CAST(d AS TEXT) FROM p").rows(0),
+        vec![vec![json!(7), json!(70), json!("2024-01-02")]]
+    );
     // Params that do convert still work.
     let r = s.request(&Auth::root(), json!({"sql": "INSERT INTO p (id, i, d) VALUES ($1, $2, $3)", "params": [8, "42", "2024-02-03"]}));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(s.root("SELECT i FROM p WHERE id = 8").rows(0), vec![vec![json!(42)]]);
+    assert_eq!(
+        s.root("SELECT i FROM p WHERE id = 8").rows(0),
+        vec![vec![json!(42)]]
+    );
 }
 
 /// Params follow the same assignment rules as literals (PostgreSQL's): a fraction into an
@@ -775,16 +1410,36 @@ fn params_are_assigned_as_literals_are() {
     }
     for params in [json!([3, 1, 1, 1e300, null]), json!([3, 1, 1, -1e39, null])] {
         let r = s.request(&Auth::root(), json!({ "sql": insert, "params": params }));
-        assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{params}: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "TYPE_MISMATCH"),
+            "{params}: {}",
+            r.body
+        );
         assert!(r.message().contains("out of range for REAL"), "{}", r.body);
     }
-    let r = s.request(&Auth::root(), json!({"sql": "UPDATE q SET i = $1 WHERE id = 1", "params": [7.5]}));
+    let r = s.request(
+        &Auth::root(),
+        json!({"sql": "UPDATE q SET i = $1 WHERE id = 1", "params": [7.5]}),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         s.root("SELECT id, i, g, r, d FROM q ORDER BY id").rows(0),
         vec![
-            vec![json!(1), json!(8), json!(3), json!(1.5), json!("12345678901234567890.1234567891")],
-            vec![json!(2), json!(-3), json!(-2), json!(null), json!("1.2500000000")],
+            vec![
+                json!(1),
+                json!(8),
+                json!(3),
+                json!(1.5),
+                json!("12345678901234567890.1234567891")
+            ],
+            vec![
+                json!(2),
+                json!(-3),
+                json!(-2),
+                json!(null),
+                json!("1.2500000000")
+            ],
         ]
     );
 }
@@ -798,9 +1453,18 @@ fn explain_and_set_role_refuse_what_the_caller_may_not_do() {
     s.root("CREATE SHARED TABLE vault (id INT PRIMARY KEY) WITH (ACCESS_LEVEL = 'private')");
     s.root("INSERT INTO vault VALUES (1)");
     let eve = s.create_user("eve", "user");
-    for sql in ["SELECT * FROM default.vault", "EXPLAIN SELECT * FROM default.vault", "EXPLAIN VERBOSE SELECT id FROM default.vault"] {
+    for sql in [
+        "SELECT * FROM default.vault",
+        "EXPLAIN SELECT * FROM default.vault",
+        "EXPLAIN VERBOSE SELECT id FROM default.vault",
+    ] {
         let r = s.sql_as(&eve, sql);
-        assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{sql}: {}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "PERMISSION_DENIED"),
+            "{sql}: {}",
+            r.body
+        );
         assert!(!r.body.to_string().contains("plan"), "{sql}: {}", r.body);
     }
     let r = s.sql_as(&eve, "EXPLAIN SELECT 1");
@@ -819,8 +1483,13 @@ fn wrong_methods_answer_405_with_a_code() {
     let s = TestServer::start();
     for path in ["/v1/api/sql", "/v1/api/auth/login"] {
         let (status, text) = s.get_text(path);
-        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text:?}"));
-        assert_eq!((status, body["error"]["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")), "{path}: {text}");
+        let body: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text:?}"));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (405, Some("METHOD_NOT_ALLOWED")),
+            "{path}: {text}"
+        );
     }
     let (status, text) = s.get_text("/no/such/path");
     assert_eq!(status, 404, "{text}");

@@ -62,7 +62,13 @@ fn expected(role: Role, kind: Kind, stmt: Stmt) -> (u16, &'static str) {
             _ => OK,
         },
         // The job was created by root: below dba it is invisible.
-        Stmt::KillJob => if dba_up { OK } else { (404, "JOB_NOT_FOUND") },
+        Stmt::KillJob => {
+            if dba_up {
+                OK
+            } else {
+                (404, "JOB_NOT_FOUND")
+            }
+        }
     }
 }
 
@@ -92,7 +98,11 @@ fn sql(kind: Kind, stmt: Stmt, job_id: &str, n: usize) -> String {
     let t = table(kind);
     let id = 1000 + n;
     let (ins, upd, del) = if kind == Kind::System {
-        (format!("INSERT INTO {t} (namespace) VALUES ('x')"), format!("UPDATE {t} SET namespace = 'x'"), format!("DELETE FROM {t}"))
+        (
+            format!("INSERT INTO {t} (namespace) VALUES ('x')"),
+            format!("UPDATE {t} SET namespace = 'x'"),
+            format!("DELETE FROM {t}"),
+        )
     } else {
         (
             format!("INSERT INTO {t} (id, v) VALUES ({id}, 'x')"),
@@ -116,9 +126,17 @@ fn value_of(s: &TestServer, owner: &Auth, kind: Kind, id: usize) -> Option<Strin
     let t = table(kind);
     // Shared tables are one scope (root reads every one); user and stream tables are read as
     // their owner.
-    let reader = if matches!(kind, Kind::SharedPublic | Kind::SharedPrivate) { &Auth::root() } else { owner };
-    let r = s.sql_as(reader, &format!("SELECT v FROM {t} WHERE id = {id}")).ok();
-    r.rows(0).first().map(|row| row[0].as_str().unwrap_or("").to_string())
+    let reader = if matches!(kind, Kind::SharedPublic | Kind::SharedPrivate) {
+        &Auth::root()
+    } else {
+        owner
+    };
+    let r = s
+        .sql_as(reader, &format!("SELECT v FROM {t} WHERE id = {id}"))
+        .ok();
+    r.rows(0)
+        .first()
+        .map(|row| row[0].as_str().unwrap_or("").to_string())
 }
 
 #[test]
@@ -126,8 +144,12 @@ fn roles_kinds_and_statements_follow_the_contract() {
     let s = TestServer::start();
     s.root("CREATE NAMESPACE app");
     s.root("CREATE USER TABLE app.u (id INT PRIMARY KEY, v TEXT)");
-    s.root("CREATE SHARED TABLE app.pub (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'public')");
-    s.root("CREATE SHARED TABLE app.priv (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'private')");
+    s.root(
+        "CREATE SHARED TABLE app.pub (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'public')",
+    );
+    s.root(
+        "CREATE SHARED TABLE app.priv (id INT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'private')",
+    );
     s.root("CREATE STREAM TABLE app.ev (id INT PRIMARY KEY, v TEXT) WITH (TTL_SECONDS = 3600)");
     s.root("CREATE SHARED TABLE app.k (id INT PRIMARY KEY)");
     let plain = s.create_user("plain", "user");
@@ -137,8 +159,22 @@ fn roles_kinds_and_statements_follow_the_contract() {
         (Role::Dba, s.create_user("r_dba", "dba")),
         (Role::System, Auth::root()),
     ];
-    let kinds = [Kind::User, Kind::SharedPublic, Kind::SharedPrivate, Kind::Stream, Kind::System];
-    let stmts = [Stmt::Select, Stmt::Insert, Stmt::Update, Stmt::Delete, Stmt::Ddl, Stmt::Flush, Stmt::KillJob];
+    let kinds = [
+        Kind::User,
+        Kind::SharedPublic,
+        Kind::SharedPrivate,
+        Kind::Stream,
+        Kind::System,
+    ];
+    let stmts = [
+        Stmt::Select,
+        Stmt::Insert,
+        Stmt::Update,
+        Stmt::Delete,
+        Stmt::Ddl,
+        Stmt::Flush,
+        Stmt::KillJob,
+    ];
     let mut failures = Vec::new();
     let mut checked = 0;
     for (role, auth) in &auths {
@@ -150,24 +186,51 @@ fn roles_kinds_and_statements_follow_the_contract() {
                     // Whose row an UPDATE/DELETE reaches: the caller's, or plain's through
                     // EXECUTE AS; seeded by its owner (root for the shared tables).
                     let owner = if via_execute_as { &plain } else { auth };
-                    let seeded = matches!(stmt, Stmt::Update | Stmt::Delete) && kind != Kind::System;
+                    let seeded =
+                        matches!(stmt, Stmt::Update | Stmt::Delete) && kind != Kind::System;
                     if seeded {
-                        let seeder = if matches!(kind, Kind::SharedPublic | Kind::SharedPrivate) { &Auth::root() } else { owner };
-                        s.sql_as(seeder, &format!("INSERT INTO {} (id, v) VALUES ({}, 'x')", table(kind), 1000 + n)).ok();
+                        let seeder = if matches!(kind, Kind::SharedPublic | Kind::SharedPrivate) {
+                            &Auth::root()
+                        } else {
+                            owner
+                        };
+                        s.sql_as(
+                            seeder,
+                            &format!(
+                                "INSERT INTO {} (id, v) VALUES ({}, 'x')",
+                                table(kind),
+                                1000 + n
+                            ),
+                        )
+                        .ok();
                     }
                     // A job created by root, for KILL JOB (finished jobs answer too).
                     // (On a table only root flushes, so the id is never another caller's running job.)
-                    let job = s.root("STORAGE FLUSH TABLE app.k").body["results"][0]["job_id"].as_str().unwrap().to_string();
+                    let job = s.root("STORAGE FLUSH TABLE app.k").body["results"][0]["job_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
                     let inner = sql(kind, stmt, &job, n);
                     let (q, want) = if via_execute_as {
-                        (format!("EXECUTE AS USER 'plain' ({inner})"), expected_as_plain(*role, kind, stmt))
+                        (
+                            format!("EXECUTE AS USER 'plain' ({inner})"),
+                            expected_as_plain(*role, kind, stmt),
+                        )
                     } else {
                         (inner, expected(*role, kind, stmt))
                     };
                     let r = s.sql_as(auth, &q);
-                    let what = format!("{role:?} {kind:?} {stmt:?}{}", if via_execute_as { " as plain" } else { "" });
+                    let what = format!(
+                        "{role:?} {kind:?} {stmt:?}{}",
+                        if via_execute_as { " as plain" } else { "" }
+                    );
                     if (r.status, r.code()) != want {
-                        failures.push(format!("{what}: want {want:?}, got {} {} ({q}): {}", r.status, r.code(), r.body));
+                        failures.push(format!(
+                            "{what}: want {want:?}, got {} {} ({q}): {}",
+                            r.status,
+                            r.code(),
+                            r.body
+                        ));
                         continue;
                     }
                     if !seeded {
@@ -181,15 +244,26 @@ fn roles_kinds_and_statements_follow_the_contract() {
                         _ => Some("x".to_string()),
                     };
                     if want.0 == 200 && r.body["results"][0]["row_count"] != 1 {
-                        failures.push(format!("{what}: reported {} rows, not 1 ({q})", r.body["results"][0]["row_count"]));
+                        failures.push(format!(
+                            "{what}: reported {} rows, not 1 ({q})",
+                            r.body["results"][0]["row_count"]
+                        ));
                     }
                     if now != expect_now {
-                        failures.push(format!("{what}: row {} holds {now:?}, want {expect_now:?} ({q})", 1000 + n));
+                        failures.push(format!(
+                            "{what}: row {} holds {now:?}, want {expect_now:?} ({q})",
+                            1000 + n
+                        ));
                     }
                 }
             }
         }
     }
     assert_eq!(checked, 4 * 5 * 7 * 2);
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -6,7 +6,10 @@ use std::process::Command;
 use kalamdb_tests::{server_binary, Auth, TestServer};
 
 fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -17,7 +20,11 @@ fn docker_entrypoint_starts_from_environment_only_and_stops_on_sigterm() {
         .env("KALAMDB_BIN", server_binary())
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("stopped cleanly on SIGTERM"), "{text}");
 }
@@ -26,7 +33,9 @@ fn docker_entrypoint_starts_from_environment_only_and_stops_on_sigterm() {
 fn run_server(args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(server_binary());
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).current_dir(dir.path());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir.path());
     if let Some(c) = config {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, c).unwrap();
@@ -37,7 +46,11 @@ fn run_server(args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> (i32
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -64,23 +77,41 @@ fn print_config_shows_the_effective_configuration_with_secrets_masked() {
     let (code, out, _) = run_server(
         &["--print-config"],
         Some("[server]\nport = 9999\n"),
-        &[("KALAMDB_ROOT_PASSWORD", "hunter2"), ("KALAMDB_LIMITS_MAX_RESULT_ROWS", "77")],
+        &[
+            ("KALAMDB_ROOT_PASSWORD", "hunter2"),
+            ("KALAMDB_LIMITS_MAX_RESULT_ROWS", "77"),
+        ],
     );
     assert_eq!(code, 0);
-    assert!(out.contains("port = 9999") && out.contains("max_result_rows = 77"), "{out}");
-    assert!(out.contains("root_password = \"********\"") && !out.contains("hunter2"), "{out}");
+    assert!(
+        out.contains("port = 9999") && out.contains("max_result_rows = 77"),
+        "{out}"
+    );
+    assert!(
+        out.contains("root_password = \"********\"") && !out.contains("hunter2"),
+        "{out}"
+    );
     let (code, out, _) = run_server(&["--help"], None, &[]);
     assert_eq!(code, 0);
-    assert!(out.contains("--config") && out.contains("--print-config"), "{out}");
+    assert!(
+        out.contains("--config") && out.contains("--print-config"),
+        "{out}"
+    );
 }
 
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name_and_labels).and_then(|v| v.trim().parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 #[test]
 fn metrics_count_requests_rows_and_flush_outcomes() {
-    let s = TestServer::start_with_env(&[("KALAMDB_JOBS_MAX_ATTEMPTS", "1"), ("KALAMDB_FLUSH_DEFAULT_POLICY", "")]);
+    let s = TestServer::start_with_env(&[
+        ("KALAMDB_JOBS_MAX_ATTEMPTS", "1"),
+        ("KALAMDB_FLUSH_DEFAULT_POLICY", ""),
+    ]);
     s.root("CREATE TABLE m (id BIGINT PRIMARY KEY); INSERT INTO m VALUES (1), (2), (3)");
     s.flush_wait("m");
     s.root("INSERT INTO m VALUES (4)");
@@ -93,14 +124,50 @@ fn metrics_count_requests_rows_and_flush_outcomes() {
     assert_eq!((r.status, r.code()), (401, "UNAUTHORIZED"), "{}", r.body);
     let (status, text) = s.get_text("/metrics");
     assert_eq!(status, 200);
-    assert_eq!(metric(&text, "kalamdb_rows_written_total{op=\"insert\"}"), Some(5.0), "{text}");
-    assert_eq!(metric(&text, "kalamdb_flush_jobs_total{outcome=\"completed\"}"), Some(1.0), "{text}");
-    assert_eq!(metric(&text, "kalamdb_flush_jobs_total{outcome=\"failed\"}"), Some(2.0), "{text}");
-    assert_eq!(metric(&text, "kalamdb_flush_consecutive_failures{table=\"default.m\"}"), Some(2.0), "{text}");
-    assert_eq!(metric(&text, "kalamdb_flush_rows_total{table=\"default.m\"}"), Some(3.0), "{text}");
-    assert!(metric(&text, "kalamdb_http_requests_total{endpoint=\"/v1/api/sql\",status=\"401\"}").is_some(), "{text}");
-    assert!(text.contains("kalamdb_http_request_duration_seconds_bucket"), "{text}");
-    assert!(text.contains("kalamdb_flush_duration_seconds_count"), "{text}");
+    assert_eq!(
+        metric(&text, "kalamdb_rows_written_total{op=\"insert\"}"),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "kalamdb_flush_jobs_total{outcome=\"completed\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "kalamdb_flush_jobs_total{outcome=\"failed\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "kalamdb_flush_consecutive_failures{table=\"default.m\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "kalamdb_flush_rows_total{table=\"default.m\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "kalamdb_http_requests_total{endpoint=\"/v1/api/sql\",status=\"401\"}"
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        text.contains("kalamdb_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kalamdb_flush_duration_seconds_count"),
+        "{text}"
+    );
     // Storage gauges are refreshed by the scheduler (first at its first tick, then every 10 s).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let text = loop {
@@ -110,22 +177,56 @@ fn metrics_count_requests_rows_and_flush_outcomes() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    assert!(metric(&text, "kalamdb_rocksdb_memory_bytes{kind=\"memtables\"}").is_some_and(|v| v > 0.0), "{text}");
-    assert!(metric(&text, "kalamdb_rocksdb_memory_bytes{kind=\"table_readers\"}").is_some(), "{text}");
-    assert!(metric(&text, "kalamdb_rocksdb_size_bytes").is_some_and(|v| v > 0.0), "{text}");
+    assert!(
+        metric(&text, "kalamdb_rocksdb_memory_bytes{kind=\"memtables\"}").is_some_and(|v| v > 0.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "kalamdb_rocksdb_memory_bytes{kind=\"table_readers\"}"
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "kalamdb_rocksdb_size_bytes").is_some_and(|v| v > 0.0),
+        "{text}"
+    );
 }
 
 #[test]
 fn json_logs_carry_request_spans_and_slow_queries_are_logged() {
-    let s = TestServer::start_with_env(&[("KALAMDB_LOG_FORMAT", "json"), ("KALAMDB_LOG_SLOW_QUERY_MS", "1")]);
+    let s = TestServer::start_with_env(&[
+        ("KALAMDB_LOG_FORMAT", "json"),
+        ("KALAMDB_LOG_SLOW_QUERY_MS", "1"),
+    ]);
     s.root("CREATE TABLE j (id INT PRIMARY KEY); INSERT INTO j VALUES (1); SELECT * FROM j");
     std::thread::sleep(std::time::Duration::from_millis(200));
     let log = s.log_text();
-    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(!lines.is_empty() && lines.len() == log.lines().count(), "every line is JSON:\n{log}");
-    let slow = lines.iter().find(|l| l["fields"]["message"] == "slow query").unwrap_or_else(|| panic!("no slow query line:\n{log}"));
-    assert!(slow["fields"]["sql"].as_str().unwrap().contains("CREATE TABLE j"), "{slow}");
-    assert!(slow.to_string().contains("\"user\":\"root\""), "span fields present: {slow}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() == log.lines().count(),
+        "every line is JSON:\n{log}"
+    );
+    let slow = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "slow query")
+        .unwrap_or_else(|| panic!("no slow query line:\n{log}"));
+    assert!(
+        slow["fields"]["sql"]
+            .as_str()
+            .unwrap()
+            .contains("CREATE TABLE j"),
+        "{slow}"
+    );
+    assert!(
+        slow.to_string().contains("\"user\":\"root\""),
+        "span fields present: {slow}"
+    );
 }
 
 #[test]
@@ -135,6 +236,12 @@ fn a_log_written_to_a_file_has_no_colour_codes() {
     let r = s.sql_as(&kalamdb_tests::Auth::root(), "SELECT * FROM nope");
     assert_eq!(r.code(), "TABLE_NOT_FOUND");
     let log = s.log_text();
-    assert!(log.contains("INFO") || log.contains("info"), "the server logged something:\n{log}");
-    assert!(!log.contains('\u{1b}'), "ANSI escape codes in a log file:\n{log}");
+    assert!(
+        log.contains("INFO") || log.contains("info"),
+        "the server logged something:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a log file:\n{log}"
+    );
 }

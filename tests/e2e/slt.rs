@@ -18,7 +18,11 @@ fn suite_dir() -> PathBuf {
 
 fn run_suite(mode: Mode) {
     let files = slt_files(&suite_dir());
-    assert!(files.len() >= 10, "the suite holds only {} files", files.len());
+    assert!(
+        files.len() >= 10,
+        "the suite holds only {} files",
+        files.len()
+    );
     let start = Instant::now();
     let next = Mutex::new(files.iter());
     let totals = Mutex::new((0usize, 0usize, Vec::<String>::new()));
@@ -28,7 +32,9 @@ fn run_suite(mode: Mode) {
                 let mut server = TestServer::start();
                 create_users(&server);
                 loop {
-                    let Some(file) = next.lock().unwrap().next().cloned() else { break };
+                    let Some(file) = next.lock().unwrap().next().cloned() else {
+                        break;
+                    };
                     for variant in Variant::ALL {
                         let out = run_file(&mut server, &file, mode, variant, false);
                         let mut t = totals.lock().unwrap();
@@ -47,7 +53,12 @@ fn run_suite(mode: Mode) {
         files.len(),
         start.elapsed().as_secs_f64()
     );
-    assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

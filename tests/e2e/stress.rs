@@ -16,9 +16,14 @@ const MIN_FLUSHES: usize = 8;
 
 #[test]
 fn readers_always_see_a_consistent_prefix_while_writers_and_flushes_run() {
-    let s = TestServer::start_with_env(&[("KALAMDB_FLUSH_DEFAULT_POLICY", ""), ("KALAMDB_FLUSH_SEGMENT_ROWS", "97")]);
+    let s = TestServer::start_with_env(&[
+        ("KALAMDB_FLUSH_DEFAULT_POLICY", ""),
+        ("KALAMDB_FLUSH_SEGMENT_ROWS", "97"),
+    ]);
     s.root("CREATE USER TABLE st (id BIGINT PRIMARY KEY, v BIGINT)");
-    let users: Vec<Auth> = (0..WRITERS).map(|i| s.create_user(&format!("s{i}"), "user")).collect();
+    let users: Vec<Auth> = (0..WRITERS)
+        .map(|i| s.create_user(&format!("s{i}"), "user"))
+        .collect();
     let acked: Arc<Vec<AtomicI64>> = Arc::new((0..WRITERS).map(|_| AtomicI64::new(0)).collect());
     let sent: Arc<Vec<AtomicI64>> = Arc::new((0..WRITERS).map(|_| AtomicI64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
@@ -31,9 +36,15 @@ fn readers_always_see_a_consistent_prefix_while_writers_and_flushes_run() {
             let srv = TestServer::attach(port);
             let mut n = 0i64;
             while !stop.load(Ordering::Relaxed) {
-                let values: Vec<String> = (n + 1..=n + ROWS_PER_STATEMENT).map(|i| format!("({i}, {i})")).collect();
+                let values: Vec<String> = (n + 1..=n + ROWS_PER_STATEMENT)
+                    .map(|i| format!("({i}, {i})"))
+                    .collect();
                 sent[w].store(n + ROWS_PER_STATEMENT, Ordering::SeqCst);
-                srv.sql_as(&auth, &format!("INSERT INTO st VALUES {}", values.join(", "))).ok();
+                srv.sql_as(
+                    &auth,
+                    &format!("INSERT INTO st VALUES {}", values.join(", ")),
+                )
+                .ok();
                 n += ROWS_PER_STATEMENT;
                 acked[w].store(n, Ordering::SeqCst);
             }
@@ -41,7 +52,13 @@ fn readers_always_see_a_consistent_prefix_while_writers_and_flushes_run() {
     }
     let reads = Arc::new(AtomicI64::new(0));
     for r in 0..2 {
-        let (acked, sent, stop, users, reads) = (acked.clone(), sent.clone(), stop.clone(), users.clone(), reads.clone());
+        let (acked, sent, stop, users, reads) = (
+            acked.clone(),
+            sent.clone(),
+            stop.clone(),
+            users.clone(),
+            reads.clone(),
+        );
         threads.push(std::thread::spawn(move || {
             let srv = TestServer::attach(port);
             let mut i = r;
@@ -49,13 +66,26 @@ fn readers_always_see_a_consistent_prefix_while_writers_and_flushes_run() {
                 let w = i % WRITERS;
                 i += 1;
                 let low = acked[w].load(Ordering::SeqCst);
-                let resp = srv.sql_as(&users[w], "SELECT count(*), coalesce(sum(v), 0) FROM st").ok();
+                let resp = srv
+                    .sql_as(&users[w], "SELECT count(*), coalesce(sum(v), 0) FROM st")
+                    .ok();
                 let high = sent[w].load(Ordering::SeqCst);
                 let row = &resp.rows(0)[0];
                 let (count, sum) = (row[0].as_i64().unwrap(), row[1].as_i64().unwrap());
-                assert!(low <= count && count <= high, "writer {w}: read {count} rows, acknowledged {low}, sent {high}");
-                assert_eq!(count % ROWS_PER_STATEMENT, 0, "writer {w}: a statement was half visible");
-                assert_eq!(sum, count * (count + 1) / 2, "writer {w}: {count} rows but sum {sum}: not a prefix");
+                assert!(
+                    low <= count && count <= high,
+                    "writer {w}: read {count} rows, acknowledged {low}, sent {high}"
+                );
+                assert_eq!(
+                    count % ROWS_PER_STATEMENT,
+                    0,
+                    "writer {w}: a statement was half visible"
+                );
+                assert_eq!(
+                    sum,
+                    count * (count + 1) / 2,
+                    "writer {w}: {count} rows but sum {sum}: not a prefix"
+                );
                 reads.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -68,7 +98,10 @@ fn readers_always_see_a_consistent_prefix_while_writers_and_flushes_run() {
     let start = Instant::now();
     let mut flushes = 0;
     while start.elapsed() < duration || flushes < MIN_FLUSHES {
-        assert!(start.elapsed() < Duration::from_secs(120), "only {flushes} flushes finished in 120 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {flushes} flushes finished in 120 s"
+        );
         let job = s.flush_wait("default.st");
         assert_ne!(job["status"], "failed", "{job:?}");
         flushes += 1;
@@ -82,11 +115,22 @@ fn readers_always_see_a_consistent_prefix_while_writers_and_flushes_run() {
     for (w, auth) in users.iter().enumerate() {
         let n = acked[w].load(Ordering::SeqCst);
         let r = s.sql_as(auth, "SELECT count(*), sum(v) FROM st").ok();
-        assert_eq!(r.rows(0)[0][0].as_i64().unwrap(), n, "writer {w} final count");
-        assert_eq!(r.rows(0)[0][1].as_i64().unwrap(), n * (n + 1) / 2, "writer {w} final sum");
+        assert_eq!(
+            r.rows(0)[0][0].as_i64().unwrap(),
+            n,
+            "writer {w} final count"
+        );
+        assert_eq!(
+            r.rows(0)[0][1].as_i64().unwrap(),
+            n * (n + 1) / 2,
+            "writer {w} final sum"
+        );
         total += n;
     }
     let reads = reads.load(Ordering::Relaxed);
-    assert!(total > 100 && reads > 20 && flushes >= MIN_FLUSHES, "too little happened: {total} rows, {reads} reads, {flushes} flushes");
+    assert!(
+        total > 100 && reads > 20 && flushes >= MIN_FLUSHES,
+        "too little happened: {total} rows, {reads} reads, {flushes} flushes"
+    );
     eprintln!("stress: {total} rows, {reads} consistent reads, {flushes} flushes");
 }

@@ -7,15 +7,28 @@ use serde_json::{json, Value};
 /// values come back as `expected` JSON with the contract type name, before and after a restart.
 fn round_trip(sql_type: &str, type_name: &str, literals: &[&str], expected: &[Value]) {
     let mut s = TestServer::start();
-    s.root(&format!("CREATE TABLE rt (id INT PRIMARY KEY, v {sql_type})"));
-    let values: Vec<String> =
-        literals.iter().enumerate().map(|(i, l)| format!("({i}, {l})")).collect();
-    s.root(&format!("INSERT INTO rt (id, v) VALUES {}, ({}, NULL)", values.join(", "), literals.len()));
+    s.root(&format!(
+        "CREATE TABLE rt (id INT PRIMARY KEY, v {sql_type})"
+    ));
+    let values: Vec<String> = literals
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("({i}, {l})"))
+        .collect();
+    s.root(&format!(
+        "INSERT INTO rt (id, v) VALUES {}, ({}, NULL)",
+        values.join(", "),
+        literals.len()
+    ));
     let mut want: Vec<Value> = expected.to_vec();
     want.push(Value::Null);
     let check = |s: &TestServer| {
         let r = s.root("SELECT v FROM rt ORDER BY id");
-        assert_eq!(r.body["results"][0]["schema"][0]["data_type"], type_name, "{}", r.body);
+        assert_eq!(
+            r.body["results"][0]["schema"][0]["data_type"], type_name,
+            "{}",
+            r.body
+        );
         let got: Vec<Value> = r.rows(0).into_iter().map(|row| row[0].clone()).collect();
         assert_eq!(got, want, "values of {sql_type}");
     };
@@ -28,17 +41,32 @@ fn round_trip(sql_type: &str, type_name: &str, literals: &[&str], expected: &[Va
 
 #[test]
 fn boolean_round_trips() {
-    round_trip("BOOLEAN", "BOOLEAN", &["true", "false"], &[json!(true), json!(false)]);
+    round_trip(
+        "BOOLEAN",
+        "BOOLEAN",
+        &["true", "false"],
+        &[json!(true), json!(false)],
+    );
 }
 
 #[test]
 fn smallint_round_trips() {
-    round_trip("SMALLINT", "SMALLINT", &["-32768", "32767"], &[json!(-32768), json!(32767)]);
+    round_trip(
+        "SMALLINT",
+        "SMALLINT",
+        &["-32768", "32767"],
+        &[json!(-32768), json!(32767)],
+    );
 }
 
 #[test]
 fn int_round_trips() {
-    round_trip("INT", "INT", &["-2147483648", "2147483647"], &[json!(-2147483648i64), json!(2147483647)]);
+    round_trip(
+        "INT",
+        "INT",
+        &["-2147483648", "2147483647"],
+        &[json!(-2147483648i64), json!(2147483647)],
+    );
 }
 
 #[test]
@@ -53,7 +81,12 @@ fn bigint_round_trips() {
 
 #[test]
 fn real_round_trips() {
-    round_trip("REAL", "REAL", &["3.25", "-0.1"], &[json!(3.25), json!(-0.1)]);
+    round_trip(
+        "REAL",
+        "REAL",
+        &["3.25", "-0.1"],
+        &[json!(3.25), json!(-0.1)],
+    );
 }
 
 #[test]
@@ -61,8 +94,18 @@ fn double_round_trips_including_nan_and_infinity() {
     round_trip(
         "DOUBLE",
         "DOUBLE",
-        &["0.1", "-1.5e300", "CAST('NaN' AS DOUBLE)", "CAST('-inf' AS DOUBLE)"],
-        &[json!(0.1), json!(-1.5e300), json!("NaN"), json!("-Infinity")],
+        &[
+            "0.1",
+            "-1.5e300",
+            "CAST('NaN' AS DOUBLE)",
+            "CAST('-inf' AS DOUBLE)",
+        ],
+        &[
+            json!(0.1),
+            json!(-1.5e300),
+            json!("NaN"),
+            json!("-Infinity"),
+        ],
     );
 }
 
@@ -88,12 +131,22 @@ fn text_round_trips() {
 
 #[test]
 fn bytea_round_trips_as_base64() {
-    round_trip("BYTEA", "BYTEA", &["X'DEADBEEF00'", "X''"], &[json!("3q2+7wA="), json!("")]);
+    round_trip(
+        "BYTEA",
+        "BYTEA",
+        &["X'DEADBEEF00'", "X''"],
+        &[json!("3q2+7wA="), json!("")],
+    );
 }
 
 #[test]
 fn date_round_trips() {
-    round_trip("DATE", "DATE", &["'2025-01-23'", "'1969-12-31'"], &[json!("2025-01-23"), json!("1969-12-31")]);
+    round_trip(
+        "DATE",
+        "DATE",
+        &["'2025-01-23'", "'1969-12-31'"],
+        &[json!("2025-01-23"), json!("1969-12-31")],
+    );
 }
 
 #[test]
@@ -102,7 +155,11 @@ fn time_round_trips() {
         "TIME",
         "TIME",
         &["'10:00:00.123'", "'23:59:59.999999'", "'00:00:00'"],
-        &[json!("10:00:00.123"), json!("23:59:59.999999"), json!("00:00:00")],
+        &[
+            json!("10:00:00.123"),
+            json!("23:59:59.999999"),
+            json!("00:00:00"),
+        ],
     );
 }
 
@@ -111,8 +168,16 @@ fn timestamp_round_trips() {
     round_trip(
         "TIMESTAMP",
         "TIMESTAMP",
-        &["'2025-01-23T10:00:00.123'", "'2025-01-23 10:00:00.123456'", "'1960-06-01T00:00:00'"],
-        &[json!("2025-01-23T10:00:00.123"), json!("2025-01-23T10:00:00.123456"), json!("1960-06-01T00:00:00")],
+        &[
+            "'2025-01-23T10:00:00.123'",
+            "'2025-01-23 10:00:00.123456'",
+            "'1960-06-01T00:00:00'",
+        ],
+        &[
+            json!("2025-01-23T10:00:00.123"),
+            json!("2025-01-23T10:00:00.123456"),
+            json!("1960-06-01T00:00:00"),
+        ],
     );
 }
 
@@ -122,7 +187,10 @@ fn timestamptz_round_trips_in_utc() {
         "TIMESTAMPTZ",
         "TIMESTAMPTZ",
         &["'2025-01-23T10:00:00.123Z'", "'2025-01-23T12:00:00+02:00'"],
-        &[json!("2025-01-23T10:00:00.123Z"), json!("2025-01-23T10:00:00Z")],
+        &[
+            json!("2025-01-23T10:00:00.123Z"),
+            json!("2025-01-23T10:00:00Z"),
+        ],
     );
 }
 
@@ -136,7 +204,10 @@ fn json_round_trips_and_invalid_json_is_refused() {
     );
     let s = TestServer::start();
     s.root("CREATE TABLE j (id INT PRIMARY KEY, v JSON)");
-    let r = s.sql_as(&kalamdb_tests::Auth::root(), "INSERT INTO j VALUES (1, '{not json')");
+    let r = s.sql_as(
+        &kalamdb_tests::Auth::root(),
+        "INSERT INTO j VALUES (1, '{not json')",
+    );
     assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{}", r.body);
 }
 
@@ -150,7 +221,10 @@ fn uuid_round_trips_and_invalid_uuid_is_refused() {
     );
     let s = TestServer::start();
     s.root("CREATE TABLE u (id INT PRIMARY KEY, v UUID)");
-    let r = s.sql_as(&kalamdb_tests::Auth::root(), "INSERT INTO u VALUES (1, 'not-a-uuid')");
+    let r = s.sql_as(
+        &kalamdb_tests::Auth::root(),
+        "INSERT INTO u VALUES (1, 'not-a-uuid')",
+    );
     assert_eq!((r.status, r.code()), (400, "TYPE_MISMATCH"), "{}", r.body);
 }
 
@@ -160,6 +234,9 @@ fn varchar_is_text_and_unknown_types_are_unsupported() {
     s.root("CREATE TABLE v (id INT PRIMARY KEY, name VARCHAR(20))");
     let r = s.root("DESCRIBE TABLE v");
     assert_eq!(r.rows(0)[1][1], "TEXT");
-    let r = s.sql_as(&kalamdb_tests::Auth::root(), "CREATE TABLE bad (id INT, g GEOMETRY)");
+    let r = s.sql_as(
+        &kalamdb_tests::Auth::root(),
+        "CREATE TABLE bad (id INT, g GEOMETRY)",
+    );
     assert_eq!((r.status, r.code()), (400, "UNSUPPORTED"), "{}", r.body);
 }

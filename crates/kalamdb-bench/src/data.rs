@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
@@ -15,7 +17,8 @@ pub const USER_KEYS: i64 = 1000;
 /// 2025-01-01T00:00:00Z in microseconds.
 const TS_BASE_US: i64 = 1_735_689_600_000_000;
 
-pub const COLUMNS: &str = "id BIGINT PRIMARY KEY, user_key TEXT, body TEXT, v DOUBLE, ts TIMESTAMP, b BOOLEAN";
+pub const COLUMNS: &str =
+    "id BIGINT PRIMARY KEY, user_key TEXT, body TEXT, v DOUBLE, ts TIMESTAMP, b BOOLEAN";
 pub const PG_COLUMNS: &str =
     "id bigint PRIMARY KEY, user_key text, body text, v double precision, ts timestamp, b boolean";
 
@@ -47,12 +50,25 @@ fn ts_literal(i: i64) -> String {
 
 /// `(id, 'user_key', 'body', v, 'ts', b)`
 pub fn tuple(i: i64) -> String {
-    format!("({i}, '{}', '{}', {}, '{}', {})", user_key(i), body(i), v(i), ts_literal(i), b(i))
+    format!(
+        "({i}, '{}', '{}', {}, '{}', {})",
+        user_key(i),
+        body(i),
+        v(i),
+        ts_literal(i),
+        b(i)
+    )
 }
 
 /// `('user', id, 'body', v, 'ts', b)`: a row of the PostgreSQL tables keyed by (user_key, id).
 pub fn user_tuple(user: &str, i: i64) -> String {
-    format!("('{user}', {i}, '{}', {}, '{}', {})", body(i), v(i), ts_literal(i), b(i))
+    format!(
+        "('{user}', {i}, '{}', {}, '{}', {})",
+        body(i),
+        v(i),
+        ts_literal(i),
+        b(i)
+    )
 }
 
 /// `INSERT INTO {table} VALUES` with rows `ids`: the same text is sent to KalamDB and PostgreSQL.
@@ -92,10 +108,14 @@ pub fn arrow_schema() -> SchemaRef {
 pub fn batch(ids: &[i64]) -> RecordBatch {
     let cols: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(ids.iter().copied())),
-        Arc::new(StringArray::from_iter_values(ids.iter().map(|&i| user_key(i)))),
+        Arc::new(StringArray::from_iter_values(
+            ids.iter().map(|&i| user_key(i)),
+        )),
         Arc::new(StringArray::from_iter_values(ids.iter().map(|&i| body(i)))),
         Arc::new(Float64Array::from_iter_values(ids.iter().map(|&i| v(i)))),
-        Arc::new(TimestampMicrosecondArray::from_iter_values(ids.iter().map(|&i| ts_us(i)))),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(
+            ids.iter().map(|&i| ts_us(i)),
+        )),
         Arc::new(BooleanArray::from_iter(ids.iter().map(|&i| Some(b(i))))),
     ];
     RecordBatch::try_new(arrow_schema(), cols).expect("columns match the schema")

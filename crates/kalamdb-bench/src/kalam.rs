@@ -16,12 +16,18 @@ pub struct KalamServer {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 impl KalamServer {
     pub fn start(binary: &Path, scratch: &Path) -> KalamServer {
-        let dir = tempfile::Builder::new().prefix("kalamdb-bench-").tempdir_in(scratch).expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("kalamdb-bench-")
+            .tempdir_in(scratch)
+            .expect("temp dir");
         let data_dir = dir.path().join("data");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
@@ -38,13 +44,24 @@ impl KalamServer {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let server = KalamServer { child, port, data_dir, _dir: dir };
+        let server = KalamServer {
+            child,
+            port,
+            data_dir,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if ureq::get(&format!("http://127.0.0.1:{port}/health")).call().is_ok() {
+            if ureq::get(&format!("http://127.0.0.1:{port}/health"))
+                .call()
+                .is_ok()
+            {
                 return server;
             }
-            assert!(Instant::now() < deadline, "kalamdb-server did not become healthy in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "kalamdb-server did not become healthy in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -67,7 +84,8 @@ impl KalamServer {
     /// `max`; returns how long it waited.
     pub fn wait_idle(&self, max: Duration) -> Duration {
         let ticks = || {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
             // Fields after the command name: utime is the 12th, stime the 13th.
             let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
             let f: Vec<&str> = after.split_whitespace().collect();
@@ -99,14 +117,19 @@ impl KalamServer {
     /// Parquet files of one table under the data dir.
     pub fn parquet_files(&self, namespace: &str, table: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        walk(&self.data_dir.join("storage").join(namespace).join(table), &mut out);
+        walk(
+            &self.data_dir.join("storage").join(namespace).join(table),
+            &mut out,
+        );
         out.sort();
         out
     }
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -152,9 +175,14 @@ pub struct Client {
 impl Client {
     pub fn new(port: u16) -> Client {
         Client {
-            agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(900)).build(),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(900))
+                .build(),
             url: format!("http://127.0.0.1:{port}/v1/api/sql"),
-            auth: format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("root:bench")),
+            auth: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("root:bench")
+            ),
         }
     }
 
@@ -168,11 +196,20 @@ impl Client {
         match resp {
             Ok(r) => {
                 let v: Value = r.into_json().expect("JSON response");
-                assert_eq!(v["status"], "success", "KalamDB answered {v} to {}", short(sql));
+                assert_eq!(
+                    v["status"],
+                    "success",
+                    "KalamDB answered {v} to {}",
+                    short(sql)
+                );
                 v
             }
             Err(ureq::Error::Status(code, r)) => {
-                panic!("KalamDB answered {code} {} to {}", r.into_string().unwrap_or_default(), short(sql))
+                panic!(
+                    "KalamDB answered {code} {} to {}",
+                    r.into_string().unwrap_or_default(),
+                    short(sql)
+                )
             }
             Err(e) => panic!("request failed: {e} for {}", short(sql)),
         }
@@ -180,7 +217,9 @@ impl Client {
 
     /// Rows returned (or affected) by the first statement.
     pub fn row_count(&self, sql: &str) -> u64 {
-        self.sql(sql)["results"][0]["row_count"].as_u64().expect("row_count")
+        self.sql(sql)["results"][0]["row_count"]
+            .as_u64()
+            .expect("row_count")
     }
 
     /// `SELECT count(*)` of a table.
@@ -193,10 +232,19 @@ impl Client {
     pub fn flush_wait(&self, table: &str) -> Value {
         let v = self.sql(&format!("STORAGE FLUSH TABLE {table} WAIT"));
         let r = &v["results"][0];
-        let names: Vec<&str> = r["schema"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = r["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         let row = r["rows"][0].as_array().expect("job row");
         let get = |n: &str| &row[names.iter().position(|x| *x == n).expect("job column")];
-        assert_eq!(get("status"), "completed", "flush of {table} did not complete: {v}");
+        assert_eq!(
+            get("status"),
+            "completed",
+            "flush of {table} did not complete: {v}"
+        );
         serde_json::from_str(get("result").as_str().expect("job result")).expect("job result JSON")
     }
 }

@@ -122,13 +122,28 @@ fn log(started: Instant, msg: &str) {
 
 fn main() {
     let args = Args::parse();
-    let sizes = if args.quick { Sizes::quick() } else { Sizes::full() };
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
     let scratch = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let server = KalamServer::start(&args.server, &scratch);
-    log(started, &format!("kalamdb-server up on port {} (pid {})", server.port, server.pid()));
+    log(
+        started,
+        &format!(
+            "kalamdb-server up on port {} (pid {})",
+            server.port,
+            server.pid()
+        ),
+    );
     let pg = if args.no_pg {
         None
     } else {
@@ -141,8 +156,19 @@ fn main() {
             Err(e) => panic!("PostgreSQL: {e} (use --no-pg to run without it)"),
         }
     };
-    let mut b = Bench { sizes, scratch, server, pg, rt, figures: Vec::new(), users_created: 0, started };
-    b.server.client().sql("CREATE NAMESPACE IF NOT EXISTS bench");
+    let mut b = Bench {
+        sizes,
+        scratch,
+        server,
+        pg,
+        rt,
+        figures: Vec::new(),
+        users_created: 0,
+        started,
+    };
+    b.server
+        .client()
+        .sql("CREATE NAMESPACE IF NOT EXISTS bench");
     let run = |n: u32| args.only.is_empty() || args.only.contains(&n);
     if run(1) {
         b.ingest();
@@ -188,9 +214,16 @@ fn main() {
     let js = report::json(&b.figures, meta);
     std::fs::create_dir_all(&args.out).expect("output dir");
     std::fs::write(args.out.join("results.md"), &md).expect("write results.md");
-    std::fs::write(args.out.join("results.json"), serde_json::to_string_pretty(&js).unwrap()).expect("write results.json");
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_string_pretty(&js).unwrap(),
+    )
+    .expect("write results.json");
     println!("{md}");
-    log(started, &format!("wrote {}/results.md and results.json", args.out.display()));
+    log(
+        started,
+        &format!("wrote {}/results.md and results.json", args.out.display()),
+    );
 }
 
 impl Bench {
@@ -207,7 +240,9 @@ impl Bench {
         let c = self.client();
         while self.users_created < n {
             let to = (self.users_created + 500).min(n);
-            let sql: Vec<String> = (self.users_created..to).map(|u| format!("CREATE USER 'bu{u}' ROLE user")).collect();
+            let sql: Vec<String> = (self.users_created..to)
+                .map(|u| format!("CREATE USER 'bu{u}' ROLE user"))
+                .collect();
             c.sql(&sql.join("; "));
             self.users_created = to;
         }
@@ -266,17 +301,26 @@ impl Bench {
 
     fn pg_exec(&self, sql: &str) -> Option<u64> {
         let pg = self.pg.as_ref()?;
-        Some(self.rt.block_on(async { pg::exec(&pg.connect().await, sql).await }))
+        Some(
+            self.rt
+                .block_on(async { pg::exec(&pg.connect().await, sql).await }),
+        )
     }
 
     fn pg_scalar(&self, sql: &str) -> Option<String> {
         let pg = self.pg.as_ref()?;
-        Some(self.rt.block_on(async { pg::scalar(&pg.connect().await, sql).await }))
+        Some(
+            self.rt
+                .block_on(async { pg::scalar(&pg.connect().await, sql).await }),
+        )
     }
 
     /// 1,000-row INSERT statements for rows `from..to` of `table` (KalamDB and PostgreSQL alike).
     fn insert_statements(table: &str, from: i64, to: i64) -> Vec<String> {
-        (from..to).step_by(BATCH as usize).map(|s| data::insert_sql(table, s..(s + BATCH).min(to))).collect()
+        (from..to)
+            .step_by(BATCH as usize)
+            .map(|s| data::insert_sql(table, s..(s + BATCH).min(to)))
+            .collect()
     }
 
     /// Load rows `from..to` into a KalamDB table through the batched-INSERT path.
@@ -288,11 +332,15 @@ impl Bench {
 
     fn ingest(&mut self) {
         let n = self.sizes.ingest_rows;
-        self.log(&format!("1 ingest: {n} rows as 1,000-row INSERTs from {CLIENTS} clients, {} repeat(s)", self.sizes.repeats));
+        self.log(&format!(
+            "1 ingest: {n} rows as 1,000-row INSERTs from {CLIENTS} clients, {} repeat(s)",
+            self.sizes.repeats
+        ));
         let (mut k, mut r, mut p) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..self.sizes.repeats {
             let table = format!("bench.ingest_{rep}");
-            self.client().sql(&format!("CREATE SHARED TABLE {table} ({})", data::COLUMNS));
+            self.client()
+                .sql(&format!("CREATE SHARED TABLE {table} ({})", data::COLUMNS));
             let t = self.kalam_load(&table, 0, n);
             assert_eq!(self.client().count(&table), n as u64, "KalamDB lost rows");
             k.push(n as f64 / t.as_secs_f64());
@@ -315,9 +363,18 @@ impl Bench {
             drop(rocks);
 
             let pg_table = format!("ingest_{rep}");
-            if self.pg_exec(&format!("CREATE TABLE {pg_table} ({})", data::PG_COLUMNS)).is_some() {
-                let t = self.pg_parallel(Arc::new(Self::insert_statements(&pg_table, 0, n)), CLIENTS).unwrap();
-                assert_eq!(self.pg_scalar(&format!("SELECT count(*) FROM {pg_table}")).unwrap(), n.to_string());
+            if self
+                .pg_exec(&format!("CREATE TABLE {pg_table} ({})", data::PG_COLUMNS))
+                .is_some()
+            {
+                let t = self
+                    .pg_parallel(Arc::new(Self::insert_statements(&pg_table, 0, n)), CLIENTS)
+                    .unwrap();
+                assert_eq!(
+                    self.pg_scalar(&format!("SELECT count(*) FROM {pg_table}"))
+                        .unwrap(),
+                    n.to_string()
+                );
                 p.push(n as f64 / t.as_secs_f64());
                 self.pg_exec(&format!("DROP TABLE {pg_table}"));
             }
@@ -330,11 +387,20 @@ impl Bench {
         let (k, r) = (median(&k), median(&r));
         let pgm = (!p.is_empty()).then(|| median(&p));
         self.figures.push(
-            Figure::new("1 batched ingest", format!("{n} rows, 1,000-row INSERTs × {CLIENTS} clients"), "rows/s", Better::Higher, k)
-                .raw(r)
-                .pg(pgm)
-                .target(">= 400,000 and >= 0.6× raw RocksDB", k >= 400_000.0 && k >= 0.6 * r)
-                .note("raw: synced RocksDB WriteBatches of the same keys/values, 4 threads"),
+            Figure::new(
+                "1 batched ingest",
+                format!("{n} rows, 1,000-row INSERTs × {CLIENTS} clients"),
+                "rows/s",
+                Better::Higher,
+                k,
+            )
+            .raw(r)
+            .pg(pgm)
+            .target(
+                ">= 400,000 and >= 0.6× raw RocksDB",
+                k >= 400_000.0 && k >= 0.6 * r,
+            )
+            .note("raw: synced RocksDB WriteBatches of the same keys/values, 4 threads"),
         );
     }
 
@@ -343,13 +409,17 @@ impl Bench {
     fn single_row(&mut self) {
         let n1 = self.sizes.single_n1;
         let each = self.sizes.single_n16_each;
-        self.log(&format!("2 single-row INSERT latency: {n1} at concurrency 1, {each}×16 at concurrency 16"));
+        self.log(&format!(
+            "2 single-row INSERT latency: {n1} at concurrency 1, {each}×16 at concurrency 16"
+        ));
         for conc in [1usize, 16] {
             let per = if conc == 1 { n1 } else { each };
-            let (mut k50, mut k99, mut r50, mut r99, mut p50, mut p99) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+            let (mut k50, mut k99, mut r50, mut r99, mut p50, mut p99) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
             for rep in 0..self.sizes.repeats {
                 let table = format!("bench.single_{conc}_{rep}");
-                self.client().sql(&format!("CREATE SHARED TABLE {table} ({})", data::COLUMNS));
+                self.client()
+                    .sql(&format!("CREATE SHARED TABLE {table} ({})", data::COLUMNS));
                 let mut lat = self.kalam_single(&table, conc, per);
                 k50.push(percentile_us(&mut lat, 50.0));
                 k99.push(percentile_us(&mut lat, 99.0));
@@ -384,7 +454,11 @@ impl Bench {
                     let pg_table = format!("single_{conc}_{rep}");
                     let mut lat = self.rt.block_on(async {
                         let admin = pg.connect().await;
-                        pg::exec(&admin, &format!("CREATE TABLE {pg_table} ({})", data::PG_COLUMNS)).await;
+                        pg::exec(
+                            &admin,
+                            &format!("CREATE TABLE {pg_table} ({})", data::PG_COLUMNS),
+                        )
+                        .await;
                         let mut tasks = Vec::new();
                         for t in 0..conc {
                             let c = pg.connect().await;
@@ -392,7 +466,10 @@ impl Bench {
                             tasks.push(tokio::spawn(async move {
                                 let mut lat = Vec::with_capacity(per);
                                 for i in 0..per {
-                                    let sql = data::insert_sql(&pg_table, std::iter::once((t * per + i) as i64));
+                                    let sql = data::insert_sql(
+                                        &pg_table,
+                                        std::iter::once((t * per + i) as i64),
+                                    );
                                     let st = Instant::now();
                                     assert_eq!(pg::exec(&c, &sql).await, 1);
                                     lat.push(st.elapsed());
@@ -413,20 +490,36 @@ impl Bench {
             }
             let pgv = |v: &Vec<f64>| (!v.is_empty()).then(|| median(v));
             let k50m = median(&k50);
-            let mut f50 = Figure::new("2 single-row INSERT", format!("p50 at concurrency {conc}"), "µs", Better::Lower, k50m)
-                .raw(median(&r50))
-                .pg(pgv(&p50))
-                .note("raw: one synced RocksDB WriteBatch per row");
+            let mut f50 = Figure::new(
+                "2 single-row INSERT",
+                format!("p50 at concurrency {conc}"),
+                "µs",
+                Better::Lower,
+                k50m,
+            )
+            .raw(median(&r50))
+            .pg(pgv(&p50))
+            .note("raw: one synced RocksDB WriteBatch per row");
             if conc == 1 {
                 f50 = f50.target("<= 150 µs", k50m <= 150.0);
             }
             self.figures.push(f50);
             self.figures.push(
-                Figure::new("2 single-row INSERT", format!("p99 at concurrency {conc}"), "µs", Better::Lower, median(&k99))
-                    .raw(median(&r99))
-                    .pg(pgv(&p99)),
+                Figure::new(
+                    "2 single-row INSERT",
+                    format!("p99 at concurrency {conc}"),
+                    "µs",
+                    Better::Lower,
+                    median(&k99),
+                )
+                .raw(median(&r99))
+                .pg(pgv(&p99)),
             );
-            self.log(&format!("  concurrency {conc}: KalamDB p50 {:.0} µs p99 {:.0} µs", k50m, median(&k99)));
+            self.log(&format!(
+                "  concurrency {conc}: KalamDB p50 {:.0} µs p99 {:.0} µs",
+                k50m,
+                median(&k99)
+            ));
         }
     }
 
@@ -441,7 +534,8 @@ impl Bench {
                         let c = Client::new(port);
                         (0..per)
                             .map(|i| {
-                                let sql = data::insert_sql(table, std::iter::once((t * per + i) as i64));
+                                let sql =
+                                    data::insert_sql(table, std::iter::once((t * per + i) as i64));
                                 let st = Instant::now();
                                 assert_eq!(c.row_count(&sql), 1);
                                 st.elapsed()
@@ -461,14 +555,23 @@ impl Bench {
 
     /// EXECUTE AS statements loading `per_user` rows for each of `users` users of a USER table;
     /// user u owns ids u*per_user .. (u+1)*per_user, from `offset` within that range.
-    fn user_statements(table: &str, users: i64, per_user: i64, offset: i64, count: i64) -> Vec<String> {
+    fn user_statements(
+        table: &str,
+        users: i64,
+        per_user: i64,
+        offset: i64,
+        count: i64,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         for u in 0..users {
             let base = u * per_user + offset;
             let mut s = base;
             while s < base + count {
                 let e = (s + BATCH).min(base + count);
-                out.push(format!("EXECUTE AS USER 'bu{u}' ({})", data::insert_sql(table, s..e)));
+                out.push(format!(
+                    "EXECUTE AS USER 'bu{u}' ({})",
+                    data::insert_sql(table, s..e)
+                ));
                 s = e;
             }
         }
@@ -477,24 +580,44 @@ impl Bench {
 
     fn flush(&mut self) {
         let (n, users) = (self.sizes.flush_rows, self.sizes.flush_users);
-        self.log(&format!("3 flush: {n} buffered rows over {users} users, {} repeat(s)", self.sizes.repeats));
+        self.log(&format!(
+            "3 flush: {n} buffered rows over {users} users, {} repeat(s)",
+            self.sizes.repeats
+        ));
         self.ensure_users(users);
         let per_user = n / users;
-        let (mut rows_s, mut mb_s, mut growth, mut raw_rows_s, mut raw_mb_s) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut rows_s, mut mb_s, mut growth, mut raw_rows_s, mut raw_mb_s) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for rep in 0..self.sizes.repeats {
             let table = format!("bench.flush_{rep}");
-            self.client().sql(&format!("CREATE USER TABLE {table} ({})", data::COLUMNS));
-            let load = self.kalam_parallel(Arc::new(Self::user_statements(&table, users, per_user, 0, per_user)), CLIENTS);
+            self.client()
+                .sql(&format!("CREATE USER TABLE {table} ({})", data::COLUMNS));
+            let load = self.kalam_parallel(
+                Arc::new(Self::user_statements(&table, users, per_user, 0, per_user)),
+                CLIENTS,
+            );
             let idle = self.server.wait_idle(Duration::from_secs(60));
-            self.log(&format!("  loaded {n} rows in {:.1} s; server idle after {:.1} s", load.as_secs_f64(), idle.as_secs_f64()));
+            self.log(&format!(
+                "  loaded {n} rows in {:.1} s; server idle after {:.1} s",
+                load.as_secs_f64(),
+                idle.as_secs_f64()
+            ));
             let before = self.server.status_bytes("VmRSS");
             self.server.reset_peak_rss();
             let st = Instant::now();
             let result = self.client().flush_wait(&table);
             let secs = st.elapsed().as_secs_f64();
             let peak = self.server.status_bytes("VmHWM");
-            assert_eq!(result["rows_flushed"].as_i64(), Some(n), "flush result {result}");
-            assert_eq!(result["users_processed"].as_i64(), Some(users), "flush result {result}");
+            assert_eq!(
+                result["rows_flushed"].as_i64(),
+                Some(n),
+                "flush result {result}"
+            );
+            assert_eq!(
+                result["users_processed"].as_i64(),
+                Some(users),
+                "flush result {result}"
+            );
             let bytes = result["bytes_written"].as_f64().expect("bytes_written");
             rows_s.push(n as f64 / secs);
             mb_s.push(bytes / 1e6 / secs);
@@ -519,11 +642,24 @@ impl Bench {
                 .note("raw: ArrowWriter, same rows in one fsynced file per user, zstd(1); PostgreSQL has no counterpart"),
         );
         self.figures.push(
-            Figure::new("3 flush", "Parquet written", "MB/s", Better::Higher, median(&mb_s)).raw(median(&raw_mb_s)),
+            Figure::new(
+                "3 flush",
+                "Parquet written",
+                "MB/s",
+                Better::Higher,
+                median(&mb_s),
+            )
+            .raw(median(&raw_mb_s)),
         );
         self.figures.push(
-            Figure::new("3 flush", "peak RSS growth during the flush", "MiB", Better::Lower, g)
-                .target("<= 256 MiB", g <= 256.0),
+            Figure::new(
+                "3 flush",
+                "peak RSS growth during the flush",
+                "MiB",
+                Better::Lower,
+                g,
+            )
+            .target("<= 256 MiB", g <= 256.0),
         );
     }
 
@@ -534,25 +670,43 @@ impl Bench {
         let q = self.sizes.read_queries;
         let mut point_p50 = Vec::new();
         for users in self.sizes.read_users.clone() {
-            self.log(&format!("4 per-user reads: {users} users × {per_user} rows, half flushed; {q} queries each"));
+            self.log(&format!(
+                "4 per-user reads: {users} users × {per_user} rows, half flushed; {q} queries each"
+            ));
             self.ensure_users(users);
             let table = format!("bench.reads_{users}");
-            self.client().sql(&format!("CREATE USER TABLE {table} ({})", data::COLUMNS));
+            self.client()
+                .sql(&format!("CREATE USER TABLE {table} ({})", data::COLUMNS));
             let half = per_user / 2;
-            self.kalam_parallel(Arc::new(Self::user_statements(&table, users, per_user, 0, half)), CLIENTS);
+            self.kalam_parallel(
+                Arc::new(Self::user_statements(&table, users, per_user, 0, half)),
+                CLIENTS,
+            );
             self.client().flush_wait(&table);
-            self.kalam_parallel(Arc::new(Self::user_statements(&table, users, per_user, half, per_user - half)), CLIENTS);
+            self.kalam_parallel(
+                Arc::new(Self::user_statements(
+                    &table,
+                    users,
+                    per_user,
+                    half,
+                    per_user - half,
+                )),
+                CLIENTS,
+            );
 
             let mut rng = rand::rngs::StdRng::seed_from_u64(users as u64);
-            let picks: Vec<(i64, i64)> = (0..q).map(|_| {
-                let u = rng.random_range(0..users);
-                (u, u * per_user + rng.random_range(0..per_user))
-            }).collect();
+            let picks: Vec<(i64, i64)> = (0..q)
+                .map(|_| {
+                    let u = rng.random_range(0..users);
+                    (u, u * per_user + rng.random_range(0..per_user))
+                })
+                .collect();
             let c = self.client();
             let mut point = Vec::with_capacity(q);
             let mut scan = Vec::with_capacity(q);
             for &(u, id) in &picks {
-                let sql = format!("EXECUTE AS USER 'bu{u}' (SELECT * FROM {table} WHERE id = {id})");
+                let sql =
+                    format!("EXECUTE AS USER 'bu{u}' (SELECT * FROM {table} WHERE id = {id})");
                 let st = Instant::now();
                 assert_eq!(c.row_count(&sql), 1, "{sql}");
                 point.push(st.elapsed());
@@ -565,10 +719,22 @@ impl Bench {
             }
 
             // Raw: DataFusion over the same user's Parquet file (the flushed half).
-            let files = self.server.parquet_files("bench", &format!("reads_{users}"));
+            let files = self
+                .server
+                .parquet_files("bench", &format!("reads_{users}"));
             assert_eq!(files.len() as i64, users, "one Parquet file per user");
             let df = raw::RawDataFusion::new();
-            let file_of = |u: i64| files.iter().find(|p| p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == format!("bu{u}").as_str())).expect("user file").clone();
+            let file_of = |u: i64| {
+                files
+                    .iter()
+                    .find(|p| {
+                        p.parent()
+                            .and_then(|d| d.file_name())
+                            .is_some_and(|n| n == format!("bu{u}").as_str())
+                    })
+                    .expect("user file")
+                    .clone()
+            };
             let (mut rpoint, mut rscan) = (Vec::with_capacity(q), Vec::with_capacity(q));
             self.rt.block_on(async {
                 for &(u, _) in &picks {
@@ -615,27 +781,51 @@ impl Bench {
             point_p50.push(k50);
             let label = format!("{users} users");
             self.figures.push(
-                Figure::new("4 per-user reads", format!("point lookup p50, {label}"), "µs", Better::Lower, k50)
-                    .raw(percentile_us(&mut rpoint, 50.0))
-                    .pg(pgp(&mut ppoint, 50.0))
-                    .target("<= 1,000 µs", k50 <= 1000.0)
-                    .note("raw: DataFusion over that user's Parquet file (flushed half)"),
+                Figure::new(
+                    "4 per-user reads",
+                    format!("point lookup p50, {label}"),
+                    "µs",
+                    Better::Lower,
+                    k50,
+                )
+                .raw(percentile_us(&mut rpoint, 50.0))
+                .pg(pgp(&mut ppoint, 50.0))
+                .target("<= 1,000 µs", k50 <= 1000.0)
+                .note("raw: DataFusion over that user's Parquet file (flushed half)"),
             );
             self.figures.push(
-                Figure::new("4 per-user reads", format!("point lookup p99, {label}"), "µs", Better::Lower, percentile_us(&mut point, 99.0))
-                    .raw(percentile_us(&mut rpoint, 99.0))
-                    .pg(pgp(&mut ppoint, 99.0)),
+                Figure::new(
+                    "4 per-user reads",
+                    format!("point lookup p99, {label}"),
+                    "µs",
+                    Better::Lower,
+                    percentile_us(&mut point, 99.0),
+                )
+                .raw(percentile_us(&mut rpoint, 99.0))
+                .pg(pgp(&mut ppoint, 99.0)),
             );
             self.figures.push(
-                Figure::new("4 per-user reads", format!("user scan ({per_user} rows) p50, {label}"), "µs", Better::Lower, percentile_us(&mut scan, 50.0))
-                    .raw(percentile_us(&mut rscan, 50.0))
-                    .pg(pgp(&mut pscan, 50.0))
-                    .note("raw scans the flushed half only"),
+                Figure::new(
+                    "4 per-user reads",
+                    format!("user scan ({per_user} rows) p50, {label}"),
+                    "µs",
+                    Better::Lower,
+                    percentile_us(&mut scan, 50.0),
+                )
+                .raw(percentile_us(&mut rscan, 50.0))
+                .pg(pgp(&mut pscan, 50.0))
+                .note("raw scans the flushed half only"),
             );
             self.figures.push(
-                Figure::new("4 per-user reads", format!("user scan ({per_user} rows) p99, {label}"), "µs", Better::Lower, percentile_us(&mut scan, 99.0))
-                    .raw(percentile_us(&mut rscan, 99.0))
-                    .pg(pgp(&mut pscan, 99.0)),
+                Figure::new(
+                    "4 per-user reads",
+                    format!("user scan ({per_user} rows) p99, {label}"),
+                    "µs",
+                    Better::Lower,
+                    percentile_us(&mut scan, 99.0),
+                )
+                .raw(percentile_us(&mut rscan, 99.0))
+                .pg(pgp(&mut pscan, 99.0)),
             );
             self.log(&format!("  {label}: point p50 {k50:.0} µs"));
             self.client().sql(&format!("DROP TABLE {table}"));
@@ -643,24 +833,34 @@ impl Bench {
         if let (Some(first), Some(last)) = (point_p50.first(), point_p50.last()) {
             let growth = last / first;
             self.figures.push(
-                Figure::new("4 per-user reads", "point p50 at most users ÷ at fewest", "×", Better::Lower, growth)
-                    .target("flat (<= 1.25×)", growth <= 1.25),
+                Figure::new(
+                    "4 per-user reads",
+                    "point p50 at most users ÷ at fewest",
+                    "×",
+                    Better::Lower,
+                    growth,
+                )
+                .target("flat (<= 1.25×)", growth <= 1.25),
             );
         }
     }
 
     // ---------------------------------------------------------------- scenario 5
 
-    const ANALYTICS_SQL: &'static str = "SELECT user_key, count(*) AS n, avg(v) AS avg_v, max(ts) AS last_ts, \
+    const ANALYTICS_SQL: &'static str =
+        "SELECT user_key, count(*) AS n, avg(v) AS avg_v, max(ts) AS last_ts, \
         sum(CASE WHEN b THEN 1 ELSE 0 END) AS flagged FROM {t} GROUP BY user_key";
 
     fn analytics(&mut self) {
         let n = self.sizes.analytics_rows;
         let cold = n / 10 * 9;
         let runs = self.sizes.analytics_runs;
-        self.log(&format!("5 analytics: GROUP BY over {n} rows, {cold} flushed; {runs} runs"));
+        self.log(&format!(
+            "5 analytics: GROUP BY over {n} rows, {cold} flushed; {runs} runs"
+        ));
         let table = "bench.analytics";
-        self.client().sql(&format!("CREATE SHARED TABLE {table} ({})", data::COLUMNS));
+        self.client()
+            .sql(&format!("CREATE SHARED TABLE {table} ({})", data::COLUMNS));
         let t = self.kalam_load(table, 0, cold);
         self.log(&format!("  loaded {cold} rows in {:.1} s", t.as_secs_f64()));
         self.client().flush_wait(table);
@@ -683,7 +883,11 @@ impl Bench {
         let mut r = Vec::new();
         self.rt.block_on(async {
             df.register_analytics(&files, data::batch(&hot_ids)).await;
-            assert_eq!(df.scalar_i64("SELECT count(*) FROM t").await, n, "raw sees every row");
+            assert_eq!(
+                df.scalar_i64("SELECT count(*) FROM t").await,
+                n,
+                "raw sees every row"
+            );
             for _ in 0..runs {
                 let st = Instant::now();
                 assert_eq!(df.rows_of(&raw_sql).await as i64, data::USER_KEYS);
@@ -695,12 +899,23 @@ impl Bench {
         if let Some(pg) = &self.pg {
             self.rt.block_on(async {
                 let c = pg.connect().await;
-                pg::exec(&c, &format!("CREATE TABLE analytics ({})", data::PG_COLUMNS)).await;
-                pg::exec(&c, &format!("INSERT INTO analytics {}", data::pg_select(0, n))).await;
+                pg::exec(
+                    &c,
+                    &format!("CREATE TABLE analytics ({})", data::PG_COLUMNS),
+                )
+                .await;
+                pg::exec(
+                    &c,
+                    &format!("INSERT INTO analytics {}", data::pg_select(0, n)),
+                )
+                .await;
                 pg::exec(&c, "VACUUM ANALYZE analytics").await;
                 // The same rows on both sides.
                 let check = "SELECT id, user_key, body, v, ts, b FROM {t} WHERE id = 123457";
-                assert_eq!(pg::query_rows(&c, &check.replace("{t}", "analytics")).await, 1);
+                assert_eq!(
+                    pg::query_rows(&c, &check.replace("{t}", "analytics")).await,
+                    1
+                );
                 let pg_sql = Self::ANALYTICS_SQL.replace("{t}", "analytics");
                 for _ in 0..runs {
                     let st = Instant::now();
@@ -713,11 +928,17 @@ impl Bench {
         let km = median(&k);
         let rm = median(&r);
         self.figures.push(
-            Figure::new("5 analytics", format!("GROUP BY over {n} rows, 90% flushed"), "s", Better::Lower, km)
-                .raw(rm)
-                .pg((!p.is_empty()).then(|| median(&p)))
-                .target("<= 1.3× DataFusion on Parquet", km <= 1.3 * rm)
-                .note("raw: DataFusion over KalamDB's Parquet files UNION ALL the hot 10% in memory"),
+            Figure::new(
+                "5 analytics",
+                format!("GROUP BY over {n} rows, 90% flushed"),
+                "s",
+                Better::Lower,
+                km,
+            )
+            .raw(rm)
+            .pg((!p.is_empty()).then(|| median(&p)))
+            .target("<= 1.3× DataFusion on Parquet", km <= 1.3 * rm)
+            .note("raw: DataFusion over KalamDB's Parquet files UNION ALL the hot 10% in memory"),
         );
         self.log(&format!("  KalamDB {km:.2} s, raw DataFusion {rm:.2} s"));
         c.sql(&format!("DROP TABLE {table}"));
@@ -726,20 +947,38 @@ impl Bench {
     // ---------------------------------------------------------------- scenario 6
 
     fn mixed(&mut self) {
-        let (n, users, secs) = (self.sizes.mixed_rows, self.sizes.mixed_users, self.sizes.mixed_secs);
+        let (n, users, secs) = (
+            self.sizes.mixed_rows,
+            self.sizes.mixed_users,
+            self.sizes.mixed_secs,
+        );
         self.log(&format!("6 mixed: 2 writers + 2 readers for {secs} s while {n} buffered rows over {users} users flush"));
         self.ensure_users(users);
         let per_user = n / users;
         let table = "bench.mixed";
-        self.client().sql(&format!("CREATE USER TABLE {table} ({})", data::COLUMNS));
-        self.kalam_parallel(Arc::new(Self::user_statements(table, users, per_user, 0, per_user)), CLIENTS);
+        self.client()
+            .sql(&format!("CREATE USER TABLE {table} ({})", data::COLUMNS));
+        self.kalam_parallel(
+            Arc::new(Self::user_statements(table, users, per_user, 0, per_user)),
+            CLIENTS,
+        );
 
         let port = self.server.port;
-        let write_sql = move |u: i64, id: i64| format!("EXECUTE AS USER 'bu{u}' ({})", data::insert_sql(table, std::iter::once(id)));
-        let read_sql = move |u: i64, id: i64| format!("EXECUTE AS USER 'bu{u}' (SELECT * FROM {table} WHERE id = {id})");
+        let write_sql = move |u: i64, id: i64| {
+            format!(
+                "EXECUTE AS USER 'bu{u}' ({})",
+                data::insert_sql(table, std::iter::once(id))
+            )
+        };
+        let read_sql = move |u: i64, id: i64| {
+            format!("EXECUTE AS USER 'bu{u}' (SELECT * FROM {table} WHERE id = {id})")
+        };
         let c = self.client();
         let started_flush = Instant::now();
-        let job = c.sql(&format!("STORAGE FLUSH TABLE {table}"))["results"][0]["job_id"].as_str().expect("job id").to_string();
+        let job = c.sql(&format!("STORAGE FLUSH TABLE {table}"))["results"][0]["job_id"]
+            .as_str()
+            .expect("job id")
+            .to_string();
         let stop = AtomicBool::new(false);
         let next_id = AtomicI64::new(n);
         let mut flush_secs = None;
@@ -783,9 +1022,13 @@ impl Bench {
             let deadline = Instant::now() + Duration::from_secs(secs);
             while Instant::now() < deadline {
                 if flush_secs.is_none() {
-                    let v = c.sql(&format!("SELECT status FROM system.jobs WHERE job_id = '{job}'"));
+                    let v = c.sql(&format!(
+                        "SELECT status FROM system.jobs WHERE job_id = '{job}'"
+                    ));
                     match v["results"][0]["rows"][0][0].as_str() {
-                        Some("completed") => flush_secs = Some(started_flush.elapsed().as_secs_f64()),
+                        Some("completed") => {
+                            flush_secs = Some(started_flush.elapsed().as_secs_f64())
+                        }
                         Some("failed") | Some("cancelled") => panic!("mixed-load flush ended {v}"),
                         _ => {}
                     }
@@ -793,21 +1036,30 @@ impl Bench {
                 std::thread::sleep(Duration::from_millis(50));
             }
             stop.store(true, Ordering::Relaxed);
-            let w: Vec<Duration> = writers.into_iter().flat_map(|h| h.join().unwrap()).collect();
-            let r: Vec<Duration> = readers.into_iter().flat_map(|h| h.join().unwrap()).collect();
+            let w: Vec<Duration> = writers
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect();
+            let r: Vec<Duration> = readers
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect();
             (w, r)
         });
-        let flush_secs = flush_secs.unwrap_or_else(|| {
-            loop {
-                let v = c.sql(&format!("SELECT status FROM system.jobs WHERE job_id = '{job}'"));
-                if v["results"][0]["rows"][0][0] == "completed" {
-                    break started_flush.elapsed().as_secs_f64();
-                }
-                std::thread::sleep(Duration::from_millis(50));
+        let flush_secs = flush_secs.unwrap_or_else(|| loop {
+            let v = c.sql(&format!(
+                "SELECT status FROM system.jobs WHERE job_id = '{job}'"
+            ));
+            if v["results"][0]["rows"][0][0] == "completed" {
+                break started_flush.elapsed().as_secs_f64();
             }
+            std::thread::sleep(Duration::from_millis(50));
         });
         let (mut wlat, mut rlat) = (wlat, rlat);
-        let (wn, rn) = (wlat.len() as f64 / secs as f64, rlat.len() as f64 / secs as f64);
+        let (wn, rn) = (
+            wlat.len() as f64 / secs as f64,
+            rlat.len() as f64 / secs as f64,
+        );
 
         let (mut pw, mut pr) = (Vec::new(), Vec::new());
         if let Some(pg) = &self.pg {
@@ -873,11 +1125,46 @@ impl Bench {
         let (pwn, prn) = (pg_rate(&pw), pg_rate(&pr));
         self.figures.push(Figure::new("6 mixed", "writes (single-row, 2 clients)", "ops/s", Better::Higher, wn).pg(pwn)
             .note(format!("during a flush of {n} rows ({flush_secs:.1} s); PostgreSQL runs a CHECKPOINT instead")));
-        self.figures.push(Figure::new("6 mixed", "write p99", "µs", Better::Lower, percentile_us(&mut wlat, 99.0)).pg(pgp(&mut pw)));
-        self.figures.push(Figure::new("6 mixed", "point reads (2 clients)", "ops/s", Better::Higher, rn).pg(prn));
-        self.figures.push(Figure::new("6 mixed", "read p99", "µs", Better::Lower, percentile_us(&mut rlat, 99.0)).pg(pgp(&mut pr)));
-        self.figures.push(Figure::new("6 mixed", "flush duration under load", "s", Better::Lower, flush_secs));
-        self.log(&format!("  KalamDB {wn:.0} writes/s, {rn:.0} reads/s, flush {flush_secs:.1} s"));
+        self.figures.push(
+            Figure::new(
+                "6 mixed",
+                "write p99",
+                "µs",
+                Better::Lower,
+                percentile_us(&mut wlat, 99.0),
+            )
+            .pg(pgp(&mut pw)),
+        );
+        self.figures.push(
+            Figure::new(
+                "6 mixed",
+                "point reads (2 clients)",
+                "ops/s",
+                Better::Higher,
+                rn,
+            )
+            .pg(prn),
+        );
+        self.figures.push(
+            Figure::new(
+                "6 mixed",
+                "read p99",
+                "µs",
+                Better::Lower,
+                percentile_us(&mut rlat, 99.0),
+            )
+            .pg(pgp(&mut pr)),
+        );
+        self.figures.push(Figure::new(
+            "6 mixed",
+            "flush duration under load",
+            "s",
+            Better::Lower,
+            flush_secs,
+        ));
+        self.log(&format!(
+            "  KalamDB {wn:.0} writes/s, {rn:.0} reads/s, flush {flush_secs:.1} s"
+        ));
         c.sql(&format!("DROP TABLE {table}"));
     }
 }

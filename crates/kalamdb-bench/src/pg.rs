@@ -18,23 +18,50 @@ pub struct PgCluster {
 
 pub fn find_bin_dir() -> Option<PathBuf> {
     let candidates = ["/usr/lib/postgresql/15/bin"];
-    candidates.iter().map(PathBuf::from).find(|p| p.join("postgres").exists())
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("postgres").exists())
 }
 
 impl PgCluster {
     pub fn start(scratch: &Path) -> Result<PgCluster, String> {
-        let bin = find_bin_dir().ok_or("PostgreSQL 15 is not installed (apt-get install postgresql-15)")?;
-        let dir = tempfile::Builder::new().prefix("kalamdb-bench-pg-").tempdir_in(scratch).map_err(|e| e.to_string())?;
+        let bin = find_bin_dir()
+            .ok_or("PostgreSQL 15 is not installed (apt-get install postgresql-15)")?;
+        let dir = tempfile::Builder::new()
+            .prefix("kalamdb-bench-pg-")
+            .tempdir_in(scratch)
+            .map_err(|e| e.to_string())?;
         let data = dir.path().join("pgdata");
         // PostgreSQL refuses to run as root: run it as the `postgres` account then.
         let as_postgres = unsafe { libc::geteuid() } == 0;
         if as_postgres {
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()))?;
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()))?;
         }
         let port = crate::kalam::free_port();
-        let cluster = PgCluster { bin, data, port, as_postgres, _dir: dir };
+        let cluster = PgCluster {
+            bin,
+            data,
+            port,
+            as_postgres,
+            _dir: dir,
+        };
         let data_s = cluster.data.display().to_string();
-        cluster.pg_cmd("initdb", &["-D", &data_s, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
+        cluster.pg_cmd(
+            "initdb",
+            &[
+                "-D",
+                &data_s,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
              shared_buffers = '1GB'\nmax_wal_size = '8GB'\nwork_mem = '64MB'\nmaintenance_work_mem = '512MB'\n\
@@ -43,8 +70,17 @@ impl PgCluster {
         );
         let conf_path = cluster.data.join("postgresql.auto.conf");
         std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-        let log = cluster.data.parent().unwrap().join("pg.log").display().to_string();
-        cluster.pg_cmd("pg_ctl", &["-D", &data_s, "-l", &log, "-w", "-t", "120", "start"])?;
+        let log = cluster
+            .data
+            .parent()
+            .unwrap()
+            .join("pg.log")
+            .display()
+            .to_string();
+        cluster.pg_cmd(
+            "pg_ctl",
+            &["-D", &data_s, "-l", &log, "-w", "-t", "120", "start"],
+        )?;
         Ok(cluster)
     }
 
@@ -67,7 +103,10 @@ impl PgCluster {
 
     pub async fn connect(&self) -> Client {
         let (client, conn) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port),
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                self.port
+            ),
             NoTls,
         )
         .await
@@ -82,11 +121,18 @@ impl PgCluster {
 }
 
 fn run(c: &mut Command) -> Result<(), String> {
-    let out = c.stdin(Stdio::null()).output().map_err(|e| format!("{c:?}: {e}"))?;
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{c:?}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{c:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{c:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -99,13 +145,21 @@ impl Drop for PgCluster {
 
 /// Rows returned by a simple-protocol query (the same SQL text KalamDB gets).
 pub async fn query_rows(c: &Client, sql: &str) -> u64 {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {}", crate::kalam::short(sql)));
-    msgs.iter().filter(|m| matches!(m, SimpleQueryMessage::Row(_))).count() as u64
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {}", crate::kalam::short(sql)));
+    msgs.iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+        .count() as u64
 }
 
 /// Rows affected by the last statement of a simple-protocol batch.
 pub async fn exec(c: &Client, sql: &str) -> u64 {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {}", crate::kalam::short(sql)));
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {}", crate::kalam::short(sql)));
     msgs.iter()
         .filter_map(|m| match m {
             SimpleQueryMessage::CommandComplete(n) => Some(*n),
@@ -117,7 +171,10 @@ pub async fn exec(c: &Client, sql: &str) -> u64 {
 
 /// First column of the first row.
 pub async fn scalar(c: &Client, sql: &str) -> String {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {sql}"));
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL: {e:?} for {sql}"));
     msgs.iter()
         .find_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),

@@ -40,9 +40,17 @@ pub struct RawRocks {
 
 impl RawRocks {
     pub fn open(scratch: &Path) -> RawRocks {
-        let dir = tempfile::Builder::new().prefix("kalamdb-bench-rocks-").tempdir_in(scratch).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("kalamdb-bench-rocks-")
+            .tempdir_in(scratch)
+            .unwrap();
         let store = Arc::new(Store::open(dir.path()).expect("open RocksDB"));
-        RawRocks { store, prefix: scope_prefix(1, &Scope::shared()), seq: AtomicI64::new(1), _dir: dir }
+        RawRocks {
+            store,
+            prefix: scope_prefix(1, &Scope::shared()),
+            seq: AtomicI64::new(1),
+            _dir: dir,
+        }
     }
 
     /// One synced WriteBatch holding rows `ids` (the same key and value bytes KalamDB writes).
@@ -74,7 +82,10 @@ fn writer_props() -> WriterProperties {
 /// Write `files` Parquet files (rows split evenly, as per-user files), each fsynced like a
 /// KalamDB segment. Returns (elapsed, bytes written).
 pub fn arrow_write(scratch: &Path, rows: i64, files: i64) -> (Duration, u64) {
-    let dir = tempfile::Builder::new().prefix("kalamdb-bench-arrow-").tempdir_in(scratch).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("kalamdb-bench-arrow-")
+        .tempdir_in(scratch)
+        .unwrap();
     let per_file = rows / files;
     let start = Instant::now();
     let mut bytes = 0u64;
@@ -99,27 +110,50 @@ pub struct RawDataFusion {
 
 impl RawDataFusion {
     pub fn new() -> RawDataFusion {
-        RawDataFusion { ctx: SessionContext::new() }
+        RawDataFusion {
+            ctx: SessionContext::new(),
+        }
     }
 
     /// Point lookup by `id` in one Parquet file: rows returned.
     pub async fn point(&self, file: &Path, id: i64) -> usize {
-        let df = self.ctx.read_parquet(file.display().to_string(), ParquetReadOptions::default()).await.unwrap();
-        let batches = df.filter(col("id").eq(lit(id))).unwrap().collect().await.unwrap();
+        let df = self
+            .ctx
+            .read_parquet(file.display().to_string(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let batches = df
+            .filter(col("id").eq(lit(id)))
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         batches.iter().map(|b| b.num_rows()).sum()
     }
 
     /// Every row of one Parquet file: rows returned.
     pub async fn scan(&self, file: &Path) -> usize {
-        let df = self.ctx.read_parquet(file.display().to_string(), ParquetReadOptions::default()).await.unwrap();
+        let df = self
+            .ctx
+            .read_parquet(file.display().to_string(), ParquetReadOptions::default())
+            .await
+            .unwrap();
         let batches = df.collect().await.unwrap();
         batches.iter().map(|b| b.num_rows()).sum()
     }
 
     /// Register `files` plus in-memory `hot` rows as table `t` (UNION ALL of both).
-    pub async fn register_analytics(&self, files: &[PathBuf], hot: arrow::record_batch::RecordBatch) {
+    pub async fn register_analytics(
+        &self,
+        files: &[PathBuf],
+        hot: arrow::record_batch::RecordBatch,
+    ) {
         let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        let cold = self.ctx.read_parquet(paths, ParquetReadOptions::default()).await.unwrap();
+        let cold = self
+            .ctx
+            .read_parquet(paths, ParquetReadOptions::default())
+            .await
+            .unwrap();
         self.ctx.register_table("cold", cold.into_view()).unwrap();
         self.ctx.register_batch("hot", hot).unwrap();
         self.ctx
@@ -136,7 +170,11 @@ impl RawDataFusion {
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         let batches = self.ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let col = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("an Int64 result");
+        let col = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .expect("an Int64 result");
         col.value(0)
     }
 

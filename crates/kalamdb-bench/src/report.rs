@@ -24,8 +24,24 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(scenario: &'static str, metric: impl Into<String>, unit: &'static str, better: Better, kalamdb: f64) -> Figure {
-        Figure { scenario, metric: metric.into(), unit, better, kalamdb, raw: None, pg: None, target: None, note: String::new() }
+    pub fn new(
+        scenario: &'static str,
+        metric: impl Into<String>,
+        unit: &'static str,
+        better: Better,
+        kalamdb: f64,
+    ) -> Figure {
+        Figure {
+            scenario,
+            metric: metric.into(),
+            unit,
+            better,
+            kalamdb,
+            raw: None,
+            pg: None,
+            target: None,
+            note: String::new(),
+        }
     }
     pub fn raw(mut self, v: f64) -> Figure {
         self.raw = Some(v);
@@ -121,7 +137,11 @@ pub fn markdown(figures: &[Figure], header: &str) -> String {
          |---|---|---:|---:|---:|---:|---:|---|---|\n",
     );
     for f in figures {
-        let arrow = if f.better == Better::Higher { "↑" } else { "↓" };
+        let arrow = if f.better == Better::Higher {
+            "↑"
+        } else {
+            "↓"
+        };
         let target = match &f.target {
             Some((t, true)) => format!("{t} ✅"),
             Some((t, false)) => format!("{t} ❌"),
@@ -175,22 +195,35 @@ pub fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem = crate::kalam::proc_meminfo_total();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let os = std::fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        .find_map(|l| {
+            l.strip_prefix("PRETTY_NAME=")
+                .map(|v| v.trim_matches('"').to_string())
+        })
         .unwrap_or_default();
     json!({"cpu": model, "cores": cores, "memory_gib": (mem as f64 / (1u64 << 30) as f64 * 10.0).round() / 10.0,
            "kernel": kernel, "os": os})
 }
 
 pub fn git_commit() -> String {
-    let out = std::process::Command::new("git").args(["describe", "--always", "--dirty", "--abbrev=12"]).output();
+    let out = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .output();
     match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         _ => "unknown".into(),

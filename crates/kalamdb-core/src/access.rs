@@ -69,7 +69,10 @@ impl Principal {
         if self.role >= Role::Dba {
             Ok(())
         } else {
-            Err(Error::PermissionDenied(format!("role '{}' may not {what}", self.role)))
+            Err(Error::PermissionDenied(format!(
+                "role '{}' may not {what}",
+                self.role
+            )))
         }
     }
 }

@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::DataType as ArrowType;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
-    Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder,
-    Float64Array, Float64Builder, Int16Array, Int16Builder, Int32Array, Int32Builder,
-    Int64Array, Int64Builder, StringArray, StringBuilder, Time64MicrosecondArray,
-    Time64MicrosecondBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
+    Float64Builder, Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
+    StringArray, StringBuilder, Time64MicrosecondArray, Time64MicrosecondBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
+use arrow::datatypes::DataType as ArrowType;
 
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value};
@@ -37,7 +37,10 @@ pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
     if let Some(refusal) = assignment_refused(from, &want) {
         return Err(Error::TypeMismatch(refusal));
     }
-    let options = arrow::compute::CastOptions { safe: false, ..Default::default() };
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     let cast = |a: &ArrayRef| {
         arrow::compute::cast_with_options(a, &want, &options).map_err(|e| {
             Error::TypeMismatch(format!("cannot convert {} to {dt}: {e}", array.data_type()))
@@ -46,8 +49,12 @@ pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
     if let (true, ArrowType::Decimal128(p, s)) = (is_integer(&want), from) {
         if *s > 0 {
             // Arrow truncates a decimal cast to an integer; to scale 0 it rounds.
-            let whole = arrow::compute::cast_with_options(array, &ArrowType::Decimal128(*p, 0), &options)
-                .map_err(|e| Error::TypeMismatch(format!("cannot convert {from} to {dt}: {e}")))?;
+            let whole = arrow::compute::cast_with_options(
+                array,
+                &ArrowType::Decimal128(*p, 0),
+                &options,
+            )
+            .map_err(|e| Error::TypeMismatch(format!("cannot convert {from} to {dt}: {e}")))?;
             return cast(&whole);
         }
     }
@@ -57,8 +64,11 @@ pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
     if *dt == DataType::Real && matches!(from, ArrowType::Float64 | ArrowType::Utf8) {
         // Text is read as a DOUBLE first, so '1e39' is out of range rather than Infinity.
         let doubles = match from {
-            ArrowType::Utf8 => arrow::compute::cast_with_options(array, &ArrowType::Float64, &options)
-                .map_err(|e| Error::TypeMismatch(format!("cannot convert {from} to {dt}: {e}")))?,
+            ArrowType::Utf8 => {
+                arrow::compute::cast_with_options(array, &ArrowType::Float64, &options).map_err(
+                    |e| Error::TypeMismatch(format!("cannot convert {from} to {dt}: {e}")),
+                )?
+            }
             _ => array.clone(),
         };
         return doubles_to_reals(&doubles);
@@ -68,9 +78,12 @@ pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
 
 /// Floats rounded half away from zero, as DOUBLEs (before a cast to an integer).
 pub fn rounded(array: &ArrayRef) -> Result<ArrayRef> {
-    let doubles = arrow::compute::cast(array, &ArrowType::Float64).map_err(|e| Error::Internal(e.to_string()))?;
+    let doubles = arrow::compute::cast(array, &ArrowType::Float64)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let doubles = downcast::<Float64Array>(&doubles)?;
-    Ok(Arc::new(doubles.unary::<_, arrow::datatypes::Float64Type>(f64::round)))
+    Ok(Arc::new(
+        doubles.unary::<_, arrow::datatypes::Float64Type>(f64::round),
+    ))
 }
 
 /// DOUBLEs as REALs; a finite value beyond REAL's range is an error ([`double_to_real`]).
@@ -116,7 +129,9 @@ pub fn assignment_refused(from: &ArrowType, to: &ArrowType) -> Option<String> {
 pub fn double_to_real(d: f64) -> Result<f32> {
     let r = d as f32;
     if d.is_finite() && !r.is_finite() {
-        return Err(Error::TypeMismatch(format!("value out of range for REAL: {d:e}")));
+        return Err(Error::TypeMismatch(format!(
+            "value out of range for REAL: {d:e}"
+        )));
     }
     Ok(r)
 }
@@ -190,15 +205,16 @@ impl ColumnBuilder {
                 ColumnBuilder::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16))
             }
             DataType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
-            DataType::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
+            DataType::Time => {
+                ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(capacity))
+            }
             DataType::Timestamp => ColumnBuilder::Timestamp(
                 TimestampMicrosecondBuilder::with_capacity(capacity),
                 false,
             ),
-            DataType::TimestampTz => ColumnBuilder::Timestamp(
-                TimestampMicrosecondBuilder::with_capacity(capacity),
-                true,
-            ),
+            DataType::TimestampTz => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity), true)
+            }
         }
     }
 
@@ -229,7 +245,11 @@ impl ColumnBuilder {
             (ColumnBuilder::Date(b), Value::Date(x)) => b.append_value(*x),
             (ColumnBuilder::Time(b), Value::Time(x)) => b.append_value(*x),
             (ColumnBuilder::Timestamp(b, _), Value::Timestamp(x)) => b.append_value(*x),
-            _ => return Err(Error::Internal("stored value does not match column type".into())),
+            _ => {
+                return Err(Error::Internal(
+                    "stored value does not match column type".into(),
+                ))
+            }
         }
         Ok(())
     }
@@ -264,7 +284,10 @@ impl ColumnBuilder {
 /// Convert a literal given as text to a value of `dt` (used for DEFAULT literals).
 pub fn value_from_text(text: &str, dt: &DataType) -> Result<Value> {
     let array: ArrayRef = Arc::new(StringArray::from(vec![text]));
-    let opts = arrow::compute::CastOptions { safe: false, ..Default::default() };
+    let opts = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     let cast = arrow::compute::cast_with_options(&array, &dt.arrow_type(), &opts)
         .map_err(|e| Error::TypeMismatch(format!("'{text}' is not a valid {dt}: {e}")))?;
     let v = value_at(&cast, 0, dt)?;
@@ -277,12 +300,25 @@ mod tests {
 
     #[test]
     fn text_literals_convert_to_every_type() {
-        assert_eq!(value_from_text("42", &DataType::Int).unwrap(), Value::Int(42));
         assert_eq!(
-            value_from_text("12.50", &DataType::Decimal { precision: 10, scale: 2 }).unwrap(),
+            value_from_text("42", &DataType::Int).unwrap(),
+            Value::Int(42)
+        );
+        assert_eq!(
+            value_from_text(
+                "12.50",
+                &DataType::Decimal {
+                    precision: 10,
+                    scale: 2
+                }
+            )
+            .unwrap(),
             Value::Decimal(1250)
         );
-        assert_eq!(value_from_text("1970-01-02", &DataType::Date).unwrap(), Value::Date(1));
+        assert_eq!(
+            value_from_text("1970-01-02", &DataType::Date).unwrap(),
+            Value::Date(1)
+        );
         assert_eq!(
             value_from_text("1970-01-01T00:00:01.5", &DataType::Timestamp).unwrap(),
             Value::Timestamp(1_500_000)

@@ -164,7 +164,10 @@ fn literal_sql(v: &Value, data_type: &crate::types::DataType) -> String {
             _ => x.to_string(),
         },
         Value::Text(s) => quoted(s),
-        Value::Bytes(b) => format!("X'{}'", b.iter().map(|x| format!("{x:02X}")).collect::<String>()),
+        Value::Bytes(b) => format!(
+            "X'{}'",
+            b.iter().map(|x| format!("{x:02X}")).collect::<String>()
+        ),
         Value::Date(days) => chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
             .and_then(|d| d.checked_add_signed(chrono::Duration::days(*days as i64)))
             .map(|d| format!("DATE '{}'", d.format("%Y-%m-%d")))
@@ -177,9 +180,15 @@ fn literal_sql(v: &Value, data_type: &crate::types::DataType) -> String {
         .unwrap_or_else(|| micros.to_string()),
         Value::Timestamp(micros) => match chrono::DateTime::from_timestamp_micros(*micros) {
             Some(t) if *data_type == DataType::TimestampTz => {
-                format!("TIMESTAMPTZ '{}+00'", t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f"))
+                format!(
+                    "TIMESTAMPTZ '{}+00'",
+                    t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f")
+                )
             }
-            Some(t) => format!("TIMESTAMP '{}'", t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f")),
+            Some(t) => format!(
+                "TIMESTAMP '{}'",
+                t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f")
+            ),
             None => micros.to_string(),
         },
     }
@@ -261,7 +270,11 @@ impl TableDef {
 
     /// Column ids of the schema at `version`, in the order rows of that version store them.
     pub fn layout_at(&self, version: u32) -> Vec<u32> {
-        self.columns.iter().filter(|c| c.alive_at(version)).map(|c| c.id).collect()
+        self.columns
+            .iter()
+            .filter(|c| c.alive_at(version))
+            .map(|c| c.id)
+            .collect()
     }
 
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {
@@ -305,8 +318,13 @@ pub struct StorageDef {
 pub fn validate_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -323,7 +341,9 @@ pub fn validate_user_id(user_id: &str) -> Result<()> {
         && user_id.len() <= MAX_NAME_LEN
         && user_id != "."
         && user_id != ".."
-        && user_id.chars().all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c));
+        && user_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c));
     if ok {
         Ok(())
     } else {
@@ -396,7 +416,9 @@ impl Catalog {
         }
         for (k, v) in store.catalog_scan("table/")? {
             let t: TableDef = from_json(&k, &v)?;
-            state.tables.insert((t.namespace.clone(), t.name.clone()), Arc::new(t));
+            state
+                .tables
+                .insert((t.namespace.clone(), t.name.clone()), Arc::new(t));
         }
         for (k, v) in store.catalog_scan("user/")? {
             let u: UserDef = from_json(&k, &v)?;
@@ -410,8 +432,11 @@ impl Catalog {
             Some(b) => from_json(KEY_NEXT_TABLE_ID, &b)?,
             None => 1,
         };
-        let catalog =
-            Catalog { store, state: RwLock::new(state), ddl_lock: parking_lot::Mutex::new(()) };
+        let catalog = Catalog {
+            store,
+            state: RwLock::new(state),
+            ddl_lock: parking_lot::Mutex::new(()),
+        };
         catalog.bootstrap(data_dir)?;
         Ok(catalog)
     }
@@ -438,7 +463,11 @@ impl Catalog {
                 created_at_ms: now,
             };
             let mut b = WriteBatch::default();
-            b.put_cf(self.store.cf(CF_CATALOG)?, storage_key("local"), to_json(&s)?);
+            b.put_cf(
+                self.store.cf(CF_CATALOG)?,
+                storage_key("local"),
+                to_json(&s)?,
+            );
             self.store.write(b)?;
             self.state.write().storages.insert(s.storage_id.clone(), s);
         }
@@ -459,17 +488,24 @@ impl Catalog {
     pub fn create_namespace(&self, name: &str, if_not_exists: bool) -> Result<bool> {
         validate_name("namespace", name)?;
         if RESERVED_NAMESPACES.contains(&name) {
-            return Err(Error::InvalidParameter(format!("namespace name '{name}' is reserved")));
+            return Err(Error::InvalidParameter(format!(
+                "namespace name '{name}' is reserved"
+            )));
         }
         let _g = self.ddl_lock.lock();
         if self.namespace(name).is_some() {
             return if if_not_exists {
                 Ok(false)
             } else {
-                Err(Error::AlreadyExists(format!("namespace '{name}' already exists")))
+                Err(Error::AlreadyExists(format!(
+                    "namespace '{name}' already exists"
+                )))
             };
         }
-        let ns = NamespaceDef { name: name.into(), created_at_ms: now_millis() };
+        let ns = NamespaceDef {
+            name: name.into(),
+            created_at_ms: now_millis(),
+        };
         let mut b = WriteBatch::default();
         b.put_cf(self.store.cf(CF_CATALOG)?, ns_key(name), to_json(&ns)?);
         self.store.write(b)?;
@@ -480,11 +516,17 @@ impl Catalog {
     /// Drop a namespace (and with `cascade` its tables and their rows).
     pub fn drop_namespace(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
         if name == DEFAULT_NAMESPACE {
-            return Err(Error::InvalidParameter("the default namespace cannot be dropped".into()));
+            return Err(Error::InvalidParameter(
+                "the default namespace cannot be dropped".into(),
+            ));
         }
         let _g = self.ddl_lock.lock();
         if self.namespace(name).is_none() {
-            return if if_exists { Ok(false) } else { Err(Error::NamespaceNotFound(name.into())) };
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(Error::NamespaceNotFound(name.into()))
+            };
         }
         let tables = self.tables_in(name);
         if !tables.is_empty() && !cascade {
@@ -510,11 +552,21 @@ impl Catalog {
     // ---- tables ----
 
     pub fn table(&self, ns: &str, name: &str) -> Option<Arc<TableDef>> {
-        self.state.read().tables.get(&(ns.to_string(), name.to_string())).cloned()
+        self.state
+            .read()
+            .tables
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     pub fn tables_in(&self, ns: &str) -> Vec<Arc<TableDef>> {
-        self.state.read().tables.values().filter(|t| t.namespace == ns).cloned().collect()
+        self.state
+            .read()
+            .tables
+            .values()
+            .filter(|t| t.namespace == ns)
+            .cloned()
+            .collect()
     }
 
     pub fn tables(&self) -> Vec<Arc<TableDef>> {
@@ -523,7 +575,11 @@ impl Catalog {
 
     /// Create a table from a definition whose id and version this assigns.
     /// Returns None if it existed and `if_not_exists` was given.
-    pub fn create_table(&self, mut def: TableDef, if_not_exists: bool) -> Result<Option<Arc<TableDef>>> {
+    pub fn create_table(
+        &self,
+        mut def: TableDef,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<TableDef>>> {
         validate_name("table", &def.name)?;
         let _g = self.ddl_lock.lock();
         if self.namespace(&def.namespace).is_none() {
@@ -553,13 +609,22 @@ impl Catalog {
         b.put_cf(cf, KEY_NEXT_TABLE_ID, to_json(&(id + 1))?);
         // A table id is never reused, but clear its key range in case an earlier crash left rows.
         let prefix = table_prefix(id);
-        b.delete_range_cf(self.store.cf(CF_ROWS)?, &prefix, &prefix_upper_bound(&prefix));
-        b.delete_range_cf(self.store.cf(CF_FLUSHED)?, &prefix, &prefix_upper_bound(&prefix));
+        b.delete_range_cf(
+            self.store.cf(CF_ROWS)?,
+            &prefix,
+            &prefix_upper_bound(&prefix),
+        );
+        b.delete_range_cf(
+            self.store.cf(CF_FLUSHED)?,
+            &prefix,
+            &prefix_upper_bound(&prefix),
+        );
         self.store.write(b)?;
         let def = Arc::new(def);
         let mut st = self.state.write();
         st.next_table_id = id + 1;
-        st.tables.insert((def.namespace.clone(), def.name.clone()), def.clone());
+        st.tables
+            .insert((def.namespace.clone(), def.name.clone()), def.clone());
         Ok(Some(def))
     }
 
@@ -571,14 +636,23 @@ impl Catalog {
         change: impl FnOnce(&TableDef) -> Result<TableDef>,
     ) -> Result<Arc<TableDef>> {
         let _g = self.ddl_lock.lock();
-        let old = self.table(ns, name).ok_or_else(|| Error::TableNotFound(format!("{ns}.{name}")))?;
+        let old = self
+            .table(ns, name)
+            .ok_or_else(|| Error::TableNotFound(format!("{ns}.{name}")))?;
         let mut new = change(&old)?;
         new.schema_version = old.schema_version + 1;
         let mut b = WriteBatch::default();
-        b.put_cf(self.store.cf(CF_CATALOG)?, table_key(ns, name), to_json(&new)?);
+        b.put_cf(
+            self.store.cf(CF_CATALOG)?,
+            table_key(ns, name),
+            to_json(&new)?,
+        );
         self.store.write(b)?;
         let new = Arc::new(new);
-        self.state.write().tables.insert((ns.into(), name.into()), new.clone());
+        self.state
+            .write()
+            .tables
+            .insert((ns.into(), name.into()), new.clone());
         Ok(new)
     }
 
@@ -586,12 +660,19 @@ impl Catalog {
     pub fn drop_table(&self, ns: &str, name: &str, if_exists: bool) -> Result<bool> {
         let _g = self.ddl_lock.lock();
         let Some(t) = self.table(ns, name) else {
-            return if if_exists { Ok(false) } else { Err(Error::TableNotFound(format!("{ns}.{name}"))) };
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(Error::TableNotFound(format!("{ns}.{name}")))
+            };
         };
         let mut b = WriteBatch::default();
         self.delete_table_into(&mut b, &t)?;
         self.store.write(b)?;
-        self.state.write().tables.remove(&(ns.to_string(), name.to_string()));
+        self.state
+            .write()
+            .tables
+            .remove(&(ns.to_string(), name.to_string()));
         Ok(true)
     }
 
@@ -624,7 +705,10 @@ impl Catalog {
         validate_user_id(&user.user_id)?;
         let _g = self.ddl_lock.lock();
         if self.user(&user.user_id).is_some() {
-            return Err(Error::AlreadyExists(format!("user '{}' already exists", user.user_id)));
+            return Err(Error::AlreadyExists(format!(
+                "user '{}' already exists",
+                user.user_id
+            )));
         }
         self.put_user(user)
     }
@@ -632,7 +716,11 @@ impl Catalog {
     /// Insert or replace a user.
     pub fn put_user(&self, user: UserDef) -> Result<()> {
         let mut b = WriteBatch::default();
-        b.put_cf(self.store.cf(CF_CATALOG)?, user_key(&user.user_id), to_json(&user)?);
+        b.put_cf(
+            self.store.cf(CF_CATALOG)?,
+            user_key(&user.user_id),
+            to_json(&user)?,
+        );
         self.store.write(b)?;
         self.state.write().users.insert(user.user_id.clone(), user);
         Ok(())
@@ -740,12 +828,39 @@ mod default_sql_tests {
     #[test]
     fn literal_defaults_read_as_sql() {
         let sql = |v: Value, t: DataType| ColumnDefault::Literal(v).sql(&t);
-        assert_eq!(sql(Value::Decimal(50), DataType::Decimal { precision: 5, scale: 2 }), "0.50");
-        assert_eq!(sql(Value::Decimal(-1250), DataType::Decimal { precision: 5, scale: 2 }), "-12.50");
+        assert_eq!(
+            sql(
+                Value::Decimal(50),
+                DataType::Decimal {
+                    precision: 5,
+                    scale: 2
+                }
+            ),
+            "0.50"
+        );
+        assert_eq!(
+            sql(
+                Value::Decimal(-1250),
+                DataType::Decimal {
+                    precision: 5,
+                    scale: 2
+                }
+            ),
+            "-12.50"
+        );
         assert_eq!(sql(Value::Date(18293), DataType::Date), "DATE '2020-02-01'");
-        assert_eq!(sql(Value::Time(37_800_000_000), DataType::Time), "TIME '10:30:00'");
-        assert_eq!(sql(Value::Timestamp(1_577_872_800_000_000), DataType::Timestamp), "TIMESTAMP '2020-01-01 10:00:00'");
-        assert_eq!(sql(Value::Bytes(vec![0x61, 0x62]), DataType::Bytea), "X'6162'");
+        assert_eq!(
+            sql(Value::Time(37_800_000_000), DataType::Time),
+            "TIME '10:30:00'"
+        );
+        assert_eq!(
+            sql(Value::Timestamp(1_577_872_800_000_000), DataType::Timestamp),
+            "TIMESTAMP '2020-01-01 10:00:00'"
+        );
+        assert_eq!(
+            sql(Value::Bytes(vec![0x61, 0x62]), DataType::Bytea),
+            "X'6162'"
+        );
         assert_eq!(sql(Value::Text("it's".into()), DataType::Text), "'it''s'");
         assert_eq!(ColumnDefault::Now.sql(&DataType::Timestamp), "NOW()");
     }

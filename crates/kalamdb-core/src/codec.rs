@@ -137,9 +137,15 @@ pub fn decode_row(bytes: &[u8]) -> Result<DecodedRow, CodecError> {
     let schema_version = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
     let ncols = u16::from_le_bytes([bytes[6], bytes[7]]) as usize;
     if flags & FLAG_TOMBSTONE != 0 {
-        return Ok(DecodedRow { schema_version, values: None });
+        return Ok(DecodedRow {
+            schema_version,
+            values: None,
+        });
     }
-    let mut r = Reader { buf: bytes, pos: HEADER_LEN };
+    let mut r = Reader {
+        buf: bytes,
+        pos: HEADER_LEN,
+    };
     let mut values = Vec::with_capacity(ncols);
     for _ in 0..ncols {
         values.push(r.value()?);
@@ -147,7 +153,10 @@ pub fn decode_row(bytes: &[u8]) -> Result<DecodedRow, CodecError> {
     if r.pos != bytes.len() {
         return Err(CodecError("trailing bytes"));
     }
-    Ok(DecodedRow { schema_version, values: Some(values) })
+    Ok(DecodedRow {
+        schema_version,
+        values: Some(values),
+    })
 }
 
 struct Reader<'a> {
@@ -157,8 +166,14 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        let end = self.pos.checked_add(n).ok_or(CodecError("length overflow"))?;
-        let s = self.buf.get(self.pos..end).ok_or(CodecError("truncated value"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(CodecError("length overflow"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(CodecError("truncated value"))?;
         self.pos = end;
         Ok(s)
     }
@@ -263,7 +278,13 @@ mod tests {
         let mut buf = Vec::new();
         encode_tombstone(3, &mut buf);
         assert!(is_tombstone(&buf));
-        assert_eq!(decode_row(&buf).unwrap(), DecodedRow { schema_version: 3, values: None });
+        assert_eq!(
+            decode_row(&buf).unwrap(),
+            DecodedRow {
+                schema_version: 3,
+                values: None
+            }
+        );
     }
 
     #[test]

@@ -49,17 +49,26 @@ impl ColdStore {
             .map_err(|e| storage_error(&format!("cannot create {}", root.display()), e))?;
         let fs = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| storage_error("cannot open the cold store", e))?;
-        Ok(ColdStore { store: Arc::new(fs), local_root: Some(root) })
+        Ok(ColdStore {
+            store: Arc::new(fs),
+            local_root: Some(root),
+        })
     }
 
     /// Object path of a scope's directory.
     pub fn scope_dir(namespace: &str, table: &str, scope: &Scope) -> String {
-        format!("{namespace}/{table}/{}", scope.user_id().unwrap_or("shared"))
+        format!(
+            "{namespace}/{table}/{}",
+            scope.user_id().unwrap_or("shared")
+        )
     }
 
     /// Object path of segment `n` of a scope.
     pub fn segment_path(namespace: &str, table: &str, scope: &Scope, n: u64) -> String {
-        format!("{}/batch-{n}.parquet", Self::scope_dir(namespace, table, scope))
+        format!(
+            "{}/batch-{n}.parquet",
+            Self::scope_dir(namespace, table, scope)
+        )
     }
 
     /// Write a whole object durably or not at all. On the local filesystem: write
@@ -67,15 +76,19 @@ impl ColdStore {
     /// object_store put (atomic by the store's own contract).
     pub fn put_durable(&self, path: &str, data: Vec<u8>) -> Result<()> {
         let Some(root) = &self.local_root else {
-            let location = ObjectPath::parse(path).map_err(|e| storage_error("bad segment path", e))?;
+            let location =
+                ObjectPath::parse(path).map_err(|e| storage_error("bad segment path", e))?;
             block_on(self.store.put(&location, PutPayload::from(data)))
                 .map_err(|e| storage_error(&format!("cannot write {path}"), e))?;
             return Ok(());
         };
         use std::io::Write;
         let file = root.join(path);
-        let dir = file.parent().ok_or_else(|| Error::Internal(format!("bad segment path {path}")))?;
-        std::fs::create_dir_all(dir).map_err(|e| storage_error(&format!("cannot create the directory of {path}"), e))?;
+        let dir = file
+            .parent()
+            .ok_or_else(|| Error::Internal(format!("bad segment path {path}")))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| storage_error(&format!("cannot create the directory of {path}"), e))?;
         let tmp = file.with_extension("parquet.tmp");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
@@ -137,7 +150,9 @@ impl ColdStore {
         let Some(root) = &self.local_root else { return };
         let top = root.join(prefix);
         fn prune(dir: &std::path::Path) -> bool {
-            let Ok(entries) = std::fs::read_dir(dir) else { return false };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return false;
+            };
             let mut empty = true;
             for entry in entries.flatten() {
                 let path = entry.path();
@@ -163,8 +178,13 @@ impl ColdStore {
     /// but never committed (a crash between the write and the manifest commit) and staged
     /// uploads left by a crash mid-write. Returns the deleted paths. Non-local stores are
     /// left alone (listing a bucket at every start is not free).
-    pub fn remove_unreferenced(&self, keep: &std::collections::HashSet<String>) -> Result<Vec<String>> {
-        let Some(root) = &self.local_root else { return Ok(Vec::new()) };
+    pub fn remove_unreferenced(
+        &self,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<Vec<String>> {
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
         let mut removed = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
@@ -174,13 +194,19 @@ impl ColdStore {
             };
             for entry in entries.flatten() {
                 let path = entry.path();
-                let Ok(kind) = entry.file_type() else { continue };
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
                 if kind.is_dir() {
                     stack.push(path);
                     continue;
                 }
-                let Ok(rel) = path.strip_prefix(root) else { continue };
-                let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                let Ok(rel) = path.strip_prefix(root) else {
+                    continue;
+                };
+                let rel = rel
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
                 if !keep.contains(&rel) {
                     std::fs::remove_file(&path)
                         .map_err(|e| storage_error(&format!("cannot remove {rel}"), e))?;

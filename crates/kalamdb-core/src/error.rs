@@ -56,7 +56,11 @@ impl fmt::Display for ErrorCode {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("{message}")]
-    InvalidSql { message: String, line: Option<u64>, column: Option<u64> },
+    InvalidSql {
+        message: String,
+        line: Option<u64>,
+        column: Option<u64>,
+    },
     #[error("{0}")]
     InvalidParameter(String),
     #[error("{0}")]
@@ -107,7 +111,11 @@ impl Error {
     }
 
     pub fn invalid_sql(message: impl Into<String>) -> Error {
-        Error::InvalidSql { message: message.into(), line: None, column: None }
+        Error::InvalidSql {
+            message: message.into(),
+            line: None,
+            column: None,
+        }
     }
 
     /// The message a client may see: internal details are replaced, and user input echoed in

@@ -33,7 +33,9 @@ fn value(name: &str) -> Option<String> {
 pub fn fail_for_scope(name: &str, scope: &str) -> Result<()> {
     if let Some(v) = value(name) {
         if v.split(',').any(|s| s.trim() == scope || s.trim() == "*") {
-            return Err(Error::Internal(format!("injected failure ({name}) for scope '{scope}'")));
+            return Err(Error::Internal(format!(
+                "injected failure ({name}) for scope '{scope}'"
+            )));
         }
     }
     Ok(())

@@ -22,7 +22,9 @@ use crate::codec::{decode_row, is_tombstone};
 use crate::cold::ColdStore;
 use crate::error::{Error, Result};
 use crate::failpoints;
-use crate::keys::{now_millis, prefix_upper_bound, scope_prefix, split_row_key, table_prefix, Scope};
+use crate::keys::{
+    now_millis, prefix_upper_bound, scope_prefix, split_row_key, table_prefix, Scope,
+};
 use crate::manifest::{self, lower_bound_hex, upper_bound_hex, ScopeManifest, SegmentMeta};
 use crate::rows::{RowStore, RowVersion};
 use crate::segment::encode_segment;
@@ -45,15 +47,27 @@ pub fn hot_scopes(rows: &RowStore, table_id: u64) -> Result<Vec<Scope>> {
     let store = rows.store();
     let table = table_prefix(table_id);
     let upper = prefix_upper_bound(&table);
-    let mut it = store.db().raw_iterator_cf_opt(store.cf(CF_ROWS)?, Store::range_read_options(&table, &upper));
+    let mut it = store.db().raw_iterator_cf_opt(
+        store.cf(CF_ROWS)?,
+        Store::range_read_options(&table, &upper),
+    );
     it.seek(&table);
     let mut scopes = Vec::new();
     while it.valid() {
         let Some(k) = it.key() else { break };
-        let len = *k.get(8).ok_or_else(|| Error::Internal("malformed row key".into()))? as usize;
-        let user = k.get(9..9 + len).ok_or_else(|| Error::Internal("malformed row key".into()))?;
-        let user = std::str::from_utf8(user).map_err(|_| Error::Internal("malformed scope".into()))?;
-        let scope = if user.is_empty() { Scope::shared() } else { Scope::user(user) };
+        let len = *k
+            .get(8)
+            .ok_or_else(|| Error::Internal("malformed row key".into()))? as usize;
+        let user = k
+            .get(9..9 + len)
+            .ok_or_else(|| Error::Internal("malformed row key".into()))?;
+        let user =
+            std::str::from_utf8(user).map_err(|_| Error::Internal("malformed scope".into()))?;
+        let scope = if user.is_empty() {
+            Scope::shared()
+        } else {
+            Scope::user(user)
+        };
         // Skip the rest of this scope: one seek per scope, not one step per row.
         it.seek(prefix_upper_bound(&scope_prefix(table_id, &scope)));
         scopes.push(scope);
@@ -116,12 +130,19 @@ fn flush_scope_inner(
     let mut manifest = manifest::load(store, def.id, scope)?;
     let version = def.schema_version;
     let target_layout = def.layout_at(version);
-    let mut pending = Pending { rows: Vec::new(), keys: Vec::new() };
+    let mut pending = Pending {
+        rows: Vec::new(),
+        keys: Vec::new(),
+    };
     let mut current_pk: Option<Vec<u8>> = None;
 
-    for item in store.db().iterator_cf_opt(store.cf(CF_ROWS)?, ro, IteratorMode::Start) {
+    for item in store
+        .db()
+        .iterator_cf_opt(store.cf(CF_ROWS)?, ro, IteratorMode::Start)
+    {
         let (key, value) = item?;
-        let (pk, seq) = split_row_key(&key, prefix.len()).ok_or_else(|| Error::Internal("malformed row key".into()))?;
+        let (pk, seq) = split_row_key(&key, prefix.len())
+            .ok_or_else(|| Error::Internal("malformed row key".into()))?;
         if seq > snapshot_seq {
             continue; // written after the snapshot: stays hot
         }
@@ -138,11 +159,23 @@ fn flush_scope_inner(
         } else {
             let row = decode_row(&value)?;
             if row.schema_version > version {
-                return Err(Error::Internal("row written under a newer schema than the flush read".into()));
+                return Err(Error::Internal(
+                    "row written under a newer schema than the flush read".into(),
+                ));
             }
-            Some(convert_layout(def, row.schema_version, &target_layout, row.values.unwrap_or_default()))
+            Some(convert_layout(
+                def,
+                row.schema_version,
+                &target_layout,
+                row.values.unwrap_or_default(),
+            ))
         };
-        pending.rows.push(RowVersion { pk: pk.to_vec(), seq, schema_version: version, values });
+        pending.rows.push(RowVersion {
+            pk: pk.to_vec(),
+            seq,
+            schema_version: version,
+            values,
+        });
         pending.keys.push(key.to_vec());
         done.rows_scanned += 1;
     }
@@ -153,7 +186,12 @@ fn flush_scope_inner(
 }
 
 /// Re-arrange a row written at `from_version` into the column order of `target` (column ids).
-fn convert_layout(def: &TableDef, from_version: u32, target: &[u32], values: Vec<Value>) -> Vec<Value> {
+fn convert_layout(
+    def: &TableDef,
+    from_version: u32,
+    target: &[u32],
+    values: Vec<Value>,
+) -> Vec<Value> {
     let from = def.layout_at(from_version);
     if from == target {
         return values;
@@ -217,8 +255,14 @@ fn commit_manifest(
     bytes: u64,
 ) -> Result<()> {
     let store = rows.store();
-    let first = pending.rows.first().ok_or_else(|| Error::Internal("empty segment".into()))?;
-    let last = pending.rows.last().ok_or_else(|| Error::Internal("empty segment".into()))?;
+    let first = pending
+        .rows
+        .first()
+        .ok_or_else(|| Error::Internal("empty segment".into()))?;
+    let last = pending
+        .rows
+        .last()
+        .ok_or_else(|| Error::Internal("empty segment".into()))?;
     let mut next = manifest.clone();
     next.segments.push(SegmentMeta {
         path: path.to_string(),
@@ -231,7 +275,10 @@ fn commit_manifest(
         pk_max: upper_bound_hex(&last.pk),
         schema_version: def.schema_version,
         created_at_ms: now_millis(),
-        column_stats: manifest::ColumnStats::of_rows(&def.layout_at(def.schema_version), &pending.rows),
+        column_stats: manifest::ColumnStats::of_rows(
+            &def.layout_at(def.schema_version),
+            &pending.rows,
+        ),
     });
     next.next_batch = n + 1;
     let prefix = scope_prefix(def.id, scope);
@@ -249,7 +296,11 @@ fn commit_manifest(
         v.extend_from_slice(&r.seq.to_be_bytes());
         batch.put_cf(flushed_cf, k, v);
     }
-    batch.put_cf(store.cf(CF_CATALOG)?, manifest::manifest_key(def.id, scope), manifest::encode(&next)?);
+    batch.put_cf(
+        store.cf(CF_CATALOG)?,
+        manifest::manifest_key(def.id, scope),
+        manifest::encode(&next)?,
+    );
     let lock = rows.scope_lock(def.id, scope);
     let _guard = lock.lock();
     // The rows this segment holds must still be buffered: DROP USER and DROP TABLE delete a
@@ -258,7 +309,8 @@ fn commit_manifest(
     // Nor may the scope's manifest have changed since the flush read it (DROP USER deletes
     // it; committing the flush's copy would point at deleted files).
     let stored = manifest::load(store, def.id, scope)?;
-    if stored.next_batch != manifest.next_batch || stored.segments.len() != manifest.segments.len() {
+    if stored.next_batch != manifest.next_batch || stored.segments.len() != manifest.segments.len()
+    {
         return Err(Error::Internal(format!(
             "the segments of table '{}' changed during the flush (its owner dropped); nothing was committed",
             def.qualified_name()

@@ -44,8 +44,9 @@ impl ScalarUDFImpl for SnowflakeId {
         Ok(ArrowType::Int64)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let ids: Int64Array =
-            (0..args.number_rows).map(|_| Some(self.seq.next() as i64)).collect();
+        let ids: Int64Array = (0..args.number_rows)
+            .map(|_| Some(self.seq.next() as i64))
+            .collect();
         Ok(ColumnarValue::Array(Arc::new(ids) as ArrayRef))
     }
 }
@@ -82,5 +83,7 @@ pub fn snowflake_id_udf(seq: Arc<SeqGenerator>) -> ScalarUDF {
 }
 
 pub fn uuid_v7_udf() -> ScalarUDF {
-    ScalarUDF::new_from_impl(UuidV7 { signature: Signature::nullary(Volatility::Volatile) })
+    ScalarUDF::new_from_impl(UuidV7 {
+        signature: Signature::nullary(Volatility::Volatile),
+    })
 }

@@ -44,7 +44,10 @@ pub enum JobStatus {
 
 impl JobStatus {
     pub fn is_finished(&self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 
@@ -64,7 +67,8 @@ impl fmt::Display for JobStatus {
 impl FromStr for JobStatus {
     type Err = Error;
     fn from_str(s: &str) -> Result<JobStatus> {
-        serde_json::from_value(json!(s)).map_err(|_| Error::InvalidParameter(format!("unknown job status '{s}'")))
+        serde_json::from_value(json!(s))
+            .map_err(|_| Error::InvalidParameter(format!("unknown job status '{s}'")))
     }
 }
 
@@ -166,7 +170,9 @@ pub struct JobManager {
 
 impl fmt::Debug for JobManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobManager").field("settings", &self.settings).finish()
+        f.debug_struct("JobManager")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -210,7 +216,9 @@ impl JobManager {
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>> {
         match self.db.store.catalog_get(&job_key(id))? {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::Internal(format!("corrupt job {id}: {e}"))),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::Internal(format!("corrupt job {id}: {e}"))),
         }
     }
 
@@ -221,9 +229,17 @@ impl JobManager {
 
     /// Start a flush of `def` unless one is already queued or running for it.
     /// Returns the job id and whether a new job was created.
-    pub fn start_flush(self: &Arc<Self>, def: Arc<TableDef>, created_by: &str, trigger: FlushTrigger) -> Result<(String, bool)> {
+    pub fn start_flush(
+        self: &Arc<Self>,
+        def: Arc<TableDef>,
+        created_by: &str,
+        trigger: FlushTrigger,
+    ) -> Result<(String, bool)> {
         if def.kind == TableKind::Stream {
-            return Err(Error::Unsupported(format!("STREAM table '{}' is never flushed", def.qualified_name())));
+            return Err(Error::Unsupported(format!(
+                "STREAM table '{}' is never flushed",
+                def.qualified_name()
+            )));
         }
         if def.kind == TableKind::System {
             return Err(Error::Unsupported("system tables are not flushed".into()));
@@ -235,7 +251,11 @@ impl JobManager {
         // (joining it would answer "Flush started" and flush nothing).
         let mut after: Option<String> = None;
         if let Some(id) = active.get(&key) {
-            let dying = self.cancel.lock().get(id).is_some_and(|f| f.load(Ordering::Relaxed));
+            let dying = self
+                .cancel
+                .lock()
+                .get(id)
+                .is_some_and(|f| f.load(Ordering::Relaxed));
             if !dying {
                 return Ok((id.clone(), false));
             }
@@ -277,7 +297,9 @@ impl JobManager {
             }
             let _permit = jm.permits.clone().acquire_owned().await;
             let job_id = job.job_id.clone();
-            if let Err(e) = tracing::Instrument::instrument(jm.run_flush(job, def, flag), span).await {
+            if let Err(e) =
+                tracing::Instrument::instrument(jm.run_flush(job, def, flag), span).await
+            {
                 tracing::error!(%job_id, error = %e, "job bookkeeping failed");
             }
             let mut active = jm.active.lock();
@@ -292,14 +314,23 @@ impl JobManager {
         Ok((id, true))
     }
 
-    async fn run_flush(&self, mut job: JobRecord, def: Arc<TableDef>, cancel: Arc<AtomicBool>) -> Result<()> {
+    async fn run_flush(
+        &self,
+        mut job: JobRecord,
+        def: Arc<TableDef>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<()> {
         let started = now_millis();
         job.started_at_ms = Some(started);
         job.attempt = 1;
         job.status = JobStatus::Running;
         self.save(&job)?;
         // Flush with the table's current definition (ALTERs since the request count).
-        let def = self.db.catalog.table(&def.namespace, &def.name).unwrap_or(def);
+        let def = self
+            .db
+            .catalog
+            .table(&def.namespace, &def.name)
+            .unwrap_or(def);
         let mut tally = FlushTally::default();
         let rows = self.db.rows.clone();
         let table_id = def.id;
@@ -325,13 +356,17 @@ impl JobManager {
                         break;
                     }
                     let Some(scope) = queue.next() else { break };
-                    let (rows2, catalog, def2) = (rows.clone(), self.db.catalog.clone(), def.clone());
+                    let (rows2, catalog, def2) =
+                        (rows.clone(), self.db.catalog.clone(), def.clone());
                     running.spawn_blocking(move || {
-                        let (done, err) = flush_scope(&rows2, &catalog, &def2, &scope, segment_rows);
+                        let (done, err) =
+                            flush_scope(&rows2, &catalog, &def2, &scope, segment_rows);
                         (scope, done, err)
                     });
                 }
-                let Some(joined) = running.join_next().await else { break };
+                let Some(joined) = running.join_next().await else {
+                    break;
+                };
                 let (scope, done, err) = joined.map_err(|e| Error::Internal(e.to_string()))?;
                 let name = scope_name(&scope);
                 tally.rows_scanned += done.rows_scanned;
@@ -358,7 +393,10 @@ impl JobManager {
             job.result = Some(flush_result_json(&tally));
             job.attempt += 1;
             self.save(&job)?;
-            let backoff = self.settings.retry_backoff_ms.saturating_mul(1u64 << (job.attempt - 2).min(16));
+            let backoff = self
+                .settings
+                .retry_backoff_ms
+                .saturating_mul(1u64 << (job.attempt - 2).min(16));
             tokio::time::sleep(Duration::from_millis(backoff)).await;
             if cancel.load(Ordering::Relaxed) {
                 cancelled = true;
@@ -372,10 +410,19 @@ impl JobManager {
         job.completed_at_ms = Some(now);
         job.duration_ms = Some(now.saturating_sub(started));
         job.result = Some(flush_result_json(&tally));
-        let joined = tally.errors.iter().map(|(u, e)| format!("user {u}: {e}")).collect::<Vec<_>>().join("; ");
+        let joined = tally
+            .errors
+            .iter()
+            .map(|(u, e)| format!("user {u}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
         // A table dropped (or dropped and created again) while its flush ran: whatever the
         // flush wrote went with it, so it must not report rows flushed.
-        let dropped = self.db.catalog.table(&def.namespace, &def.name).is_none_or(|t| t.id != def.id);
+        let dropped = self
+            .db
+            .catalog
+            .table(&def.namespace, &def.name)
+            .is_none_or(|t| t.id != def.id);
         if dropped {
             job.status = JobStatus::Failed;
             job.error_message = Some(format!(
@@ -386,8 +433,16 @@ impl JobManager {
             job.result = Some(flush_result_json(&tally));
         } else if cancelled {
             job.status = JobStatus::Cancelled;
-            let why = if self.shutting_down.load(Ordering::Relaxed) { "interrupted by shutdown" } else { "cancelled by KILL JOB" };
-            job.error_message = Some(if joined.is_empty() { why.to_string() } else { format!("{why}; {joined}") });
+            let why = if self.shutting_down.load(Ordering::Relaxed) {
+                "interrupted by shutdown"
+            } else {
+                "cancelled by KILL JOB"
+            };
+            job.error_message = Some(if joined.is_empty() {
+                why.to_string()
+            } else {
+                format!("{why}; {joined}")
+            });
         } else if tally.errors.is_empty() {
             job.status = JobStatus::Completed;
             job.error_message = None;
@@ -423,8 +478,10 @@ impl JobManager {
         metrics::counter!("kalamdb_flush_jobs_total", "outcome" => outcome).increment(1);
         metrics::histogram!("kalamdb_flush_duration_seconds").record(duration_ms as f64 / 1000.0);
         let table = format!("{}.{}", job.namespace, job.table_name);
-        metrics::counter!("kalamdb_flush_rows_total", "table" => table.clone()).increment(tally.rows_flushed);
-        metrics::counter!("kalamdb_flush_bytes_total", "table" => table.clone()).increment(tally.bytes_written);
+        metrics::counter!("kalamdb_flush_rows_total", "table" => table.clone())
+            .increment(tally.rows_flushed);
+        metrics::counter!("kalamdb_flush_bytes_total", "table" => table.clone())
+            .increment(tally.bytes_written);
         let mut failures = self.consecutive_failures.lock();
         let n = failures.entry(table.clone()).or_default();
         match outcome {
@@ -437,12 +494,16 @@ impl JobManager {
 
     /// Ask a job to stop at the next scope boundary. Users may only kill their own jobs.
     pub fn kill(&self, id: &str, by: &Principal) -> Result<JobRecord> {
-        let job = self.get(id)?.ok_or_else(|| Error::JobNotFound(id.to_string()))?;
+        let job = self
+            .get(id)?
+            .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
         if by.role < Role::Dba && job.created_by != by.user_id {
             return Err(Error::JobNotFound(id.to_string()));
         }
         if by.role < Role::Service {
-            return Err(Error::PermissionDenied("KILL JOB needs the service role or above".into()));
+            return Err(Error::PermissionDenied(
+                "KILL JOB needs the service role or above".into(),
+            ));
         }
         if job.status.is_finished() {
             return Ok(job);
@@ -469,7 +530,9 @@ impl JobManager {
     /// Wait until a job has finished and return its final row.
     pub async fn wait(&self, id: &str) -> Result<JobRecord> {
         loop {
-            let job = self.get(id)?.ok_or_else(|| Error::JobNotFound(id.to_string()))?;
+            let job = self
+                .get(id)?
+                .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
             if job.status.is_finished() {
                 return Ok(job);
             }
@@ -500,7 +563,9 @@ pub fn list_jobs(store: &crate::store::Store) -> Result<Vec<JobRecord>> {
     let mut jobs: Vec<JobRecord> = store
         .catalog_scan("job/")?
         .into_iter()
-        .map(|(k, v)| serde_json::from_slice(&v).map_err(|e| Error::Internal(format!("corrupt {k}: {e}"))))
+        .map(|(k, v)| {
+            serde_json::from_slice(&v).map_err(|e| Error::Internal(format!("corrupt {k}: {e}")))
+        })
         .collect::<Result<_>>()?;
     jobs.sort_by_key(|j| (j.created_at_ms, j.job_id.clone()));
     Ok(jobs)

@@ -109,12 +109,20 @@ pub fn encode_pk(v: &Value, out: &mut Vec<u8>) -> bool {
         Value::Decimal(x) => out.extend_from_slice(&((*x as u128) ^ (1 << 127)).to_be_bytes()),
         Value::Real(x) => {
             let bits = x.to_bits();
-            let ordered = if bits >> 31 == 1 { !bits } else { bits | (1 << 31) };
+            let ordered = if bits >> 31 == 1 {
+                !bits
+            } else {
+                bits | (1 << 31)
+            };
             out.extend_from_slice(&ordered.to_be_bytes())
         }
         Value::Double(x) => {
             let bits = x.to_bits();
-            let ordered = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            };
             out.extend_from_slice(&ordered.to_be_bytes())
         }
         Value::Text(s) => escape_bytes(s.as_bytes(), out),
@@ -145,7 +153,9 @@ pub struct SeqGenerator {
 
 impl SeqGenerator {
     pub fn new(floor: u64) -> SeqGenerator {
-        SeqGenerator { last: AtomicU64::new(floor) }
+        SeqGenerator {
+            last: AtomicU64::new(floor),
+        }
     }
 
     /// Next seq, strictly greater than every seq handed out before.

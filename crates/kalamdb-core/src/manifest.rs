@@ -45,7 +45,10 @@ pub struct ColumnStats {
 
 impl ColumnStats {
     /// Column statistics of rows in a layout (tombstones skipped).
-    pub fn of_rows(layout: &[u32], rows: &[crate::rows::RowVersion]) -> std::collections::BTreeMap<u32, ColumnStats> {
+    pub fn of_rows(
+        layout: &[u32],
+        rows: &[crate::rows::RowVersion],
+    ) -> std::collections::BTreeMap<u32, ColumnStats> {
         let mut out = std::collections::BTreeMap::new();
         for (i, id) in layout.iter().enumerate() {
             // Compare values in place and encode only the two winners (encoding every value
@@ -68,11 +71,16 @@ impl ColumnStats {
             }
             let hex = |v: Option<&Value>, bound: fn(&[u8]) -> String| {
                 let mut buf = Vec::new();
-                v.filter(|v| crate::keys::encode_pk(v, &mut buf)).map(|_| bound(&buf))
+                v.filter(|v| crate::keys::encode_pk(v, &mut buf))
+                    .map(|_| bound(&buf))
             };
             out.insert(
                 *id,
-                ColumnStats { min: hex(min, lower_bound_hex), max: hex(max, upper_bound_hex), null_count: nulls },
+                ColumnStats {
+                    min: hex(min, lower_bound_hex),
+                    max: hex(max, upper_bound_hex),
+                    null_count: nulls,
+                },
             );
         }
         out
@@ -84,17 +92,27 @@ impl ColumnStats {
 fn key_order(a: &Value, b: &Value) -> std::cmp::Ordering {
     fn f32_bits(x: f32) -> u32 {
         let bits = x.to_bits();
-        if bits >> 31 == 1 { !bits } else { bits | (1 << 31) }
+        if bits >> 31 == 1 {
+            !bits
+        } else {
+            bits | (1 << 31)
+        }
     }
     fn f64_bits(x: f64) -> u64 {
         let bits = x.to_bits();
-        if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | (1 << 63)
+        }
     }
     match (a, b) {
         (Value::Boolean(x), Value::Boolean(y)) => x.cmp(y),
         (Value::SmallInt(x), Value::SmallInt(y)) => x.cmp(y),
         (Value::Int(x), Value::Int(y)) | (Value::Date(x), Value::Date(y)) => x.cmp(y),
-        (Value::BigInt(x), Value::BigInt(y)) | (Value::Time(x), Value::Time(y)) | (Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
+        (Value::BigInt(x), Value::BigInt(y))
+        | (Value::Time(x), Value::Time(y))
+        | (Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
         (Value::Decimal(x), Value::Decimal(y)) => x.cmp(y),
         (Value::Real(x), Value::Real(y)) => f32_bits(*x).cmp(&f32_bits(*y)),
         (Value::Double(x), Value::Double(y)) => f64_bits(*x).cmp(&f64_bits(*y)),
@@ -154,7 +172,11 @@ pub fn upper_bound_hex(b: &[u8]) -> String {
 
 /// Catalog key of a scope's manifest.
 pub fn manifest_key(table_id: u64, scope: &Scope) -> String {
-    format!("{}{}", table_manifest_prefix(table_id), scope.user_id().unwrap_or(""))
+    format!(
+        "{}{}",
+        table_manifest_prefix(table_id),
+        scope.user_id().unwrap_or("")
+    )
 }
 
 /// Catalog key prefix of all manifests of a table.
@@ -177,7 +199,11 @@ pub fn load_table(store: &Store, table_id: u64) -> Result<Vec<(Scope, ScopeManif
     let mut out = Vec::new();
     for (k, v) in store.catalog_scan(&prefix)? {
         let user = &k[prefix.len()..];
-        let scope = if user.is_empty() { Scope::shared() } else { Scope::user(user) };
+        let scope = if user.is_empty() {
+            Scope::shared()
+        } else {
+            Scope::user(user)
+        };
         let m: ScopeManifest = serde_json::from_slice(&v)
             .map_err(|e| Error::Internal(format!("corrupt manifest {k}: {e}")))?;
         out.push((scope, m));
@@ -236,21 +262,46 @@ mod tests {
     fn same_kind_pair() -> impl proptest::strategy::Strategy<Value = (Value, Value)> {
         use proptest::prelude::*;
         prop_oneof![
-            (any::<bool>(), any::<bool>()).prop_map(|(a, b)| (Value::Boolean(a), Value::Boolean(b))),
-            (any::<i16>(), any::<i16>()).prop_map(|(a, b)| (Value::SmallInt(a), Value::SmallInt(b))),
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(a, b)| (Value::Boolean(a), Value::Boolean(b))),
+            (any::<i16>(), any::<i16>())
+                .prop_map(|(a, b)| (Value::SmallInt(a), Value::SmallInt(b))),
             (any::<i32>(), any::<i32>()).prop_map(|(a, b)| (Value::Int(a), Value::Int(b))),
-            (any::<i64>(), any::<i64>()).prop_map(|(a, b)| (Value::Timestamp(a), Value::Timestamp(b))),
-            (any::<i128>(), any::<i128>()).prop_map(|(a, b)| (Value::Decimal(a), Value::Decimal(b))),
-            (any::<u32>(), any::<u32>()).prop_map(|(a, b)| (Value::Real(f32::from_bits(a)), Value::Real(f32::from_bits(b)))),
-            (any::<u64>(), any::<u64>()).prop_map(|(a, b)| (Value::Double(f64::from_bits(a)), Value::Double(f64::from_bits(b)))),
+            (any::<i64>(), any::<i64>())
+                .prop_map(|(a, b)| (Value::Timestamp(a), Value::Timestamp(b))),
+            (any::<i128>(), any::<i128>())
+                .prop_map(|(a, b)| (Value::Decimal(a), Value::Decimal(b))),
+            (any::<u32>(), any::<u32>()).prop_map(|(a, b)| (
+                Value::Real(f32::from_bits(a)),
+                Value::Real(f32::from_bits(b))
+            )),
+            (any::<u64>(), any::<u64>()).prop_map(|(a, b)| (
+                Value::Double(f64::from_bits(a)),
+                Value::Double(f64::from_bits(b))
+            )),
             (-2.0f64..2.0, -2.0f64..2.0).prop_map(|(a, b)| (Value::Double(a), Value::Double(b))),
             {
-                let edge = || proptest::sample::select(vec![-0.0, 0.0, f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 1.0]);
+                let edge = || {
+                    proptest::sample::select(vec![
+                        -0.0,
+                        0.0,
+                        f64::NAN,
+                        -f64::NAN,
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        -1.0,
+                        1.0,
+                    ])
+                };
                 (edge(), edge()).prop_map(|(a, b)| (Value::Double(a), Value::Double(b)))
             },
             (".{0,6}", ".{0,6}").prop_map(|(a, b)| (Value::Text(a), Value::Text(b))),
             ("[a\\x00]{0,4}", "[a\\x00]{0,4}").prop_map(|(a, b)| (Value::Text(a), Value::Text(b))),
-            (proptest::collection::vec(0u8..3, 0..5), proptest::collection::vec(0u8..3, 0..5)).prop_map(|(a, b)| (Value::Bytes(a), Value::Bytes(b))),
+            (
+                proptest::collection::vec(0u8..3, 0..5),
+                proptest::collection::vec(0u8..3, 0..5)
+            )
+                .prop_map(|(a, b)| (Value::Bytes(a), Value::Bytes(b))),
         ]
     }
 

@@ -95,7 +95,11 @@ pub struct QueryHeap {
 
 impl QueryHeap {
     pub fn new(limit: usize) -> Arc<QueryHeap> {
-        Arc::new(QueryHeap { used: AtomicIsize::new(0), limit, accounts: AtomicUsize::new(0) })
+        Arc::new(QueryHeap {
+            used: AtomicIsize::new(0),
+            limit,
+            accounts: AtomicUsize::new(0),
+        })
     }
 
     /// Bytes the running statements hold (as of their last guarded step).
@@ -122,7 +126,11 @@ pub struct Account {
 impl Account {
     pub fn new(heap: &Arc<QueryHeap>) -> Arc<Account> {
         heap.accounts.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Account { heap: heap.clone(), own: AtomicIsize::new(0), published: AtomicIsize::new(0) })
+        Arc::new(Account {
+            heap: heap.clone(),
+            own: AtomicIsize::new(0),
+            published: AtomicIsize::new(0),
+        })
     }
 
     /// The account of the statement a task belongs to, if its session has one.
@@ -214,7 +222,10 @@ pub struct Charged<F> {
 
 impl<F: Future> Charged<F> {
     pub fn new(account: Arc<Account>, inner: F) -> Charged<F> {
-        Charged { account, inner: Box::pin(inner) }
+        Charged {
+            account,
+            inner: Box::pin(inner),
+        }
     }
 }
 
@@ -244,8 +255,14 @@ mod tests {
         let b = Account::new(&heap);
         b.charged(|| b.charged(|| charge(50)));
         assert_eq!(heap.used(), 110, "nested charging publishes once");
-        assert!(a.check().is_err(), "over the limit, the statement holding more than its share stops");
-        assert!(b.check().is_ok(), "the one holding less than its share goes on");
+        assert!(
+            a.check().is_err(),
+            "over the limit, the statement holding more than its share stops"
+        );
+        assert!(
+            b.check().is_ok(),
+            "the one holding less than its share goes on"
+        );
         drop(b);
         assert_eq!(heap.used(), 60);
         drop(a);

@@ -53,7 +53,12 @@ impl FlushPolicy {
 }
 
 /// Check every table's policy every `check_every`, until the process ends.
-pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: FlushPolicy, check_every: Duration) {
+pub async fn run_scheduler(
+    db: Arc<Db>,
+    jobs: Arc<JobManager>,
+    default_policy: FlushPolicy,
+    check_every: Duration,
+) {
     let mut last_flush: HashMap<u64, u64> = HashMap::new();
     let mut last_prune = 0u64;
     let mut last_sizes = 0u64;
@@ -75,12 +80,15 @@ pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: F
             };
             let since = *last_flush.entry(def.id).or_insert(now);
             let buffered = db.rows.buffered(def.id);
-            metrics::gauge!("kalamdb_buffered_rows", "table" => def.qualified_name()).set(buffered as f64);
+            metrics::gauge!("kalamdb_buffered_rows", "table" => def.qualified_name())
+                .set(buffered as f64);
             if buffered == 0 {
                 continue;
             }
             let by_rows = policy.rows.is_some_and(|n| buffered >= n);
-            let by_time = policy.interval_secs.is_some_and(|s| now.saturating_sub(since) >= s * 1000);
+            let by_time = policy
+                .interval_secs
+                .is_some_and(|s| now.saturating_sub(since) >= s * 1000);
             if by_rows || by_time {
                 match jobs.start_flush(def.clone(), "system", FlushTrigger::Policy) {
                     Ok((id, true)) => {
@@ -88,7 +96,9 @@ pub async fn run_scheduler(db: Arc<Db>, jobs: Arc<JobManager>, default_policy: F
                         last_flush.insert(def.id, now);
                     }
                     Ok((_, false)) => {}
-                    Err(e) => tracing::warn!(table = %def.qualified_name(), error = %e, "flush policy could not start a job"),
+                    Err(e) => {
+                        tracing::warn!(table = %def.qualified_name(), error = %e, "flush policy could not start a job")
+                    }
                 }
             }
         }
@@ -115,8 +125,20 @@ mod tests {
 
     #[test]
     fn policies_parse_and_bad_ones_are_refused() {
-        assert_eq!(FlushPolicy::parse("rows:100,interval:5").unwrap(), FlushPolicy { rows: Some(100), interval_secs: Some(5) });
-        assert_eq!(FlushPolicy::parse("interval:5").unwrap(), FlushPolicy { rows: None, interval_secs: Some(5) });
+        assert_eq!(
+            FlushPolicy::parse("rows:100,interval:5").unwrap(),
+            FlushPolicy {
+                rows: Some(100),
+                interval_secs: Some(5)
+            }
+        );
+        assert_eq!(
+            FlushPolicy::parse("interval:5").unwrap(),
+            FlushPolicy {
+                rows: None,
+                interval_secs: Some(5)
+            }
+        );
         for bad in ["", "rows:0", "rows:x", "bytes:5", "rows:1,rows:2"] {
             assert!(FlushPolicy::parse(bad).is_err(), "{bad}");
         }
@@ -124,7 +146,12 @@ mod tests {
 }
 
 /// Delete a STREAM table's expired rows, at most once per min(TTL, 60 s).
-fn purge_stream(db: &Arc<Db>, def: &Arc<crate::catalog::TableDef>, now: u64, last: &mut HashMap<u64, u64>) {
+fn purge_stream(
+    db: &Arc<Db>,
+    def: &Arc<crate::catalog::TableDef>,
+    now: u64,
+    last: &mut HashMap<u64, u64>,
+) {
     let every_ms = def.options.ttl_seconds.unwrap_or(60).clamp(1, 60) * 1000;
     let since = *last.entry(def.id).or_insert(now);
     if now.saturating_sub(since) < every_ms {
@@ -135,23 +162,38 @@ fn purge_stream(db: &Arc<Db>, def: &Arc<crate::catalog::TableDef>, now: u64, las
     // Runs on a blocking thread; the next check simply skips if this one is still running.
     tokio::task::spawn_blocking(move || match db.rows.purge_expired(&def) {
         Ok(0) => {}
-        Ok(n) => tracing::debug!(table = %def.qualified_name(), purged = n, "purged expired stream rows"),
-        Err(e) => tracing::warn!(table = %def.qualified_name(), error = %e, "purging expired stream rows failed"),
+        Ok(n) => {
+            tracing::debug!(table = %def.qualified_name(), purged = n, "purged expired stream rows")
+        }
+        Err(e) => {
+            tracing::warn!(table = %def.qualified_name(), error = %e, "purging expired stream rows failed")
+        }
     });
 }
 
 /// Sum of an integer RocksDB property over KalamDB's column families.
 fn cf_property_sum(db: &Db, prop: &str) -> u64 {
-    [crate::store::CF_CATALOG, crate::store::CF_ROWS, crate::store::CF_FLUSHED]
-        .into_iter()
-        .filter_map(|cf| db.store.cf(cf).ok())
-        .filter_map(|handle| db.store.db().property_int_value_cf(handle, prop).ok().flatten())
-        .sum()
+    [
+        crate::store::CF_CATALOG,
+        crate::store::CF_ROWS,
+        crate::store::CF_FLUSHED,
+    ]
+    .into_iter()
+    .filter_map(|cf| db.store.cf(cf).ok())
+    .filter_map(|handle| {
+        db.store
+            .db()
+            .property_int_value_cf(handle, prop)
+            .ok()
+            .flatten()
+    })
+    .sum()
 }
 
 /// Publish the on-disk size of the hot store and of committed Parquet segments.
 fn record_storage_sizes(db: &Db) {
-    let rocks = cf_property_sum(db, "rocksdb.total-sst-files-size") + cf_property_sum(db, "rocksdb.cur-size-all-mem-tables");
+    let rocks = cf_property_sum(db, "rocksdb.total-sst-files-size")
+        + cf_property_sum(db, "rocksdb.cur-size-all-mem-tables");
     metrics::gauge!("kalamdb_rocksdb_size_bytes").set(rocks as f64);
     // Where RocksDB's memory is: memtables (active + immutable being written out), SST
     // readers (index and filter blocks, outside the block cache) and the block caches.
@@ -166,7 +208,11 @@ fn record_storage_sizes(db: &Db) {
     let mut parquet = 0u64;
     for def in db.catalog.tables() {
         if let Ok(manifests) = crate::manifest::load_table(&db.store, def.id) {
-            parquet += manifests.iter().flat_map(|(_, m)| m.segments.iter()).map(|s| s.bytes).sum::<u64>();
+            parquet += manifests
+                .iter()
+                .flat_map(|(_, m)| m.segments.iter())
+                .map(|s| s.bytes)
+                .sum::<u64>();
         }
     }
     metrics::gauge!("kalamdb_parquet_size_bytes").set(parquet as f64);

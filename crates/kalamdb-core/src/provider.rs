@@ -63,7 +63,11 @@ pub fn table_schema(def: &TableDef, with_rowid: bool) -> SchemaRef {
         })
         .collect();
     if with_rowid {
-        fields.push(Field::new(ROWID_COLUMN, arrow::datatypes::DataType::Int64, false));
+        fields.push(Field::new(
+            ROWID_COLUMN,
+            arrow::datatypes::DataType::Int64,
+            false,
+        ));
     }
     Arc::new(Schema::new(fields))
 }
@@ -100,10 +104,12 @@ impl KalamTable {
                 None => continue,
                 // The statement's time, the same instant its NOW() returns: every row of one
                 // INSERT gets the same value, equal to an explicit NOW() in the same statement.
-                Some(ColumnDefault::Now) => datafusion::logical_expr::lit(ScalarValue::TimestampMicrosecond(
-                    Some(statement_time_micros),
-                    Some("UTC".into()),
-                )),
+                Some(ColumnDefault::Now) => {
+                    datafusion::logical_expr::lit(ScalarValue::TimestampMicrosecond(
+                        Some(statement_time_micros),
+                        Some("UTC".into()),
+                    ))
+                }
                 Some(ColumnDefault::SnowflakeId) => snowflake_id.call(vec![]),
                 Some(ColumnDefault::UuidV7) => uuid_v7.call(vec![]),
                 Some(ColumnDefault::Literal(v)) => match scalar_of(v, &c.data_type) {
@@ -114,7 +120,15 @@ impl KalamTable {
             defaults.insert(c.name.clone(), expr);
         }
         let scope = principal.scope_for(&def);
-        KalamTable { def, rows, principal, scope, with_rowid, schema, defaults }
+        KalamTable {
+            def,
+            rows,
+            principal,
+            scope,
+            with_rowid,
+            schema,
+            defaults,
+        }
     }
 
     pub fn def(&self) -> &Arc<TableDef> {
@@ -238,7 +252,10 @@ impl TableProvider for KalamTable {
             scope: self.scope.clone(),
             columns,
             schema: schema.clone(),
-            range: ScanRange { pk_equals: self.pk_equality(filters), limit },
+            range: ScanRange {
+                pk_equals: self.pk_equality(filters),
+                limit,
+            },
         };
         let exec = StreamingTableExec::try_new(
             schema,
@@ -283,9 +300,15 @@ impl PartitionStream for HotScan {
         );
         builder.spawn_blocking(move || {
             let scan = || {
-                rows.scan(&def, &scope, &columns, schema, &range, SCAN_BATCH_ROWS, |batch| {
-                    tx.blocking_send(Ok(batch)).is_ok()
-                })
+                rows.scan(
+                    &def,
+                    &scope,
+                    &columns,
+                    schema,
+                    &range,
+                    SCAN_BATCH_ROWS,
+                    |batch| tx.blocking_send(Ok(batch)).is_ok(),
+                )
                 .map_err(df_error)
             };
             match account {

@@ -16,12 +16,12 @@ use rocksdb::WriteBatch;
 use crate::batch::{conform, value_at};
 use crate::catalog::{TableDef, TableKind};
 use crate::codec::{encode_row, encode_tombstone, is_tombstone};
+use crate::cold::ColdStore;
 use crate::error::{Error, Result};
 use crate::keys::{
     encode_pk, now_millis, prefix_upper_bound, row_key, scope_prefix, seq_millis, split_row_key,
     Scope, SeqGenerator,
 };
-use crate::cold::ColdStore;
 use crate::store::{Store, CF_FLUSHED, CF_ROWS};
 use crate::types::{DataType, Value};
 
@@ -50,7 +50,11 @@ pub struct ScanRange {
 #[derive(Debug, Clone)]
 pub enum ScanColumn {
     /// A live column of the table, by id.
-    Column { id: u32, data_type: DataType, value_for_older_rows: Option<Value> },
+    Column {
+        id: u32,
+        data_type: DataType,
+        value_for_older_rows: Option<Value>,
+    },
     /// The hidden row id of a table without a declared primary key (as BIGINT).
     RowId,
 }
@@ -87,21 +91,26 @@ impl Drop for Reservation<'_> {
 pub fn check_value(dt: &DataType, v: Value) -> Result<Value> {
     match (dt, v) {
         (DataType::Json, Value::Text(s)) => {
-            serde_json::from_str::<serde::de::IgnoredAny>(&s).map_err(|e| {
-                Error::TypeMismatch(format!("invalid JSON value: {e}"))
-            })?;
+            serde_json::from_str::<serde::de::IgnoredAny>(&s)
+                .map_err(|e| Error::TypeMismatch(format!("invalid JSON value: {e}")))?;
             Ok(Value::Text(s))
         }
         (DataType::Uuid, Value::Text(s)) => {
-            let u = uuid::Uuid::parse_str(&s)
-                .map_err(|_| Error::TypeMismatch(format!("invalid UUID value '{}'", crate::catalog::truncate_for_message(&s))))?;
+            let u = uuid::Uuid::parse_str(&s).map_err(|_| {
+                Error::TypeMismatch(format!(
+                    "invalid UUID value '{}'",
+                    crate::catalog::truncate_for_message(&s)
+                ))
+            })?;
             Ok(Value::Text(u.hyphenated().to_string()))
         }
         // A time of day is below 24:00:00 (chrono reads the leap second '23:59:60' as
         // 86,400 s, which later writers and readers cannot represent).
-        (DataType::Time, Value::Time(us)) if !(0..86_400_000_000).contains(&us) => Err(Error::TypeMismatch(
-            "time of day out of range: must be from 00:00:00 to 23:59:59.999999".into(),
-        )),
+        (DataType::Time, Value::Time(us)) if !(0..86_400_000_000).contains(&us) => {
+            Err(Error::TypeMismatch(
+                "time of day out of range: must be from 00:00:00 to 23:59:59.999999".into(),
+            ))
+        }
         (_, v) => Ok(v),
     }
 }
@@ -224,7 +233,9 @@ impl RowStore {
     fn encode_key_value(v: &Value) -> Result<Vec<u8>> {
         let mut pk = Vec::new();
         if !encode_pk(v, &mut pk) {
-            return Err(Error::ConstraintViolation("primary key must not be NULL".into()));
+            return Err(Error::ConstraintViolation(
+                "primary key must not be NULL".into(),
+            ));
         }
         Ok(pk)
     }
@@ -236,10 +247,15 @@ impl RowStore {
         lower.extend_from_slice(pk);
         let upper = prefix_upper_bound(&lower);
         let ro = Store::range_read_options(&lower, &upper);
-        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, ro);
+        let mut it = self
+            .store
+            .db()
+            .raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, ro);
         it.seek(&lower);
         while it.valid() {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
             // The range also covers longer keys that merely start with `pk`; with a
             // prefix-free pk encoding those cannot occur, but check exactly anyway.
             if let Some((kpk, seq)) = split_row_key(k, prefix.len()) {
@@ -268,23 +284,42 @@ impl RowStore {
         let mut in_hot = vec![false; pks.len()];
         let now = now_millis();
         let upper = prefix_upper_bound(prefix);
-        let hot = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, Store::range_read_options(prefix, &upper));
+        let hot = self.store.db().raw_iterator_cf_opt(
+            self.store.cf(CF_ROWS)?,
+            Store::range_read_options(prefix, &upper),
+        );
         // The newest version of a pk is the first key at or after prefix|pk (seq descends).
-        walk_sorted(hot, prefix, pks, |k| split_row_key(k, prefix.len()).map(|(kpk, _)| kpk), |i, k, v| {
-            in_hot[i] = true;
-            let seq = split_row_key(k, prefix.len()).map(|(_, seq)| seq).unwrap_or(0);
-            live[i] = !is_tombstone(v) && !expired(def, seq, now);
-        })?;
+        walk_sorted(
+            hot,
+            prefix,
+            pks,
+            |k| split_row_key(k, prefix.len()).map(|(kpk, _)| kpk),
+            |i, k, v| {
+                in_hot[i] = true;
+                let seq = split_row_key(k, prefix.len())
+                    .map(|(_, seq)| seq)
+                    .unwrap_or(0);
+                live[i] = !is_tombstone(v) && !expired(def, seq, now);
+            },
+        )?;
         let ask: Vec<usize> = (0..pks.len()).filter(|&i| !in_hot[i]).collect();
         if ask.is_empty() {
             return Ok(live);
         }
         let ask_pks: Vec<&[u8]> = ask.iter().map(|&i| pks[i]).collect();
-        let flushed =
-            self.store.db().raw_iterator_cf_opt(self.store.cf(CF_FLUSHED)?, Store::range_read_options(prefix, &upper));
-        walk_sorted(flushed, prefix, &ask_pks, |k| k.get(prefix.len()..), |j, _, v| {
-            live[ask[j]] = v.first() == Some(&0);
-        })?;
+        let flushed = self.store.db().raw_iterator_cf_opt(
+            self.store.cf(CF_FLUSHED)?,
+            Store::range_read_options(prefix, &upper),
+        );
+        walk_sorted(
+            flushed,
+            prefix,
+            &ask_pks,
+            |k| k.get(prefix.len()..),
+            |j, _, v| {
+                live[ask[j]] = v.first() == Some(&0);
+            },
+        )?;
         Ok(live)
     }
 
@@ -293,7 +328,10 @@ impl RowStore {
         let lower = crate::keys::table_prefix(table_id);
         let upper = prefix_upper_bound(&lower);
         match self.store.cf(CF_ROWS) {
-            Ok(cf) => self.store.db().compact_range_cf(cf, Some(&lower), Some(&upper)),
+            Ok(cf) => self
+                .store
+                .db()
+                .compact_range_cf(cf, Some(&lower), Some(&upper)),
             Err(e) => tracing::warn!(error = %e, "cannot compact a flushed table"),
         }
     }
@@ -348,7 +386,10 @@ impl RowStore {
                     for k in &keys {
                         pending.insert(k.clone());
                     }
-                    Reservation { pending: &self.pending, keys }
+                    Reservation {
+                        pending: &self.pending,
+                        keys,
+                    }
                 };
                 let sorted: Vec<&[u8]> = order.iter().map(|&i| pks[i].as_slice()).collect();
                 let live = self.live_keys(def, &prefix, &sorted)?;
@@ -394,7 +435,9 @@ impl RowStore {
         for row in &rows {
             let key_value = match pk_idx {
                 Some(i) => &row[i],
-                None => row.get(ncols).ok_or_else(|| Error::Internal("update without row id".into()))?,
+                None => row
+                    .get(ncols)
+                    .ok_or_else(|| Error::Internal("update without row id".into()))?,
             };
             let pk = Self::encode_key_value(key_value)?;
             if !self.is_live(def, &prefix, &pk)? {
@@ -443,7 +486,10 @@ impl RowStore {
         }
         let lower = crate::keys::table_prefix(def.id);
         let upper = prefix_upper_bound(&lower);
-        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, Store::range_read_options(&lower, &upper));
+        let mut it = self.store.db().raw_iterator_cf_opt(
+            self.store.cf(CF_ROWS)?,
+            Store::range_read_options(&lower, &upper),
+        );
         it.seek(&lower);
         let now = now_millis();
         let cf = self.store.cf(CF_ROWS)?;
@@ -487,7 +533,10 @@ impl RowStore {
     fn count_versions_under(&self, lower: Vec<u8>) -> Result<u64> {
         let upper = prefix_upper_bound(&lower);
         let ro = Store::range_read_options(&lower, &upper);
-        let mut it = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, ro);
+        let mut it = self
+            .store
+            .db()
+            .raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, ro);
         it.seek(&lower);
         let mut n = 0;
         while it.valid() {
@@ -500,7 +549,9 @@ impl RowStore {
 }
 
 pub(crate) fn decode_rowid(pk: &[u8]) -> Result<Value> {
-    let b: [u8; 8] = pk.try_into().map_err(|_| Error::Internal("malformed row id".into()))?;
+    let b: [u8; 8] = pk
+        .try_into()
+        .map_err(|_| Error::Internal("malformed row id".into()))?;
     Ok(Value::BigInt((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
 }
 

@@ -44,16 +44,23 @@ impl HotSource<'_> {
         }
         self.started = true;
         while self.it.valid() {
-            let (Some(k), Some(v)) = (self.it.key(), self.it.value()) else { break };
-            let (pk, seq) =
-                split_row_key(k, self.prefix_len).ok_or_else(|| Error::Internal("malformed row key".into()))?;
+            let (Some(k), Some(v)) = (self.it.key(), self.it.value()) else {
+                break;
+            };
+            let (pk, seq) = split_row_key(k, self.prefix_len)
+                .ok_or_else(|| Error::Internal("malformed row key".into()))?;
             if self.last_pk.as_deref() == Some(pk) {
                 self.it.next();
                 continue; // an older version of a key already returned
             }
             self.last_pk = Some(pk.to_vec());
             if is_tombstone(v) || expired(self.def, seq, self.now_ms) {
-                return Ok(Some(RowVersion { pk: pk.to_vec(), seq, schema_version: 0, values: None }));
+                return Ok(Some(RowVersion {
+                    pk: pk.to_vec(),
+                    seq,
+                    schema_version: 0,
+                    values: None,
+                }));
             }
             let row = decode_row(v)?;
             return Ok(Some(RowVersion {
@@ -95,7 +102,11 @@ impl PartialOrd for Head {
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: BinaryHeap is a max-heap and we want the smallest pk, then highest seq.
-        other.row.pk.cmp(&self.row.pk).then(self.row.seq.cmp(&other.row.seq))
+        other
+            .row
+            .pk
+            .cmp(&self.row.pk)
+            .then(self.row.seq.cmp(&other.row.seq))
     }
 }
 
@@ -129,7 +140,9 @@ impl<'a> Merge<'a> {
     }
 
     fn next_winner(&mut self) -> Result<Option<RowVersion>> {
-        let Some(top) = self.heap.pop() else { return Ok(None) };
+        let Some(top) = self.heap.pop() else {
+            return Ok(None);
+        };
         self.advance(top.source)?;
         // Drop every other source's (older) version of the same key.
         while self.heap.peek().is_some_and(|h| h.row.pk == top.row.pk) {
@@ -183,19 +196,29 @@ impl RowStore {
             // statement's memory (allocated on its thread, freed by others).
             read_options.fill_cache(false);
         }
-        let mut it = store.db().raw_iterator_cf_opt(store.cf(CF_ROWS)?, read_options);
+        let mut it = store
+            .db()
+            .raw_iterator_cf_opt(store.cf(CF_ROWS)?, read_options);
         let manifest = manifest::load(store, def.id, scope)?;
         // Key range of the hot rows (the iterator's snapshot, the one the merge reads), for
         // isolating segments; only worth two seeks when there are segments to isolate.
         let columnar_ok = pk_filter.is_none()
             && !manifest.segments.is_empty()
-            && columns.iter().all(|c| matches!(c, ScanColumn::Column { .. }));
+            && columns
+                .iter()
+                .all(|c| matches!(c, ScanColumn::Column { .. }));
         let mut hot_range: Option<(Vec<u8>, Vec<u8>)> = None;
         if columnar_ok {
             it.seek_to_first();
-            let first = it.key().and_then(|k| split_row_key(k, prefix.len())).map(|(pk, _)| pk.to_vec());
+            let first = it
+                .key()
+                .and_then(|k| split_row_key(k, prefix.len()))
+                .map(|(pk, _)| pk.to_vec());
             it.seek_to_last();
-            let last = it.key().and_then(|k| split_row_key(k, prefix.len())).map(|(pk, _)| pk.to_vec());
+            let last = it
+                .key()
+                .and_then(|k| split_row_key(k, prefix.len()))
+                .map(|(pk, _)| pk.to_vec());
             it.status()?;
             hot_range = first.zip(last);
         }
@@ -217,7 +240,11 @@ impl RowStore {
                 ScanColumn::RowId => None,
             })
             .collect();
-        let isolated = if columnar_ok { isolated_segments(&manifest.segments, hot_range.as_ref()) } else { Vec::new() };
+        let isolated = if columnar_ok {
+            isolated_segments(&manifest.segments, hot_range.as_ref())
+        } else {
+            Vec::new()
+        };
         let mut columnar: Vec<(&manifest::SegmentMeta, Vec<u8>)> = Vec::new();
         for (i, seg) in manifest.segments.iter().enumerate() {
             if pk_filter.as_ref().is_some_and(|pk| !seg.may_contain(pk)) {
@@ -228,7 +255,14 @@ impl RowStore {
                 continue;
             }
             let data = self.cold().get(&seg.path)?;
-            let reader = SegmentReader::open(def, data, seg.schema_version, &wanted, pk_filter.clone(), batch_rows)?;
+            let reader = SegmentReader::open(
+                def,
+                data,
+                seg.schema_version,
+                &wanted,
+                pk_filter.clone(),
+                batch_rows,
+            )?;
             sources.push(Box::new(reader));
         }
         columnar.sort_by(|a, b| a.1.cmp(&b.1));
@@ -259,7 +293,9 @@ impl RowStore {
                 (None, Some(_)) => false,
             };
             if !before_next_segment {
-                let Some((seg, _)) = next_columnar.next() else { break };
+                let Some((seg, _)) = next_columnar.next() else {
+                    break;
+                };
                 if in_batch > 0 {
                     if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
                         return Ok(());
@@ -270,12 +306,18 @@ impl RowStore {
                     return Err(schema_changed());
                 }
                 let data = self.cold().get(&seg.path)?;
-                let mut reader = SegmentColumns::open(def, data, seg.schema_version, &wanted, batch_rows)?;
+                let mut reader =
+                    SegmentColumns::open(def, data, seg.schema_version, &wanted, batch_rows)?;
                 while let Some((arrays, rows)) = reader.next_live()? {
                     let take = rows.min(limit - total);
                     let mut out = Vec::with_capacity(columns.len());
                     for c in columns {
-                        let ScanColumn::Column { id, data_type, value_for_older_rows } = c else {
+                        let ScanColumn::Column {
+                            id,
+                            data_type,
+                            value_for_older_rows,
+                        } = c
+                        else {
                             return Err(Error::Internal("row id in a columnar scan".into()));
                         };
                         out.push(match arrays.get(id) {
@@ -292,13 +334,20 @@ impl RowStore {
                     }
                     let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(take));
                     total += take;
-                    if !emit(RecordBatch::try_new_with_options(schema.clone(), out, &opts)?) || total >= limit {
+                    if !emit(RecordBatch::try_new_with_options(
+                        schema.clone(),
+                        out,
+                        &opts,
+                    )?) || total >= limit
+                    {
                         return Ok(());
                     }
                 }
                 continue;
             }
-            let Some(row) = merge.next_winner()? else { continue };
+            let Some(row) = merge.next_winner()? else {
+                continue;
+            };
             let Some(values) = row.values else { continue };
             if row.schema_version > def.schema_version {
                 // Written under a schema newer than this statement's plan.
@@ -310,7 +359,10 @@ impl RowStore {
             for (i, c) in columns.iter().enumerate() {
                 match c {
                     ScanColumn::RowId => builders[i].append(&decode_rowid(&row.pk)?)?,
-                    ScanColumn::Column { value_for_older_rows, .. } => {
+                    ScanColumn::Column {
+                        value_for_older_rows,
+                        ..
+                    } => {
                         let v = match layout[i] {
                             Some(pos) => values.get(pos).unwrap_or(&Value::Null),
                             None => value_for_older_rows.as_ref().unwrap_or(&Value::Null),
@@ -341,14 +393,19 @@ impl RowStore {
 }
 
 fn schema_changed() -> Error {
-    Error::ConstraintViolation("the table's schema changed while the statement ran; run it again".into())
+    Error::ConstraintViolation(
+        "the table's schema changed while the statement ran; run it again".into(),
+    )
 }
 
 fn from_hex(h: &str) -> Option<Vec<u8>> {
     if h.len() % 2 != 0 {
         return None;
     }
-    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok()).collect()
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// For each segment, its first key if no other source can hold any of its keys — no other
@@ -356,23 +413,42 @@ fn from_hex(h: &str) -> Option<Vec<u8>> {
 /// winning versions as they stand and need no merge. Only segments whose manifest bounds are
 /// exact keys (not truncated) qualify; truncated bounds still count, conservatively, as
 /// ranges others must avoid.
-fn isolated_segments(segments: &[manifest::SegmentMeta], hot: Option<&(Vec<u8>, Vec<u8>)>) -> Vec<Option<Vec<u8>>> {
+fn isolated_segments(
+    segments: &[manifest::SegmentMeta],
+    hot: Option<&(Vec<u8>, Vec<u8>)>,
+) -> Vec<Option<Vec<u8>>> {
     let exact = |h: &str| h.len() < 2 * manifest::MAX_BOUND_BYTES;
-    let bounds: Vec<Option<(Vec<u8>, Vec<u8>)>> =
-        segments.iter().map(|s| from_hex(&s.pk_min).zip(from_hex(&s.pk_max))).collect();
-    let mut order: Vec<usize> = (0..segments.len()).filter(|&i| bounds[i].is_some()).collect();
+    let bounds: Vec<Option<(Vec<u8>, Vec<u8>)>> = segments
+        .iter()
+        .map(|s| from_hex(&s.pk_min).zip(from_hex(&s.pk_max)))
+        .collect();
+    let mut order: Vec<usize> = (0..segments.len())
+        .filter(|&i| bounds[i].is_some())
+        .collect();
     if order.len() != segments.len() {
         return vec![None; segments.len()]; // an unreadable bound: merge everything
     }
-    order.sort_by(|&a, &b| bounds[a].as_ref().map(|x| &x.0).cmp(&bounds[b].as_ref().map(|x| &x.0)));
+    order.sort_by(|&a, &b| {
+        bounds[a]
+            .as_ref()
+            .map(|x| &x.0)
+            .cmp(&bounds[b].as_ref().map(|x| &x.0))
+    });
     let mut out = vec![None; segments.len()];
     let mut max_before: Option<&Vec<u8>> = None;
     for (n, &i) in order.iter().enumerate() {
         let (min, max) = bounds[i].as_ref().expect("checked above");
         let clear_before = max_before.is_none_or(|m| m < min);
-        let clear_after = order.get(n + 1).is_none_or(|&j| max < &bounds[j].as_ref().expect("checked above").0);
+        let clear_after = order
+            .get(n + 1)
+            .is_none_or(|&j| max < &bounds[j].as_ref().expect("checked above").0);
         let clear_hot = hot.is_none_or(|(hmin, hmax)| hmax < min || max < hmin);
-        if clear_before && clear_after && clear_hot && exact(&segments[i].pk_min) && exact(&segments[i].pk_max) {
+        if clear_before
+            && clear_after
+            && clear_hot
+            && exact(&segments[i].pk_min)
+            && exact(&segments[i].pk_max)
+        {
             out[i] = Some(min.clone());
         }
         if max_before.is_none_or(|m| m < max) {
@@ -394,8 +470,19 @@ fn projection_layout(def: &TableDef, version: u32, columns: &[ScanColumn]) -> Ve
         .collect()
 }
 
-fn finish_batch(schema: &SchemaRef, builders: &mut [ColumnBuilder], rows: usize) -> Result<RecordBatch> {
-    let arrays = builders.iter_mut().map(|b| b.finish()).collect::<Result<Vec<_>>>()?;
+fn finish_batch(
+    schema: &SchemaRef,
+    builders: &mut [ColumnBuilder],
+    rows: usize,
+) -> Result<RecordBatch> {
+    let arrays = builders
+        .iter_mut()
+        .map(|b| b.finish())
+        .collect::<Result<Vec<_>>>()?;
     let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &opts)?)
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        arrays,
+        &opts,
+    )?)
 }

@@ -20,12 +20,13 @@ use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, Int64Array, Recor
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
-use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::batch::{value_at, ColumnBuilder};
@@ -54,10 +55,12 @@ pub fn segment_schema(def: &TableDef, version: u32) -> SchemaRef {
         Field::new(PK_COLUMN, ArrowType::Binary, false),
     ];
     for c in def.columns.iter().filter(|c| c.alive_at(version)) {
-        fields.push(Field::new(&c.name, c.data_type.arrow_type(), true).with_metadata(HashMap::from([
-            (COLUMN_ID_METADATA_KEY.to_string(), c.id.to_string()),
-            (TYPE_METADATA_KEY.to_string(), c.data_type.to_string()),
-        ])));
+        fields.push(
+            Field::new(&c.name, c.data_type.arrow_type(), true).with_metadata(HashMap::from([
+                (COLUMN_ID_METADATA_KEY.to_string(), c.id.to_string()),
+                (TYPE_METADATA_KEY.to_string(), c.data_type.to_string()),
+            ])),
+        );
     }
     Arc::new(Schema::new(fields))
 }
@@ -65,13 +68,19 @@ pub fn segment_schema(def: &TableDef, version: u32) -> SchemaRef {
 /// Encode row versions (already in the layout of `version`, in key order) as one Parquet file.
 pub fn encode_segment(def: &TableDef, version: u32, rows: &[RowVersion]) -> Result<Vec<u8>> {
     let schema = segment_schema(def, version);
-    let types: Vec<DataType> =
-        def.columns.iter().filter(|c| c.alive_at(version)).map(|c| c.data_type).collect();
+    let types: Vec<DataType> = def
+        .columns
+        .iter()
+        .filter(|c| c.alive_at(version))
+        .map(|c| c.data_type)
+        .collect();
     let mut seqs = Vec::with_capacity(rows.len());
     let mut deleted = Vec::with_capacity(rows.len());
     let mut pks: Vec<&[u8]> = Vec::with_capacity(rows.len());
-    let mut builders: Vec<ColumnBuilder> =
-        types.iter().map(|t| ColumnBuilder::new(t, rows.len())).collect();
+    let mut builders: Vec<ColumnBuilder> = types
+        .iter()
+        .map(|t| ColumnBuilder::new(t, rows.len()))
+        .collect();
     for r in rows {
         seqs.push(r.seq as i64);
         deleted.push(r.values.is_none());
@@ -79,7 +88,9 @@ pub fn encode_segment(def: &TableDef, version: u32, rows: &[RowVersion]) -> Resu
         match &r.values {
             Some(values) => {
                 if values.len() != types.len() {
-                    return Err(Error::Internal("row does not match the segment layout".into()));
+                    return Err(Error::Internal(
+                        "row does not match the segment layout".into(),
+                    ));
                 }
                 for (b, v) in builders.iter_mut().zip(values) {
                     b.append(v)?;
@@ -102,7 +113,9 @@ pub fn encode_segment(def: &TableDef, version: u32, rows: &[RowVersion]) -> Resu
     }
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(parquet_error)?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).map_err(parquet_error)?,
+        ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         // Small pages: a point read decodes one page per column, not a whole row group.
@@ -152,15 +165,24 @@ impl SegmentReader {
         // A point read decodes only the pages whose `_pk` range may hold the key (segments are
         // sorted by key and carry page statistics): a 100k-row segment is otherwise decoded
         // whole for one row.
-        let policy = if pk_filter.is_some() { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
+        let policy = if pk_filter.is_some() {
+            PageIndexPolicy::Optional
+        } else {
+            PageIndexPolicy::Skip
+        };
         let options = ArrowReaderOptions::new().with_page_index_policy(policy);
-        let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, options).map_err(parquet_error)?;
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, options)
+            .map_err(parquet_error)?;
         if let Some(pk) = &pk_filter {
             if let Some(selection) = pages_for_key(builder.metadata(), pk) {
                 builder = builder.with_row_selection(selection);
             }
         }
-        let layout_cols: Vec<_> = def.columns.iter().filter(|c| c.alive_at(schema_version)).collect();
+        let layout_cols: Vec<_> = def
+            .columns
+            .iter()
+            .filter(|c| c.alive_at(schema_version))
+            .collect();
         let mut roots = vec![0, 1, 2];
         let mut layout = Vec::with_capacity(layout_cols.len());
         for (i, c) in layout_cols.iter().enumerate() {
@@ -178,7 +200,14 @@ impl SegmentReader {
             .with_batch_size(batch_rows)
             .build()
             .map_err(parquet_error)?;
-        Ok(SegmentReader { reader, schema_version, layout, batch: None, row: 0, pk_filter })
+        Ok(SegmentReader {
+            reader,
+            schema_version,
+            layout,
+            batch: None,
+            row: 0,
+            pk_filter,
+        })
     }
 
     fn next_row(&mut self) -> Result<Option<RowVersion>> {
@@ -239,9 +268,14 @@ fn rows_per_batch(meta: &ParquetMetaData, roots: &[usize], batch_rows: usize) ->
             let bytes: i64 = roots
                 .iter()
                 .filter_map(|&r| rg.columns().get(r))
-                .map(|c| c.unencoded_byte_array_data_bytes().unwrap_or(0).max(c.uncompressed_size()))
+                .map(|c| {
+                    c.unencoded_byte_array_data_bytes()
+                        .unwrap_or(0)
+                        .max(c.uncompressed_size())
+                })
                 .sum();
-            usize::try_from(bytes).unwrap_or(usize::MAX) / usize::try_from(rg.num_rows()).unwrap_or(1).max(1)
+            usize::try_from(bytes).unwrap_or(usize::MAX)
+                / usize::try_from(rg.num_rows()).unwrap_or(1).max(1)
         })
         .max()
         .unwrap_or(0);
@@ -255,7 +289,9 @@ fn pages_for_key(meta: &ParquetMetaData, pk: &[u8]) -> Option<RowSelection> {
     let mut selectors = Vec::new();
     for (rg, rg_meta) in meta.row_groups().iter().enumerate() {
         let rows = usize::try_from(rg_meta.num_rows()).ok()?;
-        let ColumnIndexMetaData::BYTE_ARRAY(index) = columns.get(rg)?.get(2)? else { return None };
+        let ColumnIndexMetaData::BYTE_ARRAY(index) = columns.get(rg)?.get(2)? else {
+            return None;
+        };
         let pages = offsets.get(rg)?.get(2)?.page_locations();
         for (p, page) in pages.iter().enumerate() {
             let first = usize::try_from(page.first_row_index).ok()?;
@@ -268,7 +304,11 @@ fn pages_for_key(meta: &ParquetMetaData, pk: &[u8]) -> Option<RowSelection> {
                 (Some(min), Some(max)) => min <= pk && pk <= max,
                 _ => true,
             };
-            selectors.push(if may_hold { RowSelector::select(end - first) } else { RowSelector::skip(end - first) });
+            selectors.push(if may_hold {
+                RowSelector::select(end - first)
+            } else {
+                RowSelector::skip(end - first)
+            });
         }
     }
     Some(RowSelection::from(selectors))
@@ -282,7 +322,9 @@ impl Iterator for SegmentReader {
 }
 
 fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T> {
-    a.as_any().downcast_ref::<T>().ok_or_else(|| Error::Internal("unexpected segment column type".into()))
+    a.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| Error::Internal("unexpected segment column type".into()))
 }
 
 /// Reads one segment column-wise, for a segment whose keys no other source of the scan holds
@@ -295,9 +337,19 @@ pub struct SegmentColumns {
 }
 
 impl SegmentColumns {
-    pub fn open(def: &TableDef, data: Bytes, schema_version: u32, wanted: &[u32], batch_rows: usize) -> Result<SegmentColumns> {
+    pub fn open(
+        def: &TableDef,
+        data: Bytes,
+        schema_version: u32,
+        wanted: &[u32],
+        batch_rows: usize,
+    ) -> Result<SegmentColumns> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_error)?;
-        let layout_cols: Vec<_> = def.columns.iter().filter(|c| c.alive_at(schema_version)).collect();
+        let layout_cols: Vec<_> = def
+            .columns
+            .iter()
+            .filter(|c| c.alive_at(schema_version))
+            .collect();
         let mut roots = vec![1];
         let mut positions = Vec::new();
         for (i, c) in layout_cols.iter().enumerate() {
@@ -308,14 +360,20 @@ impl SegmentColumns {
         }
         let batch_rows = rows_per_batch(builder.metadata(), &roots, batch_rows);
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let reader = builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(parquet_error)?;
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(parquet_error)?;
         Ok(SegmentColumns { reader, positions })
     }
 
     /// The next batch's live rows: (arrays by column id, row count). Empty batches are skipped.
     pub fn next_live(&mut self) -> Result<Option<(HashMap<u32, ArrayRef>, usize)>> {
         loop {
-            let Some(batch) = self.reader.next() else { return Ok(None) };
+            let Some(batch) = self.reader.next() else {
+                return Ok(None);
+            };
             let batch = batch?;
             let deleted = downcast::<BooleanArray>(batch.column(0))?;
             let keep = arrow::compute::not(deleted)?;
@@ -327,7 +385,14 @@ impl SegmentColumns {
             let mut arrays = HashMap::with_capacity(self.positions.len());
             for &(id, pos) in &self.positions {
                 let a = batch.column(pos);
-                arrays.insert(id, if all { a.clone() } else { arrow::compute::filter(a, &keep)? });
+                arrays.insert(
+                    id,
+                    if all {
+                        a.clone()
+                    } else {
+                        arrow::compute::filter(a, &keep)?
+                    },
+                );
             }
             return Ok(Some((arrays, rows)));
         }

@@ -39,14 +39,24 @@ impl StatementCatalog {
         with_rowid: bool,
         statement_time_micros: i64,
     ) -> StatementCatalog {
-        StatementCatalog { db, principal, with_rowid, statement_time_micros }
+        StatementCatalog {
+            db,
+            principal,
+            with_rowid,
+            statement_time_micros,
+        }
     }
 }
 
 impl CatalogProvider for StatementCatalog {
     fn schema_names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.db.catalog.namespaces().into_iter().map(|n| n.name).collect();
+        let mut names: Vec<String> = self
+            .db
+            .catalog
+            .namespaces()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
         names.push("system".into());
         names.push("information_schema".into());
         names
@@ -58,7 +68,9 @@ impl CatalogProvider for StatementCatalog {
                 db: self.db.clone(),
                 principal: self.principal.clone(),
             })),
-            "information_schema" => Some(Arc::new(InformationSchema { db: self.db.clone() })),
+            "information_schema" => Some(Arc::new(InformationSchema {
+                db: self.db.clone(),
+            })),
             ns => {
                 self.db.catalog.namespace(ns)?;
                 Some(Arc::new(NamespaceSchema {
@@ -85,7 +97,12 @@ struct NamespaceSchema {
 #[async_trait]
 impl SchemaProvider for NamespaceSchema {
     fn table_names(&self) -> Vec<String> {
-        self.db.catalog.tables_in(&self.namespace).iter().map(|t| t.name.clone()).collect()
+        self.db
+            .catalog
+            .tables_in(&self.namespace)
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
@@ -156,7 +173,10 @@ struct InformationSchema {
 #[async_trait]
 impl SchemaProvider for InformationSchema {
     fn table_names(&self) -> Vec<String> {
-        INFORMATION_SCHEMA_TABLES.iter().map(|s| s.to_string()).collect()
+        INFORMATION_SCHEMA_TABLES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {

@@ -86,8 +86,10 @@ impl Store {
     pub fn catalog_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let cf = self.cf(CF_CATALOG)?;
         let mut out = Vec::new();
-        let iter =
-            self.db.iterator_cf(cf, IteratorMode::From(prefix.as_bytes(), Direction::Forward));
+        let iter = self.db.iterator_cf(
+            cf,
+            IteratorMode::From(prefix.as_bytes(), Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item?;
             if !k.starts_with(prefix.as_bytes()) {

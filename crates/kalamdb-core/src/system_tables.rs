@@ -43,7 +43,10 @@ fn ts_type() -> ArrowType {
 }
 
 fn record_batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 fn mem_table(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Arc<MemTable>> {
@@ -56,7 +59,9 @@ fn mem_table(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Arc<MemTable>
 
 fn opt_ts(ms: Vec<Option<u64>>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(
-        ms.into_iter().map(|m| m.map(|m| m as i64 * 1000)).collect::<Vec<_>>(),
+        ms.into_iter()
+            .map(|m| m.map(|m| m as i64 * 1000))
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -99,25 +104,41 @@ pub fn jobs_batch(jobs: &[JobRecord]) -> Result<RecordBatch> {
             t(|j| j.parameters.clone()),
             opt_text(jobs.iter().map(|j| j.result.clone()).collect()),
             opt_text(jobs.iter().map(|j| j.error_message.clone()).collect()),
-            Arc::new(Int32Array::from(jobs.iter().map(|j| j.attempt as i32).collect::<Vec<_>>())),
-            Arc::new(Int32Array::from(jobs.iter().map(|j| j.max_attempts as i32).collect::<Vec<_>>())),
+            Arc::new(Int32Array::from(
+                jobs.iter().map(|j| j.attempt as i32).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int32Array::from(
+                jobs.iter()
+                    .map(|j| j.max_attempts as i32)
+                    .collect::<Vec<_>>(),
+            )),
             t(|j| j.created_by.clone()),
             ts(jobs.iter().map(|j| j.created_at_ms).collect()),
             opt_ts(jobs.iter().map(|j| j.started_at_ms).collect()),
             opt_ts(jobs.iter().map(|j| j.completed_at_ms).collect()),
-            Arc::new(Int64Array::from(jobs.iter().map(|j| j.duration_ms.map(|d| d as i64)).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(
+                jobs.iter()
+                    .map(|j| j.duration_ms.map(|d| d as i64))
+                    .collect::<Vec<_>>(),
+            )),
             t(|j| j.node_id.clone()),
         ],
     )
 }
 
 /// Build `system.<name>` (except `jobs`, see [`jobs_table`]); None if there is no such table.
-pub fn system_table(name: &str, catalog: &Catalog, rows: &RowStore) -> Result<Option<Arc<MemTable>>> {
+pub fn system_table(
+    name: &str,
+    catalog: &Catalog,
+    rows: &RowStore,
+) -> Result<Option<Arc<MemTable>>> {
     Ok(Some(match name {
         "namespaces" => {
             let ns = catalog.namespaces();
-            let counts: Vec<i64> =
-                ns.iter().map(|n| catalog.tables_in(&n.name).len() as i64).collect();
+            let counts: Vec<i64> = ns
+                .iter()
+                .map(|n| catalog.tables_in(&n.name).len() as i64)
+                .collect();
             mem_table(
                 vec![
                     f("namespace", ArrowType::Utf8, false),
@@ -186,7 +207,10 @@ pub fn system_table(name: &str, catalog: &Catalog, rows: &RowStore) -> Result<Op
                     Arc::new(Int64Array::from(buffered)),
                     Arc::new(Int64Array::from(flushed)),
                     Arc::new(Int32Array::from(
-                        tables.iter().map(|t| t.schema_version as i32).collect::<Vec<_>>(),
+                        tables
+                            .iter()
+                            .map(|t| t.schema_version as i32)
+                            .collect::<Vec<_>>(),
                     )),
                     ts(tables.iter().map(|t| t.created_at_ms).collect()),
                 ],
@@ -206,7 +230,10 @@ pub fn system_table(name: &str, catalog: &Catalog, rows: &RowStore) -> Result<Op
                     text(users.iter().map(|u| u.user_id.clone()).collect()),
                     text(users.iter().map(|u| u.role.to_string()).collect()),
                     Arc::new(BooleanArray::from(
-                        users.iter().map(|u| u.password_hash.is_some()).collect::<Vec<_>>(),
+                        users
+                            .iter()
+                            .map(|u| u.password_hash.is_some())
+                            .collect::<Vec<_>>(),
                     )),
                     ts(users.iter().map(|u| u.created_at_ms).collect()),
                     ts(users.iter().map(|u| u.updated_at_ms).collect()),

@@ -23,7 +23,10 @@ pub enum DataType {
     BigInt,
     Real,
     Double,
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     Text,
     Bytea,
     Date,
@@ -134,7 +137,10 @@ impl DataType {
                 if scale > precision {
                     return Err("DECIMAL scale must not exceed its precision".into());
                 }
-                Ok(DataType::Decimal { precision: precision as u8, scale: scale as i8 })
+                Ok(DataType::Decimal {
+                    precision: precision as u8,
+                    scale: scale as i8,
+                })
             }
             // VARCHAR(n) is accepted for script compatibility; the length is not enforced.
             "TEXT" | "VARCHAR" | "STRING" | "CHARACTER VARYING" => {

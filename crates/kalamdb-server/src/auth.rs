@@ -69,25 +69,40 @@ impl Authenticator {
             cache_key: rand::random(),
             token_ttl_secs,
             verified: Mutex::new(HashMap::new()),
-            decoy_hash: kalamdb_core::password::hash_password(&format!("{:x}", rand::random::<u128>()))?,
+            decoy_hash: kalamdb_core::password::hash_password(&format!(
+                "{:x}",
+                rand::random::<u128>()
+            ))?,
         })
     }
 
     /// Authenticate an `Authorization` header value.
     pub fn authenticate(&self, header: Option<&str>, peer: SocketAddr) -> Result<Principal> {
-        self.authenticate_inner(header, peer, true).unwrap_or_else(|| unauthorized("invalid username or password"))
+        self.authenticate_inner(header, peer, true)
+            .unwrap_or_else(|| unauthorized("invalid username or password"))
     }
 
     /// [`Self::authenticate`] when it needs no password hashing: bearer tokens, malformed or
     /// missing headers, and Basic credentials already verified (cached). `None` when it would
     /// run argon2, which callers keep off the async workers.
-    pub fn authenticate_without_hashing(&self, header: Option<&str>, peer: SocketAddr) -> Option<Result<Principal>> {
+    pub fn authenticate_without_hashing(
+        &self,
+        header: Option<&str>,
+        peer: SocketAddr,
+    ) -> Option<Result<Principal>> {
         self.authenticate_inner(header, peer, false)
     }
 
-    fn authenticate_inner(&self, header: Option<&str>, peer: SocketAddr, may_hash: bool) -> Option<Result<Principal>> {
+    fn authenticate_inner(
+        &self,
+        header: Option<&str>,
+        peer: SocketAddr,
+        may_hash: bool,
+    ) -> Option<Result<Principal>> {
         let Some(header) = header else {
-            return Some(unauthorized("missing Authorization header (use Basic or Bearer)"));
+            return Some(unauthorized(
+                "missing Authorization header (use Basic or Bearer)",
+            ));
         };
         if let Some(b64) = strip_scheme(header, "basic") {
             let decoded = STANDARD
@@ -100,21 +115,41 @@ impl Authenticator {
             let Some((user, password)) = decoded.split_once(':') else {
                 return Some(unauthorized("malformed Basic credentials"));
             };
-            return Some(self.verify(user, password, peer, may_hash)?.map(|u| Principal { user_id: u.user_id, role: u.role }));
+            return Some(
+                self.verify(user, password, peer, may_hash)?
+                    .map(|u| Principal {
+                        user_id: u.user_id,
+                        role: u.role,
+                    }),
+            );
         }
         if let Some(token) = strip_scheme(header, "bearer") {
             return Some(self.check_token(token.trim()));
         }
-        Some(unauthorized("unsupported Authorization scheme (use Basic or Bearer)"))
+        Some(unauthorized(
+            "unsupported Authorization scheme (use Basic or Bearer)",
+        ))
     }
 
     /// Verify a user's password. `root` without a password may log in from loopback only.
-    pub fn check_password(&self, user_id: &str, password: &str, peer: SocketAddr) -> Result<UserDef> {
-        self.verify(user_id, password, peer, true).unwrap_or_else(|| unauthorized("invalid username or password"))
+    pub fn check_password(
+        &self,
+        user_id: &str,
+        password: &str,
+        peer: SocketAddr,
+    ) -> Result<UserDef> {
+        self.verify(user_id, password, peer, true)
+            .unwrap_or_else(|| unauthorized("invalid username or password"))
     }
 
     /// `None` only when `may_hash` is false and the answer needs argon2.
-    fn verify(&self, user_id: &str, password: &str, peer: SocketAddr, may_hash: bool) -> Option<Result<UserDef>> {
+    fn verify(
+        &self,
+        user_id: &str,
+        password: &str,
+        peer: SocketAddr,
+        may_hash: bool,
+    ) -> Option<Result<UserDef>> {
         // The same argon2 work as a wrong password, then the same answer.
         let decoy = || -> Option<Result<UserDef>> {
             if !may_hash {
@@ -158,7 +193,8 @@ impl Authenticator {
     }
 
     fn fingerprint(&self, password: &str) -> [u8; 32] {
-        let mut mac = HmacSha256::new_from_slice(&self.cache_key).expect("HMAC accepts any key length");
+        let mut mac =
+            HmacSha256::new_from_slice(&self.cache_key).expect("HMAC accepts any key length");
         mac.update(password.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -174,11 +210,15 @@ impl Authenticator {
         .map_err(|e| Error::Internal(e.to_string()))?;
         let payload = URL_SAFE_NO_PAD.encode(payload);
         let sig = URL_SAFE_NO_PAD.encode(self.sign(payload.as_bytes()));
-        Ok(IssuedToken { access_token: format!("{payload}.{sig}"), expires_at })
+        Ok(IssuedToken {
+            access_token: format!("{payload}.{sig}"),
+            expires_at,
+        })
     }
 
     fn sign(&self, data: &[u8]) -> Vec<u8> {
-        let mut mac = HmacSha256::new_from_slice(&self.token_key).expect("HMAC accepts any key length");
+        let mut mac =
+            HmacSha256::new_from_slice(&self.token_key).expect("HMAC accepts any key length");
         mac.update(data);
         mac.finalize().into_bytes().to_vec()
     }
@@ -190,7 +230,8 @@ impl Authenticator {
         let Ok(sig) = URL_SAFE_NO_PAD.decode(sig_b64) else {
             return unauthorized("malformed token");
         };
-        let mut mac = HmacSha256::new_from_slice(&self.token_key).expect("HMAC accepts any key length");
+        let mut mac =
+            HmacSha256::new_from_slice(&self.token_key).expect("HMAC accepts any key length");
         mac.update(payload_b64.as_bytes());
         if mac.verify_slice(&sig).is_err() {
             return unauthorized("invalid token");
@@ -204,7 +245,10 @@ impl Authenticator {
             return unauthorized("token expired; log in again");
         }
         match self.catalog.user(&payload.sub) {
-            Some(u) if u.updated_at_ms == payload.ver => Ok(Principal { user_id: u.user_id, role: u.role }),
+            Some(u) if u.updated_at_ms == payload.ver => Ok(Principal {
+                user_id: u.user_id,
+                role: u.role,
+            }),
             _ => unauthorized("token revoked; log in again"),
         }
     }

@@ -32,7 +32,10 @@ pub struct MetricsSection {
 
 impl Default for MetricsSection {
     fn default() -> MetricsSection {
-        MetricsSection { enabled: true, allow_remote: false }
+        MetricsSection {
+            enabled: true,
+            allow_remote: false,
+        }
     }
 }
 
@@ -180,13 +183,18 @@ impl Default for ServerSection {
 
 impl Default for StorageSection {
     fn default() -> StorageSection {
-        StorageSection { data_dir: PathBuf::from("./data") }
+        StorageSection {
+            data_dir: PathBuf::from("./data"),
+        }
     }
 }
 
 impl Default for AuthSection {
     fn default() -> AuthSection {
-        AuthSection { token_ttl_secs: 24 * 3600, root_password: None }
+        AuthSection {
+            token_ttl_secs: 24 * 3600,
+            root_password: None,
+        }
     }
 }
 
@@ -206,7 +214,11 @@ impl Default for LimitsSection {
 
 impl Default for LogSection {
     fn default() -> LogSection {
-        LogSection { level: "info".into(), format: "text".into(), slow_query_ms: 1000 }
+        LogSection {
+            level: "info".into(),
+            format: "text".into(),
+            slow_query_ms: 1000,
+        }
     }
 }
 
@@ -224,9 +236,15 @@ pub const OTHER_ENV: &[&str] = &["KALAMDB_FAILPOINTS_FILE"];
 fn env_value(var: &str, current: &toml::Value, raw: &str) -> Result<toml::Value, String> {
     let bad = |what: &str| format!("{var}: '{raw}' is not {what}");
     Ok(match current {
-        toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
-        toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?),
-        toml::Value::Float(_) => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+        }
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?)
+        }
+        toml::Value::Float(_) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?)
+        }
         _ => toml::Value::String(raw.to_string()),
     })
 }
@@ -263,7 +281,9 @@ impl Config {
         let mut doc = toml::Value::try_from(&*self).map_err(|e| e.to_string())?;
         let sections = doc.as_table_mut().ok_or("config is not a table")?;
         for (section, table) in sections.iter_mut() {
-            let Some(table) = table.as_table_mut() else { continue };
+            let Some(table) = table.as_table_mut() else {
+                continue;
+            };
             for (key, value) in table.iter_mut() {
                 let var = format!("KALAMDB_{}_{}", section.to_uppercase(), key.to_uppercase());
                 if let Some(raw) = get(&var) {
@@ -296,14 +316,24 @@ impl Config {
         known.push("KALAMDB_AUTH_ROOT_PASSWORD".into());
         if let Some(sections) = doc.as_table() {
             for (section, table) in sections {
-                for key in table.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-                    known.push(format!("KALAMDB_{}_{}", section.to_uppercase(), key.to_uppercase()));
+                for key in table
+                    .as_table()
+                    .map(|t| t.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
+                    known.push(format!(
+                        "KALAMDB_{}_{}",
+                        section.to_uppercase(),
+                        key.to_uppercase()
+                    ));
                 }
             }
         }
         for name in names {
             if name.starts_with("KALAMDB_") && !known.contains(&name) {
-                return Err(format!("unknown environment variable {name} (see docs/CONFIGURATION.md)"));
+                return Err(format!(
+                    "unknown environment variable {name} (see docs/CONFIGURATION.md)"
+                ));
             }
         }
         Ok(())
@@ -344,7 +374,10 @@ impl Config {
             return Err("limits.max_value_bytes must be at least 1 MiB".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(format!("log.format must be 'text' or 'json', not '{}'", self.log.format));
+            return Err(format!(
+                "log.format must be 'text' or 'json', not '{}'",
+                self.log.format
+            ));
         }
         if self.flush.segment_rows == 0 || self.flush.segment_rows > 10_000_000 {
             return Err("flush.segment_rows must be between 1 and 10000000".into());
@@ -394,7 +427,9 @@ impl Config {
             max_result_rows: self.limits.max_result_rows,
             query_memory_bytes: self.limits.query_memory_bytes,
             max_parser_recursion: self.limits.max_sql_nesting_depth,
-            statement_timeout: std::time::Duration::from_secs(self.limits.statement_timeout_secs.max(1)),
+            statement_timeout: std::time::Duration::from_secs(
+                self.limits.statement_timeout_secs.max(1),
+            ),
             query_threads: kalamdb_sql::Limits::default().query_threads,
             max_value_bytes: self.limits.max_value_bytes,
         }
@@ -417,7 +452,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named_in_the_error() {
-        let e = toml::from_str::<Config>("[server]\nprot = 1\n").unwrap_err().to_string();
+        let e = toml::from_str::<Config>("[server]\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("prot"), "{e}");
     }
 
@@ -432,13 +469,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.server.port, 9999);
         assert_eq!(c.storage.data_dir, PathBuf::from("/tmp/x"));
-        let e = c.apply_env(|k| (k == "KALAMDB_SERVER_PORT").then(|| "nope".into())).unwrap_err();
+        let e = c
+            .apply_env(|k| (k == "KALAMDB_SERVER_PORT").then(|| "nope".into()))
+            .unwrap_err();
         assert!(e.contains("KALAMDB_SERVER_PORT"), "{e}");
-        c.apply_env(|k| (k == "KALAMDB_LIMITS_MAX_RESULT_ROWS").then(|| "7".into())).unwrap();
+        c.apply_env(|k| (k == "KALAMDB_LIMITS_MAX_RESULT_ROWS").then(|| "7".into()))
+            .unwrap();
         assert_eq!(c.limits.max_result_rows, 7);
-        c.apply_env(|k| (k == "KALAMDB_ROOT_PASSWORD").then(|| "s3cret".into())).unwrap();
-        assert!(c.check_env_names(["KALAMDB_LIMITS_MAX_RESULT_ROWS".to_string()].into_iter()).is_ok());
-        let e = c.check_env_names(["KALAMDB_LIMITS_MAX_RESLUT_ROWS".to_string()].into_iter()).unwrap_err();
+        c.apply_env(|k| (k == "KALAMDB_ROOT_PASSWORD").then(|| "s3cret".into()))
+            .unwrap();
+        assert!(c
+            .check_env_names(["KALAMDB_LIMITS_MAX_RESULT_ROWS".to_string()].into_iter())
+            .is_ok());
+        let e = c
+            .check_env_names(["KALAMDB_LIMITS_MAX_RESLUT_ROWS".to_string()].into_iter())
+            .unwrap_err();
         assert!(e.contains("KALAMDB_LIMITS_MAX_RESLUT_ROWS"), "{e}");
         assert!(c.to_masked_toml().contains("********") && !c.to_masked_toml().contains("s3cret"));
     }

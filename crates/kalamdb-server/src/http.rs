@@ -125,7 +125,10 @@ fn fail(e: Error, start: Instant) -> Response {
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"status":"error","error":{"code":"NOT_FOUND","message":"no such endpoint"}})))
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"status":"error","error":{"code":"NOT_FOUND","message":"no such endpoint"}})),
+    )
         .into_response()
 }
 
@@ -148,7 +151,8 @@ async fn record_request(req: Request<Body>, next: axum::middleware::Next) -> Res
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("kalamdb_http_requests_total", "endpoint" => endpoint.clone(), "status" => status).increment(1);
-    metrics::histogram!("kalamdb_http_request_duration_seconds", "endpoint" => endpoint).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("kalamdb_http_request_duration_seconds", "endpoint" => endpoint)
+        .record(start.elapsed().as_secs_f64());
     resp
 }
 
@@ -156,9 +160,15 @@ async fn metrics_endpoint(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let Some(handle) = &state.metrics else { return not_found().await };
+    let Some(handle) = &state.metrics else {
+        return not_found().await;
+    };
     if !state.metrics_allow_remote && !peer.ip().is_loopback() {
-        return (StatusCode::FORBIDDEN, "metrics are served to loopback clients only (metrics.allow_remote)\n").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to loopback clients only (metrics.allow_remote)\n",
+        )
+            .into_response();
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -199,7 +209,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else {
-            return Err(Error::InvalidParameter("the request body could not be read".into()));
+            return Err(Error::InvalidParameter(
+                "the request body could not be read".into(),
+            ));
         };
         seen = seen.saturating_add(chunk.len());
         if seen > limit {
@@ -222,21 +234,30 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 }
 
 /// Read a bounded body and parse it as a JSON object.
-async fn read_json_object(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Map<String, Json_>, Error> {
+async fn read_json_object(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Map<String, Json_>, Error> {
     let timeout = state.body_read_timeout;
-    let bytes = match tokio::time::timeout(timeout, read_body(headers, body, state.max_body_bytes)).await {
-        Ok(read) => read?,
-        Err(_) => {
-            return Err(Error::Timeout(format!(
-                "the request body did not arrive within {} s (server.body_read_timeout_secs)",
-                timeout.as_secs()
-            )))
-        }
-    };
+    let bytes =
+        match tokio::time::timeout(timeout, read_body(headers, body, state.max_body_bytes)).await {
+            Ok(read) => read?,
+            Err(_) => {
+                return Err(Error::Timeout(format!(
+                    "the request body did not arrive within {} s (server.body_read_timeout_secs)",
+                    timeout.as_secs()
+                )))
+            }
+        };
     match serde_json::from_slice::<Json_>(&bytes) {
         Ok(Json_::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::InvalidParameter("the request body must be a JSON object".into())),
-        Err(e) => Err(Error::InvalidParameter(format!("the request body is not valid JSON: {e}"))),
+        Ok(_) => Err(Error::InvalidParameter(
+            "the request body must be a JSON object".into(),
+        )),
+        Err(e) => Err(Error::InvalidParameter(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -254,7 +275,10 @@ async fn login(
     let (Some(Json_::String(user)), Some(Json_::String(password))) =
         (obj.get("username"), obj.get("password"))
     else {
-        return fail(Error::InvalidParameter("username and password (strings) are required".into()), start);
+        return fail(
+            Error::InvalidParameter("username and password (strings) are required".into()),
+            start,
+        );
     };
     let auth_result = {
         let (user, password) = (user.clone(), password.clone());
@@ -277,12 +301,21 @@ async fn login(
     }
 }
 
-async fn authenticate(state: &Arc<AppState>, headers: &HeaderMap, peer: SocketAddr) -> Result<Principal, Error> {
-    let header = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("").to_string());
+async fn authenticate(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Principal, Error> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("").to_string());
     // Tokens and already-verified passwords are checked here; a password check that runs
     // argon2 goes to a blocking thread, off the async workers. (The hop cost every request
     // a thread hand-off; docs/BENCHMARKS.md, scenario 2.)
-    if let Some(done) = state.auth.authenticate_without_hashing(header.as_deref(), peer) {
+    if let Some(done) = state
+        .auth
+        .authenticate_without_hashing(header.as_deref(), peer)
+    {
         return done;
     }
     let st = state.clone();
@@ -309,32 +342,59 @@ async fn sql(
     let sql = match obj.get("sql") {
         Some(Json_::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(Json_::String(_)) => return fail(Error::invalid_sql("'sql' is empty"), start),
-        Some(_) => return fail(Error::InvalidParameter("'sql' must be a string".into()), start),
+        Some(_) => {
+            return fail(
+                Error::InvalidParameter("'sql' must be a string".into()),
+                start,
+            )
+        }
         None => return fail(Error::invalid_sql("'sql' is missing"), start),
     };
     let params = match obj.get("params") {
         None | Some(Json_::Null) => Vec::new(),
         Some(Json_::Array(a)) => a.clone(),
-        Some(_) => return fail(Error::InvalidParameter("'params' must be an array".into()), start),
+        Some(_) => {
+            return fail(
+                Error::InvalidParameter("'params' must be an array".into()),
+                start,
+            )
+        }
     };
     let namespace = match obj.get("namespace") {
         None | Some(Json_::Null) => DEFAULT_NAMESPACE.to_string(),
         Some(Json_::String(s)) => s.clone(),
-        Some(_) => return fail(Error::InvalidParameter("'namespace' must be a string".into()), start),
+        Some(_) => {
+            return fail(
+                Error::InvalidParameter("'namespace' must be a string".into()),
+                start,
+            )
+        }
     };
     let user_id = principal.user_id.clone();
-    let caller = Caller { principal, namespace };
+    let caller = Caller {
+        principal,
+        namespace,
+    };
     let span = info_span!("sql", user = %user_id);
     let outcome = {
         use tracing::Instrument;
-        state.engine.execute(&caller, &sql, &params).instrument(span.clone()).await
+        state
+            .engine
+            .execute(&caller, &sql, &params)
+            .instrument(span.clone())
+            .await
     };
     // Rendered under the request's held account: the JSON of many large results counts with
     // the running queries, and a rendering that takes more than its share stops.
     let held = outcome.held.clone();
     let render = || -> Result<Vec<Json_>, (usize, Error)> {
         let check = || held.as_ref().map_or(Ok(()), |h| h.check());
-        outcome.results.iter().enumerate().map(|(i, out)| render_output(out, &check).map_err(|e| (i, e))).collect()
+        outcome
+            .results
+            .iter()
+            .enumerate()
+            .map(|(i, out)| render_output(out, &check).map_err(|e| (i, e)))
+            .collect()
     };
     let rendered = match &held {
         Some(h) => h.charged(render),
@@ -382,7 +442,10 @@ async fn sql(
 /// `value` as a JSON response body, written under the request's account and checked every
 /// MiB: the text can be several times the values (`\u0001` is six bytes for one: 60 MB of
 /// such values answered 360 MB with a 128 MiB limit).
-fn checked_json(value: &Json_, held: Option<&kalamdb_core::memory::Account>) -> Result<Response, Error> {
+fn checked_json(
+    value: &Json_,
+    held: Option<&kalamdb_core::memory::Account>,
+) -> Result<Response, Error> {
     struct Checked<'a> {
         out: Vec<u8>,
         held: Option<&'a kalamdb_core::memory::Account>,
@@ -405,9 +468,17 @@ fn checked_json(value: &Json_, held: Option<&kalamdb_core::memory::Account>) -> 
             Ok(())
         }
     }
-    let mut body = Checked { out: Vec::new(), held, next_check: 1 << 20, refused: None };
+    let mut body = Checked {
+        out: Vec::new(),
+        held,
+        next_check: 1 << 20,
+        refused: None,
+    };
     if let Err(e) = serde_json::to_writer(&mut body, value) {
-        return Err(body.refused.take().unwrap_or_else(|| Error::Internal(format!("cannot render the response: {e}"))));
+        return Err(body
+            .refused
+            .take()
+            .unwrap_or_else(|| Error::Internal(format!("cannot render the response: {e}"))));
     }
     Ok(([(header::CONTENT_TYPE, "application/json")], body.out).into_response())
 }
@@ -415,9 +486,16 @@ fn checked_json(value: &Json_, held: Option<&kalamdb_core::memory::Account>) -> 
 /// Rows rendered between two checks of the request's memory.
 const RENDER_CHECK_ROWS: usize = 1024;
 
-fn render_output(out: &StatementOutput, check: &dyn Fn() -> Result<(), Error>) -> Result<Json_, Error> {
+fn render_output(
+    out: &StatementOutput,
+    check: &dyn Fn() -> Result<(), Error>,
+) -> Result<Json_, Error> {
     Ok(match out {
-        StatementOutput::Rows { schema, batches, row_count } => {
+        StatementOutput::Rows {
+            schema,
+            batches,
+            row_count,
+        } => {
             let schema_json: Vec<Json_> = schema
                 .fields()
                 .iter()
@@ -425,11 +503,18 @@ fn render_output(out: &StatementOutput, check: &dyn Fn() -> Result<(), Error>) -
                 .collect();
             let mut rows: Vec<Json_> = Vec::with_capacity(*row_count);
             for b in batches {
-                let mut cols: Vec<std::vec::IntoIter<Json_>> =
-                    b.columns().iter().map(|c| column_values(c).into_iter()).collect();
+                let mut cols: Vec<std::vec::IntoIter<Json_>> = b
+                    .columns()
+                    .iter()
+                    .map(|c| column_values(c).into_iter())
+                    .collect();
                 check()?;
                 for _ in 0..b.num_rows() {
-                    rows.push(Json_::Array(cols.iter_mut().map(|c| c.next().unwrap_or(Json_::Null)).collect()));
+                    rows.push(Json_::Array(
+                        cols.iter_mut()
+                            .map(|c| c.next().unwrap_or(Json_::Null))
+                            .collect(),
+                    ));
                     if rows.len() % RENDER_CHECK_ROWS == 0 {
                         check()?;
                     }
@@ -441,7 +526,11 @@ fn render_output(out: &StatementOutput, check: &dyn Fn() -> Result<(), Error>) -
             json!({"row_count": row_count, "message": message})
         }
         StatementOutput::Message(m) => json!({"row_count": 0, "message": m}),
-        StatementOutput::Job { message, job_ids, job } => {
+        StatementOutput::Job {
+            message,
+            job_ids,
+            job,
+        } => {
             let mut out = match job {
                 Some((schema, batches)) => render_output(
                     &StatementOutput::Rows {

@@ -8,14 +8,13 @@
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, BooleanArray, Decimal128Array,
-    Float32Array, Float64Array, LargeBinaryArray, LargeStringArray, StringArray,
-    StringViewArray,
+    Float32Array, Float64Array, LargeBinaryArray, LargeStringArray, StringArray, StringViewArray,
 };
 use arrow::datatypes::{
     DataType as ArrowType, Date32Type, Date64Type, Field, Int16Type, Int32Type, Int64Type,
-    Int8Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
-    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    Int8Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use base64::engine::general_purpose::STANDARD;
@@ -34,7 +33,9 @@ pub fn type_name(field: &Field) -> String {
     let natural = DataType::name_of_arrow(field.data_type());
     match field.metadata().get(TYPE_METADATA_KEY) {
         Some(declared) if *declared == natural => natural,
-        Some(declared) if (declared == "JSON" || declared == "UUID") && natural == "TEXT" => declared.clone(),
+        Some(declared) if (declared == "JSON" || declared == "UUID") && natural == "TEXT" => {
+            declared.clone()
+        }
         _ => natural,
     }
 }
@@ -66,8 +67,17 @@ fn time(nanos: i64) -> Json {
     // time for: the hours go on counting.
     if nanos >= 86_400_000_000_000 {
         let (secs, sub) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
-        let frac = if sub == 0 { String::new() } else { format!(".{:09}", sub).trim_end_matches('0').to_string() };
-        return Json::String(format!("{:02}:{:02}:{:02}{frac}", secs / 3600, secs / 60 % 60, secs % 60));
+        let frac = if sub == 0 {
+            String::new()
+        } else {
+            format!(".{:09}", sub).trim_end_matches('0').to_string()
+        };
+        return Json::String(format!(
+            "{:02}:{:02}:{:02}{frac}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ));
     }
     let secs = nanos.div_euclid(1_000_000_000) as u32;
     let sub = nanos.rem_euclid(1_000_000_000) as u32;
@@ -98,55 +108,112 @@ pub fn column_values(array: &ArrayRef) -> Vec<Json> {
     match array.data_type() {
         ArrowType::Null => out.resize(n, Json::Null),
         ArrowType::Boolean => {
-            let a = array.as_any().downcast_ref::<BooleanArray>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .expect("type checked");
             each!(|i| json!(a.value(i)))
         }
-        ArrowType::Int8 => { let a = array.as_primitive::<Int8Type>(); each!(|i| json!(a.value(i))) }
-        ArrowType::Int16 => { let a = array.as_primitive::<Int16Type>(); each!(|i| json!(a.value(i))) }
-        ArrowType::Int32 => { let a = array.as_primitive::<Int32Type>(); each!(|i| json!(a.value(i))) }
-        ArrowType::Int64 => { let a = array.as_primitive::<Int64Type>(); each!(|i| json!(a.value(i))) }
-        ArrowType::UInt8 => { let a = array.as_primitive::<UInt8Type>(); each!(|i| json!(a.value(i))) }
-        ArrowType::UInt16 => { let a = array.as_primitive::<UInt16Type>(); each!(|i| json!(a.value(i))) }
-        ArrowType::UInt32 => { let a = array.as_primitive::<UInt32Type>(); each!(|i| json!(a.value(i))) }
-        ArrowType::UInt64 => { let a = array.as_primitive::<UInt64Type>(); each!(|i| json!(a.value(i))) }
+        ArrowType::Int8 => {
+            let a = array.as_primitive::<Int8Type>();
+            each!(|i| json!(a.value(i)))
+        }
+        ArrowType::Int16 => {
+            let a = array.as_primitive::<Int16Type>();
+            each!(|i| json!(a.value(i)))
+        }
+        ArrowType::Int32 => {
+            let a = array.as_primitive::<Int32Type>();
+            each!(|i| json!(a.value(i)))
+        }
+        ArrowType::Int64 => {
+            let a = array.as_primitive::<Int64Type>();
+            each!(|i| json!(a.value(i)))
+        }
+        ArrowType::UInt8 => {
+            let a = array.as_primitive::<UInt8Type>();
+            each!(|i| json!(a.value(i)))
+        }
+        ArrowType::UInt16 => {
+            let a = array.as_primitive::<UInt16Type>();
+            each!(|i| json!(a.value(i)))
+        }
+        ArrowType::UInt32 => {
+            let a = array.as_primitive::<UInt32Type>();
+            each!(|i| json!(a.value(i)))
+        }
+        ArrowType::UInt64 => {
+            let a = array.as_primitive::<UInt64Type>();
+            each!(|i| json!(a.value(i)))
+        }
         ArrowType::Float32 => {
-            let a = array.as_any().downcast_ref::<Float32Array>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .expect("type checked");
             // Print the shortest decimal that round-trips the f32, not its f64 widening.
             each!(|i| float(a.value(i).to_string().parse::<f64>().unwrap_or(f64::NAN)))
         }
         ArrowType::Float64 => {
-            let a = array.as_any().downcast_ref::<Float64Array>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("type checked");
             each!(|i| float(a.value(i)))
         }
         ArrowType::Decimal128(_, _) => {
-            let a = array.as_any().downcast_ref::<Decimal128Array>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<Decimal128Array>()
+                .expect("type checked");
             each!(|i| Json::String(a.value_as_string(i)))
         }
         ArrowType::Utf8 => {
-            let a = array.as_any().downcast_ref::<StringArray>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("type checked");
             each!(|i| json!(a.value(i)))
         }
         ArrowType::LargeUtf8 => {
-            let a = array.as_any().downcast_ref::<LargeStringArray>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<LargeStringArray>()
+                .expect("type checked");
             each!(|i| json!(a.value(i)))
         }
         ArrowType::Utf8View => {
-            let a = array.as_any().downcast_ref::<StringViewArray>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<StringViewArray>()
+                .expect("type checked");
             each!(|i| json!(a.value(i)))
         }
         ArrowType::Binary => {
-            let a = array.as_any().downcast_ref::<BinaryArray>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .expect("type checked");
             each!(|i| json!(STANDARD.encode(a.value(i))))
         }
         ArrowType::LargeBinary => {
-            let a = array.as_any().downcast_ref::<LargeBinaryArray>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<LargeBinaryArray>()
+                .expect("type checked");
             each!(|i| json!(STANDARD.encode(a.value(i))))
         }
         ArrowType::BinaryView => {
-            let a = array.as_any().downcast_ref::<BinaryViewArray>().expect("type checked");
+            let a = array
+                .as_any()
+                .downcast_ref::<BinaryViewArray>()
+                .expect("type checked");
             each!(|i| json!(STANDARD.encode(a.value(i))))
         }
-        ArrowType::Date32 => { let a = array.as_primitive::<Date32Type>(); each!(|i| date(a.value(i) as i64)) }
+        ArrowType::Date32 => {
+            let a = array.as_primitive::<Date32Type>();
+            each!(|i| date(a.value(i) as i64))
+        }
         ArrowType::Date64 => {
             let a = array.as_primitive::<Date64Type>();
             each!(|i| date(a.value(i).div_euclid(86_400_000)))
@@ -192,7 +259,11 @@ pub fn column_values(array: &ArrayRef) -> Vec<Json> {
         // (a NULL element, an empty string and a comma inside one stay distinguishable).
         ArrowType::List(_) | ArrowType::LargeList(_) | ArrowType::FixedSizeList(_, _) => {
             for i in 0..n {
-                out.push(if array.is_null(i) { Json::Null } else { list_value(array, i) });
+                out.push(if array.is_null(i) {
+                    Json::Null
+                } else {
+                    list_value(array, i)
+                });
             }
         }
         ArrowType::Struct(fields) => {
@@ -255,12 +326,18 @@ mod tests {
         b.append(true);
         b.append(false);
         let a: ArrayRef = Arc::new(b.finish());
-        assert_eq!(column_values(&a), vec![json!(["a", "", null, "b, c"]), Json::Null]);
+        assert_eq!(
+            column_values(&a),
+            vec![json!(["a", "", null, "b, c"]), Json::Null]
+        );
     }
 
     #[test]
     fn floats_are_short_and_nan_is_a_string() {
         let a: ArrayRef = Arc::new(Float32Array::from(vec![0.1, f32::NAN, f32::NEG_INFINITY]));
-        assert_eq!(column_values(&a), vec![json!(0.1), json!("NaN"), json!("-Infinity")]);
+        assert_eq!(
+            column_values(&a),
+            vec![json!(0.1), json!("NaN"), json!("-Infinity")]
+        );
     }
 }

@@ -27,7 +27,8 @@ use crate::config::Config;
 /// Counted: what a statement's work allocates is held to `limits.query_memory_bytes`
 /// (kalamdb_core::memory).
 #[global_allocator]
-static GLOBAL: kalamdb_core::memory::Counting<mimalloc::MiMalloc> = kalamdb_core::memory::Counting(mimalloc::MiMalloc);
+static GLOBAL: kalamdb_core::memory::Counting<mimalloc::MiMalloc> =
+    kalamdb_core::memory::Counting(mimalloc::MiMalloc);
 
 /// KalamDB: a SQL database server for applications with many users.
 #[derive(Parser, Debug)]
@@ -116,7 +117,8 @@ fn sync_root_password(db: &Db, password: Option<&str>) -> Result<(), String> {
 async fn run(config: Config) -> Result<(), String> {
     let data_dir = config.storage.data_dir.clone();
     tracing::info!(data_dir = %data_dir.display(), "opening database");
-    let db = Db::open(&data_dir).map_err(|e| format!("cannot open database in {}: {e}", data_dir.display()))?;
+    let db = Db::open(&data_dir)
+        .map_err(|e| format!("cannot open database in {}: {e}", data_dir.display()))?;
     sync_root_password(&db, config.auth.root_password.as_deref())?;
     if config.auth.root_password.is_none() {
         tracing::warn!("KALAMDB_ROOT_PASSWORD is not set: root has no password and may log in from loopback only");
@@ -128,12 +130,16 @@ async fn run(config: Config) -> Result<(), String> {
         config.default_flush_policy(),
         Duration::from_millis(config.flush.policy_check_interval_ms),
     ));
-    let engine = Engine::new(db.clone(), jobs.clone(), config.engine_limits()).map_err(|e| e.to_string())?;
+    let engine =
+        Engine::new(db.clone(), jobs.clone(), config.engine_limits()).map_err(|e| e.to_string())?;
     let auth = auth::Authenticator::new(db.catalog.clone(), config.auth.token_ttl_secs)
         .map_err(|e| e.to_string())?;
     let metrics = if config.metrics.enabled {
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ])
             .map_err(|e| format!("metrics: {e}"))?
             .install_recorder()
             .map_err(|e| format!("metrics: {e}"))?;
@@ -174,12 +180,17 @@ async fn run(config: Config) -> Result<(), String> {
     match tokio::time::timeout(shutdown_timeout, server).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
-        Err(_) => tracing::warn!("in-flight requests did not finish in {shutdown_timeout:?}; stopping anyway"),
+        Err(_) => tracing::warn!(
+            "in-flight requests did not finish in {shutdown_timeout:?}; stopping anyway"
+        ),
     }
     // Running flush jobs stop at their next user boundary and record `cancelled`; committed
     // segments stay, the rest stays buffered.
     jobs.shutdown(shutdown_timeout).await;
-    db.store.db().flush_wal(true).map_err(|e| format!("final WAL sync failed: {e}"))?;
+    db.store
+        .db()
+        .flush_wal(true)
+        .map_err(|e| format!("final WAL sync failed: {e}"))?;
     tracing::info!("KalamDB stopped");
     Ok(())
 }

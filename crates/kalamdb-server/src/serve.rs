@@ -121,8 +121,16 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
-    let clock = Arc::new(Clock { started, last_activity_ms: AtomicU64::new(0), head_started_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
-    let io = TokioIo::new(Tracked { inner: stream, clock: clock.clone() });
+    let clock = Arc::new(Clock {
+        started,
+        last_activity_ms: AtomicU64::new(0),
+        head_started_ms: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+    });
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        clock: clock.clone(),
+    });
     let on_request = clock.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         // The head is complete.
@@ -220,13 +228,22 @@ impl Tracked {
         self.clock.last_activity_ms.store(now, Ordering::Relaxed);
         // Bytes read with no request in flight begin a request head.
         if read && self.clock.in_flight.load(Ordering::Relaxed) == 0 {
-            let _ = self.clock.head_started_ms.compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.clock.head_started_ms.compare_exchange(
+                0,
+                now + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 }
 
 impl AsyncRead for Tracked {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -238,7 +255,11 @@ impl AsyncRead for Tracked {
 }
 
 impl AsyncWrite for Tracked {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {

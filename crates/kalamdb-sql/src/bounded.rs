@@ -27,7 +27,8 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature,
 };
 use kalamdb_core::Error;
 
@@ -54,8 +55,15 @@ pub(crate) fn install(
         ("encode", encoded),
     ];
     for (name, size) in functions {
-        let inner = registry.udf(name).map_err(|e| Error::Internal(e.to_string()))?;
-        let bounded = Bounded { inner: inner.inner().clone(), size, max_value_bytes, pool: pool.clone() };
+        let inner = registry
+            .udf(name)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let bounded = Bounded {
+            inner: inner.inner().clone(),
+            size,
+            max_value_bytes,
+            pool: pool.clone(),
+        };
         registry
             .register_udf(Arc::new(ScalarUDF::new_from_impl(bounded)))
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -70,18 +78,28 @@ type SizeOf = fn(&[ArrayRef], usize) -> Vec<Option<u128>>;
 
 /// `lpad(s, n [, fill])`, `rpad`: n characters of up to 4 bytes.
 fn padded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
-    ints(args.get(1), rows).into_iter().map(|n| n.map(|n| n.max(0) as u128 * 4)).collect()
+    ints(args.get(1), rows)
+        .into_iter()
+        .map(|n| n.map(|n| n.max(0) as u128 * 4))
+        .collect()
 }
 
 /// `repeat(s, n)`: len(s) x n.
 fn repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let (s, n) = (lens(args.first(), rows), ints(args.get(1), rows));
-    s.into_iter().zip(n).map(|(s, n)| Some(s? as u128 * n?.max(0) as u128)).collect()
+    s.into_iter()
+        .zip(n)
+        .map(|(s, n)| Some(s? as u128 * n?.max(0) as u128))
+        .collect()
 }
 
 /// `replace(s, from, to)`: at most len(s) / len(from) replacements.
 fn replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
-    let (s, from, to) = (lens(args.first(), rows), lens(args.get(1), rows), lens(args.get(2), rows));
+    let (s, from, to) = (
+        lens(args.first(), rows),
+        lens(args.get(1), rows),
+        lens(args.get(2), rows),
+    );
     (0..rows)
         .map(|i| {
             let (s, from, to) = (s[i]? as u128, from[i]? as u128, to[i]? as u128);
@@ -109,7 +127,9 @@ fn regexp_replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 /// `concat(a, b, ...)`: the sum of the parts (each a value under the limit, many of them not).
 fn concatenated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let parts: Vec<Vec<Option<usize>>> = args.iter().map(|a| lens(Some(a), rows)).collect();
-    (0..rows).map(|i| Some(parts.iter().map(|p| p[i].unwrap_or(0) as u128).sum())).collect()
+    (0..rows)
+        .map(|i| Some(parts.iter().map(|p| p[i].unwrap_or(0) as u128).sum()))
+        .collect()
 }
 
 /// `concat_ws(sep, a, b, ...)`: the parts and a separator between each two.
@@ -117,7 +137,9 @@ fn concatenated_with_separator(args: &[ArrayRef], rows: usize) -> Vec<Option<u12
     let sep = lens(args.first(), rows);
     let parts = concatenated(args.get(1..).unwrap_or(&[]), rows);
     let n = args.len().saturating_sub(2) as u128;
-    (0..rows).map(|i| Some(parts[i].unwrap_or(0) + sep[i].unwrap_or(0) as u128 * n)).collect()
+    (0..rows)
+        .map(|i| Some(parts[i].unwrap_or(0) + sep[i].unwrap_or(0) as u128 * n))
+        .collect()
 }
 
 /// `encode(b, format)`: hex two characters per byte, base64 four per three, escape at most
@@ -127,11 +149,13 @@ fn encoded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     (0..rows)
         .map(|i| {
             let n = b[i]? as u128;
-            Some(match format[i].as_deref().map(str::to_ascii_lowercase).as_deref() {
-                Some("hex") => n * 2,
-                Some("base64") => n.div_ceil(3) * 4,
-                _ => n * 4,
-            })
+            Some(
+                match format[i].as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    Some("hex") => n * 2,
+                    Some("base64") => n.div_ceil(3) * 4,
+                    _ => n * 4,
+                },
+            )
         })
         .collect()
 }
@@ -148,17 +172,26 @@ fn generate_series(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 
 /// `array_repeat(x, n)`: n elements (x 8).
 fn array_repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
-    ints(args.get(1), rows).into_iter().map(|n| n.map(|n| n.max(0) as u128 * 8)).collect()
+    ints(args.get(1), rows)
+        .into_iter()
+        .map(|n| n.map(|n| n.max(0) as u128 * 8))
+        .collect()
 }
 
 fn series(args: &[ArrayRef], rows: usize, inclusive: bool) -> Vec<Option<u128>> {
     let (start, stop, step) = match args {
         [stop] => (None, ordinal(stop, rows), None),
         [start, stop] => (ordinal(start, rows), ordinal(stop, rows), None),
-        [start, stop, step] => (ordinal(start, rows), ordinal(stop, rows), Some(step_of(step, rows))),
+        [start, stop, step] => (
+            ordinal(start, rows),
+            ordinal(stop, rows),
+            Some(step_of(step, rows)),
+        ),
         _ => return vec![None; rows],
     };
-    let Some(stop) = stop else { return vec![None; rows] };
+    let Some(stop) = stop else {
+        return vec![None; rows];
+    };
     (0..rows)
         .map(|i| {
             let from = match &start {
@@ -190,14 +223,21 @@ fn ordinal(a: &ArrayRef, rows: usize) -> Option<Vec<Option<i128>>> {
     };
     let as_int = arrow::compute::cast(a, &ArrowType::Int64).ok()?;
     let ints = as_int.as_any().downcast_ref::<Int64Array>()?;
-    Some((0..rows).map(|i| (ints.len() > i && ints.is_valid(i)).then(|| ints.value(i) as i128 * scale)).collect())
+    Some(
+        (0..rows)
+            .map(|i| (ints.len() > i && ints.is_valid(i)).then(|| ints.value(i) as i128 * scale))
+            .collect(),
+    )
 }
 
 /// A step: an integer, or an interval as nanoseconds (a month counted as 28 days, so the
 /// count is never underestimated).
 fn step_of(a: &ArrayRef, rows: usize) -> Vec<Option<i128>> {
     if let ArrowType::Interval(IntervalUnit::MonthDayNano) = a.data_type() {
-        let Some(iv) = a.as_any().downcast_ref::<arrow::array::IntervalMonthDayNanoArray>() else {
+        let Some(iv) = a
+            .as_any()
+            .downcast_ref::<arrow::array::IntervalMonthDayNanoArray>()
+        else {
             return vec![None; rows];
         };
         const DAY: i128 = 86_400_000_000_000;
@@ -205,7 +245,8 @@ fn step_of(a: &ArrayRef, rows: usize) -> Vec<Option<i128>> {
             .map(|i| {
                 (iv.len() > i && iv.is_valid(i)).then(|| {
                     let v = iv.value(i);
-                    (v.months as i128 * 28 * DAY + v.days as i128 * DAY + v.nanoseconds as i128).abs()
+                    (v.months as i128 * 28 * DAY + v.days as i128 * DAY + v.nanoseconds as i128)
+                        .abs()
                 })
             })
             .collect();
@@ -215,31 +256,58 @@ fn step_of(a: &ArrayRef, rows: usize) -> Vec<Option<i128>> {
 
 fn ints(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<i64>> {
     let Some(a) = a else { return vec![None; rows] };
-    let Ok(cast) = arrow::compute::cast(a, &ArrowType::Int64) else { return vec![None; rows] };
-    let Some(ints) = cast.as_any().downcast_ref::<Int64Array>() else { return vec![None; rows] };
-    (0..rows).map(|i| (ints.len() > i && ints.is_valid(i)).then(|| ints.value(i))).collect()
+    let Ok(cast) = arrow::compute::cast(a, &ArrowType::Int64) else {
+        return vec![None; rows];
+    };
+    let Some(ints) = cast.as_any().downcast_ref::<Int64Array>() else {
+        return vec![None; rows];
+    };
+    (0..rows)
+        .map(|i| (ints.len() > i && ints.is_valid(i)).then(|| ints.value(i)))
+        .collect()
 }
 
 fn texts(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<String>> {
     let Some(a) = a else { return vec![None; rows] };
-    let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeUtf8) else { return vec![None; rows] };
-    let Some(s) = cast.as_any().downcast_ref::<LargeStringArray>() else { return vec![None; rows] };
-    (0..rows).map(|i| (s.len() > i && s.is_valid(i)).then(|| s.value(i).to_string())).collect()
+    let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeUtf8) else {
+        return vec![None; rows];
+    };
+    let Some(s) = cast.as_any().downcast_ref::<LargeStringArray>() else {
+        return vec![None; rows];
+    };
+    (0..rows)
+        .map(|i| (s.len() > i && s.is_valid(i)).then(|| s.value(i).to_string()))
+        .collect()
 }
 
 /// The byte length of each value of a binary or text argument.
 fn byte_lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
     let Some(a) = a else { return vec![None; rows] };
-    let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeBinary) else { return vec![None; rows] };
-    let Some(b) = cast.as_any().downcast_ref::<arrow::array::LargeBinaryArray>() else { return vec![None; rows] };
-    (0..rows).map(|i| (b.len() > i && b.is_valid(i)).then(|| b.value(i).len())).collect()
+    let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeBinary) else {
+        return vec![None; rows];
+    };
+    let Some(b) = cast
+        .as_any()
+        .downcast_ref::<arrow::array::LargeBinaryArray>()
+    else {
+        return vec![None; rows];
+    };
+    (0..rows)
+        .map(|i| (b.len() > i && b.is_valid(i)).then(|| b.value(i).len()))
+        .collect()
 }
 
 fn lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
     let Some(a) = a else { return vec![None; rows] };
-    let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeUtf8) else { return vec![None; rows] };
-    let Some(s) = cast.as_any().downcast_ref::<LargeStringArray>() else { return vec![None; rows] };
-    (0..rows).map(|i| (s.len() > i && s.is_valid(i)).then(|| s.value(i).len())).collect()
+    let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeUtf8) else {
+        return vec![None; rows];
+    };
+    let Some(s) = cast.as_any().downcast_ref::<LargeStringArray>() else {
+        return vec![None; rows];
+    };
+    (0..rows)
+        .map(|i| (s.len() > i && s.is_valid(i)).then(|| s.value(i).len()))
+        .collect()
 }
 
 /// A DataFusion function whose result size is checked before it runs.
@@ -326,7 +394,8 @@ impl ScalarUDFImpl for Bounded {
         // memory pool has room for it (held while it is built; the operators that keep it
         // account for it from there).
         let total: u128 = sizes.iter().flatten().sum();
-        let reservation = MemoryConsumer::new(format!("{}() result", self.inner.name())).register(&self.pool);
+        let reservation =
+            MemoryConsumer::new(format!("{}() result", self.inner.name())).register(&self.pool);
         reservation.try_grow(usize::try_from(total).unwrap_or(usize::MAX))?;
         if total > i32::MAX as u128 {
             // One Arrow string or list array holds at most 2 GiB (i32 offsets).

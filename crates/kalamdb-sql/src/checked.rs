@@ -27,8 +27,8 @@ use datafusion::common::{DataFusionError, ExprSchema, Result as DfResult, Scalar
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
 use kalamdb_core::batch::{assignment_refused, is_integer};
@@ -68,9 +68,15 @@ fn rewrite(e: Expr, schema: &dyn ExprSchema) -> DfResult<Transformed<Expr>> {
         {
             let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
             if lt == rt && is_integer(&lt) {
-                Ok(Transformed::yes(CheckedArithmetic::combine(*left, op, *right)))
+                Ok(Transformed::yes(CheckedArithmetic::combine(
+                    *left, op, *right,
+                )))
             } else {
-                Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })))
+                Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op,
+                    right,
+                })))
             }
         }
         Expr::Negative(inner) => {
@@ -84,27 +90,43 @@ fn rewrite(e: Expr, schema: &dyn ExprSchema) -> DfResult<Transformed<Expr>> {
             let data_type = field.data_type().clone();
             let from = expr.get_type(schema)?;
             if let Some(refusal) = assignment_refused(&from, &data_type) {
-                return Err(DataFusionError::External(Box::new(kalamdb_core::Error::TypeMismatch(refusal))));
+                return Err(DataFusionError::External(Box::new(
+                    kalamdb_core::Error::TypeMismatch(refusal),
+                )));
             }
             if let (true, ArrowType::Decimal128(p, s)) = (is_integer(&data_type), &from) {
                 if *s > 0 {
                     // Arrow truncates a decimal cast to an integer; to scale 0 it rounds.
                     let whole = Expr::Cast(Cast::new(expr, ArrowType::Decimal128(*p, 0)));
-                    return Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(whole), field })));
+                    return Ok(Transformed::yes(Expr::Cast(Cast {
+                        expr: Box::new(whole),
+                        field,
+                    })));
                 }
             }
             if is_integer(&data_type) && matches!(from, ArrowType::Float32 | ArrowType::Float64) {
                 let rounded = ROUNDED.call(vec![*expr]);
-                return Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(rounded), field })));
+                return Ok(Transformed::yes(Expr::Cast(Cast {
+                    expr: Box::new(rounded),
+                    field,
+                })));
             }
-            if matches!(from, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View) && data_type == ArrowType::Float32 {
+            if matches!(
+                from,
+                ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
+            ) && data_type == ArrowType::Float32
+            {
                 // Text read as a DOUBLE first, so '1e39' is out of range rather than Infinity.
                 let double = Expr::Cast(Cast::new(expr, ArrowType::Float64));
-                return Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(TO_REAL.clone(), vec![double]))));
+                return Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(TO_REAL.clone(), vec![double]),
+                )));
             }
             if from == ArrowType::Float64 && data_type == ArrowType::Float32 {
                 let udf = TO_REAL.clone();
-                return Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![*expr]))));
+                return Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(udf, vec![*expr]),
+                )));
             }
             Ok(Transformed::no(Expr::Cast(Cast { expr, field })))
         }
@@ -113,10 +135,18 @@ fn rewrite(e: Expr, schema: &dyn ExprSchema) -> DfResult<Transformed<Expr>> {
 }
 
 static ROUNDED: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
-    Arc::new(ScalarUDF::new_from_impl(AssignmentCast::new("rounded", ArrowType::Float64, kalamdb_core::batch::rounded)))
+    Arc::new(ScalarUDF::new_from_impl(AssignmentCast::new(
+        "rounded",
+        ArrowType::Float64,
+        kalamdb_core::batch::rounded,
+    )))
 });
 static TO_REAL: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
-    Arc::new(ScalarUDF::new_from_impl(AssignmentCast::new("to_real", ArrowType::Float32, kalamdb_core::batch::doubles_to_reals)))
+    Arc::new(ScalarUDF::new_from_impl(AssignmentCast::new(
+        "to_real",
+        ArrowType::Float32,
+        kalamdb_core::batch::doubles_to_reals,
+    )))
 });
 
 /// One step of a checked arithmetic program (postfix): push an operand, or apply an operator
@@ -161,7 +191,9 @@ impl CheckedArithmetic {
                     if (func.inner().as_ref() as &dyn std::any::Any).is::<CheckedArithmetic>() =>
                 {
                     let any = func.inner().as_ref() as &dyn std::any::Any;
-                    let inner = any.downcast_ref::<CheckedArithmetic>().expect("checked above");
+                    let inner = any
+                        .downcast_ref::<CheckedArithmetic>()
+                        .expect("checked above");
                     let offset = operands.len();
                     program.extend(inner.program.iter().map(|s| match s {
                         Step::Operand(i) => Step::Operand(i + offset),
@@ -177,8 +209,14 @@ impl CheckedArithmetic {
         }
         program.push(last);
         let n = operands.len();
-        let udf = CheckedArithmetic { program, signature: Signature::any(n, Volatility::Immutable) };
-        Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::new_from_impl(udf)), operands))
+        let udf = CheckedArithmetic {
+            program,
+            signature: Signature::any(n, Volatility::Immutable),
+        };
+        Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(ScalarUDF::new_from_impl(udf)),
+            operands,
+        ))
     }
 
     /// The expression as DataFusion names the operators it replaces (`a + b * c`, no
@@ -192,16 +230,26 @@ impl CheckedArithmetic {
                     let (r, l) = (stack.pop(), stack.pop());
                     match (l, r) {
                         (Some(l), Some(r)) => stack.push(format!("{l} {op} {r}")),
-                        _ => return Err(DataFusionError::Internal("checked arithmetic: bad program".into())),
+                        _ => {
+                            return Err(DataFusionError::Internal(
+                                "checked arithmetic: bad program".into(),
+                            ))
+                        }
                     }
                 }
                 Step::Negate => match stack.pop() {
                     Some(x) => stack.push(format!("(- {x})")),
-                    None => return Err(DataFusionError::Internal("checked arithmetic: bad program".into())),
+                    None => {
+                        return Err(DataFusionError::Internal(
+                            "checked arithmetic: bad program".into(),
+                        ))
+                    }
                 },
             }
         }
-        stack.pop().ok_or_else(|| DataFusionError::Internal("checked arithmetic: empty program".into()))
+        stack
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("checked arithmetic: empty program".into()))
     }
 }
 
@@ -213,10 +261,17 @@ impl ScalarUDFImpl for CheckedArithmetic {
         &self.signature
     }
     fn return_type(&self, args: &[ArrowType]) -> DfResult<ArrowType> {
-        args.first().cloned().ok_or_else(|| DataFusionError::Internal("checked arithmetic without operands".into()))
+        args.first()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal("checked arithmetic without operands".into()))
     }
     fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
-        self.infix(&args.iter().map(|a| a.schema_name().to_string()).collect::<Vec<_>>())
+        self.infix(
+            &args
+                .iter()
+                .map(|a| a.schema_name().to_string())
+                .collect::<Vec<_>>(),
+        )
     }
     fn display_name(&self, args: &[Expr]) -> DfResult<String> {
         self.schema_name(args)
@@ -226,12 +281,14 @@ impl ScalarUDFImpl for CheckedArithmetic {
         let mut stack: Vec<ColumnarValue> = Vec::new();
         for step in &self.program {
             match step {
-                Step::Operand(i) => stack.push(
-                    args.args.get(*i).cloned().ok_or_else(|| DataFusionError::Internal("checked arithmetic: operand".into()))?,
-                ),
+                Step::Operand(i) => stack.push(args.args.get(*i).cloned().ok_or_else(|| {
+                    DataFusionError::Internal("checked arithmetic: operand".into())
+                })?),
                 Step::Apply(op) => {
                     let (Some(r), Some(l)) = (stack.pop(), stack.pop()) else {
-                        return Err(DataFusionError::Internal("checked arithmetic: bad program".into()));
+                        return Err(DataFusionError::Internal(
+                            "checked arithmetic: bad program".into(),
+                        ));
                     };
                     let kernel = match op {
                         Operator::Plus => add,
@@ -239,9 +296,15 @@ impl ScalarUDFImpl for CheckedArithmetic {
                         _ => mul,
                     };
                     let value = match (&l, &r) {
-                        (ColumnarValue::Array(a), ColumnarValue::Array(b)) => ColumnarValue::Array(kernel(a, b)?),
-                        (ColumnarValue::Array(a), ColumnarValue::Scalar(b)) => ColumnarValue::Array(kernel(a, &b.to_scalar()?)?),
-                        (ColumnarValue::Scalar(a), ColumnarValue::Array(b)) => ColumnarValue::Array(kernel(&a.to_scalar()?, b)?),
+                        (ColumnarValue::Array(a), ColumnarValue::Array(b)) => {
+                            ColumnarValue::Array(kernel(a, b)?)
+                        }
+                        (ColumnarValue::Array(a), ColumnarValue::Scalar(b)) => {
+                            ColumnarValue::Array(kernel(a, &b.to_scalar()?)?)
+                        }
+                        (ColumnarValue::Scalar(a), ColumnarValue::Array(b)) => {
+                            ColumnarValue::Array(kernel(&a.to_scalar()?, b)?)
+                        }
                         (ColumnarValue::Scalar(a), ColumnarValue::Scalar(b)) => {
                             let out = kernel(&a.to_scalar()?, &b.to_scalar()?)?;
                             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
@@ -251,18 +314,26 @@ impl ScalarUDFImpl for CheckedArithmetic {
                 }
                 Step::Negate => {
                     let value = match stack.pop() {
-                        Some(ColumnarValue::Array(a)) => ColumnarValue::Array(arrow::compute::kernels::numeric::neg(&a)?),
+                        Some(ColumnarValue::Array(a)) => {
+                            ColumnarValue::Array(arrow::compute::kernels::numeric::neg(&a)?)
+                        }
                         Some(ColumnarValue::Scalar(x)) => {
                             let out = arrow::compute::kernels::numeric::neg(&x.to_array()?)?;
                             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
                         }
-                        None => return Err(DataFusionError::Internal("checked arithmetic: bad program".into())),
+                        None => {
+                            return Err(DataFusionError::Internal(
+                                "checked arithmetic: bad program".into(),
+                            ))
+                        }
                     };
                     stack.push(value);
                 }
             }
         }
-        stack.pop().ok_or_else(|| DataFusionError::Internal("checked arithmetic: empty program".into()))
+        stack
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("checked arithmetic: empty program".into()))
     }
 }
 
@@ -290,8 +361,17 @@ impl std::hash::Hash for AssignmentCast {
 }
 
 impl AssignmentCast {
-    fn new(name: &'static str, to: ArrowType, convert: fn(&ArrayRef) -> kalamdb_core::Result<ArrayRef>) -> AssignmentCast {
-        AssignmentCast { name, to, convert, signature: Signature::exact(vec![ArrowType::Float64], Volatility::Immutable) }
+    fn new(
+        name: &'static str,
+        to: ArrowType,
+        convert: fn(&ArrayRef) -> kalamdb_core::Result<ArrayRef>,
+    ) -> AssignmentCast {
+        AssignmentCast {
+            name,
+            to,
+            convert,
+            signature: Signature::exact(vec![ArrowType::Float64], Volatility::Immutable),
+        }
     }
 }
 
@@ -317,11 +397,18 @@ impl ScalarUDFImpl for AssignmentCast {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let [x] = args.args.as_slice() else {
-            return Err(DataFusionError::Internal(format!("{} takes one operand", self.name)));
+            return Err(DataFusionError::Internal(format!(
+                "{} takes one operand",
+                self.name
+            )));
         };
-        let convert = |a: &ArrayRef| (self.convert)(a).map_err(|e| DataFusionError::External(Box::new(e)));
+        let convert =
+            |a: &ArrayRef| (self.convert)(a).map_err(|e| DataFusionError::External(Box::new(e)));
         match x {
-            ColumnarValue::Scalar(s) => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&convert(&s.to_array()?)?, 0)?)),
+            ColumnarValue::Scalar(s) => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &convert(&s.to_array()?)?,
+                0,
+            )?)),
             ColumnarValue::Array(a) => Ok(ColumnarValue::Array(convert(a)?)),
         }
     }

@@ -23,22 +23,28 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{format_state_name, AggregateOrderSensitivity};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, ReversedUDAF,
-    SetMonotonicity, Signature,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    ReversedUDAF, SetMonotonicity, Signature,
 };
 use kalamdb_core::Error;
 
 /// Replace DataFusion's `sum` in `registry` by the checked one.
 pub(crate) fn install(registry: &mut dyn FunctionRegistry) -> kalamdb_core::Result<()> {
-    let inner = registry.udaf("sum").map_err(|e| Error::Internal(e.to_string()))?;
+    let inner = registry
+        .udaf("sum")
+        .map_err(|e| Error::Internal(e.to_string()))?;
     registry
-        .register_udaf(Arc::new(AggregateUDF::new_from_impl(CheckedSum { inner: inner.inner().clone() })))
+        .register_udaf(Arc::new(AggregateUDF::new_from_impl(CheckedSum {
+            inner: inner.inner().clone(),
+        })))
         .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(())
 }
 
 fn out_of_range(what: &str) -> DataFusionError {
-    DataFusionError::External(Box::new(Error::TypeMismatch(format!("value out of range: the sum does not fit {what}"))))
+    DataFusionError::External(Box::new(Error::TypeMismatch(format!(
+        "value out of range: the sum does not fit {what}"
+    ))))
 }
 
 /// The result type of a sum kept in 128 bits.
@@ -54,7 +60,10 @@ impl Sum {
         match result {
             _ if distinct => None,
             DataType::Int64 => Some(Sum::Bigint),
-            DataType::Decimal128(precision, scale) => Some(Sum::Decimal { precision: *precision, scale: *scale }),
+            DataType::Decimal128(precision, scale) => Some(Sum::Decimal {
+                precision: *precision,
+                scale: *scale,
+            }),
             _ => None,
         }
     }
@@ -84,7 +93,9 @@ impl Sum {
     fn fits(self, sum: i128) -> DfResult<i128> {
         match self {
             Sum::Bigint if i64::try_from(sum).is_err() => Err(out_of_range(&self.type_name())),
-            Sum::Decimal { precision, .. } if sum.unsigned_abs() >= 10u128.pow(precision as u32) => {
+            Sum::Decimal { precision, .. }
+                if sum.unsigned_abs() >= 10u128.pow(precision as u32) =>
+            {
                 Err(out_of_range(&self.type_name()))
             }
             _ => Ok(sum),
@@ -100,11 +111,20 @@ impl Sum {
     }
 
     fn array(self, sums: Vec<Option<i128>>) -> DfResult<ArrayRef> {
-        let sums = sums.into_iter().map(|s| s.map(|s| self.fits(s)).transpose()).collect::<DfResult<Vec<_>>>()?;
+        let sums = sums
+            .into_iter()
+            .map(|s| s.map(|s| self.fits(s)).transpose())
+            .collect::<DfResult<Vec<_>>>()?;
         Ok(match self {
-            Sum::Bigint => Arc::new(sums.into_iter().map(|s| s.map(|s| s as i64)).collect::<Int64Array>()),
+            Sum::Bigint => Arc::new(
+                sums.into_iter()
+                    .map(|s| s.map(|s| s as i64))
+                    .collect::<Int64Array>(),
+            ),
             Sum::Decimal { precision, scale } => Arc::new(
-                sums.into_iter().collect::<Decimal128Array>().with_precision_and_scale(precision, scale)?,
+                sums.into_iter()
+                    .collect::<Decimal128Array>()
+                    .with_precision_and_scale(precision, scale)?,
             ),
         })
     }
@@ -115,7 +135,10 @@ impl Sum {
 
     fn state_array(self, sums: Vec<Option<i128>>) -> DfResult<ArrayRef> {
         let array = sums.into_iter().collect::<Decimal128Array>();
-        Ok(Arc::new(array.with_precision_and_scale(Self::STATE_PRECISION, self.state_scale())?))
+        Ok(Arc::new(array.with_precision_and_scale(
+            Self::STATE_PRECISION,
+            self.state_scale(),
+        )?))
     }
 }
 
@@ -139,13 +162,18 @@ fn each_value(values: &ArrayRef, mut f: impl FnMut(usize, i128) -> DfResult<()>)
                 }
             }
         }
-        other => return Err(DataFusionError::Internal(format!("a checked sum of {other}"))),
+        other => {
+            return Err(DataFusionError::Internal(format!(
+                "a checked sum of {other}"
+            )))
+        }
     }
     Ok(())
 }
 
 fn add(sum: i128, value: i128, sum_of: Sum) -> DfResult<i128> {
-    sum.checked_add(value).ok_or_else(|| out_of_range(&sum_of.type_name()))
+    sum.checked_add(value)
+        .ok_or_else(|| out_of_range(&sum_of.type_name()))
 }
 
 #[derive(Debug)]
@@ -171,7 +199,9 @@ fn replaced(args: &AccumulatorArgs) -> Option<Sum> {
 
 /// `sum(DISTINCT x)` of BIGINTs and DECIMAL(<=38)s (DataFusion's state, a list of the values).
 fn replaced_distinct(args: &AccumulatorArgs) -> Option<Sum> {
-    args.is_distinct.then(|| Sum::of(args.return_type(), false)).flatten()
+    args.is_distinct
+        .then(|| Sum::of(args.return_type(), false))
+        .flatten()
 }
 
 impl AggregateUDFImpl for CheckedSum {
@@ -195,7 +225,12 @@ impl AggregateUDFImpl for CheckedSum {
     }
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
         match Sum::of(args.return_type(), args.is_distinct) {
-            Some(sum) => Ok(vec![Field::new(format_state_name(args.name, "sum"), sum.state_type(), true).into()]),
+            Some(sum) => Ok(vec![Field::new(
+                format_state_name(args.name, "sum"),
+                sum.state_type(),
+                true,
+            )
+            .into()]),
             None => self.inner.state_fields(args),
         }
     }
@@ -211,7 +246,10 @@ impl AggregateUDFImpl for CheckedSum {
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
         self.inner.groups_accumulator_supported(args)
     }
-    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn GroupsAccumulator>> {
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> DfResult<Box<dyn GroupsAccumulator>> {
         if let Some(sum) = replaced(&args) {
             return Ok(Box::new(GroupSums::new(sum)));
         }
@@ -256,7 +294,11 @@ struct SumAccumulator {
 
 impl SumAccumulator {
     fn new(of: Sum) -> SumAccumulator {
-        SumAccumulator { of, sum: 0, count: 0 }
+        SumAccumulator {
+            of,
+            sum: 0,
+            count: 0,
+        }
     }
 
     fn current(&self) -> Option<i128> {
@@ -276,7 +318,12 @@ impl Accumulator for SumAccumulator {
     fn retract_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let of = self.of;
         each_value(&values[0], |_, v| {
-            self.sum = add(self.sum, v.checked_neg().ok_or_else(|| out_of_range(&of.type_name()))?, of)?;
+            self.sum = add(
+                self.sum,
+                v.checked_neg()
+                    .ok_or_else(|| out_of_range(&of.type_name()))?,
+                of,
+            )?;
             self.count = self.count.saturating_sub(1);
             Ok(())
         })
@@ -308,7 +355,10 @@ struct DistinctSums {
 
 impl DistinctSums {
     fn new(of: Sum) -> DistinctSums {
-        DistinctSums { of, values: HashMap::new() }
+        DistinctSums {
+            of,
+            values: HashMap::new(),
+        }
     }
 }
 
@@ -340,8 +390,12 @@ impl Accumulator for DistinctSums {
         Ok(())
     }
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let values = self.of.array(self.values.keys().map(|&v| Some(v)).collect())?;
-        Ok(vec![SingleRowListArrayBuilder::new(values).build_list_scalar()])
+        let values = self
+            .of
+            .array(self.values.keys().map(|&v| Some(v)).collect())?;
+        Ok(vec![
+            SingleRowListArrayBuilder::new(values).build_list_scalar()
+        ])
     }
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
         let mut sum = 0i128;
@@ -365,13 +419,20 @@ struct GroupSums {
 
 impl GroupSums {
     fn new(of: Sum) -> GroupSums {
-        GroupSums { of, sums: Vec::new(), seen: Vec::new() }
+        GroupSums {
+            of,
+            sums: Vec::new(),
+            seen: Vec::new(),
+        }
     }
 
     fn take(&mut self, emit_to: EmitTo) -> Vec<Option<i128>> {
         let sums = emit_to.take_needed(&mut self.sums);
         let seen = emit_to.take_needed(&mut self.seen);
-        sums.into_iter().zip(seen).map(|(s, seen)| seen.then_some(s)).collect()
+        sums.into_iter()
+            .zip(seen)
+            .map(|(s, seen)| seen.then_some(s))
+            .collect()
     }
 }
 
@@ -386,7 +447,9 @@ impl GroupsAccumulator for GroupSums {
         self.sums.resize(total_num_groups, 0);
         self.seen.resize(total_num_groups, false);
         let of = self.of;
-        if let (DataType::Int64, None, 0) = (values[0].data_type(), opt_filter, values[0].null_count()) {
+        if let (DataType::Int64, None, 0) =
+            (values[0].data_type(), opt_filter, values[0].null_count())
+        {
             // The common case in one tight loop: no BIGINT sum can leave 128 bits (it would take
             // 2^64 rows), so the adds need no check here; the result's range is checked when
             // it is returned.
@@ -418,14 +481,25 @@ impl GroupsAccumulator for GroupSums {
         Ok(vec![self.of.state_array(sums)?])
     }
 
-    fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> DfResult<()> {
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> DfResult<()> {
         self.update_batch(values, group_indices, None, total_num_groups)
     }
 
-    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> DfResult<Vec<ArrayRef>> {
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> DfResult<Vec<ArrayRef>> {
         if let (DataType::Int64, None) = (values[0].data_type(), opt_filter) {
             let state: Decimal128Array = values[0].as_primitive::<Int64Type>().unary(|v| v as i128);
-            return Ok(vec![Arc::new(state.with_precision_and_scale(Sum::STATE_PRECISION, 0)?)]);
+            return Ok(vec![Arc::new(
+                state.with_precision_and_scale(Sum::STATE_PRECISION, 0)?,
+            )]);
         }
         let mut state = vec![None; values[0].len()];
         each_value(&values[0], |row, v| {
@@ -454,33 +528,77 @@ mod tests {
     fn sums_that_do_not_fit_are_errors_whatever_the_order_and_frames_subtract() {
         let max = i64::MAX;
         let mut acc = SumAccumulator::new(Sum::Bigint);
-        acc.update_batch(&[ints(&[Some(max), Some(1), None])]).unwrap();
+        acc.update_batch(&[ints(&[Some(max), Some(1), None])])
+            .unwrap();
         assert!(acc.evaluate().is_err(), "max + 1 does not fit");
         acc.update_batch(&[ints(&[Some(-max)])]).unwrap();
-        assert_eq!(acc.evaluate().unwrap(), ScalarValue::Int64(Some(1)), "max + 1 - max, in any order");
+        assert_eq!(
+            acc.evaluate().unwrap(),
+            ScalarValue::Int64(Some(1)),
+            "max + 1 - max, in any order"
+        );
         let mut window = SumAccumulator::new(Sum::Bigint);
-        window.update_batch(&[ints(&[Some(max), Some(0), Some(max)])]).unwrap();
-        window.retract_batch(&[ints(&[Some(max), Some(0)])]).unwrap();
-        assert_eq!(window.evaluate().unwrap(), ScalarValue::Int64(Some(max)), "a frame's intermediate sum may leave BIGINT");
+        window
+            .update_batch(&[ints(&[Some(max), Some(0), Some(max)])])
+            .unwrap();
+        window
+            .retract_batch(&[ints(&[Some(max), Some(0)])])
+            .unwrap();
+        assert_eq!(
+            window.evaluate().unwrap(),
+            ScalarValue::Int64(Some(max)),
+            "a frame's intermediate sum may leave BIGINT"
+        );
         window.retract_batch(&[ints(&[Some(max)])]).unwrap();
-        assert_eq!(window.evaluate().unwrap(), ScalarValue::Int64(None), "an emptied frame sums to NULL");
+        assert_eq!(
+            window.evaluate().unwrap(),
+            ScalarValue::Int64(None),
+            "an emptied frame sums to NULL"
+        );
         let mut groups = GroupSums::new(Sum::Bigint);
-        groups.update_batch(&[ints(&[Some(1), Some(max), None])], &[0, 1, 2], None, 3).unwrap();
+        groups
+            .update_batch(&[ints(&[Some(1), Some(max), None])], &[0, 1, 2], None, 3)
+            .unwrap();
         let out = groups.evaluate(EmitTo::All).unwrap();
-        assert_eq!(out.as_primitive::<Int64Type>(), &Int64Array::from(vec![Some(1), Some(max), None]));
+        assert_eq!(
+            out.as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![Some(1), Some(max), None])
+        );
         let mut over = GroupSums::new(Sum::Bigint);
-        over.update_batch(&[ints(&[Some(max), Some(1)])], &[0, 0], None, 1).unwrap();
+        over.update_batch(&[ints(&[Some(max), Some(1)])], &[0, 0], None, 1)
+            .unwrap();
         assert!(over.evaluate(EmitTo::All).is_err());
         // Without NULLs or a filter (the tight loop): the same answers, in any order.
         let mut fast = GroupSums::new(Sum::Bigint);
-        fast.update_batch(&[ints(&[Some(max), Some(5), Some(1), Some(-max)])], &[0, 1, 0, 0], None, 3).unwrap();
+        fast.update_batch(
+            &[ints(&[Some(max), Some(5), Some(1), Some(-max)])],
+            &[0, 1, 0, 0],
+            None,
+            3,
+        )
+        .unwrap();
         let out = fast.evaluate(EmitTo::All).unwrap();
-        assert_eq!(out.as_primitive::<Int64Type>(), &Int64Array::from(vec![Some(1), Some(5), None]));
-        let state = fast.convert_to_state(&[ints(&[Some(max), None])], None).unwrap();
-        assert_eq!(state[0].as_primitive::<Decimal128Type>(), &Decimal128Array::from(vec![Some(max as i128), None]).with_precision_and_scale(38, 0).unwrap());
-        let decimal = Sum::Decimal { precision: 38, scale: 0 };
+        assert_eq!(
+            out.as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![Some(1), Some(5), None])
+        );
+        let state = fast
+            .convert_to_state(&[ints(&[Some(max), None])], None)
+            .unwrap();
+        assert_eq!(
+            state[0].as_primitive::<Decimal128Type>(),
+            &Decimal128Array::from(vec![Some(max as i128), None])
+                .with_precision_and_scale(38, 0)
+                .unwrap()
+        );
+        let decimal = Sum::Decimal {
+            precision: 38,
+            scale: 0,
+        };
         let nines: ArrayRef = Arc::new(
-            Decimal128Array::from(vec![Some(6 * 10i128.pow(37)), Some(6 * 10i128.pow(37))]).with_precision_and_scale(38, 0).unwrap(),
+            Decimal128Array::from(vec![Some(6 * 10i128.pow(37)), Some(6 * 10i128.pow(37))])
+                .with_precision_and_scale(38, 0)
+                .unwrap(),
         );
         let mut dec = SumAccumulator::new(decimal);
         dec.update_batch(&[nines]).unwrap();

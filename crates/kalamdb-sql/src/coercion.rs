@@ -14,7 +14,9 @@
 
 use arrow::datatypes::{DataType as ArrowType, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, DataFusionError, ExprSchema, Result as DfResult, ScalarValue};
+use datafusion::common::{
+    Column, DFSchema, DataFusionError, ExprSchema, Result as DfResult, ScalarValue,
+};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::{Between, Case, InList};
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator};
@@ -74,56 +76,103 @@ fn rewrite(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) if is_comparison(op) => {
             let (left_uuid, right_uuid) = (uuid_column(&left, schema), uuid_column(&right, schema));
-            let left = if right_uuid { canonical_uuid_literal(*left)? } else { *left };
-            let right = if left_uuid { canonical_uuid_literal(*right)? } else { *right };
+            let left = if right_uuid {
+                canonical_uuid_literal(*left)?
+            } else {
+                *left
+            };
+            let right = if left_uuid {
+                canonical_uuid_literal(*right)?
+            } else {
+                *right
+            };
             let (left_bool, right_bool) = (is_boolean(&left, schema), is_boolean(&right, schema));
-            let left = if right_bool { boolean_literal(left)? } else { left };
-            let right = if left_bool { boolean_literal(right)? } else { right };
+            let left = if right_bool {
+                boolean_literal(left)?
+            } else {
+                left
+            };
+            let right = if left_bool {
+                boolean_literal(right)?
+            } else {
+                right
+            };
             let mut pair = [left, right];
             align_times(&mut pair, schema);
             let [left, right] = pair;
-            Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr { left: Box::new(left), op, right: Box::new(right) })))
+            Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+                left: Box::new(left),
+                op,
+                right: Box::new(right),
+            })))
         }
-        Expr::Between(Between { expr, negated, low, high }) => {
+        Expr::Between(Between {
+            expr,
+            negated,
+            low,
+            high,
+        }) => {
             let mut all = vec![*expr, *low, *high];
             if !align_times(&mut all, schema) {
                 let high = all.pop();
                 let low = all.pop();
                 let expr = all.pop();
                 return match (expr, low, high) {
-                    (Some(expr), Some(low), Some(high)) => Ok(Transformed::no(Expr::Between(Between {
-                        expr: Box::new(expr),
-                        negated,
-                        low: Box::new(low),
-                        high: Box::new(high),
-                    }))),
+                    (Some(expr), Some(low), Some(high)) => {
+                        Ok(Transformed::no(Expr::Between(Between {
+                            expr: Box::new(expr),
+                            negated,
+                            low: Box::new(low),
+                            high: Box::new(high),
+                        })))
+                    }
                     _ => Err(DataFusionError::Internal("BETWEEN lost an operand".into())),
                 };
             }
             let mut it = all.into_iter();
             match (it.next(), it.next(), it.next()) {
-                (Some(expr), Some(low), Some(high)) => Ok(Transformed::yes(Expr::Between(Between {
-                    expr: Box::new(expr),
-                    negated,
-                    low: Box::new(low),
-                    high: Box::new(high),
-                }))),
+                (Some(expr), Some(low), Some(high)) => {
+                    Ok(Transformed::yes(Expr::Between(Between {
+                        expr: Box::new(expr),
+                        negated,
+                        low: Box::new(low),
+                        high: Box::new(high),
+                    })))
+                }
                 _ => Err(DataFusionError::Internal("BETWEEN lost an operand".into())),
             }
         }
-        Expr::InList(InList { expr, list, negated }) => {
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) => {
             let uuid = uuid_column(&expr, schema);
             let mut all = Vec::with_capacity(list.len() + 1);
             all.push(*expr);
             for item in list {
-                all.push(if uuid { canonical_uuid_literal(item)? } else { item });
+                all.push(if uuid {
+                    canonical_uuid_literal(item)?
+                } else {
+                    item
+                });
             }
             align_times(&mut all, schema);
             let mut it = all.into_iter();
-            let expr = it.next().ok_or_else(|| DataFusionError::Internal("IN lost its operand".into()))?;
-            Ok(Transformed::yes(Expr::InList(InList { expr: Box::new(expr), list: it.collect(), negated })))
+            let expr = it
+                .next()
+                .ok_or_else(|| DataFusionError::Internal("IN lost its operand".into()))?;
+            Ok(Transformed::yes(Expr::InList(InList {
+                expr: Box::new(expr),
+                list: it.collect(),
+                negated,
+            })))
         }
-        Expr::Case(Case { expr, when_then_expr, else_expr }) => {
+        Expr::Case(Case {
+            expr,
+            when_then_expr,
+            else_expr,
+        }) => {
             // The results (THEN and ELSE) must agree on the TIME precision.
             let n = when_then_expr.len();
             let (whens, mut results): (Vec<Box<Expr>>, Vec<Expr>) =
@@ -133,11 +182,26 @@ fn rewrite(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 results.push(*e);
             }
             let changed = align_times(&mut results, schema);
-            let else_expr = if has_else { results.pop().map(Box::new) } else { None };
-            let when_then_expr = whens.into_iter().zip(results.into_iter().map(Box::new)).collect::<Vec<_>>();
+            let else_expr = if has_else {
+                results.pop().map(Box::new)
+            } else {
+                None
+            };
+            let when_then_expr = whens
+                .into_iter()
+                .zip(results.into_iter().map(Box::new))
+                .collect::<Vec<_>>();
             debug_assert_eq!(when_then_expr.len(), n);
-            let case = Expr::Case(Case { expr, when_then_expr, else_expr });
-            Ok(if changed { Transformed::yes(case) } else { Transformed::no(case) })
+            let case = Expr::Case(Case {
+                expr,
+                when_then_expr,
+                else_expr,
+            });
+            Ok(if changed {
+                Transformed::yes(case)
+            } else {
+                Transformed::no(case)
+            })
         }
         other => Ok(Transformed::no(other)),
     }
@@ -153,13 +217,18 @@ fn time_unit(e: &Expr, schema: &DFSchema) -> Option<TimeUnit> {
 /// If the expressions mix TIME precisions, cast the coarser ones to nanoseconds.
 fn align_times(exprs: &mut [Expr], schema: &DFSchema) -> bool {
     let units: Vec<Option<TimeUnit>> = exprs.iter().map(|e| time_unit(e, schema)).collect();
-    if !units.iter().flatten().any(|u| *u != TimeUnit::Nanosecond) || !units.iter().flatten().any(|u| *u == TimeUnit::Nanosecond) {
+    if !units.iter().flatten().any(|u| *u != TimeUnit::Nanosecond)
+        || !units.iter().flatten().any(|u| *u == TimeUnit::Nanosecond)
+    {
         return false;
     }
     for (e, unit) in exprs.iter_mut().zip(units) {
         if matches!(unit, Some(u) if u != TimeUnit::Nanosecond) {
             let inner = std::mem::replace(e, Expr::Literal(ScalarValue::Null, None));
-            *e = Expr::Cast(Cast::new(Box::new(inner), ArrowType::Time64(TimeUnit::Nanosecond)));
+            *e = Expr::Cast(Cast::new(
+                Box::new(inner),
+                ArrowType::Time64(TimeUnit::Nanosecond),
+            ));
         }
     }
     true
@@ -174,17 +243,24 @@ fn is_boolean(e: &Expr, schema: &DFSchema) -> bool {
 /// (`'t'`, `'true'`, `'yes'`, `'on'`, `'1'` and their opposites, any case).
 fn boolean_literal(e: Expr) -> DfResult<Expr> {
     let text = match &e {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => s.clone(),
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => s.clone(),
         _ => return Ok(e),
     };
     let b = match text.trim().to_ascii_lowercase().as_str() {
         "t" | "true" | "y" | "yes" | "on" | "1" => true,
         "f" | "false" | "n" | "no" | "off" | "0" => false,
         _ => {
-            return Err(DataFusionError::External(Box::new(Error::TypeMismatch(format!(
-                "invalid input for type BOOLEAN: '{}'",
-                kalamdb_core::catalog::truncate_for_message(&text)
-            )))))
+            return Err(DataFusionError::External(Box::new(Error::TypeMismatch(
+                format!(
+                    "invalid input for type BOOLEAN: '{}'",
+                    kalamdb_core::catalog::truncate_for_message(&text)
+                ),
+            ))))
         }
     };
     Ok(Expr::Literal(ScalarValue::Boolean(Some(b)), None))
@@ -197,20 +273,35 @@ fn uuid_column(e: &Expr, schema: &DFSchema) -> bool {
 }
 
 fn column_type(c: &Column, schema: &DFSchema) -> Option<String> {
-    schema.field_from_column(c).ok()?.metadata().get(TYPE_METADATA_KEY).cloned()
+    schema
+        .field_from_column(c)
+        .ok()?
+        .metadata()
+        .get(TYPE_METADATA_KEY)
+        .cloned()
 }
 
 /// A string literal as the canonical text of the UUID it spells.
 fn canonical_uuid_literal(e: Expr) -> DfResult<Expr> {
     let text = match &e {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => s.clone(),
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => s.clone(),
         _ => return Ok(e),
     };
     match uuid::Uuid::parse_str(text.trim()) {
-        Ok(u) => Ok(Expr::Literal(ScalarValue::Utf8(Some(u.hyphenated().to_string())), None)),
-        Err(_) => Err(DataFusionError::External(Box::new(Error::TypeMismatch(format!(
-            "invalid input for type UUID: '{}'",
-            kalamdb_core::catalog::truncate_for_message(&text)
-        ))))),
+        Ok(u) => Ok(Expr::Literal(
+            ScalarValue::Utf8(Some(u.hyphenated().to_string())),
+            None,
+        )),
+        Err(_) => Err(DataFusionError::External(Box::new(Error::TypeMismatch(
+            format!(
+                "invalid input for type UUID: '{}'",
+                kalamdb_core::catalog::truncate_for_message(&text)
+            ),
+        )))),
     }
 }

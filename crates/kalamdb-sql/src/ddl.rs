@@ -8,8 +8,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use kalamdb_core::batch::value_from_text;
 use kalamdb_core::catalog::{
-    validate_name, validate_user_id, AccessLevel, ColumnDef, ColumnDefault, TableDef,
-    TableKind, TableOptions, UserDef, ROOT_USER, ROWID_COLUMN,
+    validate_name, validate_user_id, AccessLevel, ColumnDef, ColumnDefault, TableDef, TableKind,
+    TableOptions, UserDef, ROOT_USER, ROWID_COLUMN,
 };
 use kalamdb_core::db::Db;
 use kalamdb_core::keys::now_millis;
@@ -28,7 +28,10 @@ const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
 pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<StatementOutput> {
     let p = &caller.principal;
     match stmt {
-        KalamStatement::CreateNamespace { name, if_not_exists } => {
+        KalamStatement::CreateNamespace {
+            name,
+            if_not_exists,
+        } => {
             p.check_admin("create namespaces")?;
             let created = db.catalog.create_namespace(&name, if_not_exists)?;
             Ok(message(if created {
@@ -37,7 +40,11 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                 format!("Namespace '{name}' already exists")
             }))
         }
-        KalamStatement::DropNamespace { name, if_exists, cascade } => {
+        KalamStatement::DropNamespace {
+            name,
+            if_exists,
+            cascade,
+        } => {
             p.check_admin("drop namespaces")?;
             let tables = db.catalog.tables_in(&name);
             let dropped = db.catalog.drop_namespace(&name, if_exists, cascade)?;
@@ -53,7 +60,12 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
             }))
         }
         KalamStatement::ShowNamespaces => {
-            let names: Vec<String> = db.catalog.namespaces().into_iter().map(|n| n.name).collect();
+            let names: Vec<String> = db
+                .catalog
+                .namespaces()
+                .into_iter()
+                .map(|n| n.name)
+                .collect();
             rows(&["namespace"], vec![names])
         }
         KalamStatement::CreateTable(ct) => create_table(db, caller, ct),
@@ -100,19 +112,37 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
             let cols: Vec<_> = def.live_columns().collect();
             let pk = def.primary_key.as_deref();
             rows(
-                &["column_name", "data_type", "is_nullable", "is_primary_key", "column_default"],
+                &[
+                    "column_name",
+                    "data_type",
+                    "is_nullable",
+                    "is_primary_key",
+                    "column_default",
+                ],
                 vec![
                     cols.iter().map(|c| c.name.clone()).collect(),
                     cols.iter().map(|c| c.data_type.to_string()).collect(),
                     cols.iter().map(|c| yes_no(c.nullable)).collect(),
-                    cols.iter().map(|c| yes_no(Some(c.name.as_str()) == pk)).collect(),
                     cols.iter()
-                        .map(|c| c.default.as_ref().map(|d| d.sql(&c.data_type)).unwrap_or_default())
+                        .map(|c| yes_no(Some(c.name.as_str()) == pk))
+                        .collect(),
+                    cols.iter()
+                        .map(|c| {
+                            c.default
+                                .as_ref()
+                                .map(|d| d.sql(&c.data_type))
+                                .unwrap_or_default()
+                        })
                         .collect(),
                 ],
             )
         }
-        KalamStatement::CreateUser { user_id, password, role, if_not_exists } => {
+        KalamStatement::CreateUser {
+            user_id,
+            password,
+            role,
+            if_not_exists,
+        } => {
             p.check_admin("create users")?;
             if role > p.role {
                 return Err(Error::PermissionDenied(format!(
@@ -157,7 +187,9 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                         )));
                     }
                     if user_id == ROOT_USER {
-                        return Err(Error::InvalidParameter("the role of root cannot change".into()));
+                        return Err(Error::InvalidParameter(
+                            "the role of root cannot change".into(),
+                        ));
                     }
                     user.role = role;
                 }
@@ -172,8 +204,14 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                 return Err(Error::InvalidParameter("root cannot be dropped".into()));
             }
             match db.catalog.user(&user_id) {
-                None if if_exists => Ok(message(format!("User '{}' does not exist", short(&user_id)))),
-                None => Err(Error::InvalidParameter(format!("user '{}' does not exist", short(&user_id)))),
+                None if if_exists => Ok(message(format!(
+                    "User '{}' does not exist",
+                    short(&user_id)
+                ))),
+                None => Err(Error::InvalidParameter(format!(
+                    "user '{}' does not exist",
+                    short(&user_id)
+                ))),
                 Some(user) => {
                     check_outranks(caller, &user)?;
                     // The user's hot rows leave system.tables' buffered counts with it (no
@@ -181,7 +219,11 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                     let scope = kalamdb_core::keys::Scope::user(&user_id);
                     let mut buffered = Vec::new();
                     for t in db.catalog.tables() {
-                        if matches!(t.kind, kalamdb_core::catalog::TableKind::User | kalamdb_core::catalog::TableKind::Stream) {
+                        if matches!(
+                            t.kind,
+                            kalamdb_core::catalog::TableKind::User
+                                | kalamdb_core::catalog::TableKind::Stream
+                        ) {
                             buffered.push((t.id, db.rows.count_scope_versions(t.id, &scope)?));
                         }
                     }
@@ -198,7 +240,9 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                             cold.remove_empty_dirs(dir);
                         }
                     }
-                    Ok(message(format!("User '{user_id}' dropped with every row it owned")))
+                    Ok(message(format!(
+                        "User '{user_id}' dropped with every row it owned"
+                    )))
                 }
             }
         }
@@ -206,9 +250,9 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
         | KalamStatement::FlushTable { .. }
         | KalamStatement::FlushAll { .. }
         | KalamStatement::KillJob { .. }
-        | KalamStatement::ShowFunctions => {
-            Err(Error::Internal("statement routed to the wrong executor".into()))
-        }
+        | KalamStatement::ShowFunctions => Err(Error::Internal(
+            "statement routed to the wrong executor".into(),
+        )),
     }
 }
 
@@ -224,7 +268,9 @@ fn remove_table_files(db: &Db, table_id: u64, ns: &str, name: &str) {
                 }
             }
         }
-        Err(e) => tracing::warn!(table = %format!("{ns}.{name}"), error = %e, "could not list a dropped table's files"),
+        Err(e) => {
+            tracing::warn!(table = %format!("{ns}.{name}"), error = %e, "could not list a dropped table's files")
+        }
     }
     cold.remove_empty_dirs(&format!("{ns}/{name}"));
 }
@@ -256,24 +302,39 @@ fn message(m: String) -> StatementOutput {
 fn rows(names: &[&str], columns: Vec<Vec<String>>) -> Result<StatementOutput> {
     let schema = text_schema(names);
     let row_count = columns.first().map(|c| c.len()).unwrap_or(0);
-    let arrays: Vec<ArrayRef> =
-        columns.into_iter().map(|c| Arc::new(StringArray::from(c)) as ArrayRef).collect();
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
+        .collect();
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;
-    Ok(StatementOutput::Rows { schema, batches: vec![batch], row_count })
+    Ok(StatementOutput::Rows {
+        schema,
+        batches: vec![batch],
+        row_count,
+    })
 }
 
 fn resolve(caller: &Caller, t: &TableName) -> (String, String) {
-    (t.namespace.clone().unwrap_or_else(|| caller.namespace.clone()), t.name.clone())
+    (
+        t.namespace
+            .clone()
+            .unwrap_or_else(|| caller.namespace.clone()),
+        t.name.clone(),
+    )
 }
 
 fn lookup(db: &Db, ns: &str, name: &str) -> Result<Arc<TableDef>> {
     if ns == "system" || ns == "information_schema" {
-        return Err(Error::Unsupported(format!("{ns} tables are described by information_schema.columns")));
+        return Err(Error::Unsupported(format!(
+            "{ns} tables are described by information_schema.columns"
+        )));
     }
     if db.catalog.namespace(ns).is_none() {
         return Err(Error::NamespaceNotFound(ns.to_string()));
     }
-    db.catalog.table(ns, name).ok_or_else(|| Error::TableNotFound(format!("{ns}.{name}")))
+    db.catalog
+        .table(ns, name)
+        .ok_or_else(|| Error::TableNotFound(format!("{ns}.{name}")))
 }
 
 /// Turn a parsed DEFAULT into the catalog's form, checking it suits the column type.
@@ -288,7 +349,9 @@ fn column_default(col: &ColumnSpec) -> Result<Option<ColumnDefault>> {
     Ok(match &col.default {
         None | Some(DefaultSpec::Null) => None,
         Some(DefaultSpec::Now) => match dt {
-            DataType::Timestamp | DataType::TimestampTz | DataType::Date => Some(ColumnDefault::Now),
+            DataType::Timestamp | DataType::TimestampTz | DataType::Date => {
+                Some(ColumnDefault::Now)
+            }
             _ => return mismatch("NOW()"),
         },
         Some(DefaultSpec::SnowflakeId) => match dt {
@@ -299,9 +362,13 @@ fn column_default(col: &ColumnSpec) -> Result<Option<ColumnDefault>> {
             DataType::Uuid | DataType::Text => Some(ColumnDefault::UuidV7),
             _ => return mismatch("UUID_V7()"),
         },
-        Some(DefaultSpec::Literal(text)) => Some(ColumnDefault::Literal(value_from_text(text, &dt)?)),
+        Some(DefaultSpec::Literal(text)) => {
+            Some(ColumnDefault::Literal(value_from_text(text, &dt)?))
+        }
         Some(DefaultSpec::Bytes(bytes)) => match dt {
-            DataType::Bytea => Some(ColumnDefault::Literal(kalamdb_core::types::Value::Bytes(bytes.clone()))),
+            DataType::Bytea => Some(ColumnDefault::Literal(kalamdb_core::types::Value::Bytes(
+                bytes.clone(),
+            ))),
             _ => return mismatch("X'...'"),
         },
     })
@@ -310,7 +377,9 @@ fn column_default(col: &ColumnSpec) -> Result<Option<ColumnDefault>> {
 fn column_def(id: u32, spec: &ColumnSpec, is_pk: bool) -> Result<ColumnDef> {
     validate_name("column", &spec.name)?;
     if spec.name == ROWID_COLUMN {
-        return Err(Error::InvalidParameter(format!("column name '{ROWID_COLUMN}' is reserved")));
+        return Err(Error::InvalidParameter(format!(
+            "column name '{ROWID_COLUMN}' is reserved"
+        )));
     }
     Ok(ColumnDef {
         id,
@@ -328,7 +397,9 @@ fn create_table(db: &Db, caller: &Caller, ct: CreateTable) -> Result<StatementOu
     caller.principal.check_admin("create tables")?;
     let (ns, name) = resolve(caller, &ct.table);
     if ns == "system" || ns == "information_schema" {
-        return Err(Error::InvalidParameter(format!("namespace '{ns}' is reserved")));
+        return Err(Error::InvalidParameter(format!(
+            "namespace '{ns}' is reserved"
+        )));
     }
     validate_name("table", &name)?;
     if ct.columns.is_empty() {
@@ -337,13 +408,18 @@ fn create_table(db: &Db, caller: &Caller, ct: CreateTable) -> Result<StatementOu
     let mut pk: Option<String> = ct.primary_key.clone();
     for c in &ct.columns {
         if c.primary_key && pk.replace(c.name.clone()).is_some_and(|old| old != c.name) {
-            return Err(Error::invalid_sql("a table may have only one PRIMARY KEY column"));
+            return Err(Error::invalid_sql(
+                "a table may have only one PRIMARY KEY column",
+            ));
         }
     }
     let mut columns = Vec::with_capacity(ct.columns.len());
     for (i, spec) in ct.columns.iter().enumerate() {
         if ct.columns[..i].iter().any(|c| c.name == spec.name) {
-            return Err(Error::invalid_sql(format!("column '{}' is declared twice", spec.name)));
+            return Err(Error::invalid_sql(format!(
+                "column '{}' is declared twice",
+                spec.name
+            )));
         }
         let is_pk = pk.as_deref() == Some(spec.name.as_str());
         if is_pk && !spec.data_type.can_be_primary_key() {
@@ -356,7 +432,9 @@ fn create_table(db: &Db, caller: &Caller, ct: CreateTable) -> Result<StatementOu
     }
     if let Some(pk) = &pk {
         if !columns.iter().any(|c| &c.name == pk) {
-            return Err(Error::invalid_sql(format!("PRIMARY KEY column '{pk}' is not declared")));
+            return Err(Error::invalid_sql(format!(
+                "PRIMARY KEY column '{pk}' is not declared"
+            )));
         }
     }
     let options = table_options(ct.kind, &ct.options)?;
@@ -384,23 +462,32 @@ fn table_options(kind: TableKind, raw: &[(String, String)]) -> Result<TableOptio
         match k.as_str() {
             "FLUSH_POLICY" => {
                 if kind == TableKind::Stream {
-                    return Err(Error::InvalidParameter("STREAM tables are never flushed; FLUSH_POLICY does not apply".into()));
+                    return Err(Error::InvalidParameter(
+                        "STREAM tables are never flushed; FLUSH_POLICY does not apply".into(),
+                    ));
                 }
                 kalamdb_core::policy::FlushPolicy::parse(v)?;
                 o.flush_policy = Some(v.clone());
             }
             "ACCESS_LEVEL" => {
                 if kind != TableKind::Shared {
-                    return Err(Error::InvalidParameter("ACCESS_LEVEL applies to SHARED tables only".into()));
+                    return Err(Error::InvalidParameter(
+                        "ACCESS_LEVEL applies to SHARED tables only".into(),
+                    ));
                 }
                 o.access_level = Some(v.parse::<AccessLevel>()?);
             }
             "TTL_SECONDS" => {
                 if kind != TableKind::Stream {
-                    return Err(Error::InvalidParameter("TTL_SECONDS applies to STREAM tables only".into()));
+                    return Err(Error::InvalidParameter(
+                        "TTL_SECONDS applies to STREAM tables only".into(),
+                    ));
                 }
                 let ttl: u64 = v.parse().map_err(|_| {
-                    Error::InvalidParameter(format!("TTL_SECONDS must be a positive integer, not '{}'", short(v)))
+                    Error::InvalidParameter(format!(
+                        "TTL_SECONDS must be a positive integer, not '{}'",
+                        short(v)
+                    ))
                 })?;
                 if ttl == 0 || ttl > MAX_TTL_SECONDS {
                     return Err(Error::InvalidParameter(format!(
@@ -418,22 +505,42 @@ fn table_options(kind: TableKind, raw: &[(String, String)]) -> Result<TableOptio
         }
     }
     if kind == TableKind::Stream && o.ttl_seconds.is_none() {
-        return Err(Error::InvalidParameter("STREAM tables need WITH (TTL_SECONDS = n)".into()));
+        return Err(Error::InvalidParameter(
+            "STREAM tables need WITH (TTL_SECONDS = n)".into(),
+        ));
     }
     Ok(o)
 }
 
-fn alter_table(db: &Db, caller: &Caller, table: TableName, op: AlterTableOp) -> Result<StatementOutput> {
+fn alter_table(
+    db: &Db,
+    caller: &Caller,
+    table: TableName,
+    op: AlterTableOp,
+) -> Result<StatementOutput> {
     caller.principal.check_admin("alter tables")?;
     let (ns, name) = resolve(caller, &table);
     lookup(db, &ns, &name)?;
     match op {
-        AlterTableOp::AddColumn { spec, if_not_exists } => {
-            if if_not_exists && db.catalog.table(&ns, &name).is_some_and(|t| t.column(&spec.name).is_some()) {
-                return Ok(message(format!("Column '{}' already exists in '{ns}.{name}'; skipped", spec.name)));
+        AlterTableOp::AddColumn {
+            spec,
+            if_not_exists,
+        } => {
+            if if_not_exists
+                && db
+                    .catalog
+                    .table(&ns, &name)
+                    .is_some_and(|t| t.column(&spec.name).is_some())
+            {
+                return Ok(message(format!(
+                    "Column '{}' already exists in '{ns}.{name}'; skipped",
+                    spec.name
+                )));
             }
             if spec.primary_key {
-                return Err(Error::Unsupported("ADD COLUMN cannot add a primary key".into()));
+                return Err(Error::Unsupported(
+                    "ADD COLUMN cannot add a primary key".into(),
+                ));
             }
             let def = column_def(0, &spec, false)?;
             if !def.nullable && def.default.is_none() {
@@ -467,9 +574,15 @@ fn alter_table(db: &Db, caller: &Caller, table: TableName, op: AlterTableOp) -> 
                 new.columns.push(col);
                 Ok(new)
             })?;
-            Ok(message(format!("Column '{}' added to '{ns}.{name}'", spec.name)))
+            Ok(message(format!(
+                "Column '{}' added to '{ns}.{name}'",
+                spec.name
+            )))
         }
-        AlterTableOp::DropColumn { name: col, if_exists } => {
+        AlterTableOp::DropColumn {
+            name: col,
+            if_exists,
+        } => {
             let mut missing = false;
             db.catalog.alter_table(&ns, &name, |old| {
                 let Some(c) = old.column(&col) else {
@@ -483,10 +596,14 @@ fn alter_table(db: &Db, caller: &Caller, table: TableName, op: AlterTableOp) -> 
                     )));
                 };
                 if old.primary_key.as_deref() == Some(col.as_str()) {
-                    return Err(Error::Unsupported("the primary key column cannot be dropped".into()));
+                    return Err(Error::Unsupported(
+                        "the primary key column cannot be dropped".into(),
+                    ));
                 }
                 if old.live_columns().count() == 1 {
-                    return Err(Error::InvalidParameter("a table must keep at least one column".into()));
+                    return Err(Error::InvalidParameter(
+                        "a table must keep at least one column".into(),
+                    ));
                 }
                 let id = c.id;
                 let mut new = old.clone();

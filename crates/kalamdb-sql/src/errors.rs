@@ -34,7 +34,11 @@ pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
         DataFusionError::SQL(parser_error, _) => {
             let message = parser_error.to_string();
             let (line, column) = line_and_column(&message);
-            Error::InvalidSql { message, line, column }
+            Error::InvalidSql {
+                message,
+                line,
+                column,
+            }
         }
         DataFusionError::ArrowError(a, _) => from_arrow(*a),
         DataFusionError::NotImplemented(m) => Error::Unsupported(without_internals(&m)),
@@ -57,7 +61,10 @@ pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
 pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Error {
     let message = match payload.downcast::<String>() {
         Ok(m) => *m,
-        Err(payload) => payload.downcast_ref::<&str>().map(|m| m.to_string()).unwrap_or_default(),
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
     };
     if message.contains("offset overflow") || message.contains("capacity overflow") {
         return Error::InvalidParameter(format!(
@@ -82,7 +89,9 @@ fn external(inner: Box<dyn std::error::Error + Send + Sync>, db: &Db) -> Error {
 
 /// An error of a library DataFusion calls: a bad regular expression is the client's.
 fn foreign(e: Box<dyn std::error::Error + Send + Sync>) -> Error {
-    let bad_regex = |m: String| Error::InvalidParameter(format!("invalid regular expression: {}", one_line(&m)));
+    let bad_regex = |m: String| {
+        Error::InvalidParameter(format!("invalid regular expression: {}", one_line(&m)))
+    };
     match e.downcast::<regex::Error>() {
         Ok(r) => bad_regex(r.to_string()),
         Err(e) => match e.downcast::<regex_syntax::Error>() {
@@ -129,10 +138,18 @@ fn from_arrow(a: ArrowError) -> Error {
 /// embeds (`InSubquery(InSubquery { expr: Column(Column { relation: ...`): the part before
 /// it, then the construct it names in words.
 pub(crate) fn without_internals(m: &str) -> String {
-    let Some(brace) = m.find(" { ") else { return m.to_string() };
+    let Some(brace) = m.find(" { ") else {
+        return m.to_string();
+    };
     let before = &m[..brace];
-    let start = before.rfind(|c: char| c.is_whitespace()).map(|i| i + 1).unwrap_or(0);
-    let construct: String = before[start..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let start = before
+        .rfind(|c: char| c.is_whitespace())
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let construct: String = before[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     let head = m[..start].trim_end().trim_end_matches(':');
     let named = match construct.as_str() {
         "InSubquery" => "IN (subquery)".to_string(),
@@ -232,7 +249,10 @@ fn classify_message(m: &str, db: &Db) -> Error {
     }
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         Error::InvalidParameter("division by zero".into())
-    } else if lower.contains("cast") || lower.contains("cannot coerce") || lower.contains("type") && lower.contains("mismatch") {
+    } else if lower.contains("cast")
+        || lower.contains("cannot coerce")
+        || lower.contains("type") && lower.contains("mismatch")
+    {
         Error::TypeMismatch(m.to_string())
     } else if lower.contains("placeholder") || lower.contains("param") {
         Error::InvalidParameter(m.to_string())
@@ -251,7 +271,9 @@ fn not_found_table(m: &str) -> Option<String> {
     let start = m.find("table '")? + "table '".len();
     let rest = &m[start..];
     let end = rest.find('\'')?;
-    rest[end..].starts_with("' not found").then(|| rest[..end].to_string())
+    rest[end..]
+        .starts_with("' not found")
+        .then(|| rest[..end].to_string())
 }
 
 /// `... at Line: 1, Column: 8` -> (1, 8).
@@ -278,21 +300,33 @@ mod tests {
 
     #[test]
     fn parser_positions_are_extracted() {
-        assert_eq!(line_and_column("Expected: x, found: y at Line: 2, Column: 17"), (Some(2), Some(17)));
+        assert_eq!(
+            line_and_column("Expected: x, found: y at Line: 2, Column: 17"),
+            (Some(2), Some(17))
+        );
         assert_eq!(line_and_column("no position"), (None, None));
     }
 
     #[test]
     fn debug_forms_are_replaced_by_the_construct_name() {
         let m = "Physical plan does not support logical expression InSubquery(InSubquery { expr: Column(Column { relation: Some(Bare { table: \"t1\" }), name: \"a\" }), negated: false })";
-        assert_eq!(without_internals(m), "Physical plan does not support logical expression IN (subquery)");
+        assert_eq!(
+            without_internals(m),
+            "Physical plan does not support logical expression IN (subquery)"
+        );
         assert_eq!(without_internals("plain message"), "plain message");
-        assert_eq!(without_internals("X: ScalarSubquery(Subquery { a: 1 })"), "X a scalar subquery");
+        assert_eq!(
+            without_internals("X: ScalarSubquery(Subquery { a: 1 })"),
+            "X a scalar subquery"
+        );
     }
 
     #[test]
     fn error_kind_prefixes_are_dropped() {
-        assert_eq!(without_kind_prefixes("Internal error: Arrow error: Cast error: bad"), "Cast error: bad");
+        assert_eq!(
+            without_kind_prefixes("Internal error: Arrow error: Cast error: bad"),
+            "Cast error: bad"
+        );
         assert_eq!(without_kind_prefixes("Error during planning: x"), "x");
         assert_eq!(
             without_kind_prefixes("Internal error: oops.\nThis issue was likely caused by a bug in DataFusion's code."),
@@ -303,7 +337,10 @@ mod tests {
 
     #[test]
     fn missing_table_names_are_extracted() {
-        assert_eq!(not_found_table("Error during planning: table 'kalam.app.t' not found"), Some("kalam.app.t".into()));
+        assert_eq!(
+            not_found_table("Error during planning: table 'kalam.app.t' not found"),
+            Some("kalam.app.t".into())
+        );
         assert_eq!(not_found_table("column 'x' not found"), None);
     }
 }

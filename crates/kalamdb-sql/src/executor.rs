@@ -15,15 +15,15 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use futures::StreamExt;
 use kalamdb_core::access::Principal;
 use kalamdb_core::catalog::{Role, TableKind, ROWID_COLUMN};
-use kalamdb_core::jobs::{FlushTrigger, JobManager};
 use kalamdb_core::db::Db;
+use kalamdb_core::jobs::{FlushTrigger, JobManager};
 use kalamdb_core::memory::{Account, Charged, QueryHeap};
 use kalamdb_core::provider::KalamTable;
 use kalamdb_core::rows::RowStore;
@@ -33,10 +33,10 @@ use sqlparser::dialect::GenericDialect;
 
 use crate::ddl;
 use crate::errors::from_datafusion;
-use crate::{fast_insert, fast_select};
 use crate::parser::{parse_statement, KalamStatement, Parsed};
 use crate::session::StatementSession;
 use crate::split::split_statements;
+use crate::{fast_insert, fast_select};
 
 /// Limits applied to every request.
 #[derive(Debug, Clone)]
@@ -67,7 +67,9 @@ impl Default for Limits {
             query_memory_bytes: 1 << 30,
             max_parser_recursion: 50,
             statement_timeout: std::time::Duration::from_secs(30),
-            query_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            query_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             max_value_bytes: 16 << 20,
         }
     }
@@ -79,13 +81,20 @@ impl StatementOutput {
     fn bytes(&self) -> usize {
         let batches = match self {
             StatementOutput::Rows { batches, .. } => batches,
-            StatementOutput::Job { job: Some((_, batches)), .. } => batches,
+            StatementOutput::Job {
+                job: Some((_, batches)),
+                ..
+            } => batches,
             _ => return 0,
         };
         batches
             .iter()
             .flat_map(|b| b.columns())
-            .map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size()))
+            .map(|c| {
+                c.to_data()
+                    .get_slice_memory_size()
+                    .unwrap_or_else(|_| c.get_array_memory_size())
+            })
             .sum()
     }
 }
@@ -112,13 +121,21 @@ pub struct Caller {
 #[derive(Debug)]
 pub enum StatementOutput {
     /// A query's rows.
-    Rows { schema: SchemaRef, batches: Vec<RecordBatch>, row_count: usize },
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        row_count: usize,
+    },
     /// DML: rows affected.
     Affected { row_count: u64, message: String },
     /// DDL and commands.
     Message(String),
     /// A job command: the job ids it concerns and, for `WAIT`, the job's final system.jobs row.
-    Job { message: String, job_ids: Vec<String>, job: Option<(SchemaRef, Vec<RecordBatch>)> },
+    Job {
+        message: String,
+        job_ids: Vec<String>,
+        job: Option<(SchemaRef, Vec<RecordBatch>)>,
+    },
 }
 
 /// Results of a request: one output per successful statement, and the first error.
@@ -149,7 +166,9 @@ pub struct Engine {
     /// One lock per (table, scope) that UPDATE and DELETE statements hold from their read to
     /// their write, so concurrent read-modify-write statements on one scope serialise and no
     /// update is lost (ADR 0008).
-    dml_locks: parking_lot::Mutex<std::collections::HashMap<(u64, kalamdb_core::keys::Scope), Arc<tokio::sync::Mutex<()>>>>,
+    dml_locks: parking_lot::Mutex<
+        std::collections::HashMap<(u64, kalamdb_core::keys::Scope), Arc<tokio::sync::Mutex<()>>>,
+    >,
     /// One lock per account name: every request holds it shared for the account it runs as
     /// (and EXECUTE AS for its target) from its start to its end; DROP USER holds it
     /// exclusively, so no write of the account is in flight while its rows are purged and none
@@ -170,7 +189,9 @@ impl Drop for Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("limits", &self.limits).finish()
+        f.debug_struct("Engine")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -196,8 +217,9 @@ impl Engine {
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
         // KalamDB's PostgreSQL type rules run before DataFusion's type coercion (crate::coercion).
-        let mut analyzer_rules: Vec<Arc<dyn datafusion::optimizer::analyzer::AnalyzerRule + Send + Sync>> =
-            vec![Arc::new(crate::coercion::PostgresTypeRules)];
+        let mut analyzer_rules: Vec<
+            Arc<dyn datafusion::optimizer::analyzer::AnalyzerRule + Send + Sync>,
+        > = vec![Arc::new(crate::coercion::PostgresTypeRules)];
         analyzer_rules.extend(datafusion::optimizer::Analyzer::new().rules);
         // ... and its value rules after it, when every operand has its type (crate::checked).
         analyzer_rules.push(Arc::new(crate::checked::PostgresValueRules));
@@ -245,9 +267,16 @@ impl Engine {
         params: &[serde_json::Value],
     ) -> RequestOutcome {
         let statements = split_statements(sql);
-        let mut outcome = RequestOutcome { results: Vec::new(), error: None, held: None };
+        let mut outcome = RequestOutcome {
+            results: Vec::new(),
+            error: None,
+            held: None,
+        };
         if statements.is_empty() {
-            outcome.error = Some((0, Error::invalid_sql("the request contains no SQL statement")));
+            outcome.error = Some((
+                0,
+                Error::invalid_sql("the request contains no SQL statement"),
+            ));
             return outcome;
         }
         if statements.len() > self.limits.max_statements {
@@ -264,18 +293,27 @@ impl Engine {
         if !params.is_empty() && statements.len() > 1 {
             outcome.error = Some((
                 0,
-                Error::InvalidParameter("params bind a single statement; this request has several".into()),
+                Error::InvalidParameter(
+                    "params bind a single statement; this request has several".into(),
+                ),
             ));
             return outcome;
         }
-        let params = match params.iter().map(json_to_scalar).collect::<Result<Vec<_>>>() {
+        let params = match params
+            .iter()
+            .map(json_to_scalar)
+            .collect::<Result<Vec<_>>>()
+        {
             Ok(p) => p,
             Err(e) => {
                 outcome.error = Some((0, e));
                 return outcome;
             }
         };
-        let _account = match self.hold_account(&caller.principal.user_id, Error::Unauthorized).await {
+        let _account = match self
+            .hold_account(&caller.principal.user_id, Error::Unauthorized)
+            .await
+        {
             Ok(lease) => lease,
             Err(e) => {
                 outcome.error = Some((0, e));
@@ -298,7 +336,10 @@ impl Engine {
                     result_bytes += bytes;
                     held.hold(bytes);
                     if result_bytes > self.limits.query_memory_bytes || held.check().is_err() {
-                        outcome.error = Some((i, results_too_large(result_bytes, self.limits.query_memory_bytes)));
+                        outcome.error = Some((
+                            i,
+                            results_too_large(result_bytes, self.limits.query_memory_bytes),
+                        ));
                         break;
                     }
                     outcome.results.push(out)
@@ -330,13 +371,18 @@ impl Engine {
         let started = std::time::Instant::now();
         let parsed = if sql.len() > LARGE_SQL_BYTES {
             let text = sql.to_string();
-            self.off_the_http_workers(started, move || parse_statement(&text)).await?
+            self.off_the_http_workers(started, move || parse_statement(&text))
+                .await?
         } else {
             parse_statement(sql)?
         };
         let stmt = match parsed {
             Parsed::Kalam(stmt) => stmt,
-            Parsed::Sql(tokens) => return self.execute_datafusion(caller, tokens, params, started).await,
+            Parsed::Sql(tokens) => {
+                return self
+                    .execute_datafusion(caller, tokens, params, started)
+                    .await
+            }
         };
         match stmt {
             KalamStatement::ExecuteAs { user_id, statement } => {
@@ -373,11 +419,14 @@ impl Engine {
             KalamStatement::ShowFunctions => self.show_functions(),
             // Acting as a user is for that user's data: an impersonator never gets what the
             // user may do to its own account (its password) nor anything on other accounts.
-            KalamStatement::CreateUser { .. } | KalamStatement::AlterUser { .. } | KalamStatement::DropUser { .. }
+            KalamStatement::CreateUser { .. }
+            | KalamStatement::AlterUser { .. }
+            | KalamStatement::DropUser { .. }
                 if !allow_execute_as =>
             {
                 Err(Error::PermissionDenied(
-                    "EXECUTE AS USER may not create, alter or drop users, passwords or roles".into(),
+                    "EXECUTE AS USER may not create, alter or drop users, passwords or roles"
+                        .into(),
                 ))
             }
             stmt => {
@@ -390,7 +439,9 @@ impl Engine {
                 let _exclusive = match &stmt {
                     KalamStatement::DropUser { user_id, .. } => {
                         if *user_id == caller.principal.user_id {
-                            return Err(Error::InvalidParameter("a user cannot drop itself".into()));
+                            return Err(Error::InvalidParameter(
+                                "a user cannot drop itself".into(),
+                            ));
                         }
                         Some(self.hold_account_exclusively(user_id).await?)
                     }
@@ -406,24 +457,45 @@ impl Engine {
         }
     }
 
-    fn flush_target(&self, caller: &Caller, table: &crate::parser::TableName) -> Result<Arc<kalamdb_core::catalog::TableDef>> {
+    fn flush_target(
+        &self,
+        caller: &Caller,
+        table: &crate::parser::TableName,
+    ) -> Result<Arc<kalamdb_core::catalog::TableDef>> {
         if caller.principal.role < Role::Service {
-            return Err(Error::PermissionDenied("flush commands need the service role or above".into()));
+            return Err(Error::PermissionDenied(
+                "flush commands need the service role or above".into(),
+            ));
         }
-        let ns = table.namespace.clone().unwrap_or_else(|| caller.namespace.clone());
+        let ns = table
+            .namespace
+            .clone()
+            .unwrap_or_else(|| caller.namespace.clone());
         if kalamdb_core::catalog::RESERVED_NAMESPACES.contains(&ns.as_str()) {
-            return Err(Error::Unsupported(format!("{ns} tables are views of the server's state and are never flushed")));
+            return Err(Error::Unsupported(format!(
+                "{ns} tables are views of the server's state and are never flushed"
+            )));
         }
         if self.db.catalog.namespace(&ns).is_none() {
             return Err(Error::NamespaceNotFound(ns));
         }
-        self.db.catalog.table(&ns, &table.name).ok_or_else(|| Error::TableNotFound(format!("{ns}.{}", table.name)))
+        self.db
+            .catalog
+            .table(&ns, &table.name)
+            .ok_or_else(|| Error::TableNotFound(format!("{ns}.{}", table.name)))
     }
 
-    async fn flush_table(&self, caller: &Caller, table: &crate::parser::TableName, wait: bool) -> Result<StatementOutput> {
+    async fn flush_table(
+        &self,
+        caller: &Caller,
+        table: &crate::parser::TableName,
+        wait: bool,
+    ) -> Result<StatementOutput> {
         let def = self.flush_target(caller, table)?;
         let name = def.qualified_name();
-        let (job_id, _created) = self.jobs.start_flush(def, &caller.principal.user_id, FlushTrigger::Manual)?;
+        let (job_id, _created) =
+            self.jobs
+                .start_flush(def, &caller.principal.user_id, FlushTrigger::Manual)?;
         if !wait {
             return Ok(StatementOutput::Job {
                 message: format!("Flush started for table '{name}'. Job ID: {job_id}"),
@@ -436,15 +508,25 @@ impl Engine {
         let schema = batch.schema();
         let batches = vec![batch];
         Ok(StatementOutput::Job {
-            message: format!("Flush of table '{name}' finished with status {}. Job ID: {job_id}", job.status),
+            message: format!(
+                "Flush of table '{name}' finished with status {}. Job ID: {job_id}",
+                job.status
+            ),
             job_ids: vec![job_id],
             job: Some((schema, batches)),
         })
     }
 
-    async fn flush_all(&self, caller: &Caller, namespace: Option<&str>, wait: bool) -> Result<StatementOutput> {
+    async fn flush_all(
+        &self,
+        caller: &Caller,
+        namespace: Option<&str>,
+        wait: bool,
+    ) -> Result<StatementOutput> {
         if caller.principal.role < Role::Service {
-            return Err(Error::PermissionDenied("flush commands need the service role or above".into()));
+            return Err(Error::PermissionDenied(
+                "flush commands need the service role or above".into(),
+            ));
         }
         let tables = match namespace {
             Some(ns) => {
@@ -457,10 +539,16 @@ impl Engine {
         };
         let mut ids = Vec::new();
         for def in tables {
-            if !matches!(def.kind, TableKind::User | TableKind::Shared) || self.db.rows.buffered(def.id) == 0 {
+            if !matches!(def.kind, TableKind::User | TableKind::Shared)
+                || self.db.rows.buffered(def.id) == 0
+            {
                 continue;
             }
-            ids.push(self.jobs.start_flush(def, &caller.principal.user_id, FlushTrigger::Manual)?.0);
+            ids.push(
+                self.jobs
+                    .start_flush(def, &caller.principal.user_id, FlushTrigger::Manual)?
+                    .0,
+            );
         }
         if !wait {
             return Ok(StatementOutput::Job {
@@ -473,11 +561,17 @@ impl Engine {
         for id in &ids {
             jobs.push(self.jobs.wait(id).await?);
         }
-        let completed = jobs.iter().filter(|j| j.status == kalamdb_core::jobs::JobStatus::Completed).count();
+        let completed = jobs
+            .iter()
+            .filter(|j| j.status == kalamdb_core::jobs::JobStatus::Completed)
+            .count();
         let batch = kalamdb_core::system_tables::jobs_batch(&jobs)?;
         let schema = batch.schema();
         Ok(StatementOutput::Job {
-            message: format!("Flush of {} table(s) finished: {completed} completed", ids.len()),
+            message: format!(
+                "Flush of {} table(s) finished: {completed} completed",
+                ids.len()
+            ),
             job_ids: ids,
             job: Some((schema, vec![batch])),
         })
@@ -499,13 +593,23 @@ impl Engine {
         rows.sort();
         let schema = text_schema(&["function_name", "function_type", "canonical_name"]);
         let columns: Vec<arrow::array::ArrayRef> = vec![
-            Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
-            Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )),
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                rows.iter().map(|r| r.2.as_str()),
+            )),
         ];
         let row_count = rows.len();
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
-        Ok(StatementOutput::Rows { schema, batches: vec![batch], row_count })
+        Ok(StatementOutput::Rows {
+            schema,
+            batches: vec![batch],
+            row_count,
+        })
     }
 
     /// The caller to run an `EXECUTE AS USER` body as.
@@ -529,13 +633,21 @@ impl Engine {
             )));
         }
         Ok(Caller {
-            principal: Principal { user_id: target.user_id, role: target.role },
+            principal: Principal {
+                user_id: target.user_id,
+                role: target.role,
+            },
             namespace: caller.namespace.clone(),
         })
     }
 
     /// The DataFusion session one statement is planned and run with (crate::session).
-    fn session_for(&self, caller: &Caller, with_rowid: bool, started: std::time::Instant) -> Arc<StatementSession> {
+    fn session_for(
+        &self,
+        caller: &Caller,
+        with_rowid: bool,
+        started: std::time::Instant,
+    ) -> Arc<StatementSession> {
         StatementSession::new(
             self.base_state.clone(),
             self.db.clone(),
@@ -549,15 +661,28 @@ impl Engine {
     }
 
     /// Write a literal INSERT without planning, or `None` when it needs planning.
-    async fn write_literal_rows(&self, caller: &Caller, rows: fast_insert::LiteralRows<'_>) -> Option<Result<StatementOutput>> {
-        let prepared = match fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows).await? {
-            Ok(p) => p,
-            Err(e) => return Some(Err(e)),
-        };
+    async fn write_literal_rows(
+        &self,
+        caller: &Caller,
+        rows: fast_insert::LiteralRows<'_>,
+    ) -> Option<Result<StatementOutput>> {
+        let prepared =
+            match fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows)
+                .await?
+            {
+                Ok(p) => p,
+                Err(e) => return Some(Err(e)),
+            };
         let table = prepared.table(); // write permission checked in prepare_rows
         Some(
-            self.write_rows(table.def().clone(), table.scope().clone(), WriteOp::Insert(InsertOp::Append), vec![prepared.batch], false)
-                .await,
+            self.write_rows(
+                table.def().clone(),
+                table.scope().clone(),
+                WriteOp::Insert(InsertOp::Append),
+                vec![prepared.batch],
+                false,
+            )
+            .await,
         )
     }
 
@@ -585,7 +710,8 @@ impl Engine {
                 .and_then(|mut p| p.parse_statements())
         };
         let parsed = if large {
-            self.off_the_http_workers(started, move || Ok(parse())).await?
+            self.off_the_http_workers(started, move || Ok(parse()))
+                .await?
         } else {
             parse()
         };
@@ -600,7 +726,9 @@ impl Engine {
         let is_system = caller.principal.role == Role::System;
         let with_rowid = match &statement {
             DfStatement::Statement(s) => match s.as_ref() {
-                SqlStatement::Query(_) | SqlStatement::Insert(_) | SqlStatement::Explain { .. } => false,
+                SqlStatement::Query(_) | SqlStatement::Insert(_) | SqlStatement::Explain { .. } => {
+                    false
+                }
                 SqlStatement::Update(_) | SqlStatement::Delete(_) => true,
                 SqlStatement::Set(sqlparser::ast::Set::SetRole { .. }) => {
                     return Err(Error::Unsupported(
@@ -622,7 +750,9 @@ impl Engine {
                     )))
                 }
             },
-            DfStatement::CreateExternalTable(_) | DfStatement::CopyTo(_) | DfStatement::Reset(_) => {
+            DfStatement::CreateExternalTable(_)
+            | DfStatement::CopyTo(_)
+            | DfStatement::Reset(_) => {
                 if !is_system {
                     return Err(Error::PermissionDenied(
                         "only the system role may read or write server files or settings".into(),
@@ -636,15 +766,25 @@ impl Engine {
             if let DfStatement::Statement(s) = &statement {
                 if let SqlStatement::Query(query) = s.as_ref() {
                     if let Some(point) =
-                        fast_select::prepare(&self.db, &caller.principal, &caller.namespace, query).await
+                        fast_select::prepare(&self.db, &caller.principal, &caller.namespace, query)
+                            .await
                     {
                         let point = point?;
                         let schema = point.schema.clone();
                         let account = Account::new(&self.query_heap);
                         let (batches, row_count) = point
-                            .run(&self.db, self.limits.max_result_rows, self.limits.statement_timeout, account)
+                            .run(
+                                &self.db,
+                                self.limits.max_result_rows,
+                                self.limits.statement_timeout,
+                                account,
+                            )
                             .await?;
-                        return Ok(StatementOutput::Rows { schema, batches, row_count });
+                        return Ok(StatementOutput::Rows {
+                            schema,
+                            batches,
+                            row_count,
+                        });
                     }
                 }
                 if let SqlStatement::Insert(insert) = s.as_ref() {
@@ -683,7 +823,10 @@ impl Engine {
                     Err(e) if crate::names::is_duplicate_name_error(&e) => {
                         let mut statement = original;
                         let explicit = alias(&mut statement, true)?;
-                        let plan = state.statement_to_plan(statement).await.map_err(|e| from_datafusion(e, &db))?;
+                        let plan = state
+                            .statement_to_plan(statement)
+                            .await
+                            .map_err(|e| from_datafusion(e, &db))?;
                         Ok((plan, explicit))
                     }
                     Err(e) => Err(from_datafusion(e, &db)),
@@ -704,12 +847,16 @@ impl Engine {
         };
         match plan {
             LogicalPlan::Dml(dml) => self.execute_dml(&session, &state, dml).await,
-            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) if !is_system => {
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)
+                if !is_system =>
+            {
                 Err(Error::PermissionDenied("statement not allowed".into()))
             }
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) => {
                 let df = DataFrame::new(state, plan);
-                df.collect().await.map_err(|e| from_datafusion(e, &self.db))?;
+                df.collect()
+                    .await
+                    .map_err(|e| from_datafusion(e, &self.db))?;
                 Ok(StatementOutput::Message("OK".into()))
             }
             plan => self.execute_query(&session, state, plan, &renames).await,
@@ -736,13 +883,18 @@ impl Engine {
                 }
             }
         }
-        let fallback = crate::subquery::has_subqueries(&plan).then(|| (session.clone(), plan.clone()));
+        let fallback =
+            crate::subquery::has_subqueries(&plan).then(|| (session.clone(), plan.clone()));
         let df = DataFrame::new(state, plan);
         // The executed plan's schema: the logical plan's is the one before type coercion (a
         // CASE of 1 and 2.5 would claim BIGINT).
         let (schema, batches, row_count) = self.collect_bounded(df, fallback, session).await?;
         let schema: SchemaRef = crate::names::rename_schema(schema, renames);
-        Ok(StatementOutput::Rows { schema, batches, row_count })
+        Ok(StatementOutput::Rows {
+            schema,
+            batches,
+            row_count,
+        })
     }
 
     /// Run a plan to completion on the query runtime, within the row limit, the memory limit
@@ -771,7 +923,12 @@ impl Engine {
                     tracing::debug!(error = %first, "planning again with every subquery evaluated per row");
                     let df = DataFrame::new(session.evaluating_all_subqueries().state(), plan);
                     let task_ctx = Arc::new(df.task_ctx());
-                    (df.create_physical_plan().await.map_err(|e| from_datafusion(e, &db))?, task_ctx)
+                    (
+                        df.create_physical_plan()
+                            .await
+                            .map_err(|e| from_datafusion(e, &db))?,
+                        task_ctx,
+                    )
                 }
                 (Err(e), None) => return Err(from_datafusion(e, &db)),
             };
@@ -802,7 +959,8 @@ impl Engine {
         session: &StatementSession,
         work: impl std::future::Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        self.run_until(session.account().clone(), session.deadline(), work).await
+        self.run_until(session.account().clone(), session.deadline(), work)
+            .await
     }
 
     /// Parse a large statement on the query runtime's blocking threads, under the statement's
@@ -819,7 +977,12 @@ impl Engine {
         // A blocking thread, not a query worker: two long parses on the two workers held every
         // other statement's planning and execution until they ended.
         let deadline = started + self.limits.statement_timeout;
-        let permit = match tokio::time::timeout_at(deadline.into(), self.large_parses.clone().acquire_owned()).await {
+        let permit = match tokio::time::timeout_at(
+            deadline.into(),
+            self.large_parses.clone().acquire_owned(),
+        )
+        .await
+        {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(Error::Internal("the parse semaphore is closed".into())),
             Err(_) => return Err(timed_out(self.limits.statement_timeout)),
@@ -845,7 +1008,11 @@ impl Engine {
 
     /// A task's answer, or TIMEOUT at the deadline (the task is aborted at its next await; a
     /// blocking one runs to its end). A panic is the query's error (errors::from_panic).
-    async fn until_deadline<T>(&self, deadline: std::time::Instant, task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    async fn until_deadline<T>(
+        &self,
+        deadline: std::time::Instant,
+        task: tokio::task::JoinHandle<Result<T>>,
+    ) -> Result<T> {
         let abort = task.abort_handle();
         match tokio::time::timeout_at(deadline.into(), task).await {
             Ok(Ok(r)) => r,
@@ -859,7 +1026,9 @@ impl Engine {
     }
 
     fn query_runtime(&self) -> Result<&tokio::runtime::Runtime> {
-        self.query_runtime.as_ref().ok_or_else(|| Error::Internal("the query runtime is shut down".into()))
+        self.query_runtime
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the query runtime is shut down".into()))
     }
 
     async fn execute_dml(
@@ -880,7 +1049,10 @@ impl Engine {
         let scope = table.scope().clone();
         table.principal().check_write(&def)?;
         if matches!(dml.op, WriteOp::Update) {
-            check_key_not_assigned(&dml.input, def.primary_key.as_deref().unwrap_or(ROWID_COLUMN))?;
+            check_key_not_assigned(
+                &dml.input,
+                def.primary_key.as_deref().unwrap_or(ROWID_COLUMN),
+            )?;
         }
         let with_rowid = table.has_rowid();
         // UPDATE and DELETE read the rows they then write, and so does an INSERT whose query
@@ -892,24 +1064,37 @@ impl Engine {
             let _ = dml.input.apply_with_subqueries(|node| {
                 if let LogicalPlan::TableScan(scan) = node {
                     found |= scan.table_name.table() == def.name
-                        && scan.table_name.schema().is_none_or(|ns| ns == def.namespace);
+                        && scan
+                            .table_name
+                            .schema()
+                            .is_none_or(|ns| ns == def.namespace);
                 }
-                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
             });
             found
         };
         let _serial = match dml.op {
-            WriteOp::Update | WriteOp::Delete => Some(self.lock_scope_for_dml(def.id, &scope, session.deadline()).await?),
-            WriteOp::Insert(_) if reads_target() => {
-                Some(self.lock_scope_for_dml(def.id, &scope, session.deadline()).await?)
-            }
+            WriteOp::Update | WriteOp::Delete => Some(
+                self.lock_scope_for_dml(def.id, &scope, session.deadline())
+                    .await?,
+            ),
+            WriteOp::Insert(_) if reads_target() => Some(
+                self.lock_scope_for_dml(def.id, &scope, session.deadline())
+                    .await?,
+            ),
             _ => None,
         };
         let input = Arc::unwrap_or_clone(dml.input);
-        let fallback = crate::subquery::has_subqueries(&input).then(|| (session.clone(), input.clone()));
+        let fallback =
+            crate::subquery::has_subqueries(&input).then(|| (session.clone(), input.clone()));
         let df = DataFrame::new(state.clone(), input);
         let (_, batches, _) = self.collect_bounded(df, fallback, session).await?;
-        self.write_rows(def, scope, dml.op.clone(), batches, with_rowid).await
+        self.write_rows(def, scope, dml.op.clone(), batches, with_rowid)
+            .await
     }
 
     fn account_lock(&self, user_id: &str) -> Arc<tokio::sync::RwLock<()>> {
@@ -931,7 +1116,9 @@ impl Engine {
     ) -> Result<tokio::sync::OwnedRwLockReadGuard<()>> {
         let lock = self.account_lock(user_id);
         let wait = tokio::time::timeout(self.limits.statement_timeout, lock.read_owned());
-        let guard = wait.await.map_err(|_| timed_out(self.limits.statement_timeout))?;
+        let guard = wait
+            .await
+            .map_err(|_| timed_out(self.limits.statement_timeout))?;
         if self.db.catalog.user(user_id).is_none() {
             return Err(missing(format!(
                 "user '{}' does not exist",
@@ -942,7 +1129,10 @@ impl Engine {
     }
 
     /// Hold `user_id`'s account alone (DROP USER): waits for its requests in flight.
-    async fn hold_account_exclusively(&self, user_id: &str) -> Result<tokio::sync::OwnedRwLockWriteGuard<()>> {
+    async fn hold_account_exclusively(
+        &self,
+        user_id: &str,
+    ) -> Result<tokio::sync::OwnedRwLockWriteGuard<()>> {
         let lock = self.account_lock(user_id);
         tokio::time::timeout(self.limits.statement_timeout, lock.write_owned())
             .await
@@ -986,7 +1176,9 @@ impl Engine {
         }
         let rows_store = self.db.rows.clone();
         tokio::task::spawn_blocking(move || -> Result<StatementOutput> {
-            let rows_of = |batches: &[RecordBatch], with_rowid: bool| -> Result<Vec<Vec<kalamdb_core::types::Value>>> {
+            let rows_of = |batches: &[RecordBatch],
+                           with_rowid: bool|
+             -> Result<Vec<Vec<kalamdb_core::types::Value>>> {
                 let mut rows = Vec::new();
                 for b in batches {
                     rows.extend(RowStore::rows_from_batch(&def, b, with_rowid)?);
@@ -996,11 +1188,17 @@ impl Engine {
             match op {
                 WriteOp::Insert(_) => {
                     let n = rows_store.insert(&def, &scope, rows_of(&batches, false)?)?;
-                    Ok(StatementOutput::Affected { row_count: n, message: format!("Inserted {n} row(s)") })
+                    Ok(StatementOutput::Affected {
+                        row_count: n,
+                        message: format!("Inserted {n} row(s)"),
+                    })
                 }
                 WriteOp::Update => {
                     let n = rows_store.update(&def, &scope, rows_of(&batches, with_rowid)?)?;
-                    Ok(StatementOutput::Affected { row_count: n, message: format!("Updated {n} row(s)") })
+                    Ok(StatementOutput::Affected {
+                        row_count: n,
+                        message: format!("Updated {n} row(s)"),
+                    })
                 }
                 WriteOp::Delete => {
                     let key_index = match &def.primary_key {
@@ -1013,7 +1211,10 @@ impl Engine {
                         .filter_map(|mut r| (key_index < r.len()).then(|| r.swap_remove(key_index)))
                         .collect();
                     let n = rows_store.delete(&def, &scope, keys)?;
-                    Ok(StatementOutput::Affected { row_count: n, message: format!("Deleted {n} row(s)") })
+                    Ok(StatementOutput::Affected {
+                        row_count: n,
+                        message: format!("Deleted {n} row(s)"),
+                    })
                 }
                 other => Err(Error::Unsupported(format!("{other} is not supported"))),
             }
@@ -1058,7 +1259,10 @@ fn defaults_within(stmt: &KalamStatement, max_value_bytes: usize) -> Result<()> 
     use crate::parser::{AlterTableOp, DefaultSpec};
     let specs: Vec<&crate::parser::ColumnSpec> = match stmt {
         KalamStatement::CreateTable(create) => create.columns.iter().collect(),
-        KalamStatement::AlterTable { op: AlterTableOp::AddColumn { spec, .. }, .. } => vec![spec],
+        KalamStatement::AlterTable {
+            op: AlterTableOp::AddColumn { spec, .. },
+            ..
+        } => vec![spec],
         _ => return Ok(()),
     };
     for spec in specs {
@@ -1078,7 +1282,6 @@ fn defaults_within(stmt: &KalamStatement, max_value_bytes: usize) -> Result<()> 
     Ok(())
 }
 
-
 pub(crate) fn too_many_rows(max_rows: usize) -> Error {
     Error::InvalidParameter(format!(
         "the statement reads more than {max_rows} rows (limits.max_result_rows); add a LIMIT or a WHERE clause"
@@ -1094,7 +1297,9 @@ pub(crate) fn timed_out(timeout: std::time::Duration) -> Error {
 
 /// Refuse an UPDATE that assigns the row's key column (primary key or `_rowid`).
 fn check_key_not_assigned(input: &LogicalPlan, key: &str) -> Result<()> {
-    let LogicalPlan::Projection(p) = input else { return Ok(()) };
+    let LogicalPlan::Projection(p) = input else {
+        return Ok(());
+    };
     for e in &p.expr {
         if let Expr::Alias(a) = e {
             let identity = matches!(a.expr.as_ref(), Expr::Column(c) if c.name == key);
@@ -1118,7 +1323,11 @@ fn check_plan_size(plan: &LogicalPlan) -> Result<()> {
     let mut nodes = 0usize;
     let _ = plan.apply_with_subqueries(|_| {
         nodes += 1;
-        Ok(if nodes > MAX_PLAN_NODES { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        Ok(if nodes > MAX_PLAN_NODES {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
     });
     if nodes > MAX_PLAN_NODES {
         return Err(Error::invalid_sql(format!(
@@ -1138,9 +1347,15 @@ fn check_explained_access(plan: &LogicalPlan) -> Result<()> {
             _ => (None, false),
         };
         if let Some(source) = source {
-            if let Ok(provider) = datafusion::catalog::default_table_source::source_as_provider(source) {
+            if let Ok(provider) =
+                datafusion::catalog::default_table_source::source_as_provider(source)
+            {
                 if let Some(table) = provider.downcast_ref::<KalamTable>() {
-                    let check = if write { table.principal().check_write(table.def()) } else { table.principal().check_read(table.def()) };
+                    let check = if write {
+                        table.principal().check_write(table.def())
+                    } else {
+                        table.principal().check_read(table.def())
+                    };
                     if let Err(e) = check {
                         denied = Some(e);
                         return Ok(TreeNodeRecursion::Stop);
@@ -1164,7 +1379,9 @@ fn json_to_scalar(v: &serde_json::Value) -> Result<ScalarValue> {
             } else if let Some(f) = n.as_f64() {
                 ScalarValue::Float64(Some(f))
             } else {
-                return Err(Error::InvalidParameter(format!("parameter {n} is out of range")));
+                return Err(Error::InvalidParameter(format!(
+                    "parameter {n} is out of range"
+                )));
             }
         }
         serde_json::Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
@@ -1179,6 +1396,9 @@ fn json_to_scalar(v: &serde_json::Value) -> Result<ScalarValue> {
 /// Schema of a result built by a KalamDB statement (SHOW, DESCRIBE).
 pub fn text_schema(names: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(
-        names.iter().map(|n| Field::new(*n, ArrowType::Utf8, true)).collect::<Vec<_>>(),
+        names
+            .iter()
+            .map(|n| Field::new(*n, ArrowType::Utf8, true))
+            .collect::<Vec<_>>(),
     ))
 }

@@ -22,7 +22,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    new_null_array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::util::display::FormatOptions;
 use datafusion::catalog::TableProvider;
@@ -47,7 +49,9 @@ pub struct LiteralInsert {
 
 impl LiteralInsert {
     pub fn table(&self) -> &KalamTable {
-        self.provider.downcast_ref::<KalamTable>().expect("checked in prepare")
+        self.provider
+            .downcast_ref::<KalamTable>()
+            .expect("checked in prepare")
     }
 }
 
@@ -72,7 +76,10 @@ fn literal(e: &Expr) -> Option<Lit<'_>> {
             Value::Number(n, false) => number(n, false),
             _ => None,
         },
-        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match expr.as_ref() {
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
             Expr::Value(v) => match &v.value {
                 Value::Number(n, false) => number(n, true),
                 _ => None,
@@ -89,7 +96,8 @@ fn number(text: &str, negative: bool) -> Option<Lit<'_>> {
         Some(Lit::Int(if negative { v.checked_neg()? } else { v }))
     } else {
         let v: f64 = text.parse().ok()?;
-        v.is_finite().then_some(Lit::Float(if negative { -v } else { v }, text, negative))
+        v.is_finite()
+            .then_some(Lit::Float(if negative { -v } else { v }, text, negative))
     }
 }
 
@@ -133,11 +141,15 @@ pub fn from_ast(insert: &Insert) -> Option<LiteralRows<'_>> {
     if !is_bare(query) {
         return None;
     }
-    let SetExpr::Values(values) = query.body.as_ref() else { return None };
+    let SetExpr::Values(values) = query.body.as_ref() else {
+        return None;
+    };
     if values.explicit_row || values.value_keyword || values.rows.is_empty() {
         return None;
     }
-    let TableObject::TableName(name) = &insert.table else { return None };
+    let TableObject::TableName(name) = &insert.table else {
+        return None;
+    };
     let width = values.rows[0].len();
     let literals = || {
         let mut lits = Vec::with_capacity(width * values.rows.len());
@@ -151,7 +163,12 @@ pub fn from_ast(insert: &Insert) -> Option<LiteralRows<'_>> {
         }
         Some(lits)
     };
-    Some(LiteralRows { name: name.clone(), columns: insert.columns.clone(), width, values: literals() })
+    Some(LiteralRows {
+        name: name.clone(),
+        columns: insert.columns.clone(),
+        width,
+        values: literals(),
+    })
 }
 
 /// Recognise `INSERT INTO name [(col, ...)] VALUES (literal, ...), ... [;]` straight from the
@@ -162,7 +179,12 @@ pub fn from_ast(insert: &Insert) -> Option<LiteralRows<'_>> {
 /// accepted, refused and how it is written does not change.
 pub fn from_tokens(tokens: &[TokenWithSpan]) -> Option<LiteralRows<'_>> {
     let comment = |t: &TokenWithSpan| {
-        matches!(t.token, Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)))
+        matches!(
+            t.token,
+            Token::Whitespace(
+                Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)
+            )
+        )
     };
     if tokens.iter().any(comment) {
         return None; // maybe an optimizer hint
@@ -215,7 +237,11 @@ fn read_shape<'a>(mut t: impl Cursor<'a>) -> Option<LiteralRows<'a>> {
     t.keyword("INSERT")?;
     t.keyword("INTO")?;
     let first = t.identifier()?;
-    if first.quote_style.is_none() && SPECIAL_AFTER_INTO.iter().any(|k| first.value.eq_ignore_ascii_case(k)) {
+    if first.quote_style.is_none()
+        && SPECIAL_AFTER_INTO
+            .iter()
+            .any(|k| first.value.eq_ignore_ascii_case(k))
+    {
         return None;
     }
     let mut parts = vec![first];
@@ -226,7 +252,11 @@ fn read_shape<'a>(mut t: impl Cursor<'a>) -> Option<LiteralRows<'a>> {
     if t.eat(Punct::LParen) {
         loop {
             let col = t.identifier()?;
-            if col.quote_style.is_none() && ["SELECT", "WITH", "VALUES"].iter().any(|k| col.value.eq_ignore_ascii_case(k)) {
+            if col.quote_style.is_none()
+                && ["SELECT", "WITH", "VALUES"]
+                    .iter()
+                    .any(|k| col.value.eq_ignore_ascii_case(k))
+            {
                 return None; // a subquery, not a column list
             }
             columns.push(ObjectName::from(vec![col]));
@@ -268,7 +298,12 @@ fn read_shape<'a>(mut t: impl Cursor<'a>) -> Option<LiteralRows<'a>> {
     if !t.at_end() {
         return None;
     }
-    Some(LiteralRows { name: ObjectName::from(parts), columns, width: width?, values: Some(values) })
+    Some(LiteralRows {
+        name: ObjectName::from(parts),
+        columns,
+        width: width?,
+        values: Some(values),
+    })
 }
 
 /// A cursor over SQL text for [`from_text`].
@@ -311,7 +346,8 @@ impl<'a> Text<'a> {
         while matches!(b.get(end), Some(c) if c.is_ascii_alphanumeric() || *c == b'_') {
             end += 1;
         }
-        if matches!(b.get(end), Some(c) if *c >= 0x80 || matches!(c, b'#' | b'@' | b'$' | b'\'' | b'"')) {
+        if matches!(b.get(end), Some(c) if *c >= 0x80 || matches!(c, b'#' | b'@' | b'$' | b'\'' | b'"'))
+        {
             return None;
         }
         self.i = end;
@@ -420,7 +456,11 @@ impl<'a> Cursor<'a> for Text<'a> {
     fn name_dot(&mut self) -> Option<bool> {
         let blank = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t' | b'\n' | b'\r'));
         if blank(self.bytes().get(self.i)) {
-            return if self.eat_byte(b'.') { None } else { Some(false) };
+            return if self.eat_byte(b'.') {
+                None
+            } else {
+                Some(false)
+            };
         }
         if self.bytes().get(self.i) != Some(&b'.') {
             return Some(false);
@@ -451,7 +491,13 @@ struct Tokens<'a> {
 
 impl<'a> Tokens<'a> {
     fn peek(&mut self) -> Option<&'a Token> {
-        while matches!(self.tokens.get(self.i), Some(TokenWithSpan { token: Token::Whitespace(_), .. })) {
+        while matches!(
+            self.tokens.get(self.i),
+            Some(TokenWithSpan {
+                token: Token::Whitespace(_),
+                ..
+            })
+        ) {
             self.i += 1;
         }
         self.tokens.get(self.i).map(|t| &t.token)
@@ -462,13 +508,18 @@ impl<'a> Tokens<'a> {
         self.i += 1;
         Some(t)
     }
-
 }
 
 impl<'a> Cursor<'a> for Tokens<'a> {
     fn keyword(&mut self, k: &str) -> Option<()> {
         match self.next()? {
-            Token::Word(w) if w.quote_style.is_none() && w.keyword != Keyword::NoKeyword && w.value.eq_ignore_ascii_case(k) => Some(()),
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && w.keyword != Keyword::NoKeyword
+                    && w.value.eq_ignore_ascii_case(k) =>
+            {
+                Some(())
+            }
             _ => None,
         }
     }
@@ -585,7 +636,10 @@ pub async fn prepare_rows(
             });
         }
     }
-    let options = CastOptions { safe: false, format_options: FormatOptions::default() };
+    let options = CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    };
     let mut arrays = Vec::with_capacity(columns.len());
     for (array, field) in columns.into_iter().zip(table_schema.fields()) {
         let array = array?;
@@ -603,7 +657,12 @@ pub async fn prepare_rows(
         }
         match cast_with_options(&array, field.data_type(), &options) {
             Ok(a) => arrays.push(a),
-            Err(e) => return Some(Err(from_datafusion(DataFusionError::ArrowError(Box::new(e), None), db))),
+            Err(e) => {
+                return Some(Err(from_datafusion(
+                    DataFusionError::ArrowError(Box::new(e), None),
+                    db,
+                )))
+            }
         }
     }
     let batch = match RecordBatch::try_new(table_schema.clone(), arrays) {
@@ -631,12 +690,23 @@ fn natural_array(lits: &[Lit], target: &arrow::datatypes::DataType) -> Option<Ar
     // integer through f64 would become '1.0' in a TEXT column, or lose digits in a BIGINT),
     // except for a DOUBLE column, where each integer goes through f64 either way.
     let numbers_as_double = ints && floats && *target == arrow::datatypes::DataType::Float64;
-    let kinds = strs as u8 + bools as u8 + if numbers_as_double { 1 } else { ints as u8 + floats as u8 };
+    let kinds = strs as u8
+        + bools as u8
+        + if numbers_as_double {
+            1
+        } else {
+            ints as u8 + floats as u8
+        };
     if kinds > 1 {
         return None;
     }
-    let exponents = lits.iter().any(|l| matches!(l, Lit::Float(_, digits, _) if digits.contains(['e', 'E'])));
-    let exact = matches!(target, arrow::datatypes::DataType::Decimal128(..) | arrow::datatypes::DataType::Utf8);
+    let exponents = lits
+        .iter()
+        .any(|l| matches!(l, Lit::Float(_, digits, _) if digits.contains(['e', 'E'])));
+    let exact = matches!(
+        target,
+        arrow::datatypes::DataType::Decimal128(..) | arrow::datatypes::DataType::Utf8
+    );
     if floats && exact && exponents {
         return None;
     }
@@ -648,11 +718,15 @@ fn natural_array(lits: &[Lit], target: &arrow::datatypes::DataType) -> Option<Ar
     if floats && !strs && !bools && exact {
         // Exactly the digits written (PostgreSQL's numeric literals), never through a float,
         // as the planned path reads them (crate::syntax).
-        return Some(Arc::new(StringArray::from_iter(lits.iter().map(|l| match l {
-            Lit::Float(_, digits, negative) => Some(format!("{}{digits}", if *negative { "-" } else { "" })),
-            Lit::Int(i) => Some(i.to_string()),
-            _ => None,
-        }))));
+        return Some(Arc::new(StringArray::from_iter(lits.iter().map(
+            |l| match l {
+                Lit::Float(_, digits, negative) => {
+                    Some(format!("{}{digits}", if *negative { "-" } else { "" }))
+                }
+                Lit::Int(i) => Some(i.to_string()),
+                _ => None,
+            },
+        ))));
     }
     Some(if strs {
         Arc::new(StringArray::from_iter(lits.iter().map(|l| match l {
@@ -691,7 +765,9 @@ mod tests {
 
     /// The tokens, or none when the tokenizer refuses the text (then nothing is taken).
     fn tokens(sql: &str) -> Vec<TokenWithSpan> {
-        Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location().unwrap_or_default()
+        Tokenizer::new(&GenericDialect {}, sql)
+            .tokenize_with_location()
+            .unwrap_or_default()
     }
 
     /// (table name parts, column names, width, literals) as the planner would see them.
@@ -702,15 +778,21 @@ mod tests {
             name_parts(&r.name).unwrap(),
             r.columns.iter().map(|c| name_parts(c).unwrap()).collect(),
             r.width,
-            r.values.as_ref().map(|v| v.iter().map(|l| format!("{l:?}")).collect()),
+            r.values
+                .as_ref()
+                .map(|v| v.iter().map(|l| format!("{l:?}")).collect()),
         )
     }
 
     /// What the parser path writes without planning (`None`: planned).
     fn via_ast(sql: &str) -> Option<Shape> {
         let stmts = Parser::parse_sql(&GenericDialect {}, sql).ok()?;
-        let [sqlparser::ast::Statement::Insert(insert)] = stmts.as_slice() else { return None };
-        from_ast(insert).map(|r| shape(&r)).filter(|s| s.3.is_some())
+        let [sqlparser::ast::Statement::Insert(insert)] = stmts.as_slice() else {
+            return None;
+        };
+        from_ast(insert)
+            .map(|r| shape(&r))
+            .filter(|s| s.3.is_some())
     }
 
     fn via_tokens(sql: &str) -> Option<Shape> {
@@ -783,8 +865,14 @@ mod tests {
             assert_eq!(via_text(sql), None, "{sql}");
         }
         // Valid, but spaced around the dot: the tokenizer path takes them, the text reader not.
-        for sql in ["INSERT INTO ns. t VALUES (1)", "INSERT INTO ns .t VALUES (1)"] {
-            assert!(via_tokens(sql).is_some() && via_text(sql).is_none(), "{sql}");
+        for sql in [
+            "INSERT INTO ns. t VALUES (1)",
+            "INSERT INTO ns .t VALUES (1)",
+        ] {
+            assert!(
+                via_tokens(sql).is_some() && via_text(sql).is_none(),
+                "{sql}"
+            );
         }
     }
 

@@ -26,20 +26,44 @@ struct Pair {
 fn pair() -> &'static Pair {
     static PAIR: OnceLock<Pair> = OnceLock::new();
     PAIR.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let engine = |dir: &std::path::Path| {
             let db: Arc<Db> = Db::open(dir).unwrap();
             let jobs = JobManager::start(db.clone(), JobSettings::default()).unwrap();
-            Engine::new(db, jobs, Limits { query_threads: 1, ..Limits::default() }).unwrap()
+            Engine::new(
+                db,
+                jobs,
+                Limits {
+                    query_threads: 1,
+                    ..Limits::default()
+                },
+            )
+            .unwrap()
         };
-        let (fast, planned) = runtime.block_on(async { (engine(a.path()), engine(b.path()).planned_only()) });
-        Pair { runtime, fast, planned, _dirs: (a, b) }
+        let (fast, planned) =
+            runtime.block_on(async { (engine(a.path()), engine(b.path()).planned_only()) });
+        Pair {
+            runtime,
+            fast,
+            planned,
+            _dirs: (a, b),
+        }
     })
 }
 
 fn root() -> Caller {
-    Caller { principal: Principal { user_id: "root".into(), role: Role::System }, namespace: "default".into() }
+    Caller {
+        principal: Principal {
+            user_id: "root".into(),
+            role: Role::System,
+        },
+        namespace: "default".into(),
+    }
 }
 
 /// What a request answered, comparable across the two engines: the error code, or each
@@ -54,7 +78,9 @@ fn outcome(engine: &Engine, sql: &str) -> Result<Vec<String>, String> {
         .results
         .iter()
         .map(|r| match r {
-            StatementOutput::Rows { batches, row_count, .. } => format!("{row_count} rows\n{}", render(batches)),
+            StatementOutput::Rows {
+                batches, row_count, ..
+            } => format!("{row_count} rows\n{}", render(batches)),
             StatementOutput::Affected { row_count, .. } => format!("{row_count} affected"),
             StatementOutput::Message(_) | StatementOutput::Job { .. } => "ok".to_string(),
         })
@@ -67,7 +93,11 @@ fn render(batches: &[RecordBatch]) -> String {
     for b in batches {
         for row in 0..b.num_rows() {
             for col in b.columns() {
-                let f = arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &Default::default()).unwrap();
+                let f = arrow::util::display::ArrayFormatter::try_new(
+                    col.as_ref(),
+                    &Default::default(),
+                )
+                .unwrap();
                 out.push_str(&f.value(row).to_string());
                 out.push('|');
             }
@@ -86,8 +116,22 @@ fn both(sql: &str) -> Result<Vec<String>, TestCaseError> {
 }
 
 const TYPES: &[&str] = &[
-    "SMALLINT", "INT", "BIGINT", "REAL", "DOUBLE", "DECIMAL(10,2)", "DECIMAL(38,10)", "TEXT", "BOOLEAN", "DATE",
-    "TIME", "TIMESTAMP", "TIMESTAMPTZ", "JSON", "UUID", "BYTEA",
+    "SMALLINT",
+    "INT",
+    "BIGINT",
+    "REAL",
+    "DOUBLE",
+    "DECIMAL(10,2)",
+    "DECIMAL(38,10)",
+    "TEXT",
+    "BOOLEAN",
+    "DATE",
+    "TIME",
+    "TIMESTAMP",
+    "TIMESTAMPTZ",
+    "JSON",
+    "UUID",
+    "BYTEA",
 ];
 
 fn literal() -> impl Strategy<Value = String> {
@@ -95,22 +139,44 @@ fn literal() -> impl Strategy<Value = String> {
         Just("NULL".to_string()),
         any::<i16>().prop_map(|i| i.to_string()),
         any::<i64>().prop_map(|i| i.to_string()),
-        (-100_000i64..100_000, 0u32..4).prop_map(|(a, b)| format!("{a}.{}", "5".repeat(b as usize + 1))),
+        (-100_000i64..100_000, 0u32..4)
+            .prop_map(|(a, b)| format!("{a}.{}", "5".repeat(b as usize + 1))),
         (0u32..1000, 0u32..1000).prop_map(|(a, b)| format!("{a}.{b:03}")),
         (1u32..9, -40i32..40).prop_map(|(a, e)| format!("{a}e{e}")),
         Just("1e39".to_string()),
         Just("12345678901234567890.1234567891".to_string()),
         prop::sample::select(vec![
-            "'abc'", "''", "'12'", "'-3.5'", "'2024-02-29'", "'2024-02-30'", "'12:34:56.5'", "'24:00:00'",
-            "'2024-01-02 03:04:05'", "'2024-01-02T03:04:05Z'", "'true'", "'f'", "'{\"a\": 1}'", "'[1,'",
-            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'not-a-uuid'", "TRUE", "FALSE", "'Infinity'", "'NaN'",
+            "'abc'",
+            "''",
+            "'12'",
+            "'-3.5'",
+            "'2024-02-29'",
+            "'2024-02-30'",
+            "'12:34:56.5'",
+            "'24:00:00'",
+            "'2024-01-02 03:04:05'",
+            "'2024-01-02T03:04:05Z'",
+            "'true'",
+            "'f'",
+            "'{\"a\": 1}'",
+            "'[1,'",
+            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+            "'not-a-uuid'",
+            "TRUE",
+            "FALSE",
+            "'Infinity'",
+            "'NaN'",
         ])
         .prop_map(String::from),
     ]
 }
 
 fn column() -> impl Strategy<Value = (String, bool, Option<String>)> {
-    (prop::sample::select(TYPES.to_vec()), any::<bool>(), prop::option::weighted(0.3, literal()))
+    (
+        prop::sample::select(TYPES.to_vec()),
+        any::<bool>(),
+        prop::option::weighted(0.3, literal()),
+    )
         .prop_map(|(t, not_null, default)| (t.to_string(), not_null, default))
 }
 

@@ -48,7 +48,9 @@ fn plain_select(query: &Query) -> Option<&Select> {
     if !is_bare(query) {
         return None;
     }
-    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
     let s = select.as_ref();
     let plain = s.distinct.is_none()
         && s.top.is_none()
@@ -78,8 +80,19 @@ pub async fn prepare(
     query: &Query,
 ) -> Option<Result<DirectSelect>> {
     let select = plain_select(query)?;
-    let TableFactor::Table { name, alias: None, args: None, with_hints, version: None, partitions, with_ordinality: false, json_path: None, sample: None, index_hints, .. } =
-        &select.from[0].relation
+    let TableFactor::Table {
+        name,
+        alias: None,
+        args: None,
+        with_hints,
+        version: None,
+        partitions,
+        with_ordinality: false,
+        json_path: None,
+        sample: None,
+        index_hints,
+        ..
+    } = &select.from[0].relation
     else {
         return None;
     };
@@ -109,7 +122,9 @@ pub async fn prepare(
             {
                 indices.extend(0..schema.fields().len());
             }
-            SelectItem::UnnamedExpr(Expr::Identifier(c)) => indices.push(schema.index_of(&normalize(c)).ok()?),
+            SelectItem::UnnamedExpr(Expr::Identifier(c)) => {
+                indices.push(schema.index_of(&normalize(c)).ok()?)
+            }
             _ => return None,
         }
     }
@@ -122,7 +137,11 @@ pub async fn prepare(
         .iter()
         .map(|&i| {
             let c = live.get(i)?;
-            Some(ScanColumn::Column { id: c.id, data_type: c.data_type, value_for_older_rows: c.value_for_older_rows.clone() })
+            Some(ScanColumn::Column {
+                id: c.id,
+                data_type: c.data_type,
+                value_for_older_rows: c.value_for_older_rows.clone(),
+            })
         })
         .collect::<Option<Vec<_>>>()?;
     let schema = match schema.project(&indices) {
@@ -132,18 +151,33 @@ pub async fn prepare(
     if let Err(e) = table.principal().check_read(def) {
         return Some(Err(e));
     }
-    Some(Ok(DirectSelect { provider, columns, schema, pk }))
+    Some(Ok(DirectSelect {
+        provider,
+        columns,
+        schema,
+        pk,
+    }))
 }
 
 /// The key value of `pk = literal` (either side), or `None` if `selection` is anything else.
-fn pk_equality(def: &kalamdb_core::catalog::TableDef, selection: &Expr) -> Option<kalamdb_core::types::Value> {
+fn pk_equality(
+    def: &kalamdb_core::catalog::TableDef,
+    selection: &Expr,
+) -> Option<kalamdb_core::types::Value> {
     let pk_name = def.primary_key.as_deref()?;
     let pk_type = def.column(pk_name)?.data_type;
-    let Expr::BinaryOp { left, op: BinaryOperator::Eq, right } = selection else {
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    } = selection
+    else {
         return None;
     };
     let (col, lit) = match (left.as_ref(), right.as_ref()) {
-        (Expr::Identifier(c), Expr::Value(v)) | (Expr::Value(v), Expr::Identifier(c)) => (c, &v.value),
+        (Expr::Identifier(c), Expr::Value(v)) | (Expr::Value(v), Expr::Identifier(c)) => {
+            (c, &v.value)
+        }
         _ => return None,
     };
     if normalize(col) != pk_name {
@@ -177,16 +211,30 @@ impl DirectSelect {
         let cancelled = Arc::new(AtomicBool::new(false));
         let stop = cancelled.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let table = self.provider.downcast_ref::<KalamTable>().expect("checked in prepare");
-            let range = ScanRange { pk_equals: self.pk, limit: None };
+            let table = self
+                .provider
+                .downcast_ref::<KalamTable>()
+                .expect("checked in prepare");
+            let range = ScanRange {
+                pk_equals: self.pk,
+                limit: None,
+            };
             let mut batches = Vec::new();
             let mut n = 0usize;
             account.charged(|| {
-                rows.scan(table.def(), table.scope(), &self.columns, self.schema.clone(), &range, SCAN_BATCH_ROWS, |b| {
-                    n += b.num_rows();
-                    batches.push(b);
-                    n <= max_rows && !stop.load(Ordering::Relaxed) && account.check().is_ok()
-                })
+                rows.scan(
+                    table.def(),
+                    table.scope(),
+                    &self.columns,
+                    self.schema.clone(),
+                    &range,
+                    SCAN_BATCH_ROWS,
+                    |b| {
+                        n += b.num_rows();
+                        batches.push(b);
+                        n <= max_rows && !stop.load(Ordering::Relaxed) && account.check().is_ok()
+                    },
+                )
             })?;
             if n > max_rows {
                 return Err(too_many_rows(max_rows));

@@ -100,15 +100,31 @@ impl Guard {
 
     /// A join's build side measured and its probe side cut to the widest build row (and, when
     /// `by_pairs`, to a number of pairs with the build rows).
-    fn join_inputs(&self, node: Arc<dyn ExecutionPlan>, by_pairs: bool) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let build_side = Arc::new(BuildSide { widest: AtomicUsize::new(0), rows: AtomicUsize::new(0), by_pairs });
+    fn join_inputs(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        by_pairs: bool,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let build_side = Arc::new(BuildSide {
+            widest: AtomicUsize::new(0),
+            rows: AtomicUsize::new(0),
+            by_pairs,
+        });
         let children = node.children();
         let [build, probe] = children.as_slice() else {
             return Ok(node.clone());
         };
         let children = vec![
-            Arc::new(GuardExec::new((*build).clone(), self.deadline, Role::Widest(build_side.clone()))) as Arc<dyn ExecutionPlan>,
-            Arc::new(GuardExec::new((*probe).clone(), self.deadline, Role::Fanout(build_side))),
+            Arc::new(GuardExec::new(
+                (*build).clone(),
+                self.deadline,
+                Role::Widest(build_side.clone()),
+            )) as Arc<dyn ExecutionPlan>,
+            Arc::new(GuardExec::new(
+                (*probe).clone(),
+                self.deadline,
+                Role::Fanout(build_side),
+            )),
         ];
         datafusion::physical_plan::replace_children_if_necessary(node.clone(), children)
     }
@@ -116,13 +132,22 @@ impl Guard {
 
 impl Guard {
     /// An operator's inputs cut into pieces of `TARGET_BATCH_BYTES / widest` rows.
-    fn cut_inputs(&self, node: Arc<dyn ExecutionPlan>, widest: usize) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn cut_inputs(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        widest: usize,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let children = node
             .children()
             .into_iter()
             .map(|c| {
-                let side = Arc::new(BuildSide { widest: AtomicUsize::new(widest), rows: AtomicUsize::new(0), by_pairs: false });
-                Arc::new(GuardExec::new(c.clone(), self.deadline, Role::Fanout(side))) as Arc<dyn ExecutionPlan>
+                let side = Arc::new(BuildSide {
+                    widest: AtomicUsize::new(widest),
+                    rows: AtomicUsize::new(0),
+                    by_pairs: false,
+                });
+                Arc::new(GuardExec::new(c.clone(), self.deadline, Role::Fanout(side)))
+                    as Arc<dyn ExecutionPlan>
             })
             .collect();
         datafusion::physical_plan::replace_children_if_necessary(node, children)
@@ -152,16 +177,28 @@ fn widest_literal(node: &Arc<dyn ExecutionPlan>) -> usize {
 }
 
 impl PhysicalOptimizerRule for Guard {
-    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             let literal = widest_literal(&node);
-            let node = if literal > WIDE_LITERAL_BYTES { self.cut_inputs(node, literal)? } else { node };
+            let node = if literal > WIDE_LITERAL_BYTES {
+                self.cut_inputs(node, literal)?
+            } else {
+                node
+            };
             let node = if REPEATS_BUILD_ROWS.contains(&node.name()) {
                 self.join_inputs(node, false)?
             } else if PAIRS_PER_BUILD_AND_PROBE.contains(&node.name()) {
                 self.join_inputs(node, true)?
             } else if RUNS_INPUTS_ON_TASKS.contains(&node.name()) {
-                let children = node.children().into_iter().map(|c| self.guarded(c.clone())).collect();
+                let children = node
+                    .children()
+                    .into_iter()
+                    .map(|c| self.guarded(c.clone()))
+                    .collect();
                 datafusion::physical_plan::replace_children_if_necessary(node, children)?
             } else {
                 node
@@ -215,7 +252,8 @@ impl BuildSide {
         if !self.by_pairs {
             return by_bytes;
         }
-        let by_pairs = (PAIRS_PER_PROBE_PIECE / self.rows.load(Ordering::Relaxed).max(1)).max(MIN_PROBE_PIECE_ROWS);
+        let by_pairs = (PAIRS_PER_PROBE_PIECE / self.rows.load(Ordering::Relaxed).max(1))
+            .max(MIN_PROBE_PIECE_ROWS);
         by_bytes.min(by_pairs)
     }
 }
@@ -231,7 +269,11 @@ struct GuardExec {
 
 impl GuardExec {
     fn new(input: Arc<dyn ExecutionPlan>, deadline: Instant, role: Role) -> GuardExec {
-        GuardExec { input, deadline, role }
+        GuardExec {
+            input,
+            deadline,
+            role,
+        }
     }
 }
 
@@ -274,20 +316,38 @@ impl ExecutionPlan for GuardExec {
     }
 
     #[allow(deprecated)]
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if children.len() != 1 {
             return Err(DataFusionError::Internal("GuardExec has one child".into()));
         }
-        Ok(Arc::new(GuardExec::new(children.swap_remove(0), self.deadline, self.role.clone())))
+        Ok(Arc::new(GuardExec::new(
+            children.swap_remove(0),
+            self.deadline,
+            self.role.clone(),
+        )))
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
         let account = Account::of(&context);
         let inner = match &account {
             Some(account) => account.charged(|| self.input.execute(partition, context))?,
             None => self.input.execute(partition, context)?,
         };
-        Ok(Box::pin(GuardStream { inner, deadline: self.deadline, account, role: self.role.clone(), pending: None, done: false }))
+        Ok(Box::pin(GuardStream {
+            inner,
+            deadline: self.deadline,
+            account,
+            role: self.role.clone(),
+            pending: None,
+            done: false,
+        }))
     }
 
     fn supports_limit_pushdown(&self) -> bool {
@@ -308,7 +368,9 @@ struct GuardStream {
 impl GuardStream {
     fn pass(&mut self, batch: RecordBatch) -> RecordBatch {
         if let Role::Widest(build) = &self.role {
-            build.widest.fetch_max(widest_row(&batch), Ordering::Relaxed);
+            build
+                .widest
+                .fetch_max(widest_row(&batch), Ordering::Relaxed);
             build.rows.fetch_add(batch.num_rows(), Ordering::Relaxed);
         }
         if matches!(self.role, Role::Fanout(_)) {
@@ -326,7 +388,11 @@ impl GuardStream {
         let rows = build.piece_rows();
         let left = batch.num_rows() - offset;
         if left <= rows {
-            return if offset == 0 { batch } else { batch.slice(offset, left) };
+            return if offset == 0 {
+                batch
+            } else {
+                batch.slice(offset, left)
+            };
         }
         let piece = batch.slice(offset, rows);
         self.pending = Some((batch, offset + rows));
@@ -336,7 +402,11 @@ impl GuardStream {
 
 /// The longest value between consecutive offsets of a variable-width column (NULLs span none).
 pub(crate) fn widest<O: arrow::array::OffsetSizeTrait>(offsets: &[O]) -> usize {
-    offsets.windows(2).map(|w| (w[1] - w[0]).as_usize()).max().unwrap_or(0)
+    offsets
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_usize())
+        .max()
+        .unwrap_or(0)
 }
 
 /// An upper bound of the bytes of the widest row of `batch`: each column's widest value.

@@ -11,13 +11,13 @@ mod bounded;
 mod checked;
 mod checked_sum;
 mod coercion;
-mod guard;
 pub mod ddl;
 pub mod errors;
 pub mod executor;
 mod fast_insert;
 mod fast_path;
 mod fast_select;
+mod guard;
 mod names;
 pub mod parser;
 mod placeholders;
@@ -27,8 +27,8 @@ mod subquery;
 mod syntax;
 
 #[cfg(test)]
-mod fuzz_tests;
-#[cfg(test)]
 mod fast_path_agreement;
+#[cfg(test)]
+mod fuzz_tests;
 
 pub use executor::{Caller, Engine, Limits, RequestOutcome, StatementOutput};

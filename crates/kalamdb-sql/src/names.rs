@@ -11,8 +11,8 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use sqlparser::ast::{
-    Expr as SqlExpr, Ident, Insert, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, VisitMut,
-    VisitorMut,
+    Expr as SqlExpr, Ident, Insert, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    TableFactor, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -35,18 +35,36 @@ pub(crate) fn alias_duplicates(
 ) -> kalamdb_core::Result<Option<HashMap<String, String>>> {
     let query = match statement {
         Statement::Query(q) => q.as_mut(),
-        Statement::Insert(Insert { source: Some(q), .. }) => q.as_mut(),
-        Statement::Explain { statement, .. } => return alias_duplicates(statement, every_expression),
+        Statement::Insert(Insert {
+            source: Some(q), ..
+        }) => q.as_mut(),
+        Statement::Explain { statement, .. } => {
+            return alias_duplicates(statement, every_expression)
+        }
         _ => return Ok(None),
     };
-    let mut v = Aliaser { next: 0, every_expression, explicit: HashMap::new(), ambiguous: HashSet::new() };
+    let mut v = Aliaser {
+        next: 0,
+        every_expression,
+        explicit: HashMap::new(),
+        ambiguous: HashSet::new(),
+    };
     v.query(query);
     // Queries whose columns the construct around them renames (`WITH r(n, sq) AS (SELECT 1,
     // 1 ...)`, `FROM (SELECT a, a ...) AS s(x, y)`): their own names are never read.
-    let mut renamed = RenamedQueries(Aliaser { next: v.next, every_expression, explicit: HashMap::new(), ambiguous: HashSet::new() });
+    let mut renamed = RenamedQueries(Aliaser {
+        next: v.next,
+        every_expression,
+        explicit: HashMap::new(),
+        ambiguous: HashSet::new(),
+    });
     let _ = VisitMut::visit(&mut *query, &mut renamed);
     v.next = renamed.0.next;
-    if let Some(OrderBy { kind: OrderByKind::Expressions(items), .. }) = &query.order_by {
+    if let Some(OrderBy {
+        kind: OrderByKind::Expressions(items),
+        ..
+    }) = &query.order_by
+    {
         for item in items {
             if let SqlExpr::Identifier(i) = &item.expr {
                 if v.ambiguous.contains(&normalize(i)) {
@@ -83,7 +101,11 @@ impl VisitorMut for RenamedQueries {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         if let Some(with) = query.with.as_mut() {
-            for cte in with.cte_tables.iter_mut().filter(|c| !c.alias.columns.is_empty()) {
+            for cte in with
+                .cte_tables
+                .iter_mut()
+                .filter(|c| !c.alias.columns.is_empty())
+            {
                 self.0.query(&mut cte.query);
             }
         }
@@ -91,7 +113,12 @@ impl VisitorMut for RenamedQueries {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-        if let TableFactor::Derived { subquery, alias: Some(alias), .. } = factor {
+        if let TableFactor::Derived {
+            subquery,
+            alias: Some(alias),
+            ..
+        } = factor
+        {
             if !alias.columns.is_empty() {
                 self.0.query(subquery);
             }
@@ -112,7 +139,9 @@ impl Aliaser {
                 for item in select.projection.iter_mut() {
                     let (key, text, unnamed) = match item {
                         SelectItem::UnnamedExpr(e) => (expr_key(e), e.to_string(), true),
-                        SelectItem::ExprWithAlias { alias, expr } => (normalize(alias), expr.to_string(), false),
+                        SelectItem::ExprWithAlias { alias, expr } => {
+                            (normalize(alias), expr.to_string(), false)
+                        }
                         _ => continue,
                     };
                     // An unaliased scalar subquery is named after its own column, which may be
@@ -136,18 +165,22 @@ impl Aliaser {
                     }
                     let marker = format!("{MARKER}{}", self.next);
                     self.next += 1;
-                    let expr = match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
-                        SelectItem::UnnamedExpr(e) => e,
-                        SelectItem::ExprWithAlias { expr, alias } => {
-                            self.explicit.insert(marker.clone(), normalize(&alias));
-                            expr
-                        }
-                        other => {
-                            *item = other;
-                            continue;
-                        }
+                    let expr =
+                        match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
+                            SelectItem::UnnamedExpr(e) => e,
+                            SelectItem::ExprWithAlias { expr, alias } => {
+                                self.explicit.insert(marker.clone(), normalize(&alias));
+                                expr
+                            }
+                            other => {
+                                *item = other;
+                                continue;
+                            }
+                        };
+                    *item = SelectItem::ExprWithAlias {
+                        expr,
+                        alias: Ident::with_quote('"', marker),
                     };
-                    *item = SelectItem::ExprWithAlias { expr, alias: Ident::with_quote('"', marker) };
                 }
             }
             SetExpr::SetOperation { left, right, .. } => {
@@ -167,13 +200,20 @@ fn expr_key(e: &SqlExpr) -> String {
         SqlExpr::Identifier(i) => normalize(i),
         SqlExpr::CompoundIdentifier(parts) => parts.last().map(normalize).unwrap_or_default(),
         SqlExpr::Nested(inner) => expr_key(inner),
-        other => other.to_string().to_lowercase().split_whitespace().collect(),
+        other => other
+            .to_string()
+            .to_lowercase()
+            .split_whitespace()
+            .collect(),
     }
 }
 
 /// Private alias -> the name the item would have had: the user's alias (`explicit`), else the
 /// name DataFusion gives the aliased expression, read from the plan.
-pub(crate) fn renames(plan: &LogicalPlan, explicit: HashMap<String, String>) -> HashMap<String, String> {
+pub(crate) fn renames(
+    plan: &LogicalPlan,
+    explicit: HashMap<String, String>,
+) -> HashMap<String, String> {
     let mut out = explicit;
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|e| {
@@ -202,7 +242,12 @@ pub(crate) fn renames(plan: &LogicalPlan, explicit: HashMap<String, String>) -> 
 
 /// `schema` with the private aliases renamed back.
 pub(crate) fn rename_schema(schema: SchemaRef, renames: &HashMap<String, String>) -> SchemaRef {
-    if renames.is_empty() || !schema.fields().iter().any(|f| renames.contains_key(f.name())) {
+    if renames.is_empty()
+        || !schema
+            .fields()
+            .iter()
+            .any(|f| renames.contains_key(f.name()))
+    {
         return schema;
     }
     let fields: Vec<Field> = schema
@@ -229,16 +274,34 @@ mod tests {
 
     #[test]
     fn repeated_names_and_scalar_subqueries_get_private_aliases() {
-        assert_eq!(aliased("SELECT d, d FROM t", false), "SELECT d, d AS \"__kalamdb_dup_0\" FROM t");
         assert_eq!(
-            aliased("SELECT e.name, (SELECT d.name FROM dept d) FROM emp e", false),
+            aliased("SELECT d, d FROM t", false),
+            "SELECT d, d AS \"__kalamdb_dup_0\" FROM t"
+        );
+        assert_eq!(
+            aliased(
+                "SELECT e.name, (SELECT d.name FROM dept d) FROM emp e",
+                false
+            ),
             "SELECT e.name, (SELECT d.name FROM dept d) AS \"__kalamdb_dup_0\" FROM emp e"
         );
-        assert_eq!(aliased("SELECT a + 1, b FROM t", false), "SELECT a + 1, b FROM t");
-        assert_eq!(aliased("SELECT a AS x, b AS x FROM t", false), "SELECT a AS x, b AS \"__kalamdb_dup_0\" FROM t");
+        assert_eq!(
+            aliased("SELECT a + 1, b FROM t", false),
+            "SELECT a + 1, b FROM t"
+        );
+        assert_eq!(
+            aliased("SELECT a AS x, b AS x FROM t", false),
+            "SELECT a AS x, b AS \"__kalamdb_dup_0\" FROM t"
+        );
         // Names inside are read by the query around them: left for DataFusion to judge.
-        assert_eq!(aliased("SELECT x FROM (SELECT a AS x, b AS x FROM t) s", false), "SELECT x FROM (SELECT a AS x, b AS x FROM t) s");
-        assert_eq!(aliased("SELECT a, a FROM t ORDER BY a", false), "SELECT a, a AS \"__kalamdb_dup_0\" FROM t ORDER BY a");
+        assert_eq!(
+            aliased("SELECT x FROM (SELECT a AS x, b AS x FROM t) s", false),
+            "SELECT x FROM (SELECT a AS x, b AS x FROM t) s"
+        );
+        assert_eq!(
+            aliased("SELECT a, a FROM t ORDER BY a", false),
+            "SELECT a, a AS \"__kalamdb_dup_0\" FROM t ORDER BY a"
+        );
         assert_eq!(
             aliased("WITH r(n, m) AS (SELECT 1, 1) SELECT n, m FROM r", false),
             "WITH r (n, m) AS (SELECT 1, 1 AS \"__kalamdb_dup_0\") SELECT n, m FROM r"
@@ -247,7 +310,14 @@ mod tests {
             aliased("SELECT x FROM (SELECT a, a FROM t) AS s(x, y)", false),
             "SELECT x FROM (SELECT a, a AS \"__kalamdb_dup_0\" FROM t) AS s (x, y)"
         );
-        let mut stmts = Parser::parse_sql(&GenericDialect {}, "SELECT a AS x, b AS x FROM t ORDER BY x").unwrap();
-        assert!(super::alias_duplicates(&mut stmts[0], false).is_err(), "ORDER BY x is ambiguous");
+        let mut stmts = Parser::parse_sql(
+            &GenericDialect {},
+            "SELECT a AS x, b AS x FROM t ORDER BY x",
+        )
+        .unwrap();
+        assert!(
+            super::alias_duplicates(&mut stmts[0], false).is_err(),
+            "ORDER BY x is ambiguous"
+        );
     }
 }

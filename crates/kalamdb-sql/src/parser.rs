@@ -54,8 +54,14 @@ pub struct CreateTable {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlterTableOp {
     /// `ADD [COLUMN] [IF NOT EXISTS] spec`.
-    AddColumn { spec: ColumnSpec, if_not_exists: bool },
-    DropColumn { name: String, if_exists: bool },
+    AddColumn {
+        spec: ColumnSpec,
+        if_not_exists: bool,
+    },
+    DropColumn {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,28 +73,67 @@ pub enum AlterUserOp {
 /// A statement KalamDB executes itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KalamStatement {
-    CreateNamespace { name: String, if_not_exists: bool },
-    DropNamespace { name: String, if_exists: bool, cascade: bool },
+    CreateNamespace {
+        name: String,
+        if_not_exists: bool,
+    },
+    DropNamespace {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
     ShowNamespaces,
     /// `SHOW FUNCTIONS`: every scalar, aggregate and window function, aliases included.
     ShowFunctions,
     CreateTable(CreateTable),
-    AlterTable { table: TableName, op: AlterTableOp },
-    DropTable { table: TableName, if_exists: bool },
-    ShowTables { namespace: Option<String> },
-    DescribeTable { table: TableName },
+    AlterTable {
+        table: TableName,
+        op: AlterTableOp,
+    },
+    DropTable {
+        table: TableName,
+        if_exists: bool,
+    },
+    ShowTables {
+        namespace: Option<String>,
+    },
+    DescribeTable {
+        table: TableName,
+    },
     /// `password: None` creates an account that cannot log in (used through EXECUTE AS only).
-    CreateUser { user_id: String, password: Option<String>, role: Role, if_not_exists: bool },
-    AlterUser { user_id: String, op: AlterUserOp },
-    DropUser { user_id: String, if_exists: bool },
+    CreateUser {
+        user_id: String,
+        password: Option<String>,
+        role: Role,
+        if_not_exists: bool,
+    },
+    AlterUser {
+        user_id: String,
+        op: AlterUserOp,
+    },
+    DropUser {
+        user_id: String,
+        if_exists: bool,
+    },
     /// `EXECUTE AS USER 'u' (<statement>)`; `statement` is the inner SQL text.
-    ExecuteAs { user_id: String, statement: String },
+    ExecuteAs {
+        user_id: String,
+        statement: String,
+    },
     /// `STORAGE FLUSH TABLE t [WAIT]`.
-    FlushTable { table: TableName, wait: bool },
+    FlushTable {
+        table: TableName,
+        wait: bool,
+    },
     /// `STORAGE FLUSH ALL [IN ns] [WAIT]`.
-    FlushAll { namespace: Option<String>, wait: bool },
+    FlushAll {
+        namespace: Option<String>,
+        wait: bool,
+    },
     /// `KILL JOB 'FL-...'`.
-    KillJob { job_id: String },
+    KillJob {
+        job_id: String,
+    },
 }
 
 /// One statement, tokenized once: a KalamDB statement, or the tokens for DataFusion's parser.
@@ -98,8 +143,9 @@ pub enum Parsed {
 }
 
 /// First words that can start a KalamDB statement (a superset: the full check is below).
-const KALAM_FIRST_WORDS: &[&str] =
-    &["CREATE", "DROP", "SHOW", "ALTER", "DESCRIBE", "DESC", "EXECUTE", "STORAGE", "KILL"];
+const KALAM_FIRST_WORDS: &[&str] = &[
+    "CREATE", "DROP", "SHOW", "ALTER", "DESCRIBE", "DESC", "EXECUTE", "STORAGE", "KILL",
+];
 
 /// Tokenize `sql` (one statement) and parse it if it is a KalamDB statement; otherwise hand
 /// back the tokens so the SQL text is tokenized only once.
@@ -108,7 +154,9 @@ pub fn parse_statement(sql: &str) -> Result<Parsed> {
         .tokenize_with_location()
         .map_err(|e| Error::invalid_sql(e.to_string()))?;
     check_statement_size(tokens.iter().map(|t| &t.token))?;
-    let first = tokens.iter().find(|t| !matches!(t.token, Token::Whitespace(_)));
+    let first = tokens
+        .iter()
+        .find(|t| !matches!(t.token, Token::Whitespace(_)));
     let maybe_kalam = matches!(first, Some(TokenWithSpan { token: Token::Word(w), .. })
         if w.quote_style.is_none() && KALAM_FIRST_WORDS.iter().any(|k| w.value.eq_ignore_ascii_case(k)));
     if !maybe_kalam {
@@ -158,7 +206,9 @@ fn parse_kalam_tokens(tokens: Vec<Token>, sql: &str) -> Result<Option<KalamState
         (Some("STORAGE"), _) => parse_storage(&mut c)?,
         (Some("KILL"), Some("JOB")) => {
             c.advance(2);
-            KalamStatement::KillJob { job_id: c.string_or_word("a job id")? }
+            KalamStatement::KillJob {
+                job_id: c.string_or_word("a job id")?,
+            }
         }
         _ => return Ok(None),
     };
@@ -221,7 +271,8 @@ fn check_statement_size<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<(
             | Token::Pipe
             | Token::Caret => true,
             Token::Word(w) => {
-                selects += (w.quote_style.is_none() && w.value.eq_ignore_ascii_case("select")) as usize;
+                selects +=
+                    (w.quote_style.is_none() && w.value.eq_ignore_ascii_case("select")) as usize;
                 w.quote_style.is_none()
                     && (w.value.eq_ignore_ascii_case("and") || w.value.eq_ignore_ascii_case("or"))
             }
@@ -237,7 +288,9 @@ fn check_statement_size<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<(
             Token::LParen => levels.push(Level::default()),
             Token::RParen if levels.len() > 1 => {
                 if let Some(inner) = levels.pop() {
-                    let depth = inner.deepest_item.max(inner.operators + inner.deepest_operand);
+                    let depth = inner
+                        .deepest_item
+                        .max(inner.operators + inner.deepest_operand);
                     if let Some(outer) = levels.last_mut() {
                         outer.deepest_operand = outer.deepest_operand.max(depth);
                     }
@@ -246,7 +299,10 @@ fn check_statement_size<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<(
             Token::Comma => {
                 if let Some(level) = levels.last_mut() {
                     let item = level.operators + level.deepest_operand;
-                    *level = Level { deepest_item: level.deepest_item.max(item), ..Level::default() };
+                    *level = Level {
+                        deepest_item: level.deepest_item.max(item),
+                        ..Level::default()
+                    };
                 }
             }
             _ => {}
@@ -307,12 +363,18 @@ impl Cursor {
     fn found(&self) -> String {
         match self.peek() {
             None => "end of statement".to_string(),
-            Some(t) => format!("'{}'", kalamdb_core::catalog::truncate_for_message(&t.to_string())),
+            Some(t) => format!(
+                "'{}'",
+                kalamdb_core::catalog::truncate_for_message(&t.to_string())
+            ),
         }
     }
 
     fn error<T>(&self, expected: &str) -> Result<T> {
-        Err(Error::invalid_sql(format!("expected {expected}, found {}", self.found())))
+        Err(Error::invalid_sql(format!(
+            "expected {expected}, found {}",
+            self.found()
+        )))
     }
 
     fn is_kw(&self, kw: &str) -> bool {
@@ -368,7 +430,11 @@ impl Cursor {
     fn ident(&mut self, what: &str) -> Result<String> {
         match self.peek() {
             Some(Token::Word(w)) => {
-                let v = if w.quote_style.is_some() { w.value.clone() } else { w.value.to_lowercase() };
+                let v = if w.quote_style.is_some() {
+                    w.value.clone()
+                } else {
+                    w.value.to_lowercase()
+                };
                 self.pos += 1;
                 Ok(v)
             }
@@ -380,9 +446,15 @@ impl Cursor {
         let first = self.ident("a table name")?;
         if self.eat(&Token::Period) {
             let name = self.ident("a table name after '.'")?;
-            Ok(TableName { namespace: Some(first), name })
+            Ok(TableName {
+                namespace: Some(first),
+                name,
+            })
         } else {
-            Ok(TableName { namespace: None, name: first })
+            Ok(TableName {
+                namespace: None,
+                name: first,
+            })
         }
     }
 
@@ -417,7 +489,9 @@ impl Cursor {
     fn number(&mut self, what: &str) -> Result<u64> {
         match self.peek() {
             Some(Token::Number(n, _)) => {
-                let v = n.parse::<u64>().map_err(|_| Error::invalid_sql(format!("invalid number '{n}'")))?;
+                let v = n
+                    .parse::<u64>()
+                    .map_err(|_| Error::invalid_sql(format!("invalid number '{n}'")))?;
                 self.pos += 1;
                 Ok(v)
             }
@@ -439,7 +513,11 @@ fn parse_storage(c: &mut Cursor) -> Result<KalamStatement> {
     c.expect_kw("STORAGE")?;
     c.expect_kw("FLUSH")?;
     if c.eat_kw("ALL") {
-        let namespace = if c.eat_kw("IN") { Some(c.ident("a namespace name")?) } else { None };
+        let namespace = if c.eat_kw("IN") {
+            Some(c.ident("a namespace name")?)
+        } else {
+            None
+        };
         let wait = c.eat_kw("WAIT");
         return Ok(KalamStatement::FlushAll { namespace, wait });
     }
@@ -453,7 +531,10 @@ fn parse_create_namespace(c: &mut Cursor) -> Result<KalamStatement> {
     c.advance(2);
     let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
     let name = c.ident("a namespace name")?;
-    Ok(KalamStatement::CreateNamespace { name, if_not_exists })
+    Ok(KalamStatement::CreateNamespace {
+        name,
+        if_not_exists,
+    })
 }
 
 fn parse_drop_namespace(c: &mut Cursor) -> Result<KalamStatement> {
@@ -461,7 +542,11 @@ fn parse_drop_namespace(c: &mut Cursor) -> Result<KalamStatement> {
     let if_exists = c.eat_kws(&["IF", "EXISTS"]);
     let name = c.ident("a namespace name")?;
     let cascade = c.eat_kw("CASCADE");
-    Ok(KalamStatement::DropNamespace { name, if_exists, cascade })
+    Ok(KalamStatement::DropNamespace {
+        name,
+        if_exists,
+        cascade,
+    })
 }
 
 fn parse_create_table(c: &mut Cursor) -> Result<KalamStatement> {
@@ -479,7 +564,10 @@ fn parse_create_table(c: &mut Cursor) -> Result<KalamStatement> {
     let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
     let table = c.table_name()?;
     if c.is_kw("AS") {
-        return Err(Error::Unsupported("CREATE TABLE ... AS SELECT is not supported; create the table, then INSERT ... SELECT".into()));
+        return Err(Error::Unsupported(
+            "CREATE TABLE ... AS SELECT is not supported; create the table, then INSERT ... SELECT"
+                .into(),
+        ));
     }
     c.expect(&Token::LParen)?;
     let mut columns = Vec::new();
@@ -489,13 +577,19 @@ fn parse_create_table(c: &mut Cursor) -> Result<KalamStatement> {
             c.expect(&Token::LParen)?;
             let col = c.ident("a column name")?;
             if c.eat(&Token::Comma) {
-                return Err(Error::Unsupported("composite primary keys are not supported".into()));
+                return Err(Error::Unsupported(
+                    "composite primary keys are not supported".into(),
+                ));
             }
             c.expect(&Token::RParen)?;
             if primary_key.replace(col).is_some() {
                 return Err(Error::invalid_sql("more than one PRIMARY KEY clause"));
             }
-        } else if c.is_kw("CONSTRAINT") || c.is_kw("UNIQUE") || c.is_kw("FOREIGN") || c.is_kw("CHECK") {
+        } else if c.is_kw("CONSTRAINT")
+            || c.is_kw("UNIQUE")
+            || c.is_kw("FOREIGN")
+            || c.is_kw("CHECK")
+        {
             return Err(Error::Unsupported(format!(
                 "table constraint {} is not supported",
                 c.found()
@@ -545,7 +639,9 @@ const TYPE_CONTINUATIONS: &[&str] = &["PRECISION", "WITH", "WITHOUT", "TIME", "Z
 
 fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
     let name = c.ident("a column name")?;
-    let Some(first) = c.peek_word_upper() else { return c.error("a column type") };
+    let Some(first) = c.peek_word_upper() else {
+        return c.error("a column type");
+    };
     c.advance(1);
     let mut words = vec![first];
     while let Some(w) = c.peek_word_upper() {
@@ -575,7 +671,13 @@ fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
         )));
     }
     let data_type = DataType::from_sql(&words, &args).map_err(Error::Unsupported)?;
-    let mut spec = ColumnSpec { name, data_type, not_null: false, primary_key: false, default: None };
+    let mut spec = ColumnSpec {
+        name,
+        data_type,
+        not_null: false,
+        primary_key: false,
+        default: None,
+    };
     let (mut said_null, mut said_not_null) = (false, false);
     loop {
         if c.eat_kws(&["NOT", "NULL"]) {
@@ -589,7 +691,10 @@ fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
         } else if c.eat_kw("DEFAULT") {
             spec.default = Some(parse_default(c)?);
         } else if c.is_kw("UNIQUE") || c.is_kw("REFERENCES") || c.is_kw("CHECK") {
-            return Err(Error::Unsupported(format!("column constraint {} is not supported", c.found())));
+            return Err(Error::Unsupported(format!(
+                "column constraint {} is not supported",
+                c.found()
+            )));
         } else {
             break;
         }
@@ -611,7 +716,10 @@ fn hex_bytes(h: &str) -> Result<Vec<u8>> {
             kalamdb_core::catalog::truncate_for_message(h)
         )));
     }
-    Ok((0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap_or(0)).collect())
+    Ok((0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap_or(0))
+        .collect())
 }
 
 fn parse_default(c: &mut Cursor) -> Result<DefaultSpec> {
@@ -647,7 +755,11 @@ fn parse_default(c: &mut Cursor) -> Result<DefaultSpec> {
     match c.peek().cloned() {
         Some(Token::Number(n, _)) => {
             c.advance(1);
-            Ok(DefaultSpec::Literal(if negative { format!("-{n}") } else { n }))
+            Ok(DefaultSpec::Literal(if negative {
+                format!("-{n}")
+            } else {
+                n
+            }))
         }
         Some(Token::SingleQuotedString(s)) if !negative => {
             c.advance(1);
@@ -668,7 +780,10 @@ fn parse_alter_table(c: &mut Cursor) -> Result<KalamStatement> {
         c.eat_kw("COLUMN");
         let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
         let spec = parse_column(c)?;
-        AlterTableOp::AddColumn { spec, if_not_exists }
+        AlterTableOp::AddColumn {
+            spec,
+            if_not_exists,
+        }
     } else if c.eat_kw("DROP") {
         c.eat_kw("COLUMN");
         let if_exists = c.eat_kws(&["IF", "EXISTS"]);
@@ -722,7 +837,12 @@ fn parse_create_user(c: &mut Cursor) -> Result<KalamStatement> {
     } else {
         Role::User
     };
-    Ok(KalamStatement::CreateUser { user_id, password, role, if_not_exists })
+    Ok(KalamStatement::CreateUser {
+        user_id,
+        password,
+        role,
+        if_not_exists,
+    })
 }
 
 fn parse_alter_user(c: &mut Cursor) -> Result<KalamStatement> {
@@ -757,7 +877,10 @@ fn parse_execute_as(c: &mut Cursor, sql: &str) -> Result<KalamStatement> {
     }
     // No account has a name outside [A-Za-z0-9_.@-] (quotes included: 'a'' OR 1=1'), so such a
     // name is an unknown user, as any other.
-    if !user_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b)) {
+    if !user_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b))
+    {
         return Err(Error::InvalidParameter(format!(
             "user '{}' does not exist",
             kalamdb_core::catalog::truncate_for_message(&user_id)
@@ -806,14 +929,29 @@ mod tests {
         };
         assert_eq!(t.kind, TableKind::User);
         assert!(t.if_not_exists);
-        assert_eq!(t.table, TableName { namespace: Some("app".into()), name: "msgs".into() });
+        assert_eq!(
+            t.table,
+            TableName {
+                namespace: Some("app".into()),
+                name: "msgs".into()
+            }
+        );
         assert_eq!(t.columns.len(), 4);
         assert!(t.columns[0].primary_key);
         assert_eq!(t.columns[0].default, Some(DefaultSpec::SnowflakeId));
         assert!(t.columns[1].not_null);
-        assert_eq!(t.columns[2].data_type, DataType::Decimal { precision: 10, scale: 2 });
+        assert_eq!(
+            t.columns[2].data_type,
+            DataType::Decimal {
+                precision: 10,
+                scale: 2
+            }
+        );
         assert_eq!(t.columns[3].data_type, DataType::TimestampTz);
-        assert_eq!(t.options[0], ("FLUSH_POLICY".into(), "rows:100,interval:60".into()));
+        assert_eq!(
+            t.options[0],
+            ("FLUSH_POLICY".into(), "rows:100,interval:60".into())
+        );
     }
 
     #[test]
@@ -827,7 +965,12 @@ mod tests {
 
     #[test]
     fn queries_and_dml_are_left_to_datafusion() {
-        for sql in ["SELECT 1", "INSERT INTO t VALUES (1)", "UPDATE t SET a = 1", "WITH x AS (SELECT 1) SELECT * FROM x"] {
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "UPDATE t SET a = 1",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+        ] {
             assert_eq!(parse_kalam_statement(sql).unwrap(), None, "{sql}");
         }
     }
@@ -865,7 +1008,10 @@ mod tests {
         );
         assert_eq!(
             parse("ALTER USER 'bob' SET ROLE dba"),
-            KalamStatement::AlterUser { user_id: "bob".into(), op: AlterUserOp::Role(Role::Dba) }
+            KalamStatement::AlterUser {
+                user_id: "bob".into(),
+                op: AlterUserOp::Role(Role::Dba)
+            }
         );
     }
 
@@ -874,24 +1020,44 @@ mod tests {
         assert_eq!(
             parse("STORAGE FLUSH TABLE app.t WAIT"),
             KalamStatement::FlushTable {
-                table: TableName { namespace: Some("app".into()), name: "t".into() },
+                table: TableName {
+                    namespace: Some("app".into()),
+                    name: "t".into()
+                },
                 wait: true
             }
         );
         assert_eq!(
             parse("STORAGE FLUSH ALL IN app"),
-            KalamStatement::FlushAll { namespace: Some("app".into()), wait: false }
+            KalamStatement::FlushAll {
+                namespace: Some("app".into()),
+                wait: false
+            }
         );
         assert_eq!(
             parse("STORAGE FLUSH ALL IN app WAIT"),
-            KalamStatement::FlushAll { namespace: Some("app".into()), wait: true }
+            KalamStatement::FlushAll {
+                namespace: Some("app".into()),
+                wait: true
+            }
         );
-        assert_eq!(parse("KILL JOB 'FL-0123456789ab'"), KalamStatement::KillJob { job_id: "FL-0123456789ab".into() });
+        assert_eq!(
+            parse("KILL JOB 'FL-0123456789ab'"),
+            KalamStatement::KillJob {
+                job_id: "FL-0123456789ab".into()
+            }
+        );
     }
 
     #[test]
     fn bad_input_is_invalid_sql_not_a_panic() {
-        for sql in ["CREATE TABLE", "CREATE TABLE t (", "CREATE TABLE t (a NOPE)", "ALTER TABLE t RENAME x", "DROP NAMESPACE"] {
+        for sql in [
+            "CREATE TABLE",
+            "CREATE TABLE t (",
+            "CREATE TABLE t (a NOPE)",
+            "ALTER TABLE t RENAME x",
+            "DROP NAMESPACE",
+        ] {
             assert!(parse_kalam_statement(sql).is_err(), "{sql}");
         }
     }

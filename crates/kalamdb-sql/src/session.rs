@@ -70,7 +70,10 @@ impl StatementSession {
 
     /// The same statement, with every subquery evaluated per outer row.
     pub(crate) fn evaluating_all_subqueries(&self) -> Arc<StatementSession> {
-        Arc::new(StatementSession { all_subqueries: true, ..self.clone() })
+        Arc::new(StatementSession {
+            all_subqueries: true,
+            ..self.clone()
+        })
     }
 
     /// See [`StatementSession::evaluating_all_subqueries`].

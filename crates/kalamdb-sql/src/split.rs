@@ -61,7 +61,9 @@ fn push_statement<'a>(sql: &'a str, start: usize, end: usize, out: &mut Vec<&'a 
     }
     // Byte positions found above are all at ASCII characters or the end, so they are
     // char boundaries; check anyway rather than risk a panic on odd input.
-    let Some(text) = sql.get(start..end) else { return };
+    let Some(text) = sql.get(start..end) else {
+        return;
+    };
     let text = text.trim();
     if !is_only_comments(text) {
         out.push(text);
@@ -75,9 +77,17 @@ fn is_only_comments(text: &str) -> bool {
             return true;
         }
         if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once('\n')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once("*/")
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else {
             return false;
         }
@@ -93,7 +103,10 @@ mod tests {
         let s = "INSERT INTO t VALUES ('a;b'); -- c;d\nSELECT \"x;y\" FROM t; /* ; */ ;";
         assert_eq!(
             split_statements(s),
-            vec!["INSERT INTO t VALUES ('a;b')", "-- c;d\nSELECT \"x;y\" FROM t"]
+            vec![
+                "INSERT INTO t VALUES ('a;b')",
+                "-- c;d\nSELECT \"x;y\" FROM t"
+            ]
         );
     }
 

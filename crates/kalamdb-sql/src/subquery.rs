@@ -29,18 +29,22 @@ use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::compute::kernels::cmp;
 use arrow::datatypes::{DataType as ArrowType, Field, FieldRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchemaRef, DataFusionError, ParamValues, Result as DfResult, ScalarValue};
+use datafusion::common::{
+    Column, DFSchemaRef, DataFusionError, ParamValues, Result as DfResult, ScalarValue,
+};
 use datafusion::config::ConfigOptions;
-use datafusion::logical_expr::expr::{Exists, InSubquery, Placeholder, SetComparison, SetQuantifier};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::expr::{
+    Exists, InSubquery, Placeholder, SetComparison, SetQuantifier,
+};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    check_subquery_expr, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Operator, Projection, Sort,
-    ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Subquery,
-    Volatility,
+    check_subquery_expr, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Operator,
+    Projection, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Sort,
+    Subquery, Volatility,
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
-use datafusion::execution::session_state::SessionState;
 use kalamdb_core::Error;
 use parking_lot::Mutex;
 
@@ -51,8 +55,16 @@ use crate::session::StatementSession;
 const MAX_CACHED_KEYS: usize = 4096;
 
 /// The two rules, for a statement's session.
-pub(crate) fn rules(session: &Arc<StatementSession>) -> (Arc<dyn AnalyzerRule + Send + Sync>, Arc<dyn OptimizerRule + Send + Sync>) {
-    (Arc::new(RefusedSubqueries(session.clone())), Arc::new(LeftoverSubqueries(session.clone())))
+pub(crate) fn rules(
+    session: &Arc<StatementSession>,
+) -> (
+    Arc<dyn AnalyzerRule + Send + Sync>,
+    Arc<dyn OptimizerRule + Send + Sync>,
+) {
+    (
+        Arc::new(RefusedSubqueries(session.clone())),
+        Arc::new(LeftoverSubqueries(session.clone())),
+    )
 }
 
 /// Run a subquery plan to completion from inside an expression evaluation (which is
@@ -69,7 +81,10 @@ fn run(state: &SessionState, deadline: Instant, plan: LogicalPlan) -> DfResult<V
     }
     let remaining = deadline.saturating_duration_since(Instant::now());
     let fut = async {
-        let physical = state.query_planner().create_physical_plan(&plan, state).await?;
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, state)
+            .await?;
         datafusion::physical_plan::collect(physical, state.task_ctx()).await
     };
     match tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(remaining, fut))) {
@@ -80,7 +95,8 @@ fn run(state: &SessionState, deadline: Instant, plan: LogicalPlan) -> DfResult<V
 
 fn timeout() -> DataFusionError {
     DataFusionError::External(Box::new(Error::Timeout(
-        "the statement ran longer than its timeout (limits.statement_timeout_secs) and was stopped".into(),
+        "the statement ran longer than its timeout (limits.statement_timeout_secs) and was stopped"
+            .into(),
     )))
 }
 
@@ -112,7 +128,11 @@ impl OptimizerRule for LeftoverSubqueries {
         true
     }
 
-    fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> DfResult<Transformed<LogicalPlan>> {
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
         rewrite_plan(plan, &self.0, Which::All)
     }
 }
@@ -121,8 +141,12 @@ impl OptimizerRule for LeftoverSubqueries {
 /// sorts above the projection, which has dropped `t.g`. The projection is widened by the
 /// columns the sort's subqueries read, and the extra columns dropped again above the sort.
 fn widen_sort(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
-    let LogicalPlan::Sort(sort) = &node else { return Ok(Transformed::no(node)) };
-    let LogicalPlan::Projection(projection) = sort.input.as_ref() else { return Ok(Transformed::no(node)) };
+    let LogicalPlan::Sort(sort) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    let LogicalPlan::Projection(projection) = sort.input.as_ref() else {
+        return Ok(Transformed::no(node));
+    };
     let mut missing: Vec<Column> = Vec::new();
     for e in &sort.expr {
         e.expr.apply(|x| {
@@ -156,12 +180,23 @@ fn widen_sort(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     if missing.is_empty() {
         return Ok(Transformed::no(node));
     }
-    let kept: Vec<Expr> = projection.schema.columns().into_iter().map(Expr::Column).collect();
+    let kept: Vec<Expr> = projection
+        .schema
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
     let mut widened = projection.expr.clone();
     widened.extend(missing.into_iter().map(Expr::Column));
     let widened = LogicalPlan::Projection(Projection::try_new(widened, projection.input.clone())?);
-    let sorted = LogicalPlan::Sort(Sort { expr: sort.expr.clone(), input: Arc::new(widened), fetch: sort.fetch });
-    Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(kept, Arc::new(sorted))?)))
+    let sorted = LogicalPlan::Sort(Sort {
+        expr: sort.expr.clone(),
+        input: Arc::new(widened),
+        fetch: sort.fetch,
+    });
+    Ok(Transformed::yes(LogicalPlan::Projection(
+        Projection::try_new(kept, Arc::new(sorted))?,
+    )))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,7 +209,11 @@ enum Which {
 
 /// Rewrite subquery expressions in `plan`, innermost first (a subquery's own plan is
 /// rewritten before the expression that holds it is considered).
-fn rewrite_plan(plan: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) -> DfResult<Transformed<LogicalPlan>> {
+fn rewrite_plan(
+    plan: LogicalPlan,
+    ctx: &Arc<StatementSession>,
+    which: Which,
+) -> DfResult<Transformed<LogicalPlan>> {
     plan.transform_up_with_subqueries(|node| rewrite_node(node, ctx, which))
 }
 
@@ -185,25 +224,48 @@ pub(crate) fn has_subqueries(plan: &LogicalPlan) -> bool {
         node.apply_expressions(|e| {
             let _ = e.apply(|x| {
                 found |= is_subquery(x);
-                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
             });
-            Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            Ok(if found {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
         })?;
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
     });
     found
 }
 
 fn is_subquery(e: &Expr) -> bool {
-    matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_))
+    matches!(
+        e,
+        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_)
+    )
 }
 
-fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) -> DfResult<Transformed<LogicalPlan>> {
+fn rewrite_node(
+    node: LogicalPlan,
+    ctx: &Arc<StatementSession>,
+    which: Which,
+) -> DfResult<Transformed<LogicalPlan>> {
     let mut any = false;
     node.apply_expressions(|e| {
         e.apply(|e| {
             any |= is_subquery(e);
-            Ok(if any { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            Ok(if any {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
         })
     })?;
     if !any {
@@ -244,8 +306,11 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
                         Expr::SetComparison(x) => &x.subquery.subquery,
                         _ => return Ok(Transformed::no(e)),
                     };
-                    let misplaced = matches!(e, Expr::InSubquery(_) | Expr::Exists(_)) && !top_level.contains(&e);
-                    ctx.evaluate_all_subqueries() || misplaced || !left_to_datafusion(&outer, inner, &e, &scopes)
+                    let misplaced = matches!(e, Expr::InSubquery(_) | Expr::Exists(_))
+                        && !top_level.contains(&e);
+                    ctx.evaluate_all_subqueries()
+                        || misplaced
+                        || !left_to_datafusion(&outer, inner, &e, &scopes)
                 }
             };
             if !convert {
@@ -253,7 +318,11 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
             }
             to_function(e, &scopes, ctx).map(Transformed::yes)
         })?;
-        Ok(if t.transformed { t.update_data(|e| name.restore(e)) } else { t })
+        Ok(if t.transformed {
+            t.update_data(|e| name.restore(e))
+        } else {
+            t
+        })
     })?;
     if rewritten.transformed {
         // Output names and types are unchanged (the function is named and typed as the
@@ -272,11 +341,18 @@ fn rewrite_node(node: LogicalPlan, ctx: &Arc<StatementSession>, which: Which) ->
 /// - every outer reference is one side of an equality conjunct of a filter (`x.k = outer.k`),
 ///   and is a column of the query right around it (not of one further out);
 /// - nothing inside it is a correlated subquery, ours or DataFusion's.
-fn left_to_datafusion(outer: &LogicalPlan, inner: &LogicalPlan, e: &Expr, scopes: &[DFSchemaRef]) -> bool {
+fn left_to_datafusion(
+    outer: &LogicalPlan,
+    inner: &LogicalPlan,
+    e: &Expr,
+    scopes: &[DFSchemaRef],
+) -> bool {
     if matches!(e, Expr::SetComparison(_)) || check_subquery_expr(outer, inner, e).is_err() {
         return false;
     }
-    if plan_has_outer_refs(inner) && !decorrelatable_shape(inner, matches!(e, Expr::ScalarSubquery(_))) {
+    if plan_has_outer_refs(inner)
+        && !decorrelatable_shape(inner, matches!(e, Expr::ScalarSubquery(_)))
+    {
         return false;
     }
     let mut simple = true;
@@ -309,7 +385,11 @@ fn left_to_datafusion(outer: &LogicalPlan, inner: &LogicalPlan, e: &Expr, scopes
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        Ok(if simple { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+        Ok(if simple {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
     });
     simple
 }
@@ -332,7 +412,11 @@ fn decorrelatable_shape(plan: &LogicalPlan, scalar: bool) -> bool {
             LogicalPlan::Aggregate(_) => scalar,
             _ => false,
         };
-        Ok(if ok { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+        Ok(if ok {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
     });
     ok
 }
@@ -366,7 +450,9 @@ fn correlated(e: &Expr) -> bool {
     let _ = e.apply(|x| {
         found |= match x {
             Expr::OuterReferenceColumn(..) => true,
-            Expr::ScalarSubquery(s) => !s.outer_ref_columns.is_empty() || plan_has_outer_refs(&s.subquery),
+            Expr::ScalarSubquery(s) => {
+                !s.outer_ref_columns.is_empty() || plan_has_outer_refs(&s.subquery)
+            }
             Expr::Exists(Exists { subquery, .. })
             | Expr::InSubquery(InSubquery { subquery, .. })
             | Expr::SetComparison(SetComparison { subquery, .. }) => {
@@ -374,7 +460,11 @@ fn correlated(e: &Expr) -> bool {
             }
             _ => false,
         };
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
     });
     found
 }
@@ -385,11 +475,23 @@ fn plan_has_outer_refs(plan: &LogicalPlan) -> bool {
         node.apply_expressions(|ex| {
             let _ = ex.apply(|x| {
                 found |= matches!(x, Expr::OuterReferenceColumn(..));
-                Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
             });
-            Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            Ok(if found {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
         })?;
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
     });
     found
 }
@@ -413,9 +515,21 @@ fn to_function(e: Expr, scopes: &[DFSchemaRef], ctx: &Arc<StatementSession>) -> 
     let (kind, subquery, probe) = match e {
         Expr::ScalarSubquery(s) => (Kind::Scalar, s, None),
         Expr::Exists(Exists { subquery, negated }) => (Kind::Exists { negated }, subquery, None),
-        Expr::InSubquery(InSubquery { expr, subquery, negated }) => (Kind::In { negated }, subquery, Some(*expr)),
-        Expr::SetComparison(SetComparison { expr, subquery, op, quantifier }) => (
-            Kind::Compare { op, all: matches!(quantifier, SetQuantifier::All) },
+        Expr::InSubquery(InSubquery {
+            expr,
+            subquery,
+            negated,
+        }) => (Kind::In { negated }, subquery, Some(*expr)),
+        Expr::SetComparison(SetComparison {
+            expr,
+            subquery,
+            op,
+            quantifier,
+        }) => (
+            Kind::Compare {
+                op,
+                all: matches!(quantifier, SetQuantifier::All),
+            },
             subquery,
             Some(*expr),
         ),
@@ -462,10 +576,17 @@ fn to_function(e: Expr, scopes: &[DFSchemaRef], ctx: &Arc<StatementSession>) -> 
     }
     for (f, c) in &outer_refs {
         let here = scopes.iter().any(|s| s.has_column(c));
-        args.push(if here { Expr::Column(c.clone()) } else { Expr::OuterReferenceColumn(f.clone(), c.clone()) });
+        args.push(if here {
+            Expr::Column(c.clone())
+        } else {
+            Expr::OuterReferenceColumn(f.clone(), c.clone())
+        });
     }
     let has_probe = matches!(kind, Kind::In { .. } | Kind::Compare { .. });
-    let outer_types: Vec<ArrowType> = outer_refs.iter().map(|(f, _)| f.data_type().clone()).collect();
+    let outer_types: Vec<ArrowType> = outer_refs
+        .iter()
+        .map(|(f, _)| f.data_type().clone())
+        .collect();
     let arity = args.len();
     let function = SubqueryFunction {
         signature: if arity == 0 {
@@ -514,7 +635,10 @@ struct SubqueryFunction {
 
 impl PartialEq for SubqueryFunction {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.kind == other.kind && self.plan == other.plan && self.outer == other.outer
+        self.name == other.name
+            && self.kind == other.kind
+            && self.plan == other.plan
+            && self.outer == other.outer
     }
 }
 
@@ -556,8 +680,16 @@ impl ScalarUDFImpl for SubqueryFunction {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
-        let arrays = args.args.iter().map(|a| a.to_array(n)).collect::<DfResult<Vec<_>>>()?;
-        let (probe, outer) = if self.has_probe { (arrays.first(), &arrays[1..]) } else { (None, &arrays[..]) };
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(n))
+            .collect::<DfResult<Vec<_>>>()?;
+        let (probe, outer) = if self.has_probe {
+            (arrays.first(), &arrays[1..])
+        } else {
+            (None, &arrays[..])
+        };
         let mut out = Vec::with_capacity(n);
         // The answers are repeated for every row of the batch: a 1 MB answer for 3,000 rows
         // is a 3 GB column (built twice: as values, then as the array). Refused before it is
@@ -565,7 +697,10 @@ impl ScalarUDFImpl for SubqueryFunction {
         let limit = self.ctx.account().limit();
         let mut bytes = 0usize;
         for row in 0..n {
-            let key = outer.iter().map(|a| ScalarValue::try_from_array(a, row)).collect::<DfResult<Vec<_>>>()?;
+            let key = outer
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, row))
+                .collect::<DfResult<Vec<_>>>()?;
             let values = self.values_for(key)?;
             if let Kind::Scalar = self.kind {
                 bytes += values.get_array_memory_size() / values.len().max(1);
@@ -577,29 +712,39 @@ impl ScalarUDFImpl for SubqueryFunction {
                 }
             }
             out.push(match self.kind {
-                Kind::Scalar => match values.len() {
-                    0 => ScalarValue::try_from(self.field.data_type())?,
-                    1 => ScalarValue::try_from_array(values.as_ref(), 0)?,
-                    _ => {
-                        return Err(DataFusionError::External(Box::new(Error::InvalidParameter(
-                            "more than one row returned by a subquery used as an expression".into(),
-                        ))))
+                Kind::Scalar => {
+                    match values.len() {
+                        0 => ScalarValue::try_from(self.field.data_type())?,
+                        1 => ScalarValue::try_from_array(values.as_ref(), 0)?,
+                        _ => return Err(DataFusionError::External(Box::new(
+                            Error::InvalidParameter(
+                                "more than one row returned by a subquery used as an expression"
+                                    .into(),
+                            ),
+                        ))),
                     }
-                },
-                Kind::Exists { negated } => ScalarValue::Boolean(Some(values.is_empty() == negated)),
+                }
+                Kind::Exists { negated } => {
+                    ScalarValue::Boolean(Some(values.is_empty() == negated))
+                }
                 Kind::In { negated } => {
-                    let probe = probe.ok_or_else(|| DataFusionError::Internal("IN without a probe".into()))?;
+                    let probe = probe
+                        .ok_or_else(|| DataFusionError::Internal("IN without a probe".into()))?;
                     let r = quantified(probe, row, &values, Operator::Eq, false)?;
                     ScalarValue::Boolean(if negated { r.map(|b| !b) } else { r })
                 }
                 Kind::Compare { op, all } => {
-                    let probe = probe.ok_or_else(|| DataFusionError::Internal("comparison without a probe".into()))?;
+                    let probe = probe.ok_or_else(|| {
+                        DataFusionError::Internal("comparison without a probe".into())
+                    })?;
                     ScalarValue::Boolean(quantified(probe, row, &values, op, all)?)
                 }
             });
         }
         if n == 1 {
-            return Ok(ColumnarValue::Scalar(out.pop().unwrap_or(ScalarValue::Null)));
+            return Ok(ColumnarValue::Scalar(
+                out.pop().unwrap_or(ScalarValue::Null),
+            ));
         }
         let array = if out.is_empty() {
             arrow::array::new_empty_array(self.field.data_type())
@@ -620,20 +765,32 @@ impl SubqueryFunction {
             return Err(timeout());
         }
         let state = self.state.get_or_init(|| self.ctx.state());
-        let prepared = self.prepared.get_or_init(|| self.prepare(state).map_err(Arc::new));
-        let prepared = prepared.as_ref().map_err(|e| DataFusionError::Shared(e.clone()))?;
+        let prepared = self
+            .prepared
+            .get_or_init(|| self.prepare(state).map_err(Arc::new));
+        let prepared = prepared
+            .as_ref()
+            .map_err(|e| DataFusionError::Shared(e.clone()))?;
         let values = key
             .iter()
             .zip(&self.outer_types)
             .map(|(v, t)| cast_literal(v.clone(), t))
             .collect::<DfResult<Vec<_>>>()?;
-        let plan = prepared.clone().with_param_values(ParamValues::from(values))?;
+        let plan = prepared
+            .clone()
+            .with_param_values(ParamValues::from(values))?;
         let batches = run(state, self.ctx.deadline(), plan)?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows > self.ctx.max_rows() {
-            return Err(DataFusionError::External(Box::new(crate::executor::too_many_rows(self.ctx.max_rows()))));
+            return Err(DataFusionError::External(Box::new(
+                crate::executor::too_many_rows(self.ctx.max_rows()),
+            )));
         }
-        let columns: Vec<ArrayRef> = batches.iter().filter(|b| b.num_columns() > 0).map(|b| b.column(0).clone()).collect();
+        let columns: Vec<ArrayRef> = batches
+            .iter()
+            .filter(|b| b.num_columns() > 0)
+            .map(|b| b.column(0).clone())
+            .collect();
         let values = match columns.as_slice() {
             [] => arrow::array::new_empty_array(self.plan.schema().field(0).data_type()),
             [one] => one.clone(),
@@ -654,40 +811,70 @@ impl SubqueryFunction {
     /// placeholder (`$1` for the first of [`SubqueryFunction::outer`]): each tuple then only
     /// binds its values and plans the physical execution.
     fn prepare(&self, state: &SessionState) -> DfResult<LogicalPlan> {
-        let placeholder = |c: &Column| self.outer.iter().position(|o| o == c).map(|i| format!("${}", i + 1));
-        let parameterized = self.plan.as_ref().clone().transform_up_with_subqueries(|node| {
-            // An expression that names an output column keeps its name (a parent refers to
-            // `max(t2.y + outer_ref(t1.x))`, not to `max(t2.y + $1)`), as DataFusion's own
-            // parameter binding does.
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|e| {
-                let name = names.save(&e);
-                let rewritten = e.transform_up(|e| match e {
-                    Expr::OuterReferenceColumn(f, c) => match placeholder(&c) {
-                        Some(id) => Ok(Transformed::yes(Expr::Placeholder(Placeholder { id, field: Some(f) }))),
-                        None => Ok(Transformed::no(Expr::OuterReferenceColumn(f, c))),
-                    },
-                    // A nested subquery no longer depends on what was just parameterized.
-                    Expr::ScalarSubquery(s) => Ok(Transformed::yes(Expr::ScalarSubquery(unbind(s, &self.outer)))),
-                    Expr::Exists(Exists { subquery, negated }) => {
-                        Ok(Transformed::yes(Expr::Exists(Exists { subquery: unbind(subquery, &self.outer), negated })))
-                    }
-                    Expr::InSubquery(InSubquery { expr, subquery, negated }) => Ok(Transformed::yes(
-                        Expr::InSubquery(InSubquery { expr, subquery: unbind(subquery, &self.outer), negated }),
-                    )),
-                    Expr::SetComparison(SetComparison { expr, subquery, op, quantifier }) => {
-                        Ok(Transformed::yes(Expr::SetComparison(SetComparison {
+        let placeholder = |c: &Column| {
+            self.outer
+                .iter()
+                .position(|o| o == c)
+                .map(|i| format!("${}", i + 1))
+        };
+        let parameterized = self
+            .plan
+            .as_ref()
+            .clone()
+            .transform_up_with_subqueries(|node| {
+                // An expression that names an output column keeps its name (a parent refers to
+                // `max(t2.y + outer_ref(t1.x))`, not to `max(t2.y + $1)`), as DataFusion's own
+                // parameter binding does.
+                let names = NamePreserver::new(&node);
+                node.map_expressions(|e| {
+                    let name = names.save(&e);
+                    let rewritten = e.transform_up(|e| match e {
+                        Expr::OuterReferenceColumn(f, c) => match placeholder(&c) {
+                            Some(id) => Ok(Transformed::yes(Expr::Placeholder(Placeholder {
+                                id,
+                                field: Some(f),
+                            }))),
+                            None => Ok(Transformed::no(Expr::OuterReferenceColumn(f, c))),
+                        },
+                        // A nested subquery no longer depends on what was just parameterized.
+                        Expr::ScalarSubquery(s) => Ok(Transformed::yes(Expr::ScalarSubquery(
+                            unbind(s, &self.outer),
+                        ))),
+                        Expr::Exists(Exists { subquery, negated }) => {
+                            Ok(Transformed::yes(Expr::Exists(Exists {
+                                subquery: unbind(subquery, &self.outer),
+                                negated,
+                            })))
+                        }
+                        Expr::InSubquery(InSubquery {
+                            expr,
+                            subquery,
+                            negated,
+                        }) => Ok(Transformed::yes(Expr::InSubquery(InSubquery {
+                            expr,
+                            subquery: unbind(subquery, &self.outer),
+                            negated,
+                        }))),
+                        Expr::SetComparison(SetComparison {
+                            expr,
+                            subquery,
+                            op,
+                            quantifier,
+                        }) => Ok(Transformed::yes(Expr::SetComparison(SetComparison {
                             expr,
                             subquery: unbind(subquery, &self.outer),
                             op,
                             quantifier,
-                        })))
-                    }
-                    e => Ok(Transformed::no(e)),
-                })?;
-                Ok(if rewritten.transformed { rewritten.update_data(|e| name.restore(e)) } else { rewritten })
-            })
-        })?;
+                        }))),
+                        e => Ok(Transformed::no(e)),
+                    })?;
+                    Ok(if rewritten.transformed {
+                        rewritten.update_data(|e| name.restore(e))
+                    } else {
+                        rewritten
+                    })
+                })
+            })?;
         let plan = parameterized.data.recompute_schema()?;
         // A scalar subquery needs to know only whether there is a second row, EXISTS only
         // whether there is a first.
@@ -702,7 +889,9 @@ impl SubqueryFunction {
 
 /// `subquery` without the outer references that were just bound to literals.
 fn unbind(mut subquery: Subquery, bound: &[Column]) -> Subquery {
-    subquery.outer_ref_columns.retain(|e| !matches!(e, Expr::OuterReferenceColumn(_, c) if bound.contains(c)));
+    subquery
+        .outer_ref_columns
+        .retain(|e| !matches!(e, Expr::OuterReferenceColumn(_, c) if bound.contains(c)));
     subquery
 }
 
@@ -716,7 +905,13 @@ fn cast_literal(v: ScalarValue, to: &ArrowType) -> DfResult<ScalarValue> {
 }
 
 /// `probe op ANY (values)` or `probe op ALL (values)` in three-valued logic; `None` is NULL.
-fn quantified(probe: &ArrayRef, row: usize, values: &ArrayRef, op: Operator, all: bool) -> DfResult<Option<bool>> {
+fn quantified(
+    probe: &ArrayRef,
+    row: usize,
+    values: &ArrayRef,
+    op: Operator,
+    all: bool,
+) -> DfResult<Option<bool>> {
     if values.is_empty() {
         // Nothing to compare with: ANY is false, ALL is true, whatever the probe.
         return Ok(Some(all));
@@ -734,9 +929,9 @@ fn quantified(probe: &ArrayRef, row: usize, values: &ArrayRef, op: Operator, all
         Operator::Gt => cmp::lt(values, &p)?,
         Operator::GtEq => cmp::lt_eq(values, &p)?,
         other => {
-            return Err(DataFusionError::External(Box::new(Error::Unsupported(format!(
-                "the operator {other} cannot compare with ANY/ALL"
-            )))))
+            return Err(DataFusionError::External(Box::new(Error::Unsupported(
+                format!("the operator {other} cannot compare with ANY/ALL"),
+            ))))
         }
     };
     let (mut any_true, mut any_false, mut any_null) = (false, false, false);
@@ -750,7 +945,13 @@ fn quantified(probe: &ArrayRef, row: usize, values: &ArrayRef, op: Operator, all
         }
     }
     Ok(if all {
-        if any_false { Some(false) } else if any_null { None } else { Some(true) }
+        if any_false {
+            Some(false)
+        } else if any_null {
+            None
+        } else {
+            Some(true)
+        }
     } else if any_true {
         Some(true)
     } else if any_null {

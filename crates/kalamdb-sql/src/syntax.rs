@@ -29,23 +29,31 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, NamedWindowExpr, Query, SetExpr, VisitMut, VisitorMut, WindowSpec, WindowType,
+    BinaryOperator, Expr, Ident, NamedWindowExpr, Query, SetExpr, VisitMut, VisitorMut, WindowSpec,
+    WindowType,
 };
 
 /// Refuse what DataFusion's planner would crash on.
 pub(crate) fn check(statement: &sqlparser::ast::Statement) -> kalamdb_core::Result<()> {
-    let empty = |q: &Query| matches!(q.body.as_ref(), SetExpr::Select(s) if s.projection.is_empty());
+    let empty =
+        |q: &Query| matches!(q.body.as_ref(), SetExpr::Select(s) if s.projection.is_empty());
     let flow = sqlparser::ast::visit_expressions(statement, |e| match e {
-        Expr::Subquery(q) | Expr::InSubquery { subquery: q, .. } if empty(q) => ControlFlow::Break(()),
+        Expr::Subquery(q) | Expr::InSubquery { subquery: q, .. } if empty(q) => {
+            ControlFlow::Break(())
+        }
         _ => ControlFlow::Continue(()),
     });
     if flow.is_break() {
-        return Err(kalamdb_core::Error::invalid_sql("subquery must return only one column"));
+        return Err(kalamdb_core::Error::invalid_sql(
+            "subquery must return only one column",
+        ));
     }
     // X'...' is bytes, two hex digits each (DataFusion read an odd count with a leading 0).
     let flow = sqlparser::ast::visit_expressions(statement, |e| match e {
         Expr::Value(v) => match &v.value {
-            sqlparser::ast::Value::HexStringLiteral(h) if h.len() % 2 != 0 => ControlFlow::Break(()),
+            sqlparser::ast::Value::HexStringLiteral(h) if h.len() % 2 != 0 => {
+                ControlFlow::Break(())
+            }
             _ => ControlFlow::Continue(()),
         },
         _ => ControlFlow::Continue(()),
@@ -55,7 +63,12 @@ pub(crate) fn check(statement: &sqlparser::ast::Statement) -> kalamdb_core::Resu
             "invalid hexadecimal data: X'...' needs an even number of hex digits".into(),
         ));
     }
-    let mut depth = QueryDepth { now: 0, max: 0, selects: 0, expanded: 0 };
+    let mut depth = QueryDepth {
+        now: 0,
+        max: 0,
+        selects: 0,
+        expanded: 0,
+    };
     let _ = sqlparser::ast::Visit::visit(statement, &mut depth);
     if depth.expanded > MAX_EXPANDED_CTES {
         return Err(kalamdb_core::Error::invalid_sql(format!(
@@ -194,11 +207,16 @@ pub(crate) fn correct(statement: &mut sqlparser::ast::Statement) {
 fn exact_number(e: &mut Expr) {
     use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, Value};
     let (negative, inner) = match &*e {
-        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => (true, expr.as_ref()),
+        Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Minus,
+            expr,
+        } => (true, expr.as_ref()),
         other => (false, other),
     };
     let Expr::Value(v) = inner else { return };
-    let Value::Number(text, false) = &v.value else { return };
+    let Value::Number(text, false) = &v.value else {
+        return;
+    };
     // An integer too large for BIGINT is exact too (DataFusion read it as a float:
     // 12345678901234567890123 was stored as 12345678901234567741440).
     let (whole, fraction) = match text.split_once('.') {
@@ -215,7 +233,11 @@ fn exact_number(e: &mut Expr) {
         // Beyond DECIMAL(38): its digits as text, sign included, converted to the column's type
         // by the assignment (a TEXT column keeps them, a DOUBLE reads them, a DECIMAL(38) is
         // out of range); as a float 10^38 was stored as 99999999999999997748809823456034029568.
-        let text = if negative { format!("-{text}") } else { text.clone() };
+        let text = if negative {
+            format!("-{text}")
+        } else {
+            text.clone()
+        };
         *e = Expr::value(Value::SingleQuotedString(text));
         return;
     }
@@ -251,7 +273,13 @@ impl VisitorMut for NestedValues {
                     let items: Vec<String> = row
                         .iter()
                         .enumerate()
-                        .map(|(i, e)| if r == 0 { format!("{e} AS column{}", i + 1) } else { e.to_string() })
+                        .map(|(i, e)| {
+                            if r == 0 {
+                                format!("{e} AS column{}", i + 1)
+                            } else {
+                                e.to_string()
+                            }
+                        })
                         .collect();
                     format!("SELECT {}", items.join(", "))
                 })
@@ -321,7 +349,9 @@ fn named_windows(defs: &[sqlparser::ast::NamedWindowDefinition]) -> HashMap<Stri
                     },
                     None => Some(spec.clone()),
                 },
-                NamedWindowExpr::NamedWindow(other) => out.get(&other.value.to_lowercase()).cloned(),
+                NamedWindowExpr::NamedWindow(other) => {
+                    out.get(&other.value.to_lowercase()).cloned()
+                }
             };
             if let Some(spec) = spec {
                 out.insert(name, spec);
@@ -335,23 +365,48 @@ fn named_windows(defs: &[sqlparser::ast::NamedWindowDefinition]) -> HashMap<Stri
 fn merged(base: &WindowSpec, spec: &WindowSpec) -> WindowSpec {
     WindowSpec {
         window_name: None,
-        partition_by: if spec.partition_by.is_empty() { base.partition_by.clone() } else { spec.partition_by.clone() },
-        order_by: if spec.order_by.is_empty() { base.order_by.clone() } else { spec.order_by.clone() },
-        window_frame: spec.window_frame.clone().or_else(|| base.window_frame.clone()),
+        partition_by: if spec.partition_by.is_empty() {
+            base.partition_by.clone()
+        } else {
+            spec.partition_by.clone()
+        },
+        order_by: if spec.order_by.is_empty() {
+            base.order_by.clone()
+        } else {
+            spec.order_by.clone()
+        },
+        window_frame: spec
+            .window_frame
+            .clone()
+            .or_else(|| base.window_frame.clone()),
     }
 }
 
 fn inline_window(e: &mut Expr, named: &HashMap<String, WindowSpec>) {
     let Expr::Function(f) = e else { return };
-    let Some(WindowType::WindowSpec(spec)) = &mut f.over else { return };
-    let Some(base_name) = spec.window_name.as_ref().map(|n: &Ident| n.value.to_lowercase()) else { return };
+    let Some(WindowType::WindowSpec(spec)) = &mut f.over else {
+        return;
+    };
+    let Some(base_name) = spec
+        .window_name
+        .as_ref()
+        .map(|n: &Ident| n.value.to_lowercase())
+    else {
+        return;
+    };
     if let Some(base) = named.get(&base_name) {
         *spec = merged(base, spec);
     }
 }
 
 fn is_and_or(e: &Expr) -> bool {
-    matches!(e, Expr::BinaryOp { op: BinaryOperator::And | BinaryOperator::Or, .. })
+    matches!(
+        e,
+        Expr::BinaryOp {
+            op: BinaryOperator::And | BinaryOperator::Or,
+            ..
+        }
+    )
 }
 
 /// `a IS DISTINCT FROM (l op r)` (op AND/OR, not parenthesised) -> `(a IS DISTINCT FROM l) op r`,
@@ -363,13 +418,21 @@ fn rebalance(e: Expr) -> Expr {
         other => return other,
     };
     match *right {
-        Expr::BinaryOp { left: inner_left, op: op @ (BinaryOperator::And | BinaryOperator::Or), right: inner_right } => {
+        Expr::BinaryOp {
+            left: inner_left,
+            op: op @ (BinaryOperator::And | BinaryOperator::Or),
+            right: inner_right,
+        } => {
             let first = if negated {
                 Expr::IsNotDistinctFrom(left, inner_left)
             } else {
                 Expr::IsDistinctFrom(left, inner_left)
             };
-            Expr::BinaryOp { left: Box::new(rebalance(first)), op, right: inner_right }
+            Expr::BinaryOp {
+                left: Box::new(rebalance(first)),
+                op,
+                right: inner_right,
+            }
         }
         other => {
             if negated {
@@ -391,49 +454,96 @@ mod tests {
     fn item(sql: &str) -> Expr {
         let mut stmts = Parser::parse_sql(&GenericDialect {}, sql).unwrap();
         super::correct(&mut stmts[0]);
-        let Statement::Query(q) = &stmts[0] else { panic!("not a query") };
-        let SetExpr::Select(s) = q.body.as_ref() else { panic!("not a select") };
-        let SelectItem::UnnamedExpr(e) = &s.projection[0] else { panic!("not an expression") };
+        let Statement::Query(q) = &stmts[0] else {
+            panic!("not a query")
+        };
+        let SetExpr::Select(s) = q.body.as_ref() else {
+            panic!("not a select")
+        };
+        let SelectItem::UnnamedExpr(e) = &s.projection[0] else {
+            panic!("not an expression")
+        };
         e.clone()
     }
 
     #[test]
     fn is_distinct_from_binds_tighter_than_and_or() {
         // (a IS DISTINCT FROM b) AND c
-        let Expr::BinaryOp { left, op: BinaryOperator::And, .. } = item("SELECT a IS DISTINCT FROM b AND c") else {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            ..
+        } = item("SELECT a IS DISTINCT FROM b AND c")
+        else {
             panic!("AND is not the root")
         };
         assert!(matches!(*left, Expr::IsDistinctFrom(..)));
         // ((a IS NOT DISTINCT FROM b) AND c) OR d
-        let Expr::BinaryOp { left, op: BinaryOperator::Or, .. } = item("SELECT a IS NOT DISTINCT FROM b AND c OR d") else {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            ..
+        } = item("SELECT a IS NOT DISTINCT FROM b AND c OR d")
+        else {
             panic!("OR is not the root")
         };
-        let Expr::BinaryOp { left, op: BinaryOperator::And, .. } = *left else { panic!("AND under OR") };
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            ..
+        } = *left
+        else {
+            panic!("AND under OR")
+        };
         assert!(matches!(*left, Expr::IsNotDistinctFrom(..)));
         // Parentheses are kept: a IS DISTINCT FROM (b AND c).
-        assert!(matches!(item("SELECT a IS DISTINCT FROM (b AND c)"), Expr::IsDistinctFrom(..)));
+        assert!(matches!(
+            item("SELECT a IS DISTINCT FROM (b AND c)"),
+            Expr::IsDistinctFrom(..)
+        ));
         // Comparison operators bind tighter than IS in PostgreSQL too: unchanged.
-        assert!(matches!(item("SELECT a IS DISTINCT FROM b = c"), Expr::IsDistinctFrom(..)));
+        assert!(matches!(
+            item("SELECT a IS DISTINCT FROM b = c"),
+            Expr::IsDistinctFrom(..)
+        ));
     }
 
     #[test]
     fn values_inside_an_insert_query_become_a_union() {
+        let mut stmts = Parser::parse_sql(
+            &GenericDialect {},
+            "INSERT INTO t SELECT a.n FROM (VALUES (1), (2)) AS a (n)",
+        )
+        .unwrap();
+        super::correct(&mut stmts[0]);
+        assert_eq!(
+            stmts[0].to_string(),
+            "INSERT INTO t SELECT a.n FROM (SELECT 1 AS column1 UNION ALL SELECT 2) AS a (n)"
+        );
         let mut stmts =
-            Parser::parse_sql(&GenericDialect {}, "INSERT INTO t SELECT a.n FROM (VALUES (1), (2)) AS a (n)").unwrap();
+            Parser::parse_sql(&GenericDialect {}, "INSERT INTO t VALUES (1), (2)").unwrap();
         super::correct(&mut stmts[0]);
-        assert_eq!(stmts[0].to_string(), "INSERT INTO t SELECT a.n FROM (SELECT 1 AS column1 UNION ALL SELECT 2) AS a (n)");
-        let mut stmts = Parser::parse_sql(&GenericDialect {}, "INSERT INTO t VALUES (1), (2)").unwrap();
-        super::correct(&mut stmts[0]);
-        assert_eq!(stmts[0].to_string(), "INSERT INTO t VALUES (1), (2)", "a plain VALUES insert is left alone");
+        assert_eq!(
+            stmts[0].to_string(),
+            "INSERT INTO t VALUES (1), (2)",
+            "a plain VALUES insert is left alone"
+        );
     }
 
     #[test]
     fn a_window_refining_a_named_one_is_written_out() {
         let e = item("SELECT row_number() OVER (w ORDER BY id) FROM t WINDOW w AS (PARTITION BY g ORDER BY x DESC)");
-        assert_eq!(e.to_string(), "row_number() OVER (PARTITION BY g ORDER BY id)");
+        assert_eq!(
+            e.to_string(),
+            "row_number() OVER (PARTITION BY g ORDER BY id)"
+        );
         let e = item("SELECT count(*) OVER (w) FROM t WINDOW w AS (PARTITION BY g)");
         assert_eq!(e.to_string(), "count(*) OVER (PARTITION BY g)");
         let e = item("SELECT sum(v) OVER w FROM t WINDOW w AS (PARTITION BY g)");
-        assert_eq!(e.to_string(), "sum(v) OVER w", "a plain named window is DataFusion's to resolve");
+        assert_eq!(
+            e.to_string(),
+            "sum(v) OVER w",
+            "a plain named window is DataFusion's to resolve"
+        );
     }
 }
