@@ -397,6 +397,10 @@ fn user_key(id: &str) -> String {
 fn storage_key(id: &str) -> String {
     format!("storage/{id}")
 }
+/// A table's widest-row mark (crate::rows::RowStore::widest_row): 8 bytes, big-endian.
+pub(crate) fn widest_row_key(table_id: u64) -> String {
+    format!("widest/{table_id:016x}")
+}
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::Internal(format!("catalog encode: {e}")))
@@ -681,6 +685,7 @@ impl Catalog {
     fn delete_table_into(&self, b: &mut WriteBatch, t: &TableDef) -> Result<()> {
         let catalog = self.store.cf(CF_CATALOG)?;
         b.delete_cf(catalog, table_key(&t.namespace, &t.name));
+        b.delete_cf(catalog, widest_row_key(t.id));
         let prefix = table_prefix(t.id);
         let upper = prefix_upper_bound(&prefix);
         b.delete_range_cf(self.store.cf(CF_ROWS)?, &prefix, &upper);

@@ -70,7 +70,17 @@ pub struct RowStore {
     pending: Mutex<HashSet<Vec<u8>>>,
     /// Row versions in the hot buffer per table id (for flush policies and system.tables).
     buffered: Mutex<HashMap<u64, u64>>,
+    /// The widest row each table has stored (see [`RowStore::widest_row`]), by table id.
+    widest: Mutex<HashMap<u64, usize>>,
+    /// Held by the writes that raise a table's widest-row mark, so the stored mark never
+    /// goes down when two of them race.
+    raising: Mutex<()>,
 }
+
+/// A table's widest-row mark is the encoded size of its widest row rounded up to a power of
+/// two, at least this: the mark is stored again only when it doubles (a few times in a
+/// table's life), and rows of ordinary widths never change the batch size it gives.
+const MIN_WIDEST_MARK: usize = 64;
 
 /// Keys an insert has checked and is writing; released when the write returns (or fails).
 struct Reservation<'a> {
@@ -124,6 +134,8 @@ impl RowStore {
             scope_locks: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
             buffered: Mutex::new(HashMap::new()),
+            widest: Mutex::new(HashMap::new()),
+            raising: Mutex::new(()),
         }
     }
 
@@ -136,10 +148,66 @@ impl RowStore {
     }
 
     /// Count the hot row versions of a table (at startup) into the buffered counter.
+    /// Also reads the table's widest-row mark.
     pub fn init_buffered(&self, table_id: u64) -> Result<u64> {
         let n = self.count_versions(table_id)?;
         self.buffered.lock().insert(table_id, n);
+        if let Some(b) = self
+            .store
+            .catalog_get(&crate::catalog::widest_row_key(table_id))?
+        {
+            let mark = <[u8; 8]>::try_from(b.as_slice()).map_err(|_| {
+                Error::Internal(format!("malformed widest-row mark of table {table_id}"))
+            })?;
+            self.widest
+                .lock()
+                .insert(table_id, u64::from_be_bytes(mark) as usize);
+        }
         Ok(n)
+    }
+
+    /// An upper bound of the bytes one row of the table holds, hot or flushed: the widest row
+    /// any write has stored (rounded up to a power of two; 0 for a table never written) plus
+    /// the values older rows read for columns added since. DataFusion builds batches of a
+    /// number of rows, whatever their width (a join repeated a 1 MB row for 2,000 matches in
+    /// one 2 GB batch): the statement's batch size is fitted to this (kalamdb-sql's session).
+    pub fn widest_row(&self, def: &TableDef) -> usize {
+        let mark = self.widest.lock().get(&def.id).copied().unwrap_or(0);
+        let older = def
+            .live_columns()
+            .filter_map(|c| c.value_for_older_rows.as_ref())
+            .map(|v| match v {
+                Value::Text(s) => s.len(),
+                Value::Bytes(b) => b.len(),
+                _ => 16,
+            })
+            .sum::<usize>();
+        mark + older
+    }
+
+    /// The mark a write whose widest encoded row is `widest` bytes raises its table's to.
+    fn raised_mark(&self, table_id: u64, widest: usize) -> Option<usize> {
+        let mark = widest.max(MIN_WIDEST_MARK).next_power_of_two();
+        (mark > self.widest.lock().get(&table_id).copied().unwrap_or(0)).then_some(mark)
+    }
+
+    /// Write a statement's batch; when its rows raise the table's widest-row mark, the new
+    /// mark is stored in the same batch (durable with the rows) and known before the rows are
+    /// visible.
+    fn write_rows_batch(&self, table_id: u64, mut batch: WriteBatch, widest: usize) -> Result<()> {
+        if self.raised_mark(table_id, widest).is_none() {
+            return self.store.write(batch);
+        }
+        let _raising = self.raising.lock();
+        if let Some(mark) = self.raised_mark(table_id, widest) {
+            batch.put_cf(
+                self.store.cf(crate::store::CF_CATALOG)?,
+                crate::catalog::widest_row_key(table_id),
+                (mark as u64).to_be_bytes(),
+            );
+            self.widest.lock().insert(table_id, mark);
+        }
+        self.store.write(batch)
     }
 
     /// Row versions of a table in the hot buffer.
@@ -162,6 +230,7 @@ impl RowStore {
     /// Forget a dropped table's counter.
     pub fn forget_table(&self, table_id: u64) {
         self.buffered.lock().remove(&table_id);
+        self.widest.lock().remove(&table_id);
     }
 
     pub fn seq(&self) -> &SeqGenerator {
@@ -348,6 +417,7 @@ impl RowStore {
         let cf = self.store.cf(CF_ROWS)?;
         let mut batch = WriteBatch::default();
         let mut buf = Vec::new();
+        let mut widest = 0;
         let reservation = match Self::pk_index(def) {
             Some(pk_idx) => {
                 let mut pks = Vec::with_capacity(rows.len());
@@ -399,6 +469,7 @@ impl RowStore {
                 for (row, pk) in rows.iter().zip(&pks) {
                     buf.clear();
                     encode_row(def.schema_version, row, &mut buf);
+                    widest = widest.max(buf.len());
                     batch.put_cf(cf, row_key(&prefix, pk, self.seq.next()), &buf);
                 }
                 Some(reservation)
@@ -409,12 +480,13 @@ impl RowStore {
                     let pk = Self::encode_key_value(&Value::BigInt(seq as i64))?;
                     buf.clear();
                     encode_row(def.schema_version, row, &mut buf);
+                    widest = widest.max(buf.len());
                     batch.put_cf(cf, row_key(&prefix, &pk, seq), &buf);
                 }
                 None
             }
         };
-        self.store.write(batch)?;
+        self.write_rows_batch(def.id, batch, widest)?;
         drop(reservation);
         self.note_written(def.id, rows.len() as u64, "insert");
         Ok(rows.len() as u64)
@@ -431,7 +503,7 @@ impl RowStore {
         let mut batch = WriteBatch::default();
         let cf = self.store.cf(CF_ROWS)?;
         let mut buf = Vec::new();
-        let mut updated = 0;
+        let (mut updated, mut widest) = (0, 0);
         for row in &rows {
             let key_value = match pk_idx {
                 Some(i) => &row[i],
@@ -445,10 +517,11 @@ impl RowStore {
             }
             buf.clear();
             encode_row(def.schema_version, &row[..ncols], &mut buf);
+            widest = widest.max(buf.len());
             batch.put_cf(cf, row_key(&prefix, &pk, self.seq.next()), &buf);
             updated += 1;
         }
-        self.store.write(batch)?;
+        self.write_rows_batch(def.id, batch, widest)?;
         self.note_written(def.id, updated, "update");
         Ok(updated)
     }

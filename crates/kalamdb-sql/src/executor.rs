@@ -15,6 +15,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::prelude::DataFrame;
@@ -810,7 +811,7 @@ impl Engine {
         };
         let explicit = alias(&mut statement, false)?;
         let session = self.session_for(caller, with_rowid, started);
-        let state = session.state();
+        let mut state = session.state();
         // Building the logical plan is the statement's work too: on the query runtime, charged
         // to its account and under its deadline (a 2 MB argument list planned for seconds on an
         // HTTP worker, past the timeout, while /health waited behind it).
@@ -835,6 +836,7 @@ impl Engine {
         };
         let (plan, explicit) = self.on_query_runtime(&session, planning).await?;
         check_plan_size(&plan)?;
+        session.fit_batches(&mut state, &plan);
         let renames = match explicit {
             Some(explicit) => crate::names::renames(&plan, explicit),
             None => Default::default(),
@@ -913,25 +915,33 @@ impl Engine {
         session: &StatementSession,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, usize)> {
         let account = session.account().clone();
+        let fitted = Arc::new(session.clone());
         let db = self.db.clone();
         let max_rows = self.limits.max_result_rows;
         let work = async move {
-            let task_ctx = Arc::new(df.task_ctx());
-            let (physical, task_ctx) = match (df.create_physical_plan().await, fallback) {
-                (Ok(p), _) => (p, task_ctx),
+            let (state, plan) = df.into_parts();
+            let (physical, mut state) = match (state.create_physical_plan(&plan).await, fallback) {
+                (Ok(p), _) => (p, state),
                 (Err(first), Some((session, plan))) => {
                     tracing::debug!(error = %first, "planning again with every subquery evaluated per row");
-                    let df = DataFrame::new(session.evaluating_all_subqueries().state(), plan);
-                    let task_ctx = Arc::new(df.task_ctx());
+                    let state = session.evaluating_all_subqueries().state();
                     (
-                        df.create_physical_plan()
+                        state
+                            .create_physical_plan(&plan)
                             .await
                             .map_err(|e| from_datafusion(e, &db))?,
-                        task_ctx,
+                        state,
                     )
                 }
                 (Err(e), None) => return Err(from_datafusion(e, &db)),
             };
+            // A wide constant is repeated in every row (StatementSession::fit_batches).
+            let rows = fitted.batch_rows(crate::guard::plan_widest_text_literal(&physical));
+            if rows != state.config().batch_size() {
+                let config = std::mem::take(state.config_mut());
+                *state.config_mut() = config.with_batch_size(rows);
+            }
+            let task_ctx = Arc::new(TaskContext::from(&state));
             let schema = physical.schema();
             let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx)
                 .map_err(|e| from_datafusion(e, &db))?;

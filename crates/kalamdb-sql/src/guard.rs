@@ -61,7 +61,7 @@ const RUNS_INPUTS_ON_TASKS: [&str; 6] = [
 ];
 
 /// About how many bytes one output batch of a join may hold (see the module docs).
-const TARGET_BATCH_BYTES: usize = 32 << 20;
+pub(crate) const TARGET_BATCH_BYTES: usize = 32 << 20;
 
 /// DataFusion's joins that collect their build side (the first child) and repeat each of its
 /// rows for a whole probe batch. (Hash and nested-loop joins repeat rows too, but cutting
@@ -174,6 +174,43 @@ fn widest_literal(node: &Arc<dyn ExecutionPlan>) -> usize {
         })
     });
     widest
+}
+
+/// The bytes of the widest text or binary literal over 1 KB in the whole plan (0 if none).
+/// Arrays are left out: a literal array is mostly unnested, into slices of one buffer (a
+/// batch size fitted to `range(100000)` made an unnest of it thousands of batches, each
+/// reserving the whole buffer in the pool).
+pub(crate) fn plan_widest_text_literal(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    use datafusion::common::tree_node::TreeNode as _;
+    use datafusion::common::ScalarValue;
+    use datafusion::physical_expr::expressions::Literal;
+    let mut widest = 0usize;
+    let _ = plan.apply(|node| {
+        let _ = node.apply_expressions(&mut |root| {
+            root.apply(|e| {
+                if let Some(literal) = e.downcast_ref::<Literal>() {
+                    let bytes = match literal.value() {
+                        ScalarValue::Utf8(Some(v))
+                        | ScalarValue::LargeUtf8(Some(v))
+                        | ScalarValue::Utf8View(Some(v)) => v.len(),
+                        ScalarValue::Binary(Some(v))
+                        | ScalarValue::LargeBinary(Some(v))
+                        | ScalarValue::BinaryView(Some(v))
+                        | ScalarValue::FixedSizeBinary(_, Some(v)) => v.len(),
+                        _ => 0,
+                    };
+                    widest = widest.max(bytes);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if widest > 1024 {
+        widest
+    } else {
+        0
+    }
 }
 
 impl PhysicalOptimizerRule for Guard {

@@ -12,8 +12,13 @@
 //! session built again from the same [`StatementSession`], so they see exactly what the
 //! statement sees.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::LogicalPlan;
+use kalamdb_core::provider::KalamTable;
 
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -41,7 +46,14 @@ pub(crate) struct StatementSession {
     /// Evaluate every subquery per outer row, none by DataFusion's decorrelation (the
     /// fallback when DataFusion's rewrite of one fails: crate::subquery).
     all_subqueries: bool,
+    /// The widest rows of the tables the statement reads, added
+    /// ([`StatementSession::fit_batches`]); shared with the sessions built again for its
+    /// subqueries.
+    widest_rows: Arc<AtomicUsize>,
 }
+
+/// DataFusion's batch size, in rows, for statements over rows of ordinary widths.
+const BATCH_ROWS: usize = 8192;
 
 impl StatementSession {
     pub(crate) fn new(
@@ -65,7 +77,48 @@ impl StatementSession {
             max_rows,
             account: Account::new(heap),
             all_subqueries: false,
+            widest_rows: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Fit DataFusion's batch size to the widest rows the statement reads, for `state` and
+    /// every state built for it later. Operators build batches of a number of rows, whatever
+    /// their width: a hash join gathers up to a batch of matched pairs into one output batch,
+    /// so a 1 MB row matched by 2,000 rows was one 2 GB batch, allocated before any check of
+    /// the memory limit could see it, and repartitioning and coalescing regroup to the same
+    /// number. A row of any operator's output holds at most one row of every table scan below
+    /// it, besides what the operators compute (wide literals: [`StatementSession::batch_rows`];
+    /// functions that build large values are bounded by crate::bounded), so batches of
+    /// `TARGET_BATCH_BYTES / (the widest rows of the statement's scans, added)` rows stay near
+    /// that size. Tables of ordinary rows (under 4 KB together) keep 8,192.
+    pub(crate) fn fit_batches(&self, state: &mut SessionState, plan: &LogicalPlan) {
+        let mut widest = 0usize;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                if let Ok(provider) =
+                    datafusion::catalog::default_table_source::source_as_provider(&scan.source)
+                {
+                    if let Some(table) = provider.downcast_ref::<KalamTable>() {
+                        widest = widest.saturating_add(self.db.rows.widest_row(table.def()));
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        self.widest_rows.store(widest, Ordering::Relaxed);
+        let config = std::mem::take(state.config_mut());
+        *state.config_mut() = config.with_batch_size(self.batch_rows(0));
+    }
+
+    /// The batch size for rows of the statement's tables and `computed` more bytes (the
+    /// widest literal of its physical plan: a constant is repeated in every row of a batch,
+    /// and a join repeats it again for every match).
+    pub(crate) fn batch_rows(&self, computed: usize) -> usize {
+        let widest = self
+            .widest_rows
+            .load(Ordering::Relaxed)
+            .saturating_add(computed);
+        (crate::guard::TARGET_BATCH_BYTES / widest.max(1)).clamp(1, BATCH_ROWS)
     }
 
     /// The same statement, with every subquery evaluated per outer row.
@@ -108,6 +161,7 @@ impl StatementSession {
             // for the slower of its consumers without a bound (count(s) over 300 rows of 1 MB
             // grew the server by 600 MB). Hash repartitioning (joins, GROUP BY) stays.
             .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
+            .with_batch_size(self.batch_rows(0))
             .with_extension(self.account.clone());
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog(
