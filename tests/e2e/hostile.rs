@@ -1137,6 +1137,15 @@ fn connections_that_never_finish_a_request_are_closed() {
 #[test]
 fn attacks_on_planning_values_and_explain_are_refused() {
     let s = TestServer::start();
+    // A select list's planning grows with the square of its entries and cannot be stopped:
+    // 20,000 entries answered 408 and kept a core busy 13 s more (third attack). PostgreSQL's
+    // limit, 1,664 entries, holds; within it they are planned.
+    let items = |n: usize| (0..n).map(|i| format!("x AS c{i}")).collect::<Vec<_>>().join(", ");
+    let r = s.sql_as(&Auth::root(), &format!("SELECT {} FROM (SELECT 1 AS x) t", items(20_000)));
+    assert_eq!((r.status, r.code()), (400, "INVALID_SQL"), "{}", truncate(&r.body.to_string()));
+    assert!(r.message().contains("at most 1664"), "{}", r.message());
+    let r = s.root(&format!("SELECT {} FROM (SELECT 1 AS x) t", items(1664)));
+    assert_eq!(r.rows(0)[0].len(), 1664);
     // c_k joins c_{k-1} with itself: the plan doubles per level (29 levels took 22 GB).
     let chain = |depth: usize| {
         let mut ctes = vec!["c0 AS (SELECT 1 AS x)".to_string()];
@@ -1547,5 +1556,122 @@ fn wrong_methods_answer_405_with_a_code() {
     }
     let (status, text) = s.get_text("/no/such/path");
     assert_eq!(status, 404, "{text}");
+    assert!(s.healthy());
+}
+
+/// Third black-box attack. A cumulative window `string_agg` / `array_agg` builds one value per
+/// row inside one batch of the window operator, together the square of the rows: 6,000 rows of
+/// 107 bytes answered 200 after building 5 GB under a 256 MiB limit, 200,000 rows took the
+/// server past 6 GB (killed), as any `user`. Their accumulators check the statement's memory
+/// now. `array_repeat` sized its result at 8 bytes an element whatever the element:
+/// `array_repeat(array_repeat(array_repeat(1, 1000), 1000), 1000)` grew the server by 600 MB a
+/// second to 6 GB (killed), and a 100 MB array of strings answered 200 over the 16 MiB value
+/// limit. A negative `array_resize` size and an `array_position` start of i64::MIN answered 500.
+#[test]
+fn growing_aggregates_and_nested_arrays_are_held_to_the_limits() {
+    let s = TestServer::start_with_env(&[("KALAMDB_LIMITS_QUERY_MEMORY_BYTES", "134217728")]);
+    s.root("CREATE SHARED TABLE big (id BIGINT PRIMARY KEY, v TEXT) WITH (ACCESS_LEVEL = 'public')");
+    s.root(&format!(
+        "INSERT INTO big SELECT g, repeat('v', 100) || CAST(g AS TEXT) FROM generate_series(1, 8000) AS t(g)"
+    ));
+    let alice = s.create_user("alice", "user");
+    let start = s.peak_memory();
+    for sql in [
+        "SELECT count(*) FROM (SELECT id, string_agg(v, ',') OVER (ORDER BY id) AS s FROM big) WHERE length(s) > 0",
+        "SELECT count(*) FROM (SELECT array_agg(v) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS a FROM big) WHERE cardinality(a) > 0",
+        "SELECT array_repeat(array_repeat(array_repeat(1, 1000), 1000), 1000)",
+        "SELECT cardinality(array_repeat(repeat('x', 100), 1000000))",
+        "SELECT cardinality(array_resize(make_array(repeat('x', 100)), 1000000))",
+    ] {
+        let r = s.sql_as(&alice, sql);
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", truncate(&r.body.to_string()));
+        assert!(
+            r.message().contains("limits.query_memory_bytes") || r.message().contains("limits.max_value_bytes"),
+            "{sql}: {}",
+            r.message()
+        );
+        assert!(s.healthy());
+    }
+    let grown = s.peak_memory().saturating_sub(start);
+    assert!(grown < 1 << 30, "the server's peak memory grew by {} MiB (past 6 GB before)", grown >> 20);
+    // Under the limits they answer.
+    let r = s.sql_as(&alice, "SELECT id, length(string_agg(v, ',') OVER (ORDER BY id)) FROM big WHERE id <= 3 ORDER BY id");
+    assert_eq!(r.rows(0), vec![vec![json!(1), json!(101)], vec![json!(2), json!(203)], vec![json!(3), json!(305)]]);
+    let r = s.sql_as(&alice, "SELECT cardinality(array_agg(v ORDER BY id DESC)), (array_agg(id ORDER BY id DESC))[1] FROM big");
+    assert_eq!(r.rows(0), vec![vec![json!(8000), json!(8000)]]);
+    let r = s.sql_as(&alice, "SELECT string_agg(CAST(id AS TEXT), '-' ORDER BY id) FROM big WHERE id <= 4 GROUP BY id % 2 ORDER BY 1");
+    assert_eq!(r.rows(0), vec![vec![json!("1-3")], vec![json!("2-4")]]);
+    let r = s.sql_as(&alice, "SELECT cardinality(array_repeat(repeat('x', 100), 1000)), cardinality(array_repeat(make_array(1, 2), 3))");
+    assert_eq!(r.rows(0), vec![vec![json!(1000), json!(6)]], "cardinality counts the nested elements");
+    let r = s.sql_as(&alice, "SELECT array_resize(make_array(1, 2), 3, 9), array_position(make_array(5, 6, 7), 7, 2)");
+    assert_eq!(r.rows(0), vec![vec![json!([1, 2, 9]), json!(3)]]);
+    for sql in [
+        "SELECT array_resize(make_array(1), -1)",
+        "SELECT array_resize(make_array(1, 2), -9223372036854775808)",
+        "SELECT array_position(make_array(1), 1, -9223372036854775808)",
+        "SELECT array_position(make_array(1), 1, 0)",
+    ] {
+        let r = s.sql_as(&alice, sql);
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{sql}: {}", truncate(&r.body.to_string()));
+    }
+}
+
+/// Third black-box attack: a SELECT that read a table's manifest just before a concurrent
+/// DROP TABLE found its segment files gone and answered 500 ("cannot read ... not found"; 2 of
+/// 1,830 SELECTs). Such a statement now answers TABLE_NOT_FOUND, as it would a moment later.
+#[test]
+fn queries_racing_drop_table_never_answer_500() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let s = TestServer::start();
+    let alice = s.create_user("alice", "user");
+    let create = "CREATE USER TABLE dd (id BIGINT PRIMARY KEY, v TEXT)";
+    s.root(create);
+    let stop = AtomicBool::new(false);
+    let (mut answered, mut cycles) = (0usize, 0usize);
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = s.sql_as(&alice, "SELECT count(*), max(length(v)) FROM default.dd");
+                        if !(r.status == 200 || r.code() == "TABLE_NOT_FOUND") {
+                            seen.push(format!("{} {}", r.status, truncate(&r.body.to_string())));
+                        }
+                        seen.push(String::new());
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let writer = scope.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let sql = format!("INSERT INTO default.dd VALUES ({n}, repeat('x', 200)), ({}, 'y')", n + 1_000_000);
+                let r = s.sql_as(&alice, &sql);
+                assert!(r.status == 200 || r.code() == "TABLE_NOT_FOUND", "{sql}: {}", truncate(&r.body.to_string()));
+                let r = s.sql_as(&Auth::root(), "STORAGE FLUSH TABLE default.dd");
+                assert!(r.status < 500, "flush: {}", truncate(&r.body.to_string()));
+            }
+        });
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(12) {
+            std::thread::sleep(Duration::from_millis(150));
+            s.root("DROP TABLE default.dd");
+            s.root(create);
+            cycles += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer");
+        for h in readers {
+            let seen = h.join().expect("reader");
+            answered += seen.len();
+            let bad: Vec<&String> = seen.iter().filter(|m| !m.is_empty()).collect();
+            assert!(bad.is_empty(), "answers other than rows or TABLE_NOT_FOUND: {bad:?}");
+        }
+    });
+    assert!(cycles >= 20 && answered >= 50, "{cycles} drop cycles, {answered} reads");
     assert!(s.healthy());
 }

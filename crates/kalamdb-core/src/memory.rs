@@ -33,7 +33,7 @@ thread_local! {
     /// The account this thread's allocations are added to (null: none). Const-initialised
     /// and without a destructor, so the allocator can read it at any time, also while the
     /// thread's other locals are being torn down.
-    static CURRENT: Cell<*const AtomicIsize> = const { Cell::new(std::ptr::null()) };
+    static CURRENT: Cell<*const Account> = const { Cell::new(std::ptr::null()) };
 }
 
 fn charge(bytes: isize) {
@@ -42,9 +42,22 @@ fn charge(bytes: isize) {
         if !account.is_null() {
             // SAFETY: the pointer is set only by `Account::charged`, which holds a reference
             // to the account for as long as it is set and restores the previous value after.
-            unsafe { (*account).fetch_add(bytes, Ordering::Relaxed) };
+            unsafe { (*account).own.fetch_add(bytes, Ordering::Relaxed) };
         }
     });
+}
+
+/// [`Account::check`] of the statement whose work this thread is running (Ok outside any):
+/// for code that builds a large value a piece at a time inside one batch, where no batch
+/// check can see it (a cumulative `string_agg` window builds one value per row, together
+/// the square of the rows).
+pub fn check_current() -> Result<()> {
+    let account = CURRENT.try_with(|current| current.get()).unwrap_or(std::ptr::null());
+    if account.is_null() {
+        return Ok(());
+    }
+    // SAFETY: as in `charge`: valid while it is the thread's current account.
+    unsafe { (*account).check() }
 }
 
 /// A global allocator that adds each allocation of a thread running a statement's work to
@@ -140,9 +153,9 @@ impl Account {
 
     /// Run `f` with this thread's allocations added to this account (nesting allowed).
     pub fn charged<R>(&self, f: impl FnOnce() -> R) -> R {
-        let previous = CURRENT.with(|current| current.replace(&self.own));
+        let previous = CURRENT.with(|current| current.replace(self));
         // Restored also when `f` panics (DataFusion turns some panics into errors).
-        struct Restore(*const AtomicIsize);
+        struct Restore(*const Account);
         impl Drop for Restore {
             fn drop(&mut self) {
                 CURRENT.with(|current| current.set(self.0));

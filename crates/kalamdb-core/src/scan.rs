@@ -155,6 +155,23 @@ impl<'a> Merge<'a> {
 }
 
 impl RowStore {
+    /// A segment's bytes. A segment file goes only with its table (DROP TABLE, DROP
+    /// NAMESPACE) or its scope's rows (DROP USER); a statement that read the manifest before
+    /// such a drop finds the file gone: the table was dropped under it (TABLE_NOT_FOUND), not a
+    /// fault of the server (it answered 500).
+    fn segment_bytes(&self, def: &TableDef, scope: &Scope, path: &str) -> Result<bytes::Bytes> {
+        self.cold().get(path).map_err(|e| {
+            let listed = manifest::load(self.store(), def.id, scope)
+                .map(|m| m.segments.iter().any(|s| s.path == path))
+                .unwrap_or(true);
+            if listed {
+                e
+            } else {
+                Error::TableNotFound(def.qualified_name())
+            }
+        })
+    }
+
     /// Scan the latest live version of every row of one scope (hot and flushed) into Arrow
     /// batches of at most `batch_rows` rows with `schema`, handing each to `emit`; `emit`
     /// returns false to stop.
@@ -254,7 +271,7 @@ impl RowStore {
                 columnar.push((seg, min));
                 continue;
             }
-            let data = self.cold().get(&seg.path)?;
+            let data = self.segment_bytes(def, scope, &seg.path)?;
             let reader = SegmentReader::open(
                 def,
                 data,
@@ -305,7 +322,7 @@ impl RowStore {
                 if seg.schema_version > def.schema_version {
                     return Err(schema_changed());
                 }
-                let data = self.cold().get(&seg.path)?;
+                let data = self.segment_bytes(def, scope, &seg.path)?;
                 let mut reader =
                     SegmentColumns::open(def, data, seg.schema_version, &wanted, batch_rows)?;
                 while let Some((arrays, rows)) = reader.next_live()? {

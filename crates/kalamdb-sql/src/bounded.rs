@@ -17,7 +17,9 @@
 //! `rpad`, `repeat`, `replace`, `regexp_replace`, `range`, `generate_series` (the array
 //! functions; the table functions of those names stream their rows and are stopped by the
 //! timeout and the row limit), `array_repeat`, `array_resize`, `concat`, `concat_ws` and
-//! `encode`. The others produce values no larger than their inputs together.
+//! `encode`. The others produce values no larger than their inputs together. `array_resize`
+//! and `array_position` also have arguments checked that DataFusion's own do not (a negative
+//! size was an internal error, a start position of i64::MIN an arithmetic overflow).
 
 use std::sync::Arc;
 
@@ -40,27 +42,29 @@ pub(crate) fn install(
     max_value_bytes: usize,
     pool: Arc<dyn MemoryPool>,
 ) -> kalamdb_core::Result<()> {
-    let functions: [(&str, SizeOf); 12] = [
-        ("lpad", padded),
-        ("rpad", padded),
-        ("repeat", repeated),
-        ("replace", replaced),
-        ("regexp_replace", regexp_replaced),
-        ("range", range),
-        ("generate_series", generate_series),
-        ("array_repeat", array_repeated),
-        ("array_resize", array_repeated),
-        ("concat", concatenated),
-        ("concat_ws", concatenated_with_separator),
-        ("encode", encoded),
+    let functions: [(&str, SizeOf, Option<ArgCheck>); 13] = [
+        ("lpad", padded, None),
+        ("rpad", padded, None),
+        ("repeat", repeated, None),
+        ("replace", replaced, None),
+        ("regexp_replace", regexp_replaced, None),
+        ("range", range, None),
+        ("generate_series", generate_series, None),
+        ("array_repeat", array_repeated, None),
+        ("array_resize", array_resized, Some(size_not_negative)),
+        ("concat", concatenated, None),
+        ("concat_ws", concatenated_with_separator, None),
+        ("encode", encoded, None),
+        ("array_position", no_larger, Some(start_position)),
     ];
-    for (name, size) in functions {
+    for (name, size, check) in functions {
         let inner = registry
             .udf(name)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let bounded = Bounded {
             inner: inner.inner().clone(),
             size,
+            check,
             max_value_bytes,
             pool: pool.clone(),
         };
@@ -75,6 +79,31 @@ pub(crate) fn install(
 /// its arguments, or `None` where that cannot be told (a NULL argument, an argument type this
 /// check does not read).
 type SizeOf = fn(&[ArrayRef], usize) -> Vec<Option<u128>>;
+
+/// Arguments DataFusion's function does not check (its error is an internal one, a 500, or
+/// an arithmetic overflow): the message of an INVALID_PARAMETER, or Ok.
+type ArgCheck = fn(&[ArrayRef], usize) -> Result<(), String>;
+
+/// `array_resize(a, n)`: n not negative ("failed to convert size to usize").
+fn size_not_negative(args: &[ArrayRef], rows: usize) -> Result<(), String> {
+    match ints(args.get(1), rows).into_iter().flatten().find(|&n| n < 0) {
+        Some(n) => Err(format!("array_resize() size must not be negative, got {n}")),
+        None => Ok(()),
+    }
+}
+
+/// `array_position(a, x, from)`: from at least 1 (i64::MIN overflowed in `from - 1`).
+fn start_position(args: &[ArrayRef], rows: usize) -> Result<(), String> {
+    match ints(args.get(2), rows).into_iter().flatten().find(|&n| n < 1) {
+        Some(n) => Err(format!("array_position() start position must be at least 1, got {n}")),
+        None => Ok(()),
+    }
+}
+
+/// A function whose result is not larger than its arguments.
+fn no_larger(_: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    vec![None; rows]
+}
 
 /// `lpad(s, n [, fill])`, `rpad`: n characters of up to 4 bytes.
 fn padded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
@@ -170,12 +199,99 @@ fn generate_series(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     series(args, rows, true)
 }
 
-/// `array_repeat(x, n)`: n elements (x 8).
+/// `array_repeat(x, n)`: n copies of x (its bytes, at least 8: a nested array or a string
+/// element is as large as it is; counting 8 bytes an element let
+/// `array_repeat(array_repeat(array_repeat(1, 1000), 1000), 1000)` build 8 GB).
 fn array_repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
-    ints(args.get(1), rows)
-        .into_iter()
-        .map(|n| n.map(|n| n.max(0) as u128 * 8))
+    let n = ints(args.get(1), rows);
+    (0..rows)
+        .map(|i| {
+            let width = args.first().map_or(8, |x| range_bytes(x.as_ref(), i, i + 1).max(8));
+            n[i].map(|n| n.max(0) as u128 * width)
+        })
         .collect()
+}
+
+/// `array_resize(a, n [, fill])`: n elements as wide as a's widest or the fill.
+fn array_resized(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    let n = ints(args.get(1), rows);
+    (0..rows)
+        .map(|i| {
+            let elements = args.first().map_or(8, |a| element_bytes(a.as_ref(), i));
+            let fill = args.get(2).map_or(8, |f| range_bytes(f.as_ref(), i, i + 1));
+            n[i].map(|n| n.max(0) as u128 * elements.max(fill).max(8))
+        })
+        .collect()
+}
+
+/// The bytes of the widest element of row `i` of a list array (8 for other arrays).
+fn element_bytes(array: &dyn Array, i: usize) -> u128 {
+    use arrow::array::AsArray;
+    let (values, start, end) = match array.data_type() {
+        ArrowType::List(_) => {
+            let l = array.as_list::<i32>();
+            (l.values(), l.value_offsets()[i] as usize, l.value_offsets()[i + 1] as usize)
+        }
+        ArrowType::LargeList(_) => {
+            let l = array.as_list::<i64>();
+            (l.values(), l.value_offsets()[i] as usize, l.value_offsets()[i + 1] as usize)
+        }
+        _ => return 8,
+    };
+    (start..end).map(|j| range_bytes(values.as_ref(), j, j + 1)).max().unwrap_or(8)
+}
+
+/// The bytes the values of rows `start..end` of an array hold (their data, offsets and
+/// nested children; at least 1 a value), computed from the offsets, without reading values.
+fn range_bytes(array: &dyn Array, start: usize, end: usize) -> u128 {
+    use arrow::array::AsArray;
+    if end <= start || end > array.len() {
+        return 0;
+    }
+    let rows = (end - start) as u128;
+    match array.data_type() {
+        ArrowType::Utf8 => {
+            let o = array.as_string::<i32>().value_offsets();
+            (o[end] - o[start]) as u128 + rows * 4
+        }
+        ArrowType::LargeUtf8 => {
+            let o = array.as_string::<i64>().value_offsets();
+            (o[end] - o[start]) as u128 + rows * 8
+        }
+        ArrowType::Binary => {
+            let o = array.as_binary::<i32>().value_offsets();
+            (o[end] - o[start]) as u128 + rows * 4
+        }
+        ArrowType::LargeBinary => {
+            let o = array.as_binary::<i64>().value_offsets();
+            (o[end] - o[start]) as u128 + rows * 8
+        }
+        ArrowType::Utf8View => {
+            array.as_string_view().lengths().skip(start).take(end - start).map(|l| l as u128 + 16).sum()
+        }
+        ArrowType::BinaryView => {
+            array.as_binary_view().lengths().skip(start).take(end - start).map(|l| l as u128 + 16).sum()
+        }
+        ArrowType::List(_) => {
+            let l = array.as_list::<i32>();
+            let o = l.value_offsets();
+            rows * 4 + range_bytes(l.values().as_ref(), o[start] as usize, o[end] as usize)
+        }
+        ArrowType::LargeList(_) => {
+            let l = array.as_list::<i64>();
+            let o = l.value_offsets();
+            rows * 8 + range_bytes(l.values().as_ref(), o[start] as usize, o[end] as usize)
+        }
+        ArrowType::FixedSizeList(_, n) => {
+            let n = (*n).max(0) as usize;
+            range_bytes(array.as_fixed_size_list().values().as_ref(), start * n, end * n)
+        }
+        ArrowType::Struct(_) => {
+            let fields: u128 = array.as_struct().columns().iter().map(|c| range_bytes(c.as_ref(), start, end)).sum();
+            fields.max(rows)
+        }
+        other => rows * other.primitive_width().unwrap_or(16).max(1) as u128,
+    }
 }
 
 fn series(args: &[ArrayRef], rows: usize, inclusive: bool) -> Vec<Option<u128>> {
@@ -315,6 +431,7 @@ fn lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
 struct Bounded {
     inner: Arc<dyn ScalarUDFImpl>,
     size: SizeOf,
+    check: Option<ArgCheck>,
     max_value_bytes: usize,
     pool: Arc<dyn MemoryPool>,
 }
@@ -379,6 +496,9 @@ impl ScalarUDFImpl for Bounded {
                 ColumnarValue::Scalar(s) => s.to_array_of_size(rows),
             })
             .collect::<DfResult<Vec<ArrayRef>>>()?;
+        if let Some(Err(message)) = self.check.map(|check| check(&arrays, rows)) {
+            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(message))));
+        }
         let limit = self.max_value_bytes as u128;
         let sizes = (self.size)(&arrays, rows);
         if let Some(size) = sizes.iter().flatten().find(|&&s| s > limit) {

@@ -233,6 +233,7 @@ impl Engine {
         let pool = base_state.runtime_env().memory_pool.clone();
         crate::bounded::install(&mut base_state, limits.max_value_bytes, pool)?;
         crate::checked_sum::install(&mut base_state)?;
+        crate::growing::install(&mut base_state)?;
         base_state
             .register_udf(Arc::new(db.snowflake_id_udf.clone()))
             .map_err(|e| Error::Internal(e.to_string()))?;

@@ -17,6 +17,7 @@ pub mod executor;
 mod fast_insert;
 mod fast_path;
 mod fast_select;
+mod growing;
 mod guard;
 mod names;
 pub mod parser;

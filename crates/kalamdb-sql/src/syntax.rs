@@ -67,6 +67,7 @@ pub(crate) fn check(statement: &sqlparser::ast::Statement) -> kalamdb_core::Resu
         now: 0,
         max: 0,
         selects: 0,
+        widest_select: 0,
         expanded: 0,
     };
     let _ = sqlparser::ast::Visit::visit(statement, &mut depth);
@@ -82,6 +83,12 @@ pub(crate) fn check(statement: &sqlparser::ast::Statement) -> kalamdb_core::Resu
             depth.selects
         )));
     }
+    if depth.widest_select > MAX_SELECT_ITEMS {
+        return Err(kalamdb_core::Error::invalid_sql(format!(
+            "a SELECT list has {} entries; at most {MAX_SELECT_ITEMS} are allowed",
+            depth.widest_select
+        )));
+    }
     if depth.max > MAX_QUERY_NESTING {
         return Err(kalamdb_core::Error::invalid_sql(format!(
             "queries nest {} levels deep; at most {MAX_QUERY_NESTING} are allowed",
@@ -90,6 +97,12 @@ pub(crate) fn check(statement: &sqlparser::ast::Statement) -> kalamdb_core::Resu
     }
     Ok(())
 }
+
+/// How many entries one SELECT list may hold: PostgreSQL's limit (a target list has at most
+/// 1,664 entries). DataFusion 55 plans a select list in time growing with the square of its
+/// entries, and planning cannot be interrupted: 20,000 entries answered 408 and kept a core
+/// busy 13 s more (debug build); the token cap alone allowed about 80,000.
+pub(crate) const MAX_SELECT_ITEMS: usize = 1664;
 
 /// How deep queries may nest (subqueries, derived tables, CTEs inside one another). Planning
 /// time grows about twofold per level of nested scalar subqueries in DataFusion 55 (14 levels
@@ -113,6 +126,8 @@ struct QueryDepth {
     now: usize,
     max: usize,
     selects: usize,
+    /// The most items one SELECT list holds.
+    widest_select: usize,
     /// The largest number of CTE body copies one WITH clause expands to.
     expanded: u64,
 }
@@ -172,8 +187,9 @@ impl sqlparser::ast::Visitor for QueryDepth {
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_select(&mut self, _select: &sqlparser::ast::Select) -> ControlFlow<()> {
+    fn pre_visit_select(&mut self, select: &sqlparser::ast::Select) -> ControlFlow<()> {
         self.selects += 1;
+        self.widest_select = self.widest_select.max(select.projection.len());
         ControlFlow::Continue(())
     }
 }
