@@ -47,12 +47,23 @@ fn charge(bytes: isize) {
     });
 }
 
+/// `limits.query_memory_bytes`, on a thread running a statement's work.
+pub fn current_limit() -> Option<usize> {
+    let account = CURRENT
+        .try_with(|current| current.get())
+        .unwrap_or(std::ptr::null());
+    // SAFETY: as in `charge`: valid while it is the thread's current account.
+    (!account.is_null()).then(|| unsafe { (&*account).limit() })
+}
+
 /// [`Account::check`] of the statement whose work this thread is running (Ok outside any):
 /// for code that builds a large value a piece at a time inside one batch, where no batch
 /// check can see it (a cumulative `string_agg` window builds one value per row, together
 /// the square of the rows).
 pub fn check_current() -> Result<()> {
-    let account = CURRENT.try_with(|current| current.get()).unwrap_or(std::ptr::null());
+    let account = CURRENT
+        .try_with(|current| current.get())
+        .unwrap_or(std::ptr::null());
     if account.is_null() {
         return Ok(());
     }

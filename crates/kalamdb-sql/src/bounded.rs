@@ -16,8 +16,9 @@
 //! Which functions: those whose result can be much larger than their arguments: `lpad`,
 //! `rpad`, `repeat`, `replace`, `regexp_replace`, `range`, `generate_series` (the array
 //! functions; the table functions of those names stream their rows and are stopped by the
-//! timeout and the row limit), `array_repeat`, `array_resize`, `concat`, `concat_ws` and
-//! `encode`. The others produce values no larger than their inputs together. `array_resize`
+//! timeout and the row limit), `array_repeat`, `array_resize`, `concat`, `concat_ws`,
+//! `encode`, and those that join many values each under the limit (`make_array`,
+//! `array_concat`, `array_to_string`). The others produce values no larger than their inputs together. `array_resize`
 //! and `array_position` also have arguments checked that DataFusion's own do not (a negative
 //! size was an internal error, a start position of i64::MIN an arithmetic overflow).
 
@@ -28,6 +29,7 @@ use arrow::datatypes::{DataType as ArrowType, FieldRef, IntervalUnit, TimeUnit};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature,
@@ -42,7 +44,7 @@ pub(crate) fn install(
     max_value_bytes: usize,
     pool: Arc<dyn MemoryPool>,
 ) -> kalamdb_core::Result<()> {
-    let functions: [(&str, SizeOf, Option<ArgCheck>); 13] = [
+    let functions: [(&str, SizeOf, Option<ArgCheck>); 17] = [
         ("lpad", padded, None),
         ("rpad", padded, None),
         ("repeat", repeated, None),
@@ -56,6 +58,10 @@ pub(crate) fn install(
         ("concat_ws", concatenated_with_separator, None),
         ("encode", encoded, None),
         ("array_position", no_larger, Some(start_position)),
+        ("make_array", all_arguments, None),
+        ("array_concat", all_arguments, None),
+        ("array_to_string", joined_elements, None),
+        ("levenshtein", no_larger, Some(levenshtein_cost)),
     ];
     for (name, size, check) in functions {
         let inner = registry
@@ -86,7 +92,11 @@ type ArgCheck = fn(&[ArrayRef], usize) -> Result<(), String>;
 
 /// `array_resize(a, n)`: n not negative ("failed to convert size to usize").
 fn size_not_negative(args: &[ArrayRef], rows: usize) -> Result<(), String> {
-    match ints(args.get(1), rows).into_iter().flatten().find(|&n| n < 0) {
+    match ints(args.get(1), rows)
+        .into_iter()
+        .flatten()
+        .find(|&n| n < 0)
+    {
         Some(n) => Err(format!("array_resize() size must not be negative, got {n}")),
         None => Ok(()),
     }
@@ -94,10 +104,64 @@ fn size_not_negative(args: &[ArrayRef], rows: usize) -> Result<(), String> {
 
 /// `array_position(a, x, from)`: from at least 1 (i64::MIN overflowed in `from - 1`).
 fn start_position(args: &[ArrayRef], rows: usize) -> Result<(), String> {
-    match ints(args.get(2), rows).into_iter().flatten().find(|&n| n < 1) {
-        Some(n) => Err(format!("array_position() start position must be at least 1, got {n}")),
+    match ints(args.get(2), rows)
+        .into_iter()
+        .flatten()
+        .find(|&n| n < 1)
+    {
+        Some(n) => Err(format!(
+            "array_position() start position must be at least 1, got {n}"
+        )),
         None => Ok(()),
     }
+}
+
+/// `levenshtein(a, b)`: len(a) x len(b) steps in one uninterruptible call (two 100,000-
+/// character strings kept a query thread busy for minutes after their 408, and every other
+/// statement waited behind it). PostgreSQL's allows 255 characters each; here the product is
+/// capped.
+fn levenshtein_cost(args: &[ArrayRef], rows: usize) -> Result<(), String> {
+    const MAX_STEPS: u128 = 100_000_000;
+    let (a, b) = (lens(args.first(), rows), lens(args.get(1), rows));
+    match a.iter().zip(&b).find_map(|(a, b)| Some((*a)? as u128 * (*b)? as u128).filter(|&n| n > MAX_STEPS)) {
+        Some(n) => Err(format!(
+            "levenshtein() of these strings takes {n} steps (their lengths multiplied); at most {MAX_STEPS} are allowed"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `make_array(...)`, `array_concat(...)`: as large as all their arguments together (each
+/// may be up to the limit: 30 arguments of 16 MB built one 480 MB value).
+fn all_arguments(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    (0..rows)
+        .map(|i| Some(args.iter().map(|a| range_bytes(a.as_ref(), i, i + 1)).sum()))
+        .collect()
+}
+
+/// `array_to_string(a, delimiter [, null])`: the elements and a delimiter between each two.
+fn joined_elements(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+    use arrow::array::AsArray;
+    let delimiter = lens(args.get(1), rows);
+    let null = lens(args.get(2), rows);
+    (0..rows)
+        .map(|i| {
+            let a = args.first()?;
+            let elements = match a.data_type() {
+                ArrowType::List(_) => {
+                    let o = a.as_list::<i32>().value_offsets();
+                    (o[i + 1] - o[i]) as u128
+                }
+                ArrowType::LargeList(_) => {
+                    let o = a.as_list::<i64>().value_offsets();
+                    (o[i + 1] - o[i]) as u128
+                }
+                _ => 1,
+            };
+            let per_element = delimiter[i].unwrap_or(0).max(null[i].unwrap_or(0)) as u128;
+            Some(range_bytes(a.as_ref(), i, i + 1) + elements * per_element)
+        })
+        .collect()
 }
 
 /// A function whose result is not larger than its arguments.
@@ -206,7 +270,9 @@ fn array_repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let n = ints(args.get(1), rows);
     (0..rows)
         .map(|i| {
-            let width = args.first().map_or(8, |x| range_bytes(x.as_ref(), i, i + 1).max(8));
+            let width = args
+                .first()
+                .map_or(8, |x| range_bytes(x.as_ref(), i, i + 1).max(8));
             n[i].map(|n| n.max(0) as u128 * width)
         })
         .collect()
@@ -230,15 +296,26 @@ fn element_bytes(array: &dyn Array, i: usize) -> u128 {
     let (values, start, end) = match array.data_type() {
         ArrowType::List(_) => {
             let l = array.as_list::<i32>();
-            (l.values(), l.value_offsets()[i] as usize, l.value_offsets()[i + 1] as usize)
+            (
+                l.values(),
+                l.value_offsets()[i] as usize,
+                l.value_offsets()[i + 1] as usize,
+            )
         }
         ArrowType::LargeList(_) => {
             let l = array.as_list::<i64>();
-            (l.values(), l.value_offsets()[i] as usize, l.value_offsets()[i + 1] as usize)
+            (
+                l.values(),
+                l.value_offsets()[i] as usize,
+                l.value_offsets()[i + 1] as usize,
+            )
         }
         _ => return 8,
     };
-    (start..end).map(|j| range_bytes(values.as_ref(), j, j + 1)).max().unwrap_or(8)
+    (start..end)
+        .map(|j| range_bytes(values.as_ref(), j, j + 1))
+        .max()
+        .unwrap_or(8)
 }
 
 /// The bytes the values of rows `start..end` of an array hold (their data, offsets and
@@ -266,12 +343,20 @@ fn range_bytes(array: &dyn Array, start: usize, end: usize) -> u128 {
             let o = array.as_binary::<i64>().value_offsets();
             (o[end] - o[start]) as u128 + rows * 8
         }
-        ArrowType::Utf8View => {
-            array.as_string_view().lengths().skip(start).take(end - start).map(|l| l as u128 + 16).sum()
-        }
-        ArrowType::BinaryView => {
-            array.as_binary_view().lengths().skip(start).take(end - start).map(|l| l as u128 + 16).sum()
-        }
+        ArrowType::Utf8View => array
+            .as_string_view()
+            .lengths()
+            .skip(start)
+            .take(end - start)
+            .map(|l| l as u128 + 16)
+            .sum(),
+        ArrowType::BinaryView => array
+            .as_binary_view()
+            .lengths()
+            .skip(start)
+            .take(end - start)
+            .map(|l| l as u128 + 16)
+            .sum(),
         ArrowType::List(_) => {
             let l = array.as_list::<i32>();
             let o = l.value_offsets();
@@ -284,10 +369,19 @@ fn range_bytes(array: &dyn Array, start: usize, end: usize) -> u128 {
         }
         ArrowType::FixedSizeList(_, n) => {
             let n = (*n).max(0) as usize;
-            range_bytes(array.as_fixed_size_list().values().as_ref(), start * n, end * n)
+            range_bytes(
+                array.as_fixed_size_list().values().as_ref(),
+                start * n,
+                end * n,
+            )
         }
         ArrowType::Struct(_) => {
-            let fields: u128 = array.as_struct().columns().iter().map(|c| range_bytes(c.as_ref(), start, end)).sum();
+            let fields: u128 = array
+                .as_struct()
+                .columns()
+                .iter()
+                .map(|c| range_bytes(c.as_ref(), start, end))
+                .sum();
             fields.max(rows)
         }
         other => rows * other.primitive_width().unwrap_or(16).max(1) as u128,
@@ -449,6 +543,29 @@ impl std::hash::Hash for Bounded {
     }
 }
 
+impl Bounded {
+    /// Each row's result size, or the refusal of arguments that fail their check or would
+    /// build a value over the limit.
+    fn refused(&self, arrays: &[ArrayRef], rows: usize) -> DfResult<Vec<Option<u128>>> {
+        if let Some(Err(message)) = self.check.map(|check| check(arrays, rows)) {
+            return Err(DataFusionError::External(Box::new(
+                Error::InvalidParameter(message),
+            )));
+        }
+        let limit = self.max_value_bytes as u128;
+        let sizes = (self.size)(arrays, rows);
+        if let Some(size) = sizes.iter().flatten().find(|&&s| s > limit) {
+            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
+                "{}() would build a value of about {} bytes; at most {} are allowed (limits.max_value_bytes)",
+                self.inner.name(),
+                size,
+                self.max_value_bytes
+            )))));
+        }
+        Ok(sizes)
+    }
+}
+
 impl ScalarUDFImpl for Bounded {
     fn name(&self) -> &str {
         self.inner.name()
@@ -475,8 +592,25 @@ impl ScalarUDFImpl for Bounded {
     fn is_strict(&self) -> bool {
         self.inner.is_strict()
     }
-    // No `simplify`: DataFusion's own (concat's) folds literal arguments into the result at
-    // planning, around the size check; constant folding calls `invoke_with_args` instead.
+    // Not DataFusion's own `simplify` (concat's folds literal arguments into the result at
+    // planning, around the size check; constant folding calls `invoke_with_args` instead).
+    // Literal arguments whose result is over the limit fail the statement here, at once:
+    // constant folding swallows the refusal and tries again in every pass of every rule
+    // (a refused `encode()` of a 13 MB literal took 20 s of planning in a debug build, its
+    // allowed 12 MB form 0.3 s).
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        let literals: Option<Vec<ArrayRef>> = args
+            .iter()
+            .map(|a| match a {
+                Expr::Literal(v, _) => v.to_array_of_size(1).ok(),
+                _ => None,
+            })
+            .collect();
+        if let Some(arrays) = literals {
+            self.refused(&arrays, 1)?;
+        }
+        Ok(ExprSimplifyResult::Original(args))
+    }
     fn short_circuits(&self) -> bool {
         self.inner.short_circuits()
     }
@@ -496,19 +630,7 @@ impl ScalarUDFImpl for Bounded {
                 ColumnarValue::Scalar(s) => s.to_array_of_size(rows),
             })
             .collect::<DfResult<Vec<ArrayRef>>>()?;
-        if let Some(Err(message)) = self.check.map(|check| check(&arrays, rows)) {
-            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(message))));
-        }
-        let limit = self.max_value_bytes as u128;
-        let sizes = (self.size)(&arrays, rows);
-        if let Some(size) = sizes.iter().flatten().find(|&&s| s > limit) {
-            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
-                "{}() would build a value of about {} bytes; at most {} are allowed (limits.max_value_bytes)",
-                self.inner.name(),
-                size,
-                self.max_value_bytes
-            )))));
-        }
+        let sizes = self.refused(&arrays, rows)?;
         drop(arrays);
         // Many values under the limit make one large batch: the batch is built only if the
         // memory pool has room for it (held while it is built; the operators that keep it

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::config::ConfigOptions;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
@@ -23,6 +25,8 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, GroupsAccumulator, ReversedUDAF,
     SetMonotonicity, Signature,
 };
+use datafusion::logical_expr::{Expr, LogicalPlan, WindowFunctionDefinition};
+use datafusion::optimizer::analyzer::AnalyzerRule;
 use kalamdb_core::Error;
 
 /// The aggregates replaced.
@@ -31,9 +35,14 @@ const GROWING: [&str; 2] = ["string_agg", "array_agg"];
 /// Replace DataFusion's aggregates named above in `registry` by checked ones.
 pub(crate) fn install(registry: &mut dyn FunctionRegistry) -> kalamdb_core::Result<()> {
     for name in GROWING {
-        let inner = registry.udaf(name).map_err(|e| Error::Internal(e.to_string()))?;
+        let inner = registry
+            .udaf(name)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         registry
-            .register_udaf(Arc::new(AggregateUDF::new_from_impl(Growing { inner: inner.inner().clone() })))
+            .register_udaf(Arc::new(AggregateUDF::new_from_impl(Growing {
+                inner: inner.inner().clone(),
+                in_window: false,
+            })))
             .map_err(|e| Error::Internal(e.to_string()))?;
     }
     Ok(())
@@ -47,6 +56,8 @@ fn check() -> DfResult<()> {
 #[derive(Debug)]
 struct Growing {
     inner: Arc<dyn AggregateUDFImpl>,
+    /// Called as a window function ([`InWindows`]): its value may be repeated for many rows.
+    in_window: bool,
 }
 
 impl PartialEq for Growing {
@@ -62,8 +73,53 @@ impl std::hash::Hash for Growing {
 }
 
 impl Growing {
-    fn wrap(inner: Arc<dyn AggregateUDFImpl>) -> Arc<dyn AggregateUDFImpl> {
-        Arc::new(Growing { inner })
+    fn wrap(&self, inner: Arc<dyn AggregateUDFImpl>) -> Arc<dyn AggregateUDFImpl> {
+        Arc::new(Growing {
+            inner,
+            in_window: self.in_window,
+        })
+    }
+}
+
+/// The analyzer rule that marks the growing aggregates called as window functions, so their
+/// accumulators size the copies a window makes of their value ([`Checked::evaluate`]); as
+/// plain aggregates their one value is one row.
+#[derive(Debug)]
+pub(crate) struct InWindows;
+
+impl AnalyzerRule for InWindows {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        let mark = |e: Expr| -> DfResult<Transformed<Expr>> {
+            let Expr::WindowFunction(mut w) = e else {
+                return Ok(Transformed::no(e));
+            };
+            let marked = match &w.fun {
+                WindowFunctionDefinition::AggregateUDF(udaf) => (udaf.inner().as_ref()
+                    as &dyn std::any::Any)
+                    .downcast_ref::<Growing>()
+                    .filter(|g| !g.in_window)
+                    .map(|g| Growing {
+                        inner: g.inner.clone(),
+                        in_window: true,
+                    }),
+                _ => None,
+            };
+            match marked {
+                Some(g) => {
+                    w.fun = WindowFunctionDefinition::AggregateUDF(Arc::new(
+                        AggregateUDF::new_from_impl(g),
+                    ));
+                    Ok(Transformed::yes(Expr::WindowFunction(w)))
+                }
+                None => Ok(Transformed::no(Expr::WindowFunction(w))),
+            }
+        };
+        plan.transform_up_with_subqueries(|node| node.map_expressions(|e| e.transform_up(mark)))
+            .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "kalamdb_growing_aggregates_in_windows"
     }
 }
 
@@ -93,28 +149,44 @@ impl AggregateUDFImpl for Growing {
         self.inner.state_fields(args)
     }
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(Checked(self.inner.accumulator(args)?)))
+        Ok(Box::new(Checked::new(
+            self.inner.accumulator(args)?,
+            self.in_window,
+        )))
     }
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(Checked(self.inner.create_sliding_accumulator(args)?)))
+        Ok(Box::new(Checked::new(
+            self.inner.create_sliding_accumulator(args)?,
+            self.in_window,
+        )))
     }
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
         self.inner.groups_accumulator_supported(args)
     }
-    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn GroupsAccumulator>> {
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> DfResult<Box<dyn GroupsAccumulator>> {
         self.inner.create_groups_accumulator(args)
     }
-    fn with_beneficial_ordering(self: Arc<Self>, beneficial_ordering: bool) -> DfResult<Option<Arc<dyn AggregateUDFImpl>>> {
-        Ok(self.inner.clone().with_beneficial_ordering(beneficial_ordering)?.map(Growing::wrap))
+    fn with_beneficial_ordering(
+        self: Arc<Self>,
+        beneficial_ordering: bool,
+    ) -> DfResult<Option<Arc<dyn AggregateUDFImpl>>> {
+        Ok(self
+            .inner
+            .clone()
+            .with_beneficial_ordering(beneficial_ordering)?
+            .map(|inner| self.wrap(inner)))
     }
     fn order_sensitivity(&self) -> AggregateOrderSensitivity {
         self.inner.order_sensitivity()
     }
     fn reverse_expr(&self) -> ReversedUDAF {
         match self.inner.reverse_expr() {
-            ReversedUDAF::Reversed(udaf) => {
-                ReversedUDAF::Reversed(Arc::new(AggregateUDF::new_from_shared_impl(Growing::wrap(udaf.inner().clone()))))
-            }
+            ReversedUDAF::Reversed(udaf) => ReversedUDAF::Reversed(Arc::new(
+                AggregateUDF::new_from_shared_impl(self.wrap(udaf.inner().clone())),
+            )),
             other => other,
         }
     }
@@ -135,34 +207,72 @@ impl AggregateUDFImpl for Growing {
     }
 }
 
-/// An accumulator that checks the statement's memory after each value and batch.
+/// An accumulator that checks the statement's memory after each value and batch, and sizes
+/// the copies a window makes of its value.
 #[derive(Debug)]
-struct Checked(Box<dyn Accumulator>);
+struct Checked {
+    inner: Box<dyn Accumulator>,
+    /// The rows in its frame (taken in minus retracted).
+    rows: usize,
+    /// A window function's: its value may be repeated for every row of its frame.
+    in_window: bool,
+}
+
+impl Checked {
+    fn new(inner: Box<dyn Accumulator>, in_window: bool) -> Checked {
+        Checked {
+            inner,
+            rows: 0,
+            in_window,
+        }
+    }
+}
 
 impl Accumulator for Checked {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        self.0.update_batch(values)?;
+        self.inner.update_batch(values)?;
+        self.rows += values.first().map_or(0, |v| v.len());
         check()
     }
+    /// A window over the whole partition (`OVER ()`, `... UNBOUNDED FOLLOWING`) evaluates
+    /// once and repeats the value for every row of its frame: 3,000 copies of a 600 KB array
+    /// were built after any check (3.6 GB under a 256 MiB limit). So a value that many copies
+    /// of would not fit the limit is refused before it is returned (for a growing frame this
+    /// errs high by about twice: its values grow one row at a time).
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let value = self.0.evaluate()?;
+        let value = self.inner.evaluate()?;
         check()?;
+        let copies = (value.size() as u128).saturating_mul(self.rows.max(1) as u128);
+        let limit = kalamdb_core::memory::current_limit();
+        if self.in_window && self.rows > 1 && limit.is_some_and(|limit| copies > limit as u128) {
+            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
+                "the query needs more memory than the server allows (limits.query_memory_bytes = {} bytes \
+                 for all running queries): a window repeats a value of {} bytes for {} rows",
+                limit.unwrap_or(0),
+                value.size(),
+                self.rows
+            )))));
+        }
         Ok(value)
     }
     fn size(&self) -> usize {
-        self.0.size()
+        self.inner.size()
     }
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        self.0.state()
+        self.inner.state()
     }
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        self.0.merge_batch(states)?;
+        self.inner.merge_batch(states)?;
         check()
     }
     fn retract_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        self.0.retract_batch(values)
+        self.inner.retract_batch(values)?;
+        self.rows = self
+            .rows
+            .saturating_sub(values.first().map_or(0, |v| v.len()));
+        Ok(())
     }
     fn supports_retract_batch(&self) -> bool {
-        self.0.supports_retract_batch()
+        self.inner.supports_retract_batch()
     }
 }

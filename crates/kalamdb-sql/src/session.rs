@@ -178,6 +178,7 @@ impl StatementSession {
             .with_config(config)
             .with_catalog_list(catalogs)
             .with_analyzer_rule(analyzer_rule)
+            .with_analyzer_rule(Arc::new(crate::growing::InWindows))
             .with_optimizer_rule(optimizer_rule)
             .with_physical_optimizer_rule(Arc::new(crate::guard::Guard::new(self.deadline)))
             .build();
