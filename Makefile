@@ -10,7 +10,7 @@ SERVER_BIN_RELEASE := $(CARGO_TARGET_DIR)/release/kalamdb-server
 CYCLES ?= 200
 FUZZ_SECONDS ?= 300
 
-.PHONY: run test bench bench-quick crash-test fuzz deps build check fmt clean-data
+.PHONY: run test bench bench-quick crash-test fuzz deps build check fmt clean-data image-check
 
 ## Install build prerequisites if missing (apt-get when root, otherwise explain).
 deps:
@@ -66,6 +66,11 @@ check:
 
 fmt:
 	$(CARGO) fmt --all
+
+## The Docker image built with podman and checked as users run it (docker/image-check.sh):
+## a release build inside the image, so not part of `make test`.
+image-check:
+	docker/image-check.sh
 
 clean-data:
 	rm -rf ./data

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Build the real docker/Dockerfile with podman and check the image as its users use it.
+#
+#   make image-check          (this script; about 45 minutes cold, a release build inside
+#                              the image; a few minutes when only our crates changed)
+#
+# 1. Installs podman and friends when missing (Debian), with the settings this machine kind
+#    needs in a containers.conf of its own (CONTAINERS_CONF): runc (crun refuses hybrid
+#    cgroups) and ulimits within the host's hard limit.
+# 2. Makes the FROM images when missing, since no registry can be reached here:
+#    debian:bookworm-slim from mmdebstrap (with the host's extra CA certificates: egress goes
+#    through an intercepting proxy), rust:1-bookworm from it plus the host's Rust toolchain
+#    (docker/base/rust-bookworm.Containerfile). Both tagged docker.io/library/... so the
+#    Dockerfile is the one real Docker users build.
+# Status: the base images and the stand-in build were run on this machine kind; the whole
+# check has not yet run end to end (issue #12 is open).
+# 3. Builds docker/Dockerfile (--format docker keeps HEALTHCHECK), then checks: /health,
+#    the README quickstart's SQL through the published port, a flush whose Parquet file lands
+#    in the named volume, the process runs as the non-root user, HEALTHCHECK healthy,
+#    `podman stop` -> exit 0 within the grace period (PID 1, no --init), a new container on
+#    the same volume sees every row, and docker-compose (docker/docker-compose.yml) through
+#    the podman socket. Prints times and the image size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE="${KALAMDB_IMAGE_STATE:-$HOME/.cache/kalamdb-image}"
+IMAGE="${KALAMDB_IMAGE:-localhost/kalamdb:check}"
+PORT="${KALAMDB_IMAGE_PORT:-18080}"
+VOLUME=kalamdb-image-check
+NAME=kalamdb-image-check
+PASSWORD=image-check-secret
+mkdir -p "$STATE"
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+fail() { echo "image-check: FAILED: $*" >&2; exit 1; }
+
+tools() {
+    local missing=()
+    for t in podman buildah runc mmdebstrap docker-compose slirp4netns fuse-overlayfs newuidmap; do
+        command -v "$t" >/dev/null || missing+=("$t")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        [ "$(id -u)" -eq 0 ] || fail "missing ${missing[*]}: run as root or install podman buildah runc uidmap slirp4netns fuse-overlayfs mmdebstrap docker-compose"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            podman buildah runc uidmap slirp4netns fuse-overlayfs mmdebstrap docker-compose >/dev/null
+    fi
+    local nofile
+    nofile="$(ulimit -Hn)"
+    cat > "$STATE/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+CONF
+    export CONTAINERS_CONF="$STATE/containers.conf"
+}
+
+base_images() {
+    if ! podman image exists docker.io/library/debian:bookworm-slim; then
+        step "making debian:bookworm-slim (mmdebstrap)"
+        mmdebstrap --variant=minbase --include=ca-certificates \
+            --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+            --dpkgopt='path-exclude=/usr/share/locale/*' \
+            --customize-hook='copy-in /usr/local/share/ca-certificates /usr/local/share' \
+            --customize-hook='chroot "$1" update-ca-certificates' \
+            --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+            bookworm - 2>"$STATE/mmdebstrap.log" \
+            | podman import --change 'CMD ["bash"]' - docker.io/library/debian:bookworm-slim >/dev/null
+    fi
+    if ! podman image exists docker.io/library/rust:1-bookworm; then
+        step "making rust:1-bookworm (host toolchain)"
+        local toolchain="$HOME/.rustup/toolchains/stable-x86_64-unknown-linux-gnu"
+        [ -d "$toolchain" ] || fail "no stable toolchain at $toolchain"
+        podman build --format docker --build-context rustup="$toolchain" \
+            --build-context cargobin="$HOME/.cargo/bin" \
+            -f docker/base/rust-bookworm.Containerfile -t docker.io/library/rust:1-bookworm docker/base
+    fi
+}
+
+sql_as() {
+    curl -fsS -u "$1" -H 'content-type: application/json' \
+        --data-binary "$(python3 -c 'import json,sys; print(json.dumps({"sql": sys.argv[1]}))' "$2")" \
+        "http://127.0.0.1:$PORT/v1/api/sql"
+}
+curl_sql() { sql_as "root:$PASSWORD" "$1"; }
+
+wait_health() {
+    for _ in $(seq 1 150); do
+        curl -fsS "http://127.0.0.1:$PORT/health" 2>/dev/null | grep -q '"status":"ok"' && return 0
+        sleep 0.2
+    done
+    podman logs "$NAME" >&2 || true
+    fail "/health did not answer on port $PORT"
+}
+
+run_container() {
+    # Root comes in as root's loopback rule does not apply: the published port is not
+    # loopback inside the container, so the password is the way in (as for every user).
+    podman run -d --name "$NAME" -p "127.0.0.1:$PORT:8080" -v "$VOLUME:/data" \
+        -e KALAMDB_ROOT_PASSWORD="$PASSWORD" "$IMAGE" >/dev/null
+    wait_health
+}
+
+stop_container() {
+    local started status
+    started=$(date +%s.%N)
+    podman stop -t 40 "$NAME" >/dev/null
+    status="$(podman inspect -f '{{.State.ExitCode}}' "$NAME")"
+    printf 'stopped in %.1f s, exit status %s\n' "$(echo "$(date +%s.%N) - $started" | bc)" "$status"
+    [ "$status" = 0 ] || { podman logs "$NAME" | tail -20 >&2; fail "exit status $status after SIGTERM"; }
+    podman rm "$NAME" >/dev/null
+}
+
+check() {
+    podman rm -f "$NAME" >/dev/null 2>&1 || true
+    podman volume rm -f "$VOLUME" >/dev/null 2>&1 || true
+    step "run"
+    run_container
+    echo "health: $(curl -fsS "http://127.0.0.1:$PORT/health")"
+    local uid
+    uid="$(podman exec "$NAME" sh -c 'awk "/^Uid:/{print \$2}" /proc/1/status')"
+    [ "$uid" != 0 ] || fail "the server runs as root"
+    echo "server uid: $uid (PID 1: $(podman exec "$NAME" cat /proc/1/comm))"
+    step "the README quickstart through the published port"
+    curl_sql "CREATE NAMESPACE app; CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), body TEXT NOT NULL, created_at TIMESTAMP DEFAULT NOW()); CREATE USER 'alice' WITH PASSWORD 'alice-pw' ROLE user; CREATE USER 'bob' WITH PASSWORD 'bob-pw' ROLE user" >/dev/null
+    sql_as alice:alice-pw "INSERT INTO app.notes (body) VALUES ('buy milk'), ('call mom')" >/dev/null
+    sql_as bob:bob-pw "INSERT INTO app.notes (body) VALUES ('bob was here')" >/dev/null
+    sql_as alice:alice-pw "SELECT body FROM app.notes ORDER BY id" | grep -q '"rows":\[\["buy milk"\],\["call mom"\]\]' \
+        || fail "alice's rows"
+    echo "alice sees her 2 rows, not bob's"
+    step "flush into the volume"
+    curl_sql "STORAGE FLUSH TABLE app.notes WAIT" | grep -q completed || fail "flush did not complete"
+    local parquet
+    parquet="$(podman exec "$NAME" sh -c 'find /data -name "*.parquet" | head -1')"
+    [ -n "$parquet" ] || fail "no Parquet file in the volume"
+    echo "segment in the volume: $parquet"
+    step "healthcheck"
+    podman healthcheck run "$NAME" >/dev/null || fail "HEALTHCHECK unhealthy"
+    echo "healthy"
+    step "stop (SIGTERM to PID 1)"
+    stop_container
+    step "a new container on the same volume"
+    run_container
+    sql_as bob:bob-pw "INSERT INTO app.notes (body) VALUES ('again')" >/dev/null
+    sql_as alice:alice-pw "SELECT body FROM app.notes ORDER BY id" | grep -q '"rows":\[\["buy milk"\],\["call mom"\]\]' \
+        || fail "alice's rows in a new container"
+    sql_as bob:bob-pw "SELECT count(*) FROM app.notes" | grep -q '\[\[2\]\]' || fail "bob's rows in a new container"
+    echo "every row in a new container on the same volume (flushed and hot)"
+    stop_container
+    podman volume rm -f "$VOLUME" >/dev/null
+}
+
+compose() {
+    step "docker-compose against the podman socket"
+    local sock="$STATE/podman.sock"
+    rm -f "$sock"
+    podman system service --time=0 "unix://$sock" >"$STATE/podman-service.log" 2>&1 &
+    local service=$!
+    trap 'kill $service 2>/dev/null || true' RETURN
+    for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.1; done
+    export DOCKER_HOST="unix://$sock"
+    # docker-compose names the image kalamdb:latest; podman's Docker API reads that name as
+    # docker.io/library/kalamdb:latest.
+    podman tag "$IMAGE" localhost/kalamdb:latest docker.io/library/kalamdb:latest
+    local project=kalamdbcheck
+    KALAMDB_ROOT_PASSWORD="$PASSWORD" KALAMDB_PORT="$PORT" docker-compose -p "$project" -f docker/docker-compose.yml up -d --no-build
+    wait_health
+    curl_sql "SELECT 1" >/dev/null || fail "compose: SQL"
+    docker-compose -p "$project" -f docker/docker-compose.yml ps
+    KALAMDB_ROOT_PASSWORD="$PASSWORD" docker-compose -p "$project" -f docker/docker-compose.yml down -v
+    echo "compose: up, SQL, down"
+}
+
+main() {
+    local t0
+    t0=$(date +%s)
+    tools
+    base_images
+    step "build docker/Dockerfile"
+    local b0
+    b0=$(date +%s)
+    podman build --format docker -f docker/Dockerfile -t "$IMAGE" .
+    echo "build: $(( $(date +%s) - b0 )) s"
+    check
+    compose
+    step "done"
+    podman image inspect -f 'image size: {{.Size}} bytes' "$IMAGE"
+    podman images "$IMAGE"
+    echo "image-check passed in $(( $(date +%s) - t0 )) s"
+}
+
+main "$@"
