@@ -121,6 +121,10 @@ pub fn encode_segment(def: &TableDef, version: u32, rows: &[RowVersion]) -> Resu
         // Small pages: a point read decodes one page per column, not a whole row group.
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_write_batch_size(PAGE_ROWS)
+        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            TABLE_ID_KEY.to_string(),
+            def.id.to_string(),
+        )]))
         .build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props)).map_err(parquet_error)?;
@@ -135,6 +139,26 @@ pub fn encode_segment(def: &TableDef, version: u32, rows: &[RowVersion]) -> Resu
         )));
     }
     Ok(out)
+}
+
+/// File metadata key holding the id of the table a segment belongs to.
+const TABLE_ID_KEY: &str = "kalamdb.table_id";
+
+/// A segment's path names its table, not the table's incarnation: a statement that read the
+/// manifest of a table just dropped and created again could read the new table's file at the
+/// same path (a 500 under DROP/CREATE races with flushes). A segment that says it belongs to
+/// another table id is that: the statement's table is gone (TABLE_NOT_FOUND). Segments written
+/// before the key existed carry none.
+fn check_table(def: &TableDef, meta: &ParquetMetaData) -> Result<()> {
+    let id = meta
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == TABLE_ID_KEY))
+        .and_then(|k| k.value.as_deref());
+    match id {
+        Some(id) if id != def.id.to_string() => Err(Error::TableNotFound(def.qualified_name())),
+        _ => Ok(()),
+    }
 }
 
 fn parquet_error(e: parquet::errors::ParquetError) -> Error {
@@ -173,6 +197,7 @@ impl SegmentReader {
         let options = ArrowReaderOptions::new().with_page_index_policy(policy);
         let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, options)
             .map_err(parquet_error)?;
+        check_table(def, builder.metadata())?;
         if let Some(pk) = &pk_filter {
             if let Some(selection) = pages_for_key(builder.metadata(), pk) {
                 builder = builder.with_row_selection(selection);
@@ -345,6 +370,7 @@ impl SegmentColumns {
         batch_rows: usize,
     ) -> Result<SegmentColumns> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(data).map_err(parquet_error)?;
+        check_table(def, builder.metadata())?;
         let layout_cols: Vec<_> = def
             .columns
             .iter()
