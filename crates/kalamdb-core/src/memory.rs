@@ -47,13 +47,18 @@ fn charge(bytes: isize) {
     });
 }
 
-/// `limits.query_memory_bytes`, on a thread running a statement's work.
-pub fn current_limit() -> Option<usize> {
+/// `f` of the account of the statement whose work this thread is running, if any.
+fn with_current<R>(f: impl FnOnce(&Account) -> R) -> Option<R> {
     let account = CURRENT
         .try_with(|current| current.get())
         .unwrap_or(std::ptr::null());
     // SAFETY: as in `charge`: valid while it is the thread's current account.
-    (!account.is_null()).then(|| unsafe { (&*account).limit() })
+    (!account.is_null()).then(|| f(unsafe { &*account }))
+}
+
+/// `limits.query_memory_bytes`, on a thread running a statement's work.
+pub fn current_limit() -> Option<usize> {
+    with_current(Account::limit)
 }
 
 /// [`Account::check`] of the statement whose work this thread is running (Ok outside any):
@@ -61,14 +66,7 @@ pub fn current_limit() -> Option<usize> {
 /// check can see it (a cumulative `string_agg` window builds one value per row, together
 /// the square of the rows).
 pub fn check_current() -> Result<()> {
-    let account = CURRENT
-        .try_with(|current| current.get())
-        .unwrap_or(std::ptr::null());
-    if account.is_null() {
-        return Ok(());
-    }
-    // SAFETY: as in `charge`: valid while it is the thread's current account.
-    unsafe { (*account).check() }
+    with_current(Account::check).unwrap_or(Ok(()))
 }
 
 /// A global allocator that adds each allocation of a thread running a statement's work to

@@ -162,13 +162,21 @@ const WIDE_LITERAL_BYTES: usize = 64 << 10;
 
 /// The bytes of the widest literal in `node`'s own expressions.
 fn widest_literal(node: &Arc<dyn ExecutionPlan>) -> usize {
+    widest_literal_by(node, |v| v.size())
+}
+
+/// The widest literal of `node`'s own expressions, as `bytes` measures it.
+fn widest_literal_by(
+    node: &Arc<dyn ExecutionPlan>,
+    bytes: fn(&datafusion::common::ScalarValue) -> usize,
+) -> usize {
     use datafusion::common::tree_node::TreeNode as _;
     use datafusion::physical_expr::expressions::Literal;
     let mut widest = 0usize;
     let _ = node.apply_expressions(&mut |root| {
         root.apply(|e| {
             if let Some(literal) = e.downcast_ref::<Literal>() {
-                widest = widest.max(literal.value().size());
+                widest = widest.max(bytes(literal.value()));
             }
             Ok(TreeNodeRecursion::Continue)
         })
@@ -181,29 +189,22 @@ fn widest_literal(node: &Arc<dyn ExecutionPlan>) -> usize {
 /// batch size fitted to `range(100000)` made an unnest of it thousands of batches, each
 /// reserving the whole buffer in the pool).
 pub(crate) fn plan_widest_text_literal(plan: &Arc<dyn ExecutionPlan>) -> usize {
-    use datafusion::common::tree_node::TreeNode as _;
     use datafusion::common::ScalarValue;
-    use datafusion::physical_expr::expressions::Literal;
+    fn text_bytes(v: &ScalarValue) -> usize {
+        match v {
+            ScalarValue::Utf8(Some(v))
+            | ScalarValue::LargeUtf8(Some(v))
+            | ScalarValue::Utf8View(Some(v)) => v.len(),
+            ScalarValue::Binary(Some(v))
+            | ScalarValue::LargeBinary(Some(v))
+            | ScalarValue::BinaryView(Some(v))
+            | ScalarValue::FixedSizeBinary(_, Some(v)) => v.len(),
+            _ => 0,
+        }
+    }
     let mut widest = 0usize;
     let _ = plan.apply(|node| {
-        let _ = node.apply_expressions(&mut |root| {
-            root.apply(|e| {
-                if let Some(literal) = e.downcast_ref::<Literal>() {
-                    let bytes = match literal.value() {
-                        ScalarValue::Utf8(Some(v))
-                        | ScalarValue::LargeUtf8(Some(v))
-                        | ScalarValue::Utf8View(Some(v)) => v.len(),
-                        ScalarValue::Binary(Some(v))
-                        | ScalarValue::LargeBinary(Some(v))
-                        | ScalarValue::BinaryView(Some(v))
-                        | ScalarValue::FixedSizeBinary(_, Some(v)) => v.len(),
-                        _ => 0,
-                    };
-                    widest = widest.max(bytes);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        });
+        widest = widest.max(widest_literal_by(node, text_bytes));
         Ok(TreeNodeRecursion::Continue)
     });
     if widest > 1024 {

@@ -219,28 +219,28 @@ fn rewrite_plan(
 
 /// Does the plan hold a subquery expression anywhere?
 pub(crate) fn has_subqueries(plan: &LogicalPlan) -> bool {
+    plan_has_expr(plan, is_subquery)
+}
+
+/// Does any expression of the plan (its subqueries' plans included) hold a node matching `hit`?
+fn plan_has_expr(plan: &LogicalPlan, hit: fn(&Expr) -> bool) -> bool {
     let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
-            let _ = e.apply(|x| {
-                found |= is_subquery(x);
-                Ok(if found {
-                    TreeNodeRecursion::Stop
-                } else {
-                    TreeNodeRecursion::Continue
-                })
-            });
-            Ok(if found {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
-        })?;
-        Ok(if found {
+    let stop_once_found = |found: bool| {
+        if found {
             TreeNodeRecursion::Stop
         } else {
             TreeNodeRecursion::Continue
-        })
+        }
+    };
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            let _ = e.apply(|x| {
+                found |= hit(x);
+                Ok(stop_once_found(found))
+            });
+            Ok(stop_once_found(found))
+        })?;
+        Ok(stop_once_found(found))
     });
     found
 }
@@ -470,30 +470,7 @@ fn correlated(e: &Expr) -> bool {
 }
 
 fn plan_has_outer_refs(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|ex| {
-            let _ = ex.apply(|x| {
-                found |= matches!(x, Expr::OuterReferenceColumn(..));
-                Ok(if found {
-                    TreeNodeRecursion::Stop
-                } else {
-                    TreeNodeRecursion::Continue
-                })
-            });
-            Ok(if found {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
-        })?;
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
+    plan_has_expr(plan, |x| matches!(x, Expr::OuterReferenceColumn(..)))
 }
 
 /// The kind of subquery a [`SubqueryFunction`] evaluates.
