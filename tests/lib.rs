@@ -503,6 +503,15 @@ impl Drop for TestServer {
             let log =
                 std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
+            // A request's 500 is logged as an ERROR, often thousands of lines before the end.
+            let errors: Vec<&&str> = lines
+                .iter()
+                .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+                .collect();
+            eprintln!("---- server log: ERROR and WARN lines (last 40) ----");
+            for l in &errors[errors.len().saturating_sub(40)..] {
+                eprintln!("{l}");
+            }
             eprintln!("---- server log (last 80 lines) ----");
             for l in &lines[lines.len().saturating_sub(80)..] {
                 eprintln!("{l}");
