@@ -76,7 +76,17 @@ fn flush_single_user_table_writes_parquet_and_keeps_rows_queryable() {
     assert_eq!(r["errors"], json!([]));
     let files = parquet_files(&s.storage_dir().join("app/notes/alice"));
     assert_eq!(files.len(), 1, "{files:?}");
-    assert!(files[0].ends_with("batch-0.parquet"));
+    // Segment 0 of the scope, named with the highest seq of its rows (never reused: ADR 0011).
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    let seq = name
+        .strip_prefix("batch-0-")
+        .and_then(|r| r.strip_suffix(".parquet"))
+        .unwrap_or_else(|| panic!("segment name {name}"));
+    assert_eq!(
+        i64::from_str_radix(seq, 16).ok(),
+        parquet_i64_column(&files[0], "_seq").into_iter().max(),
+        "{name}"
+    );
     assert_eq!(parquet_i64_column(&files[0], "id"), vec![1, 2, 3]);
     assert_eq!(ids(&s, &alice, "app.notes"), vec![1, 2, 3]);
     let t =

@@ -374,6 +374,14 @@ struct State {
     next_table_id: u64,
 }
 
+/// What a DROP TABLE or DROP NAMESPACE removed from the catalog: the tables, and their Parquet
+/// files, which the caller deletes once the catalog write is done.
+#[derive(Debug)]
+pub struct Dropped {
+    pub tables: Vec<Arc<TableDef>>,
+    pub files: Vec<String>,
+}
+
 /// The catalog, loaded from the store at startup.
 #[derive(Debug)]
 pub struct Catalog {
@@ -381,6 +389,11 @@ pub struct Catalog {
     state: RwLock<State>,
     /// Serialises catalog changes so check-then-write sequences are atomic.
     ddl_lock: parking_lot::Mutex<()>,
+    /// Held shared by a flush from its last check to its commit, exclusively by DROP TABLE,
+    /// DROP NAMESPACE and DROP USER from reading the manifests they delete to their write: a
+    /// flush either commits before a drop (whose file list then has its segment) or finds its
+    /// table or rows gone, never writes a dropped scope's manifest back.
+    drops: parking_lot::RwLock<()>,
 }
 
 const KEY_NEXT_TABLE_ID: &str = "meta/next_table_id";
@@ -440,6 +453,7 @@ impl Catalog {
             store,
             state: RwLock::new(state),
             ddl_lock: parking_lot::Mutex::new(()),
+            drops: parking_lot::RwLock::new(()),
         };
         catalog.bootstrap(data_dir)?;
         Ok(catalog)
@@ -517,8 +531,15 @@ impl Catalog {
         Ok(true)
     }
 
-    /// Drop a namespace (and with `cascade` its tables and their rows).
-    pub fn drop_namespace(&self, name: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+    /// Drop a namespace (and with `cascade` its tables and their rows). Returns the dropped
+    /// tables and their Parquet files for the caller to delete (see [`Catalog::drop_table`]),
+    /// or `None` when there was no such namespace.
+    pub fn drop_namespace(
+        &self,
+        name: &str,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Option<Dropped>> {
         if name == DEFAULT_NAMESPACE {
             return Err(Error::InvalidParameter(
                 "the default namespace cannot be dropped".into(),
@@ -527,7 +548,7 @@ impl Catalog {
         let _g = self.ddl_lock.lock();
         if self.namespace(name).is_none() {
             return if if_exists {
-                Ok(false)
+                Ok(None)
             } else {
                 Err(Error::NamespaceNotFound(name.into()))
             };
@@ -539,9 +560,11 @@ impl Catalog {
                 tables.len()
             )));
         }
+        let _no_flush = self.drops.write();
         let mut b = WriteBatch::default();
+        let mut files = Vec::new();
         for t in &tables {
-            self.delete_table_into(&mut b, t)?;
+            self.delete_table_into(&mut b, t, &mut files)?;
         }
         b.delete_cf(self.store.cf(CF_CATALOG)?, ns_key(name));
         self.store.write(b)?;
@@ -550,10 +573,16 @@ impl Catalog {
             st.tables.remove(&(t.namespace.clone(), t.name.clone()));
         }
         st.namespaces.remove(name);
-        Ok(true)
+        Ok(Some(Dropped { tables, files }))
     }
 
     // ---- tables ----
+
+    /// Keep DROP TABLE, DROP NAMESPACE and DROP USER from writing while the guard lives (a
+    /// flush's check-then-commit; see `drops`).
+    pub fn hold_off_drops(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.drops.read()
+    }
 
     pub fn table(&self, ns: &str, name: &str) -> Option<Arc<TableDef>> {
         self.state
@@ -660,29 +689,46 @@ impl Catalog {
         Ok(new)
     }
 
-    /// Drop a table and all its rows.
-    pub fn drop_table(&self, ns: &str, name: &str, if_exists: bool) -> Result<bool> {
+    /// Drop a table and all its rows. Returns the table and the Parquet files its manifests
+    /// named, unreferenced from this write on, for the caller to delete (startup removes any
+    /// left), or `None` when there was no such table. Only these files: a table created again
+    /// under the same name writes other paths (segment names carry a seq, cold.rs), and an
+    /// uncommitted segment of a flush still running removes itself when its commit fails.
+    pub fn drop_table(&self, ns: &str, name: &str, if_exists: bool) -> Result<Option<Dropped>> {
         let _g = self.ddl_lock.lock();
         let Some(t) = self.table(ns, name) else {
             return if if_exists {
-                Ok(false)
+                Ok(None)
             } else {
                 Err(Error::TableNotFound(format!("{ns}.{name}")))
             };
         };
+        let _no_flush = self.drops.write();
         let mut b = WriteBatch::default();
-        self.delete_table_into(&mut b, &t)?;
+        let mut files = Vec::new();
+        self.delete_table_into(&mut b, &t, &mut files)?;
         self.store.write(b)?;
         self.state
             .write()
             .tables
             .remove(&(ns.to_string(), name.to_string()));
-        Ok(true)
+        Ok(Some(Dropped {
+            tables: vec![t],
+            files,
+        }))
     }
 
-    /// Delete a table's definition, hot rows, flushed-key index and manifests. Its Parquet
-    /// files become unreferenced and are removed by the caller or at the next start.
-    fn delete_table_into(&self, b: &mut WriteBatch, t: &TableDef) -> Result<()> {
+    /// Delete a table's definition, hot rows, flushed-key index and manifests, adding the
+    /// Parquet files the manifests named to `files`.
+    fn delete_table_into(
+        &self,
+        b: &mut WriteBatch,
+        t: &TableDef,
+        files: &mut Vec<String>,
+    ) -> Result<()> {
+        for (_, m) in crate::manifest::load_table(&self.store, t.id)? {
+            files.extend(m.segments.into_iter().map(|s| s.path));
+        }
         let catalog = self.store.cf(CF_CATALOG)?;
         b.delete_cf(catalog, table_key(&t.namespace, &t.name));
         b.delete_cf(catalog, widest_row_key(t.id));
@@ -751,6 +797,7 @@ impl Catalog {
             .filter(|t| matches!(t.kind, TableKind::User | TableKind::Stream))
             .cloned()
             .collect();
+        let _no_flush = self.drops.write();
         let mut b = WriteBatch::default();
         let catalog = self.store.cf(CF_CATALOG)?;
         b.delete_cf(catalog, user_key(id));

@@ -1,8 +1,12 @@
 //! The cold store: Parquet segment files behind `object_store`.
 //!
-//! Segments live at `{namespace}/{table}/{user_id | "shared"}/batch-{n}.parquet` under the
-//! store's root (`{data_dir}/storage` for the local default). A segment is invisible until it
-//! is complete: on the local filesystem it is written as `batch-{n}.parquet.tmp`, fsynced,
+//! Segments live at `{namespace}/{table}/{user_id | "shared"}/batch-{n}-{seq:x}.parquet` under
+//! the store's root (`{data_dir}/storage` for the local default), `n` the scope's segment number
+//! and `seq` the highest `_seq` of its rows. Seqs are unique in the database, so a path is never
+//! written twice, not even by a table or user of the same name dropped and created again (see
+//! ADR 0011): a DROP removes exactly the files its manifests named, and an uncommitted segment's
+//! cleanup removes only itself. A segment is invisible until it
+//! is complete: on the local filesystem it is written as `{path}.tmp`, fsynced,
 //! renamed and its directory fsynced before it is committed to a manifest (other stores use
 //! object_store's atomic put), so a committed segment survives a crash and a half-written one
 //! is never read. Startup removes files no manifest references. This module does no Parquet encoding; see
@@ -63,10 +67,16 @@ impl ColdStore {
         )
     }
 
-    /// Object path of segment `n` of a scope.
-    pub fn segment_path(namespace: &str, table: &str, scope: &Scope, n: u64) -> String {
+    /// Object path of segment `n` of a scope whose highest row seq is `seq_max`.
+    pub fn segment_path(
+        namespace: &str,
+        table: &str,
+        scope: &Scope,
+        n: u64,
+        seq_max: u64,
+    ) -> String {
         format!(
-            "{}/batch-{n}.parquet",
+            "{}/batch-{n}-{seq_max:x}.parquet",
             Self::scope_dir(namespace, table, scope)
         )
     }
@@ -91,7 +101,15 @@ impl ColdStore {
             .map_err(|e| storage_error(&format!("cannot create the directory of {path}"), e))?;
         let tmp = file.with_extension("parquet.tmp");
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = match std::fs::File::create(&tmp) {
+                // A DROP of another table or user of the same name may have just removed the
+                // (then empty) directory: create it again, once.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(dir)?;
+                    std::fs::File::create(&tmp)?
+                }
+                other => other?,
+            };
             f.write_all(&data)?;
             f.sync_all()
         };

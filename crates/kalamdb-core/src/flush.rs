@@ -151,7 +151,7 @@ fn flush_scope_inner(
             continue;
         }
         if pending.rows.len() >= segment_rows {
-            commit_segment(rows, def, scope, &mut manifest, &mut pending, done)?;
+            commit_segment(rows, catalog, def, scope, &mut manifest, &mut pending, done)?;
         }
         current_pk = Some(pk.to_vec());
         let values = if is_tombstone(&value) {
@@ -180,7 +180,7 @@ fn flush_scope_inner(
         done.rows_scanned += 1;
     }
     if !pending.rows.is_empty() {
-        commit_segment(rows, def, scope, &mut manifest, &mut pending, done)?;
+        commit_segment(rows, catalog, def, scope, &mut manifest, &mut pending, done)?;
     }
     Ok(())
 }
@@ -212,6 +212,7 @@ fn convert_layout(
 
 fn commit_segment(
     rows: &RowStore,
+    catalog: &Catalog,
     def: &TableDef,
     scope: &Scope,
     manifest: &mut ScopeManifest,
@@ -219,12 +220,15 @@ fn commit_segment(
     done: &mut ScopeFlush,
 ) -> Result<()> {
     let n = manifest.next_batch;
-    let path = ColdStore::segment_path(&def.namespace, &def.name, scope, n);
+    let seq_max = pending.rows.iter().map(|r| r.seq).max().unwrap_or(0);
+    let path = ColdStore::segment_path(&def.namespace, &def.name, scope, n, seq_max);
     let data = encode_segment(def, def.schema_version, &pending.rows)?;
     let bytes = data.len() as u64;
     rows.cold().put_durable(&path, data)?;
     failpoints::pause("flush.pause_after_write");
-    match commit_manifest(rows, def, scope, manifest, pending, &path, n, bytes) {
+    match commit_manifest(
+        rows, catalog, def, scope, manifest, pending, &path, n, bytes,
+    ) {
         Ok(()) => {
             failpoints::pause("flush.pause_after_commit");
             done.rows_flushed += pending.rows.len() as u64;
@@ -246,6 +250,7 @@ fn commit_segment(
 #[allow(clippy::too_many_arguments)]
 fn commit_manifest(
     rows: &RowStore,
+    catalog: &Catalog,
     def: &TableDef,
     scope: &Scope,
     manifest: &mut ScopeManifest,
@@ -301,13 +306,23 @@ fn commit_manifest(
         manifest::manifest_key(def.id, scope),
         manifest::encode(&next)?,
     );
+    // No DROP writes from here to the commit (catalog.rs, `drops`), so what is checked below
+    // still holds when the batch is written.
+    let _no_drop = catalog.hold_off_drops();
     let lock = rows.scope_lock(def.id, scope);
     let _guard = lock.lock();
     // The rows this segment holds must still be buffered: DROP USER and DROP TABLE delete a
     // scope's whole key range while a flush may be writing its segment, and committing then
-    // would bring the dropped rows back (to the next user of that name).
+    // would bring the dropped rows back (to the next user of that name) and write the dropped
+    // scope's manifest back, naming a file the DROP did not know of.
     // Nor may the scope's manifest have changed since the flush read it (DROP USER deletes
     // it; committing the flush's copy would point at deleted files).
+    if catalog
+        .table(&def.namespace, &def.name)
+        .is_none_or(|t| t.id != def.id)
+    {
+        return Err(Error::TableNotFound(def.qualified_name()));
+    }
     let stored = manifest::load(store, def.id, scope)?;
     if stored.next_batch != manifest.next_batch || stored.segments.len() != manifest.segments.len()
     {

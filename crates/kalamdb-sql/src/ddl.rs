@@ -46,14 +46,11 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
             cascade,
         } => {
             p.check_admin("drop namespaces")?;
-            let tables = db.catalog.tables_in(&name);
             let dropped = db.catalog.drop_namespace(&name, if_exists, cascade)?;
-            if dropped {
-                for t in tables {
-                    remove_table_files(db, t.id, &t.namespace, &t.name);
-                }
+            if let Some(d) = &dropped {
+                remove_dropped_tables(db, d);
             }
-            Ok(message(if dropped {
+            Ok(message(if dropped.is_some() {
                 format!("Namespace '{name}' dropped")
             } else {
                 format!("Namespace '{name}' does not exist")
@@ -76,12 +73,11 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
             if db.catalog.namespace(&ns).is_none() && !if_exists {
                 return Err(Error::NamespaceNotFound(ns));
             }
-            let id = db.catalog.table(&ns, &name).map(|t| t.id);
             let dropped = db.catalog.drop_table(&ns, &name, if_exists)?;
-            if let Some(id) = id.filter(|_| dropped) {
-                remove_table_files(db, id, &ns, &name);
+            if let Some(d) = &dropped {
+                remove_dropped_tables(db, d);
             }
-            Ok(message(if dropped {
+            Ok(message(if dropped.is_some() {
                 format!("Table '{ns}.{name}' dropped")
             } else {
                 format!("Table '{ns}.{name}' does not exist")
@@ -231,15 +227,7 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                     for (table_id, versions) in buffered {
                         db.rows.note_flushed(table_id, versions);
                     }
-                    let cold = db.rows.cold();
-                    for p in &files {
-                        if let Err(e) = cold.delete(p) {
-                            tracing::warn!(path = %p, error = %e, "could not delete a dropped user's file; startup will");
-                        }
-                        if let Some((dir, _)) = p.rsplit_once('/') {
-                            cold.remove_empty_dirs(dir);
-                        }
-                    }
+                    remove_files(db, &files);
                     Ok(message(format!(
                         "User '{user_id}' dropped with every row it owned"
                     )))
@@ -256,23 +244,36 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
     }
 }
 
-/// Delete a dropped table's Parquet files (best effort: startup removes what is left).
-fn remove_table_files(db: &Db, table_id: u64, ns: &str, name: &str) {
-    db.rows.forget_table(table_id);
+/// Forget dropped tables' in-memory state and delete their Parquet files.
+fn remove_dropped_tables(db: &Db, dropped: &kalamdb_core::catalog::Dropped) {
+    for t in &dropped.tables {
+        db.rows.forget_table(t.id);
+    }
+    remove_files(db, &dropped.files);
+    for t in &dropped.tables {
+        db.rows
+            .cold()
+            .remove_empty_dirs(&format!("{}/{}", t.namespace, t.name));
+    }
+}
+
+/// Delete the Parquet files a DROP made unreferenced, exactly those (a table or user of the
+/// same name created since writes other paths), and the directories left empty. Best effort:
+/// startup removes what is left.
+fn remove_files(db: &Db, files: &[String]) {
     let cold = db.rows.cold();
-    match cold.list(Some(&format!("{ns}/{name}"))) {
-        Ok(paths) => {
-            for p in paths {
-                if let Err(e) = cold.delete(&p) {
-                    tracing::warn!(path = %p, error = %e, "could not delete a dropped table's file");
-                }
-            }
+    let mut dirs = std::collections::BTreeSet::new();
+    for p in files {
+        if let Err(e) = cold.delete(p) {
+            tracing::warn!(path = %p, error = %e, "could not delete a dropped file; startup will");
         }
-        Err(e) => {
-            tracing::warn!(table = %format!("{ns}.{name}"), error = %e, "could not list a dropped table's files")
+        if let Some((dir, _)) = p.rsplit_once('/') {
+            dirs.insert(dir);
         }
     }
-    cold.remove_empty_dirs(&format!("{ns}/{name}"));
+    for dir in dirs {
+        cold.remove_empty_dirs(dir);
+    }
 }
 
 fn short(s: &str) -> String {
