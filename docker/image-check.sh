@@ -116,10 +116,16 @@ check() {
     step "run"
     run_container
     echo "health: $(curl -fsS "http://127.0.0.1:$PORT/health")"
-    local uid
-    uid="$(podman exec "$NAME" sh -c 'awk "/^Uid:/{print \$2}" /proc/1/status')"
+    # The image has no shell: look at the server process from the host.
+    local pid uid nspid
+    pid="$(podman inspect -f '{{.State.Pid}}' "$NAME")"
+    uid="$(awk '/^Uid:/{print $2}' "/proc/$pid/status")"
+    nspid="$(awk '/^NSpid:/{print $NF}' "/proc/$pid/status")"
     [ "$uid" != 0 ] || fail "the server runs as root"
-    echo "server uid: $uid (PID 1: $(podman exec "$NAME" cat /proc/1/comm))"
+    [ "$nspid" = 1 ] || fail "the server is not PID 1 in its container (NSpid $nspid)"
+    echo "server: $(cat "/proc/$pid/comm"), uid $uid, PID 1 in the container"
+    if podman exec "$NAME" sh -c true >/dev/null 2>&1; then fail "the image has a shell"; fi
+    echo "no shell in the image"
     step "the README quickstart through the published port"
     curl_sql "CREATE NAMESPACE app; CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), body TEXT NOT NULL, created_at TIMESTAMP DEFAULT NOW()); CREATE USER 'alice' WITH PASSWORD 'alice-pw' ROLE user; CREATE USER 'bob' WITH PASSWORD 'bob-pw' ROLE user" >/dev/null
     sql_as alice:alice-pw "INSERT INTO app.notes (body) VALUES ('buy milk'), ('call mom')" >/dev/null
@@ -130,9 +136,9 @@ check() {
     step "flush into the volume"
     curl_sql "STORAGE FLUSH TABLE app.notes WAIT" | grep -q completed || fail "flush did not complete"
     local parquet
-    parquet="$(podman exec "$NAME" sh -c 'find /data -name "*.parquet" | head -1')"
+    parquet="$(find "$(podman volume inspect -f '{{.Mountpoint}}' "$VOLUME")" -name '*.parquet' | head -1)"
     [ -n "$parquet" ] || fail "no Parquet file in the volume"
-    echo "segment in the volume: $parquet"
+    echo "segment in the volume: ${parquet#*/_data/}"
     step "healthcheck"
     podman healthcheck run "$NAME" >/dev/null || fail "HEALTHCHECK unhealthy"
     echo "healthy"

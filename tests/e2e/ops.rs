@@ -94,9 +94,39 @@ fn print_config_shows_the_effective_configuration_with_secrets_masked() {
     let (code, out, _) = run_server(&["--help"], None, &[]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("--config") && out.contains("--print-config"),
+        out.contains("--config")
+            && out.contains("--print-config")
+            && out.contains("--health-check"),
         "{out}"
     );
+}
+
+/// The image's HEALTHCHECK (`kalamdb-server --health-check`; the image has no shell or curl):
+/// exit 0 when the configured server answers /health with 200, 1 when nothing listens there.
+#[test]
+fn health_check_flag_asks_the_configured_server() {
+    let s = TestServer::start();
+    let port = s.port.to_string();
+    let (code, _, err) = run_server(
+        &["--health-check"],
+        None,
+        &[
+            ("KALAMDB_SERVER_HOST", "0.0.0.0"),
+            ("KALAMDB_SERVER_PORT", &port),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    drop(s);
+    let (code, _, err) = run_server(
+        &["--health-check"],
+        None,
+        &[
+            ("KALAMDB_SERVER_HOST", "127.0.0.1"),
+            ("KALAMDB_SERVER_PORT", &port),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not healthy"), "{err}");
 }
 
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {

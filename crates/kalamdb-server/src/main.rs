@@ -41,6 +41,11 @@ struct Args {
     /// Print the effective configuration (file + environment, secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Ask the server this configuration describes whether it is healthy (`GET /health` on its
+    /// port, on 127.0.0.1 when it listens on every address) and exit 0 if it answers 200, else 1.
+    /// The container image's HEALTHCHECK runs this: the image has no shell and no curl.
+    #[arg(long)]
+    health_check: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +60,15 @@ fn main() -> std::process::ExitCode {
     if args.print_config {
         print!("{}", config.to_masked_toml());
         return std::process::ExitCode::SUCCESS;
+    }
+    if args.health_check {
+        return match health_check(&config.server.host, config.server.port) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kalamdb-server: not healthy: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     init_logging(&config);
     // Generous stacks: planning walks expression trees recursively (depth is bounded by the
@@ -77,6 +91,44 @@ fn main() -> std::process::ExitCode {
             eprintln!("kalamdb-server: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `GET /health` over a plain socket, answered `200` within 3 seconds.
+fn health_check(host: &str, port: u16) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+    let ip = match host.parse::<IpAddr>() {
+        Ok(ip) if ip == Ipv4Addr::UNSPECIFIED => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Ok(ip) if ip == Ipv6Addr::UNSPECIFIED => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        Ok(ip) => ip,
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve {host}"))?
+            .ip(),
+    };
+    let addr = SocketAddr::new(ip, port);
+    let timeout = Duration::from_secs(3);
+    let mut conn =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    conn.set_read_timeout(Some(timeout))
+        .and_then(|()| conn.set_write_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    conn.write_all(
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    match &head {
+        b"HTTP/1.1 200" => Ok(()),
+        other => Err(format!(
+            "{addr} answered {}",
+            String::from_utf8_lossy(other).trim()
+        )),
     }
 }
 
