@@ -3,8 +3,8 @@
 #
 #   docker/build-check.sh build        apt packages of the build stage + the release build
 #   docker/build-check.sh entrypoint   start the binary as the image does: only environment
-#                                      variables, an empty data dir, 0.0.0.0; check /health;
-#                                      SIGTERM; require exit status 0
+#                                      variables, an empty data dir, 0.0.0.0; check /health
+#                                      and the HEALTHCHECK command; SIGTERM; require exit 0
 #   docker/build-check.sh all          both
 #
 # KALAMDB_BIN selects the binary for `entrypoint` (default: the release build).
@@ -42,6 +42,11 @@ entrypoint() {
         echo "entrypoint: /health did not answer" >&2; cat "$data/server.log" >&2; kill -9 "$pid" 2>/dev/null; exit 1
     fi
     echo "entrypoint: /health answered: $body"
+    # The image's HEALTHCHECK command, with the image's environment.
+    if ! env -i KALAMDB_SERVER_HOST=0.0.0.0 KALAMDB_SERVER_PORT="$port" "$bin" --health-check; then
+        echo "entrypoint: --health-check failed" >&2; kill -9 "$pid" 2>/dev/null; exit 1
+    fi
+    echo "entrypoint: --health-check (the HEALTHCHECK) exited 0"
     kill -TERM "$pid"
     local status=0
     wait "$pid" || status=$?

@@ -95,7 +95,9 @@ wait_health() {
 run_container() {
     # Root comes in as root's loopback rule does not apply: the published port is not
     # loopback inside the container, so the password is the way in (as for every user).
-    podman run -d --name "$NAME" -p "127.0.0.1:$PORT:8080" -v "$VOLUME:/data" \
+    # No systemd here to schedule the HEALTHCHECK (podman would log an error per container):
+    # the check calls `podman healthcheck run`, which runs the image's command on demand.
+    podman run -d --name "$NAME" --health-interval=disable -p "127.0.0.1:$PORT:8080" -v "$VOLUME:/data" \
         -e KALAMDB_ROOT_PASSWORD="$PASSWORD" "$IMAGE" >/dev/null
     wait_health
 }
@@ -167,12 +169,14 @@ compose() {
     # docker-compose names the image kalamdb:latest; podman's Docker API reads that name as
     # docker.io/library/kalamdb:latest.
     podman tag "$IMAGE" localhost/kalamdb:latest docker.io/library/kalamdb:latest
-    local project=kalamdbcheck
-    KALAMDB_ROOT_PASSWORD="$PASSWORD" KALAMDB_PORT="$PORT" docker-compose -p "$project" -f docker/docker-compose.yml up -d --no-build
+    # Every docker-compose command interpolates the file, so each needs the password.
+    export KALAMDB_ROOT_PASSWORD="$PASSWORD" KALAMDB_PORT="$PORT"
+    local dc=(docker-compose -p kalamdbcheck -f docker/docker-compose.yml)
+    "${dc[@]}" up -d --no-build
     wait_health
-    curl_sql "SELECT 1" >/dev/null || fail "compose: SQL"
-    docker-compose -p "$project" -f docker/docker-compose.yml ps
-    KALAMDB_ROOT_PASSWORD="$PASSWORD" docker-compose -p "$project" -f docker/docker-compose.yml down -v
+    curl_sql "SELECT 1" >/dev/null || { "${dc[@]}" down -v; fail "compose: SQL"; }
+    "${dc[@]}" ps
+    "${dc[@]}" down -v
     echo "compose: up, SQL, down"
 }
 
