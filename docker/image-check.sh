@@ -162,8 +162,8 @@ compose() {
     local sock="$STATE/podman.sock"
     rm -f "$sock"
     podman system service --time=0 "unix://$sock" >"$STATE/podman-service.log" 2>&1 &
-    local service=$!
-    trap 'kill $service 2>/dev/null || true' RETURN
+    SERVICE_PID=$!
+    trap 'kill "${SERVICE_PID:-}" 2>/dev/null || true' EXIT
     for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.1; done
     export DOCKER_HOST="unix://$sock"
     # docker-compose names the image kalamdb:latest; podman's Docker API reads that name as
