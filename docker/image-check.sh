@@ -2,7 +2,7 @@
 # Build the real docker/Dockerfile with podman and check the image as its users use it.
 #
 #   make image-check          (this script; about 45 minutes cold, a release build inside
-#                              the image; a few minutes when only our crates changed)
+#                              the image; under 5 minutes when only our crates changed)
 #
 # 1. Installs podman and friends when missing (Debian), with the settings this machine kind
 #    needs in a containers.conf of its own (CONTAINERS_CONF): runc (crun refuses hybrid
@@ -12,8 +12,8 @@
 #    through an intercepting proxy), rust:1-bookworm from it plus the host's Rust toolchain
 #    (docker/base/rust-bookworm.Containerfile). Both tagged docker.io/library/... so the
 #    Dockerfile is the one real Docker users build.
-# Status: the base images and the stand-in build were run on this machine kind; the whole
-# check has not yet run end to end (issue #12 is open).
+# Measured on this machine kind (2 cores): ~20 min with the dependencies cached, 281 s of
+# build after a one-line change in kalamdb-core, 156 MB image (docs/adr/0012).
 # 3. Builds docker/Dockerfile (--format docker keeps HEALTHCHECK), then checks: /health,
 #    the README quickstart's SQL through the published port, a flush whose Parquet file lands
 #    in the named volume, the process runs as the non-root user, HEALTHCHECK healthy,
