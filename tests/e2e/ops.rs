@@ -67,6 +67,9 @@ fn bad_configuration_stops_the_server_naming_the_key() {
     let (code, _, err) = run_server(&[], None, &[("KALAMDB_LIMITS_MAX_RESLUT_ROWS", "5")]);
     assert_eq!(code, 2);
     assert!(err.contains("KALAMDB_LIMITS_MAX_RESLUT_ROWS"), "{err}");
+    let (code, _, err) = run_server(&[], None, &[("KALAMDB_DATA_DIR", "")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("KALAMDB_DATA_DIR"), "{err}");
     let (code, _, err) = run_server(&[], None, &[("KALAMDB_LOG_FORMAT", "xml")]);
     assert_eq!(code, 2);
     assert!(err.contains("log.format"), "{err}");
@@ -127,6 +130,41 @@ fn health_check_flag_asks_the_configured_server() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not healthy"), "{err}");
+}
+
+/// Second black-box attack (issue #12): a query running when the container was stopped held
+/// the server past `podman stop`'s 10 s grace (the stop waited for the statement up to the
+/// 30 s default of `server.shutdown_timeout_secs`), so podman killed it (exit 137). The stop
+/// now has one deadline, 8 s by default, under Docker's and podman's default grace of 10 s.
+#[test]
+fn a_stop_does_not_wait_for_a_running_statement_past_the_shutdown_timeout() {
+    use std::time::{Duration, Instant};
+    let mut s = TestServer::start_with_env(&[("KALAMDB_LIMITS_STATEMENT_TIMEOUT_SECS", "300")]);
+    let port = s.port;
+    let query = std::thread::spawn(move || {
+        let s = TestServer::attach(port);
+        let sql =
+            "SELECT count(*) FROM generate_series(1, 3000000) a, generate_series(1, 3000000) b";
+        // Cut off by the stop: no answer (an Err) is what its client sees.
+        s.try_post(
+            "/v1/api/sql",
+            &Auth::root(),
+            serde_json::json!({ "sql": sql }).to_string().as_bytes(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!query.is_finished(), "the statement ended before the stop");
+    let started = Instant::now();
+    assert!(s.stop_gracefully(), "exit status after SIGTERM");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the stop took {took:?}: a container's default grace period is 10 s"
+    );
+    let _ = query.join();
+    // Nothing was lost: the server starts again on its data.
+    s.start_again();
+    assert!(s.healthy());
 }
 
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {

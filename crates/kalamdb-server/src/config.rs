@@ -99,7 +99,8 @@ pub struct ServerSection {
     pub port: u16,
     /// Largest accepted request body, in bytes (larger: 413 PAYLOAD_TOO_LARGE).
     pub max_body_bytes: usize,
-    /// Seconds to wait for in-flight requests at shutdown.
+    /// Seconds a SIGTERM/SIGINT stop may take: in-flight requests, then running jobs; then the
+    /// process exits. Below Docker's default 10 s grace period.
     pub shutdown_timeout_secs: u64,
     /// A request's head (request line and headers) must arrive within this many seconds.
     pub header_read_timeout_secs: u64,
@@ -172,7 +173,7 @@ impl Default for ServerSection {
             host: "127.0.0.1".into(),
             port: 8080,
             max_body_bytes: 10 * 1024 * 1024,
-            shutdown_timeout_secs: 30,
+            shutdown_timeout_secs: 8,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             idle_timeout_secs: 60,
@@ -349,6 +350,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err("storage.data_dir (KALAMDB_DATA_DIR) is empty; name a directory".into());
+        }
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes must be greater than 0".into());
         }

@@ -84,7 +84,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let outcome = runtime.block_on(run(config));
+    // Statements still running past the shutdown deadline (a DataFusion plan on the query
+    // runtime, a scan on a blocking thread) must not hold the exit: the WAL is synced, so
+    // leaving them is as safe as kill -9 (dropping the runtime would wait for them).
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -228,17 +233,24 @@ async fn run(config: Config) -> Result<(), String> {
     }));
     wait_for_signal().await;
     tracing::info!("shutdown requested: finishing in-flight requests");
+    // One deadline for the whole stop, so the process exits within
+    // `server.shutdown_timeout_secs` and half a second, under a container's grace period.
+    // In-flight requests finish while running flush jobs stop at their next scope boundary
+    // and record `cancelled` (committed segments stay, the rest stays buffered), so a
+    // `STORAGE FLUSH ... WAIT` in flight gets its answer.
+    let deadline = tokio::time::Instant::now() + shutdown_timeout;
     let _ = stop_tx.send(());
-    match tokio::time::timeout(shutdown_timeout, server).await {
+    let (served, ()) = tokio::join!(
+        tokio::time::timeout_at(deadline, server),
+        jobs.shutdown(shutdown_timeout)
+    );
+    match served {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
         Err(_) => tracing::warn!(
-            "in-flight requests did not finish in {shutdown_timeout:?}; stopping anyway"
+            "in-flight requests did not finish in {shutdown_timeout:?}; stopping anyway (their clients get no answer; nothing unacknowledged is kept)"
         ),
     }
-    // Running flush jobs stop at their next user boundary and record `cancelled`; committed
-    // segments stay, the rest stays buffered.
-    jobs.shutdown(shutdown_timeout).await;
     db.store
         .db()
         .flush_wal(true)
