@@ -17,8 +17,9 @@
 # 3. Builds docker/Dockerfile (--format docker keeps HEALTHCHECK), then checks: /health,
 #    the README quickstart's SQL through the published port, a flush whose Parquet file lands
 #    in the named volume, the process runs as the non-root user, HEALTHCHECK healthy,
-#    `podman stop` -> exit 0 within the grace period (PID 1, no --init), a new container on
-#    the same volume sees every row, and docker-compose (docker/docker-compose.yml) through
+#    `podman stop` with a long statement running -> exit 0 within podman's default 10 s grace
+#    (PID 1, no --init), a new container on the same volume sees every row, an arbitrary uid
+#    in group 0 runs on a new volume, and docker-compose (docker/docker-compose.yml) through
 #    the podman socket. Prints times and the image size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,7 +106,7 @@ run_container() {
 stop_container() {
     local started status
     started=$(date +%s.%N)
-    podman stop -t 40 "$NAME" >/dev/null
+    podman stop -t "${GRACE:-40}" "$NAME" >/dev/null
     status="$(podman inspect -f '{{.State.ExitCode}}' "$NAME")"
     printf 'stopped in %.1f s, exit status %s\n' "$(echo "$(date +%s.%N) - $started" | bc)" "$status"
     [ "$status" = 0 ] || { podman logs "$NAME" | tail -20 >&2; fail "exit status $status after SIGTERM"; }
@@ -144,8 +145,16 @@ check() {
     step "healthcheck"
     podman healthcheck run "$NAME" >/dev/null || fail "HEALTHCHECK unhealthy"
     echo "healthy"
-    step "stop (SIGTERM to PID 1)"
-    stop_container
+    step "stop (SIGTERM to PID 1) with a statement running, podman's default 10 s grace"
+    # A statement that runs for minutes: the stop must not wait for it past the server's
+    # shutdown timeout (8 s), or podman kills the server (exit 137).
+    curl -s -u "root:$PASSWORD" -H 'content-type: application/json' \
+        --data-binary '{"sql":"SELECT count(*) FROM generate_series(1, 3000000) a, generate_series(1, 3000000) b"}' \
+        "http://127.0.0.1:$PORT/v1/api/sql" >/dev/null 2>&1 &
+    local long=$!
+    sleep 1
+    GRACE=10 stop_container
+    wait "$long" 2>/dev/null || true
     step "a new container on the same volume"
     run_container
     sql_as bob:bob-pw "INSERT INTO app.notes (body) VALUES ('again')" >/dev/null
@@ -153,6 +162,15 @@ check() {
         || fail "alice's rows in a new container"
     sql_as bob:bob-pw "SELECT count(*) FROM app.notes" | grep -q '\[\[2\]\]' || fail "bob's rows in a new container"
     echo "every row in a new container on the same volume (flushed and hot)"
+    stop_container
+    podman volume rm -f "$VOLUME" >/dev/null
+    step "an arbitrary uid in group 0 on a new volume (as OpenShift runs images)"
+    podman run -d --name "$NAME" --health-interval=disable --user 12345:0 -p "127.0.0.1:$PORT:8080" \
+        -v "$VOLUME:/data" -e KALAMDB_ROOT_PASSWORD="$PASSWORD" "$IMAGE" >/dev/null
+    wait_health
+    curl_sql "CREATE SHARED TABLE t (id BIGINT PRIMARY KEY); INSERT INTO t VALUES (1); STORAGE FLUSH TABLE t WAIT" \
+        | grep -q completed || fail "uid 12345: flush"
+    echo "uid 12345 (group 0) writes and flushes"
     stop_container
     podman volume rm -f "$VOLUME" >/dev/null
 }
