@@ -110,24 +110,20 @@ fn print_config_shows_the_effective_configuration_with_secrets_masked() {
 fn health_check_flag_asks_the_configured_server() {
     let s = TestServer::start();
     let port = s.port.to_string();
-    let (code, _, err) = run_server(
-        &["--health-check"],
-        None,
-        &[
-            ("KALAMDB_SERVER_HOST", "0.0.0.0"),
-            ("KALAMDB_SERVER_PORT", &port),
-        ],
-    );
+    let check = |host: &str| {
+        run_server(
+            &["--health-check"],
+            None,
+            &[
+                ("KALAMDB_SERVER_HOST", host),
+                ("KALAMDB_SERVER_PORT", &port),
+            ],
+        )
+    };
+    let (code, _, err) = check("0.0.0.0");
     assert_eq!(code, 0, "{err}");
     drop(s);
-    let (code, _, err) = run_server(
-        &["--health-check"],
-        None,
-        &[
-            ("KALAMDB_SERVER_HOST", "127.0.0.1"),
-            ("KALAMDB_SERVER_PORT", &port),
-        ],
-    );
+    let (code, _, err) = check("127.0.0.1");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not healthy"), "{err}");
 }
