@@ -24,6 +24,7 @@ run: deps
 ## Build (debug) and run every test: unit, property and end-to-end against the real binary.
 test: deps
 	./scripts/check-alerts.sh
+	python3 ./scripts/check-import-circles.py
 	$(CARGO) build --locked -p kalamdb-server
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --locked --no-fail-fast; \

@@ -11,6 +11,8 @@ fi
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
+# scripts/check-import-circles.py (make test)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
     missing+=(libclang-dev)
 fi

@@ -4,8 +4,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(sql) = std::str::from_utf8(data) {
-        for stmt in kalamdb_sql::split::split_statements(sql) {
-            let _ = kalamdb_sql::parser::parse_kalam_statement(stmt);
+        for stmt in kalamdb_sql::split_statements(sql) {
+            let _ = kalamdb_sql::parse_kalam_statement(stmt);
         }
     }
 });

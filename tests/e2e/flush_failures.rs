@@ -405,3 +405,75 @@ fn dropped_tables_and_namespaces_leave_no_directories() {
         "nothing of the namespace is left on disk"
     );
 }
+
+/// `STORAGE FLUSH ... WAIT` is held to the statement timeout: it waited for the job without
+/// any bound, past the timeout every other statement keeps. At the deadline it answers
+/// TIMEOUT naming the job, which goes on and completes; a request's `timeout_ms` raises the
+/// bound (up to `limits.max_statement_timeout_secs`) and then the same WAIT gets the job's row.
+#[test]
+fn flush_wait_is_held_to_the_statement_timeout_and_timeout_ms_raises_it() {
+    let s = TestServer::start_with_env(&[
+        ("KALAMDB_LIMITS_STATEMENT_TIMEOUT_SECS", "1"),
+        ("KALAMDB_LIMITS_MAX_STATEMENT_TIMEOUT_SECS", "20"),
+    ]);
+    let (alice, _bob) = two_users(&s);
+    s.set_failpoints("flush.pause_after_write=2500");
+    let started = std::time::Instant::now();
+    let r = s.sql_as(&Auth::root(), "STORAGE FLUSH TABLE app.notes WAIT");
+    assert_eq!((r.status, r.code()), (408, "TIMEOUT"), "{}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let job = r
+        .message()
+        .split_whitespace()
+        .find(|w| w.starts_with("FL-"))
+        .unwrap_or_else(|| panic!("the message names the job: {}", r.body))
+        .to_string();
+    s.set_failpoints("");
+    let done = s.wait_job(&job, 30);
+    assert_eq!(done["status"], json!("completed"), "{done:?}");
+    assert_eq!(result(&done)["rows_flushed"], json!(5), "{done:?}");
+    assert_eq!(count(&s, &alice), 2);
+
+    // The same WAIT with a raised timeout ends with the job's row.
+    s.sql_as(&alice, "INSERT INTO app.notes VALUES (9, 'a9')")
+        .ok();
+    s.set_failpoints("flush.pause_after_write=1500");
+    let r = s.request(
+        &Auth::root(),
+        json!({"sql": "STORAGE FLUSH TABLE app.notes WAIT", "timeout_ms": 15000}),
+    );
+    s.set_failpoints("");
+    let r = r.ok();
+    let message = r.body["results"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("finished with status completed"),
+        "{}",
+        r.body
+    );
+    assert_eq!(count(&s, &alice), 3);
+
+    // Above the cap, zero, or not a number: refused before anything runs.
+    for bad in [json!(20001), json!(0), json!("5000"), json!(-1), json!(1.5)] {
+        let r = s.request(&Auth::root(), json!({"sql": "SELECT 1", "timeout_ms": bad}));
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "INVALID_PARAMETER"),
+            "{bad}: {}",
+            r.body
+        );
+    }
+    // Within the cap it also bounds a query: a short timeout stops a long one.
+    let r = s.request(
+        &Auth::root(),
+        json!({
+            "sql": "SELECT count(*) FROM generate_series(1, 1000000) AS a(x) CROSS JOIN generate_series(1, 1000000) AS b(y)",
+            "timeout_ms": 300
+        }),
+    );
+    assert_eq!((r.status, r.code()), (408, "TIMEOUT"), "{}", r.body);
+    assert!(s.healthy());
+}

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::{col, lit, ParquetReadOptions, SessionContext};
-use kalamdb_core::codec::encode_row;
-use kalamdb_core::keys::{encode_pk, row_key, scope_prefix, Scope};
-use kalamdb_core::store::{Store, CF_ROWS};
+use kalamdb_core::encoding::row_codec::encode_row;
+use kalamdb_core::encoding::row_key::{encode_pk, row_key, scope_prefix, Scope};
+use kalamdb_core::storage::keyspace::CF_ROWS;
+use kalamdb_core::storage::rocks::Store;
 use kalamdb_core::types::Value;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};

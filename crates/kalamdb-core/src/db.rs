@@ -6,13 +6,13 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 
 use crate::catalog::Catalog;
-use crate::cold::ColdStore;
+use crate::clock::SeqGenerator;
+use crate::cold::manifest;
 use crate::error::Result;
-use crate::functions::{snowflake_id_udf, uuid_v7_udf};
-use crate::keys::SeqGenerator;
-use crate::manifest;
-use crate::rows::RowStore;
-use crate::store::Store;
+use crate::hot::rows::RowStore;
+use crate::query::functions::{snowflake_id_udf, uuid_v7_udf};
+use crate::storage::objects::ColdStore;
+use crate::storage::rocks::Store;
 
 /// The open database: store, catalog, rows and the SQL functions bound to them.
 #[derive(Debug)]

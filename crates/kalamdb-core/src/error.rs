@@ -143,12 +143,6 @@ impl From<rocksdb::Error> for Error {
     }
 }
 
-impl From<crate::codec::CodecError> for Error {
-    fn from(e: crate::codec::CodecError) -> Error {
-        Error::Internal(e.to_string())
-    }
-}
-
 impl From<arrow::error::ArrowError> for Error {
     fn from(e: arrow::error::ArrowError) -> Error {
         Error::Internal(format!("arrow: {e}"))
@@ -156,3 +150,13 @@ impl From<arrow::error::ArrowError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorten user-supplied text before echoing it in a message.
+pub fn truncate_for_message(s: &str) -> String {
+    let clean: String = s.chars().filter(|c| !c.is_control()).take(80).collect();
+    if s.chars().count() > 80 {
+        format!("{clean}...")
+    } else {
+        clean
+    }
+}

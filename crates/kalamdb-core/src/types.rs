@@ -217,3 +217,44 @@ impl Value {
         matches!(self, Value::Null)
     }
 }
+
+/// One version of a row, from the hot buffer or a Parquet segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowVersion {
+    /// Order-preserving primary-key encoding.
+    pub pk: Vec<u8>,
+    pub seq: u64,
+    /// Schema version whose layout `values` follow.
+    pub schema_version: u32,
+    /// None for a tombstone.
+    pub values: Option<Vec<Value>>,
+}
+
+/// Check a value against its column type's rules (JSON must parse, UUIDs are normalised).
+pub fn check_value(dt: &DataType, v: Value) -> crate::error::Result<Value> {
+    match (dt, v) {
+        (DataType::Json, Value::Text(s)) => {
+            serde_json::from_str::<serde::de::IgnoredAny>(&s).map_err(|e| {
+                crate::error::Error::TypeMismatch(format!("invalid JSON value: {e}"))
+            })?;
+            Ok(Value::Text(s))
+        }
+        (DataType::Uuid, Value::Text(s)) => {
+            let u = uuid::Uuid::parse_str(&s).map_err(|_| {
+                crate::error::Error::TypeMismatch(format!(
+                    "invalid UUID value '{}'",
+                    crate::error::truncate_for_message(&s)
+                ))
+            })?;
+            Ok(Value::Text(u.hyphenated().to_string()))
+        }
+        // A time of day is below 24:00:00 (chrono reads the leap second '23:59:60' as
+        // 86,400 s, which later writers and readers cannot represent).
+        (DataType::Time, Value::Time(us)) if !(0..86_400_000_000).contains(&us) => {
+            Err(crate::error::Error::TypeMismatch(
+                "time of day out of range: must be from 00:00:00 to 23:59:59.999999".into(),
+            ))
+        }
+        (_, v) => Ok(v),
+    }
+}

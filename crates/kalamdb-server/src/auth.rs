@@ -14,10 +14,10 @@ use std::sync::Arc;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use kalamdb_core::access::Principal;
+use kalamdb_core::catalog::access::Principal;
+use kalamdb_core::catalog::password::verify_password;
 use kalamdb_core::catalog::{Catalog, UserDef, ROOT_USER};
-use kalamdb_core::keys::now_millis;
-use kalamdb_core::password::verify_password;
+use kalamdb_core::clock::now_millis;
 use kalamdb_core::{Error, Result};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,7 @@ impl Authenticator {
             cache_key: rand::random(),
             token_ttl_secs,
             verified: Mutex::new(HashMap::new()),
-            decoy_hash: kalamdb_core::password::hash_password(&format!(
+            decoy_hash: kalamdb_core::catalog::password::hash_password(&format!(
                 "{:x}",
                 rand::random::<u128>()
             ))?,

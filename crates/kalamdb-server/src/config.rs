@@ -70,8 +70,8 @@ pub struct JobsSection {
 impl Default for FlushSection {
     fn default() -> FlushSection {
         FlushSection {
-            segment_rows: kalamdb_core::jobs::JobSettings::default().segment_rows,
-            parallelism: kalamdb_core::jobs::JobSettings::default().flush_parallelism,
+            segment_rows: kalamdb_core::jobs::manager::JobSettings::default().segment_rows,
+            parallelism: kalamdb_core::jobs::manager::JobSettings::default().flush_parallelism,
             default_policy: "rows:100000,interval:300".into(),
             policy_check_interval_ms: 1000,
         }
@@ -81,7 +81,7 @@ impl Default for FlushSection {
 impl Default for JobsSection {
     fn default() -> JobsSection {
         // One source of truth for the defaults: the job manager's own.
-        let d = kalamdb_core::jobs::JobSettings::default();
+        let d = kalamdb_core::jobs::manager::JobSettings::default();
         JobsSection {
             max_concurrent: d.max_concurrent,
             max_attempts: d.max_attempts,
@@ -137,6 +137,8 @@ pub struct LimitsSection {
     pub max_sql_nesting_depth: usize,
     /// Longest a statement may spend reading, in seconds.
     pub statement_timeout_secs: u64,
+    /// Most a request's `timeout_ms` may raise its statements' timeout to, in seconds.
+    pub max_statement_timeout_secs: u64,
     /// Largest value lpad/repeat/range/... may build, in bytes.
     pub max_value_bytes: usize,
 }
@@ -208,6 +210,7 @@ impl Default for LimitsSection {
             query_memory_bytes: d.query_memory_bytes,
             max_sql_nesting_depth: d.max_parser_recursion,
             statement_timeout_secs: d.statement_timeout.as_secs(),
+            max_statement_timeout_secs: d.max_statement_timeout.as_secs(),
             max_value_bytes: d.max_value_bytes,
         }
     }
@@ -390,7 +393,7 @@ impl Config {
             return Err("flush.parallelism must be between 1 and 64".into());
         }
         if !self.flush.default_policy.is_empty() {
-            kalamdb_core::policy::FlushPolicy::parse(&self.flush.default_policy)
+            kalamdb_core::flush::policy::FlushPolicy::parse(&self.flush.default_policy)
                 .map_err(|e| format!("flush.default_policy: {e}"))?;
         }
         if self.flush.policy_check_interval_ms == 0 {
@@ -405,8 +408,8 @@ impl Config {
         Ok(())
     }
 
-    pub fn job_settings(&self) -> kalamdb_core::jobs::JobSettings {
-        kalamdb_core::jobs::JobSettings {
+    pub fn job_settings(&self) -> kalamdb_core::jobs::manager::JobSettings {
+        kalamdb_core::jobs::manager::JobSettings {
             max_concurrent: self.jobs.max_concurrent,
             max_attempts: self.jobs.max_attempts,
             retry_backoff_ms: self.jobs.retry_backoff_ms,
@@ -417,11 +420,12 @@ impl Config {
         }
     }
 
-    pub fn default_flush_policy(&self) -> kalamdb_core::policy::FlushPolicy {
+    pub fn default_flush_policy(&self) -> kalamdb_core::flush::policy::FlushPolicy {
         if self.flush.default_policy.is_empty() {
-            kalamdb_core::policy::FlushPolicy::default()
+            kalamdb_core::flush::policy::FlushPolicy::default()
         } else {
-            kalamdb_core::policy::FlushPolicy::parse(&self.flush.default_policy).unwrap_or_default()
+            kalamdb_core::flush::policy::FlushPolicy::parse(&self.flush.default_policy)
+                .unwrap_or_default()
         }
     }
 
@@ -433,6 +437,9 @@ impl Config {
             max_parser_recursion: self.limits.max_sql_nesting_depth,
             statement_timeout: std::time::Duration::from_secs(
                 self.limits.statement_timeout_secs.max(1),
+            ),
+            max_statement_timeout: std::time::Duration::from_secs(
+                self.limits.max_statement_timeout_secs.max(1),
             ),
             query_threads: kalamdb_sql::Limits::default().query_threads,
             max_value_bytes: self.limits.max_value_bytes,

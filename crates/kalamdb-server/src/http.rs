@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kalamdb_core::access::Principal;
+use kalamdb_core::catalog::access::Principal;
 use kalamdb_core::catalog::DEFAULT_NAMESPACE;
 use kalamdb_core::{Error, ErrorCode};
 use kalamdb_sql::{Caller, Engine, StatementOutput};
@@ -370,10 +370,27 @@ async fn sql(
             )
         }
     };
+    // The request's own statement timeout; the engine holds it to
+    // limits.max_statement_timeout_secs.
+    let timeout = match obj.get("timeout_ms") {
+        None | Some(Json_::Null) => None,
+        Some(Json_::Number(n)) if n.as_u64().is_some_and(|ms| ms > 0) => {
+            n.as_u64().map(std::time::Duration::from_millis)
+        }
+        Some(_) => {
+            return fail(
+                Error::InvalidParameter(
+                    "'timeout_ms' must be a positive whole number of milliseconds".into(),
+                ),
+                start,
+            )
+        }
+    };
     let user_id = principal.user_id.clone();
     let caller = Caller {
         principal,
         namespace,
+        timeout,
     };
     let span = info_span!("sql", user = %user_id);
     let outcome = {
@@ -409,7 +426,7 @@ async fn sql(
         tracing::warn!(
             parent: &span,
             took_ms = elapsed_ms,
-            sql = %kalamdb_core::catalog::truncate_for_message(&sql),
+            sql = %kalamdb_core::error::truncate_for_message(&sql),
             "slow query"
         );
     }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use kalamdb_core::catalog::password::{hash_password, verify_password};
 use kalamdb_core::catalog::ROOT_USER;
+use kalamdb_core::clock::now_millis;
 use kalamdb_core::db::Db;
-use kalamdb_core::jobs::JobManager;
-use kalamdb_core::keys::now_millis;
-use kalamdb_core::password::{hash_password, verify_password};
+use kalamdb_core::jobs::manager::JobManager;
 use kalamdb_sql::Engine;
 use tracing_subscriber::EnvFilter;
 
@@ -180,8 +180,9 @@ async fn run(config: Config) -> Result<(), String> {
     if config.auth.root_password.is_none() {
         tracing::warn!("KALAMDB_ROOT_PASSWORD is not set: root has no password and may log in from loopback only");
     }
-    let jobs = JobManager::start(db.clone(), config.job_settings()).map_err(|e| e.to_string())?;
-    tokio::spawn(kalamdb_core::policy::run_scheduler(
+    let jobs =
+        JobManager::open(db.store.clone(), config.job_settings()).map_err(|e| e.to_string())?;
+    tokio::spawn(kalamdb_core::jobs::scheduler::run_scheduler(
         db.clone(),
         jobs.clone(),
         config.default_flush_policy(),

@@ -6,8 +6,8 @@ use datafusion::sql::parser::DFParserBuilder;
 use proptest::prelude::*;
 use sqlparser::dialect::GenericDialect;
 
-use crate::parser::parse_kalam_statement;
-use crate::split::split_statements;
+use crate::statement::parser::parse_kalam_statement;
+use crate::statement::split::split_statements;
 
 fn token() -> impl Strategy<Value = String> {
     prop_oneof![

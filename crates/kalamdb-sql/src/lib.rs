@@ -1,35 +1,29 @@
-//! kalamdb-sql: KalamDB's statements and the executor that runs a request's SQL.
+//! kalamdb-sql: KalamDB's statements and the engine that runs a request's SQL.
 //!
-//! Owns: splitting requests into statements ([`split`]), parsing KalamDB statements on top of
-//! sqlparser's tokenizer ([`parser`]), running them ([`ddl`], [`executor`], literal INSERTs and primary-key point reads without planning: `fast_insert`, `fast_select`) and mapping
-//! DataFusion's errors to contract codes ([`errors`]). Each statement gets its own DataFusion
-//! session (`session`); subqueries DataFusion cannot plan are evaluated per outer row
-//! (`subquery`, ADR 0007).
-//! Must not: know about HTTP, authentication headers or JSON encodings (kalamdb-server).
+//! The folders (ARCHITECTURE.md has the codemap):
+//! - `statement`: splitting a request into statements, KalamDB's own statements on top of
+//!   sqlparser's tokenizer, syntax checks and placeholders;
+//! - `engine`: the [`Engine`] that routes each statement, the per-statement session, bounded
+//!   execution (deadline, memory account, row limit), DML and commands (flush, kill);
+//! - `ddl`: namespaces, tables, users, SHOW and DESCRIBE, against the catalog;
+//! - `fast`: the planner bypasses (literal INSERT, primary-key point SELECT), held to the
+//!   planned path by their agreement tests;
+//! - `planning`: what KalamDB adds to DataFusion's planning and execution: PostgreSQL type and
+//!   value rules, bounded value functions, subqueries evaluated per row (ADR 0007), the
+//!   execution guard, and the one mapping of DataFusion's errors to contract codes.
+//!
+//! Must not: know about HTTP, authentication headers or JSON encodings (kalamdb-server), nor
+//! open RocksDB, Parquet or the object store (kalamdb-core).
 
-mod bounded;
-mod checked;
-mod checked_sum;
-mod coercion;
-pub mod ddl;
-pub mod errors;
-pub mod executor;
-mod fast_insert;
-mod fast_path;
-mod fast_select;
-mod growing;
-mod guard;
-mod names;
-pub mod parser;
-mod placeholders;
-mod session;
-pub mod split;
-mod subquery;
-mod syntax;
+mod ddl;
+mod engine;
+mod fast;
+mod planning;
+mod statement;
 
-#[cfg(test)]
-mod fast_path_agreement;
 #[cfg(test)]
 mod fuzz_tests;
 
-pub use executor::{Caller, Engine, Limits, RequestOutcome, StatementOutput};
+pub use engine::{Caller, Engine, Limits, RequestOutcome, StatementOutput};
+pub use statement::parser::parse_kalam_statement;
+pub use statement::split::split_statements;

@@ -1,0 +1,92 @@
+//! Who may do what: the contract's role rules, in one place.
+//!
+//! A caller is a [`Principal`] (user id + role). USER and STREAM tables are partitioned by
+//! user id, so every role may read and write its *own* partition; reaching another user's
+//! partition is only possible through `EXECUTE AS USER`, which the executor allows for
+//! `service` and above. SHARED tables: `public` ones are readable by everyone and writable by
+//! `service`+, `private` ones are only for `service`+. SYSTEM tables are read-only and for
+//! `dba`+. DDL and user management need `dba`+.
+
+use crate::catalog::{AccessLevel, Role, TableDef, TableKind};
+use crate::encoding::row_key::Scope;
+use crate::error::{Error, Result};
+
+/// The identity a statement runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub role: Role,
+}
+
+impl Principal {
+    /// The partition of `table` this principal's statements read and write.
+    pub fn scope_for(&self, table: &TableDef) -> Scope {
+        if table.kind.is_per_user() {
+            Scope::user(&self.user_id)
+        } else {
+            Scope::shared()
+        }
+    }
+
+    pub fn check_read(&self, table: &TableDef) -> Result<()> {
+        let ok = match table.kind {
+            TableKind::User | TableKind::Stream => true,
+            TableKind::Shared => {
+                table.access_level() == AccessLevel::Public || self.role >= Role::Service
+            }
+            TableKind::System => self.role >= Role::Dba,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "role '{}' may not read table '{}'",
+                self.role,
+                table.qualified_name()
+            )))
+        }
+    }
+
+    pub fn check_write(&self, table: &TableDef) -> Result<()> {
+        let ok = match table.kind {
+            TableKind::User | TableKind::Stream => true,
+            TableKind::Shared => self.role >= Role::Service,
+            TableKind::System => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "role '{}' may not write table '{}'",
+                self.role,
+                table.qualified_name()
+            )))
+        }
+    }
+
+    /// DDL (namespaces, tables) and user management.
+    pub fn check_admin(&self, what: &str) -> Result<()> {
+        if self.role >= Role::Dba {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "role '{}' may not {what}",
+                self.role
+            )))
+        }
+    }
+
+    /// KILL JOB: `service`+ for their own jobs, `dba`+ for anyone's. Another user's job is
+    /// not found for a caller below `dba` (its existence is not told).
+    pub fn check_kill_job(&self, job_id: &str, created_by: &str) -> Result<()> {
+        if self.role < Role::Dba && created_by != self.user_id {
+            return Err(Error::JobNotFound(job_id.to_string()));
+        }
+        if self.role < Role::Service {
+            return Err(Error::PermissionDenied(
+                "KILL JOB needs the service role or above".into(),
+            ));
+        }
+        Ok(())
+    }
+}

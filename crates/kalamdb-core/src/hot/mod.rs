@@ -1,0 +1,4 @@
+//! A row until it is flushed: writes, key checks, expiry and counters of the hot buffer.
+//! Never reads Parquet.
+
+pub mod rows;

@@ -1,0 +1,321 @@
+//! DataFusion table provider over one scope of a KalamDB table.
+//!
+//! The provider is built per statement for one [`Principal`]: the scope (the caller's user
+//! partition of a USER/STREAM table, or the SHARED partition) is fixed when it is built, so a
+//! query can never read outside it, whatever SQL it runs. Scans stream Arrow batches from the
+//! hot store on a blocking thread; projections decode only the needed columns and
+//! `pk = literal` filters become a single-key seek.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, Operator, ScalarUDF, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+
+use crate::catalog::access::Principal;
+use crate::catalog::{ColumnDefault, TableDef, ROWID_COLUMN};
+use crate::encoding::arrow_values::value_from_text;
+use crate::encoding::row_key::Scope;
+use crate::error::Error;
+use crate::hot::rows::{RowStore, ScanColumn, ScanRange};
+use crate::types::{DataType, Value, TYPE_METADATA_KEY};
+
+/// Rows per Arrow batch produced by scans.
+pub const SCAN_BATCH_ROWS: usize = 8192;
+
+/// About the most bytes of values one scan batch holds: a batch ends early when its rows are
+/// wide (500 rows of 1 MB were one batch, over a 128 MiB query memory limit, for any query
+/// that read the column). A few batches are in flight at once (the reader's channel,
+/// repartitioning), so this stays well under the smallest memory limit (limits.query_memory_bytes is at least 16 MiB);
+/// rows up to 2 KB still fill 8,192-row batches.
+pub const SCAN_BATCH_BYTES: usize = 16 << 20;
+
+/// Wrap a KalamDB error so it crosses DataFusion and can be recovered at the edge.
+pub fn df_error(e: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Arrow schema of a table's live columns (plus `_rowid` when `with_rowid`).
+///
+/// Every field is nullable: NOT NULL is enforced by the row store with the contract's error
+/// code, not by DataFusion's generic checks. JSON and UUID columns, stored as text, say their
+/// type in the field metadata; no other field carries any (DataFusion refuses to union fields
+/// whose metadata differ, as a recursive CTE's two sides often do).
+pub fn table_schema(def: &TableDef, with_rowid: bool) -> SchemaRef {
+    let mut fields: Vec<Field> = def
+        .live_columns()
+        .map(|c| {
+            let field = Field::new(&c.name, c.data_type.arrow_type(), true);
+            match c.data_type {
+                DataType::Json | DataType::Uuid => field.with_metadata(HashMap::from([(
+                    TYPE_METADATA_KEY.to_string(),
+                    c.data_type.to_string(),
+                )])),
+                _ => field,
+            }
+        })
+        .collect();
+    if with_rowid {
+        fields.push(Field::new(
+            ROWID_COLUMN,
+            arrow::datatypes::DataType::Int64,
+            false,
+        ));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// A KalamDB table as DataFusion sees it for one statement.
+#[derive(Debug)]
+pub struct KalamTable {
+    def: Arc<TableDef>,
+    rows: Arc<RowStore>,
+    principal: Principal,
+    scope: Scope,
+    with_rowid: bool,
+    schema: SchemaRef,
+    defaults: HashMap<String, Expr>,
+}
+
+impl KalamTable {
+    /// Build the provider. `with_rowid` exposes the hidden `_rowid` column (UPDATE/DELETE
+    /// of tables without a primary key need it to address rows).
+    pub fn new(
+        def: Arc<TableDef>,
+        rows: Arc<RowStore>,
+        principal: Principal,
+        with_rowid: bool,
+        statement_time_micros: i64,
+        snowflake_id: &ScalarUDF,
+        uuid_v7: &ScalarUDF,
+    ) -> KalamTable {
+        let with_rowid = with_rowid && def.primary_key.is_none();
+        let schema = table_schema(&def, with_rowid);
+        let mut defaults = HashMap::new();
+        for c in def.live_columns() {
+            let expr = match &c.default {
+                None => continue,
+                // The statement's time, the same instant its NOW() returns: every row of one
+                // INSERT gets the same value, equal to an explicit NOW() in the same statement.
+                Some(ColumnDefault::Now) => {
+                    datafusion::logical_expr::lit(ScalarValue::TimestampMicrosecond(
+                        Some(statement_time_micros),
+                        Some("UTC".into()),
+                    ))
+                }
+                Some(ColumnDefault::SnowflakeId) => snowflake_id.call(vec![]),
+                Some(ColumnDefault::UuidV7) => uuid_v7.call(vec![]),
+                Some(ColumnDefault::Literal(v)) => match scalar_of(v, &c.data_type) {
+                    Some(s) => datafusion::logical_expr::lit(s),
+                    None => continue,
+                },
+            };
+            defaults.insert(c.name.clone(), expr);
+        }
+        let scope = principal.scope_for(&def);
+        KalamTable {
+            def,
+            rows,
+            principal,
+            scope,
+            with_rowid,
+            schema,
+            defaults,
+        }
+    }
+
+    pub fn def(&self) -> &Arc<TableDef> {
+        &self.def
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn has_rowid(&self) -> bool {
+        self.with_rowid
+    }
+
+    /// `pk = literal` among the filters, as a value of the key's type.
+    fn pk_equality(&self, filters: &[Expr]) -> Option<Value> {
+        let pk = self.def.primary_key.as_deref()?;
+        let dt = self.def.column(pk)?.data_type;
+        for f in filters {
+            let Expr::BinaryExpr(b) = f else { continue };
+            if b.op != Operator::Eq {
+                continue;
+            }
+            let (col, lit) = match (b.left.as_ref(), b.right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(s, _)) | (Expr::Literal(s, _), Expr::Column(c)) => {
+                    (c, s)
+                }
+                _ => continue,
+            };
+            if col.name != pk || lit.is_null() {
+                continue;
+            }
+            // Convert through text so '5' = 5 style comparisons follow SQL casting rules; a
+            // literal that does not convert exactly simply is not pushed down.
+            let text = lit.to_string();
+            if let Ok(v) = value_from_text(&text, &dt) {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// The ScalarValue of a stored literal, for column defaults.
+fn scalar_of(v: &Value, dt: &DataType) -> Option<ScalarValue> {
+    Some(match (v, dt) {
+        (Value::Null, _) => return None,
+        (Value::Boolean(x), _) => ScalarValue::Boolean(Some(*x)),
+        (Value::SmallInt(x), _) => ScalarValue::Int16(Some(*x)),
+        (Value::Int(x), _) => ScalarValue::Int32(Some(*x)),
+        (Value::BigInt(x), _) => ScalarValue::Int64(Some(*x)),
+        (Value::Real(x), _) => ScalarValue::Float32(Some(*x)),
+        (Value::Double(x), _) => ScalarValue::Float64(Some(*x)),
+        (Value::Decimal(x), DataType::Decimal { precision, scale }) => {
+            ScalarValue::Decimal128(Some(*x), *precision, *scale)
+        }
+        (Value::Text(s), _) => ScalarValue::Utf8(Some(s.clone())),
+        (Value::Bytes(b), _) => ScalarValue::Binary(Some(b.clone())),
+        (Value::Date(x), _) => ScalarValue::Date32(Some(*x)),
+        (Value::Time(x), _) => ScalarValue::Time64Microsecond(Some(*x)),
+        (Value::Timestamp(x), DataType::TimestampTz) => {
+            ScalarValue::TimestampMicrosecond(Some(*x), Some("UTC".into()))
+        }
+        (Value::Timestamp(x), _) => ScalarValue::TimestampMicrosecond(Some(*x), None),
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl TableProvider for KalamTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters are used to narrow the key range; DataFusion still applies them exactly.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.principal.check_read(&self.def).map_err(df_error)?;
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let indices = projection.unwrap_or(&all);
+        let live: Vec<_> = self.def.live_columns().collect();
+        let columns: Vec<ScanColumn> = indices
+            .iter()
+            .map(|&i| match live.get(i) {
+                Some(c) => ScanColumn::Column {
+                    id: c.id,
+                    data_type: c.data_type,
+                    value_for_older_rows: c.value_for_older_rows.clone(),
+                },
+                None => ScanColumn::RowId,
+            })
+            .collect();
+        let schema = Arc::new(self.schema.project(indices)?);
+        let partition = HotScan {
+            def: self.def.clone(),
+            rows: self.rows.clone(),
+            scope: self.scope.clone(),
+            columns,
+            schema: schema.clone(),
+            range: ScanRange {
+                pk_equals: self.pk_equality(filters),
+                limit,
+            },
+        };
+        let exec = StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(partition)],
+            None,
+            Vec::new(),
+            false,
+            limit,
+        )?;
+        Ok(Arc::new(exec))
+    }
+}
+
+/// One scope's hot rows as a DataFusion partition stream.
+#[derive(Debug)]
+struct HotScan {
+    def: Arc<TableDef>,
+    rows: Arc<RowStore>,
+    scope: Scope,
+    columns: Vec<ScanColumn>,
+    schema: SchemaRef,
+    range: ScanRange,
+}
+
+impl PartitionStream for HotScan {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        // The reader runs on a blocking thread: its batches are charged to the statement.
+        let account = crate::memory::Account::of(&ctx);
+        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
+        let tx = builder.tx();
+        let (def, rows, scope, columns, schema, range) = (
+            self.def.clone(),
+            self.rows.clone(),
+            self.scope.clone(),
+            self.columns.clone(),
+            self.schema.clone(),
+            self.range.clone(),
+        );
+        builder.spawn_blocking(move || {
+            let scan = || {
+                rows.scan(
+                    &def,
+                    &scope,
+                    &columns,
+                    schema,
+                    &range,
+                    SCAN_BATCH_ROWS,
+                    |batch| tx.blocking_send(Ok(batch)).is_ok(),
+                )
+                .map_err(df_error)
+            };
+            match account {
+                Some(account) => account.charged(scan),
+                None => scan(),
+            }
+        });
+        builder.build()
+    }
+}

@@ -1,0 +1,190 @@
+//! The DataFusion catalog one statement sees.
+//!
+//! Built per statement for one [`Principal`]: namespaces become schemas whose tables are
+//! [`KalamTable`]s already bound to the principal's scope, plus the `system` and
+//! `information_schema` schemas. Nothing here is shared between statements, so one caller's
+//! identity can never leak into another's query.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
+
+use crate::catalog::access::Principal;
+use crate::catalog::Role;
+use crate::db::Db;
+use crate::error::Error;
+use crate::query::provider::{df_error, KalamTable};
+use crate::query::system_tables::{
+    information_schema_table, system_table, INFORMATION_SCHEMA_TABLES, SYSTEM_TABLES,
+};
+
+/// Catalog of namespaces for one statement.
+#[derive(Debug)]
+pub struct StatementCatalog {
+    db: Arc<Db>,
+    principal: Principal,
+    with_rowid: bool,
+    statement_time_micros: i64,
+}
+
+impl StatementCatalog {
+    /// `with_rowid` exposes `_rowid` on tables without a primary key (for UPDATE/DELETE).
+    /// `statement_time_micros` is the statement's `NOW()` (UTC microseconds), which column
+    /// defaults such as `DEFAULT NOW()` use too, so one statement sees one time.
+    pub fn new(
+        db: Arc<Db>,
+        principal: Principal,
+        with_rowid: bool,
+        statement_time_micros: i64,
+    ) -> StatementCatalog {
+        StatementCatalog {
+            db,
+            principal,
+            with_rowid,
+            statement_time_micros,
+        }
+    }
+}
+
+impl CatalogProvider for StatementCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .db
+            .catalog
+            .namespaces()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        names.push("system".into());
+        names.push("information_schema".into());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match name {
+            "system" => Some(Arc::new(SystemSchema {
+                db: self.db.clone(),
+                principal: self.principal.clone(),
+            })),
+            "information_schema" => Some(Arc::new(InformationSchema {
+                db: self.db.clone(),
+            })),
+            ns => {
+                self.db.catalog.namespace(ns)?;
+                Some(Arc::new(NamespaceSchema {
+                    db: self.db.clone(),
+                    namespace: ns.to_string(),
+                    principal: self.principal.clone(),
+                    with_rowid: self.with_rowid,
+                    statement_time_micros: self.statement_time_micros,
+                }))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NamespaceSchema {
+    db: Arc<Db>,
+    namespace: String,
+    principal: Principal,
+    with_rowid: bool,
+    statement_time_micros: i64,
+}
+
+#[async_trait]
+impl SchemaProvider for NamespaceSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.db
+            .catalog
+            .tables_in(&self.namespace)
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Some(def) = self.db.catalog.table(&self.namespace, name) else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(KalamTable::new(
+            def,
+            self.db.rows.clone(),
+            self.principal.clone(),
+            self.with_rowid,
+            self.statement_time_micros,
+            &self.db.snowflake_id_udf,
+            &self.db.uuid_v7_udf,
+        ))))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.db.catalog.table(&self.namespace, name).is_some()
+    }
+}
+
+#[derive(Debug)]
+struct SystemSchema {
+    db: Arc<Db>,
+    principal: Principal,
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        SYSTEM_TABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if !SYSTEM_TABLES.contains(&name) {
+            return Ok(None);
+        }
+        if name == "jobs" {
+            // Everyone may query jobs; below dba, only the jobs they created.
+            let mut jobs = crate::jobs::record::list_jobs(&self.db.store).map_err(df_error)?;
+            if self.principal.role < Role::Dba {
+                jobs.retain(|j| j.created_by == self.principal.user_id);
+            }
+            let t = crate::query::system_tables::jobs_table(&jobs).map_err(df_error)?;
+            return Ok(Some(t as Arc<dyn TableProvider>));
+        }
+        if self.principal.role < Role::Dba {
+            return Err(df_error(Error::PermissionDenied(format!(
+                "role '{}' may not read system.{name}",
+                self.principal.role
+            ))));
+        }
+        let t = system_table(name, &self.db.catalog, &self.db.rows).map_err(df_error)?;
+        Ok(t.map(|t| t as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        SYSTEM_TABLES.contains(&name)
+    }
+}
+
+#[derive(Debug)]
+struct InformationSchema {
+    db: Arc<Db>,
+}
+
+#[async_trait]
+impl SchemaProvider for InformationSchema {
+    fn table_names(&self) -> Vec<String> {
+        INFORMATION_SCHEMA_TABLES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let t = information_schema_table(name, &self.db.catalog).map_err(df_error)?;
+        Ok(t.map(|t| t as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        INFORMATION_SCHEMA_TABLES.contains(&name)
+    }
+}

@@ -1,0 +1,3 @@
+//! The only code that merges the two tiers into one table.
+
+pub mod scan;

@@ -1,0 +1,634 @@
+//! Execution of KalamDB's own statements: namespaces, tables, users, SHOW and DESCRIBE.
+//!
+//! Each function checks the caller's role, validates the statement completely, then makes one
+//! catalog change. Runs on a blocking thread (catalog writes sync to disk).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use kalamdb_core::catalog::password::hash_password;
+use kalamdb_core::catalog::{
+    validate_name, validate_user_id, AccessLevel, ColumnDef, ColumnDefault, TableDef, TableKind,
+    TableOptions, UserDef, ROOT_USER, ROWID_COLUMN,
+};
+use kalamdb_core::clock::now_millis;
+use kalamdb_core::db::Db;
+use kalamdb_core::encoding::arrow_values::value_from_text;
+use kalamdb_core::types::{DataType, Value};
+use kalamdb_core::{Error, Result};
+
+use crate::engine::{text_schema, Caller, StatementOutput};
+use crate::statement::parser::{
+    AlterTableOp, AlterUserOp, ColumnSpec, CreateTable, DefaultSpec, KalamStatement, TableName,
+};
+
+/// Longest TTL_SECONDS accepted (10 years).
+const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<StatementOutput> {
+    let p = &caller.principal;
+    match stmt {
+        KalamStatement::CreateNamespace {
+            name,
+            if_not_exists,
+        } => {
+            p.check_admin("create namespaces")?;
+            let created = db.catalog.create_namespace(&name, if_not_exists)?;
+            Ok(message(if created {
+                format!("Namespace '{name}' created")
+            } else {
+                format!("Namespace '{name}' already exists")
+            }))
+        }
+        KalamStatement::DropNamespace {
+            name,
+            if_exists,
+            cascade,
+        } => {
+            p.check_admin("drop namespaces")?;
+            let dropped = db.catalog.drop_namespace(&name, if_exists, cascade)?;
+            if let Some(d) = &dropped {
+                remove_dropped_tables(db, d);
+            }
+            Ok(message(if dropped.is_some() {
+                format!("Namespace '{name}' dropped")
+            } else {
+                format!("Namespace '{name}' does not exist")
+            }))
+        }
+        KalamStatement::ShowNamespaces => {
+            let names: Vec<String> = db
+                .catalog
+                .namespaces()
+                .into_iter()
+                .map(|n| n.name)
+                .collect();
+            rows(&["namespace"], vec![names])
+        }
+        KalamStatement::CreateTable(ct) => create_table(db, caller, ct),
+        KalamStatement::AlterTable { table, op } => alter_table(db, caller, table, op),
+        KalamStatement::DropTable { table, if_exists } => {
+            p.check_admin("drop tables")?;
+            let (ns, name) = resolve(caller, &table);
+            if db.catalog.namespace(&ns).is_none() && !if_exists {
+                return Err(Error::NamespaceNotFound(ns));
+            }
+            let dropped = db.catalog.drop_table(&ns, &name, if_exists)?;
+            if let Some(d) = &dropped {
+                remove_dropped_tables(db, d);
+            }
+            Ok(message(if dropped.is_some() {
+                format!("Table '{ns}.{name}' dropped")
+            } else {
+                format!("Table '{ns}.{name}' does not exist")
+            }))
+        }
+        KalamStatement::ShowTables { namespace } => {
+            let tables = match &namespace {
+                Some(ns) => {
+                    if db.catalog.namespace(ns).is_none() {
+                        return Err(Error::NamespaceNotFound(ns.clone()));
+                    }
+                    db.catalog.tables_in(ns)
+                }
+                None => db.catalog.tables(),
+            };
+            rows(
+                &["namespace", "table_name", "table_type"],
+                vec![
+                    tables.iter().map(|t| t.namespace.clone()).collect(),
+                    tables.iter().map(|t| t.name.clone()).collect(),
+                    tables.iter().map(|t| t.kind.to_string()).collect(),
+                ],
+            )
+        }
+        KalamStatement::DescribeTable { table } => {
+            let (ns, name) = resolve(caller, &table);
+            let def = lookup(db, &ns, &name)?;
+            let cols: Vec<_> = def.live_columns().collect();
+            let pk = def.primary_key.as_deref();
+            rows(
+                &[
+                    "column_name",
+                    "data_type",
+                    "is_nullable",
+                    "is_primary_key",
+                    "column_default",
+                ],
+                vec![
+                    cols.iter().map(|c| c.name.clone()).collect(),
+                    cols.iter().map(|c| c.data_type.to_string()).collect(),
+                    cols.iter().map(|c| yes_no(c.nullable)).collect(),
+                    cols.iter()
+                        .map(|c| yes_no(Some(c.name.as_str()) == pk))
+                        .collect(),
+                    cols.iter()
+                        .map(|c| {
+                            c.default
+                                .as_ref()
+                                .map(|d| d.sql(&c.data_type))
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                ],
+            )
+        }
+        KalamStatement::CreateUser {
+            user_id,
+            password,
+            role,
+            if_not_exists,
+        } => {
+            p.check_admin("create users")?;
+            if role > p.role {
+                return Err(Error::PermissionDenied(format!(
+                    "role '{}' may not create a user with role '{role}'",
+                    p.role
+                )));
+            }
+            validate_user_id(&user_id)?;
+            if db.catalog.user(&user_id).is_some() && if_not_exists {
+                return Ok(message(format!("User '{user_id}' already exists")));
+            }
+            let now = now_millis();
+            db.catalog.create_user(UserDef {
+                user_id: user_id.clone(),
+                role,
+                password_hash: password.as_deref().map(hash_password).transpose()?,
+                created_at_ms: now,
+                updated_at_ms: now,
+            })?;
+            Ok(message(format!("User '{user_id}' created")))
+        }
+        KalamStatement::AlterUser { user_id, op } => {
+            let mut user = db.catalog.user(&user_id).ok_or_else(|| {
+                Error::InvalidParameter(format!("user '{}' does not exist", short(&user_id)))
+            })?;
+            let own = user_id == p.user_id;
+            match op {
+                AlterUserOp::Password(pw) => {
+                    if !own {
+                        p.check_admin("change other users' passwords")?;
+                        check_outranks(caller, &user)?;
+                    }
+                    user.password_hash = Some(hash_password(&pw)?);
+                }
+                AlterUserOp::Role(role) => {
+                    p.check_admin("change roles")?;
+                    check_outranks(caller, &user)?;
+                    if role > p.role {
+                        return Err(Error::PermissionDenied(format!(
+                            "role '{}' may not grant role '{role}'",
+                            p.role
+                        )));
+                    }
+                    if user_id == ROOT_USER {
+                        return Err(Error::InvalidParameter(
+                            "the role of root cannot change".into(),
+                        ));
+                    }
+                    user.role = role;
+                }
+            }
+            user.updated_at_ms = now_millis();
+            db.catalog.put_user(user)?;
+            Ok(message(format!("User '{user_id}' updated")))
+        }
+        KalamStatement::DropUser { user_id, if_exists } => {
+            p.check_admin("drop users")?;
+            if user_id == ROOT_USER {
+                return Err(Error::InvalidParameter("root cannot be dropped".into()));
+            }
+            match db.catalog.user(&user_id) {
+                None if if_exists => Ok(message(format!(
+                    "User '{}' does not exist",
+                    short(&user_id)
+                ))),
+                None => Err(Error::InvalidParameter(format!(
+                    "user '{}' does not exist",
+                    short(&user_id)
+                ))),
+                Some(user) => {
+                    check_outranks(caller, &user)?;
+                    // The user's hot rows leave system.tables' buffered counts with it (no
+                    // write of the user runs meanwhile: the caller holds the account).
+                    let scope = kalamdb_core::encoding::row_key::Scope::user(&user_id);
+                    let mut buffered = Vec::new();
+                    for t in db.catalog.tables() {
+                        if matches!(
+                            t.kind,
+                            kalamdb_core::catalog::TableKind::User
+                                | kalamdb_core::catalog::TableKind::Stream
+                        ) {
+                            buffered.push((t.id, db.rows.count_scope_versions(t.id, &scope)?));
+                        }
+                    }
+                    let files = db.catalog.drop_user(&user_id)?.unwrap_or_default();
+                    for (table_id, versions) in buffered {
+                        db.rows.note_flushed(table_id, versions);
+                    }
+                    remove_files(db, &files);
+                    Ok(message(format!(
+                        "User '{user_id}' dropped with every row it owned"
+                    )))
+                }
+            }
+        }
+        KalamStatement::ExecuteAs { .. }
+        | KalamStatement::FlushTable { .. }
+        | KalamStatement::FlushAll { .. }
+        | KalamStatement::KillJob { .. }
+        | KalamStatement::ShowFunctions => Err(Error::Internal(
+            "statement routed to the wrong executor".into(),
+        )),
+    }
+}
+
+/// Forget dropped tables' in-memory state and delete their Parquet files.
+fn remove_dropped_tables(db: &Db, dropped: &kalamdb_core::catalog::Dropped) {
+    for t in &dropped.tables {
+        db.rows.forget_table(t.id);
+    }
+    remove_files(db, &dropped.files);
+    for t in &dropped.tables {
+        db.rows
+            .cold()
+            .remove_empty_dirs(&format!("{}/{}", t.namespace, t.name));
+    }
+}
+
+/// Delete the Parquet files a DROP made unreferenced, exactly those (a table or user of the
+/// same name created since writes other paths), and the directories left empty. Best effort:
+/// startup removes what is left.
+fn remove_files(db: &Db, files: &[String]) {
+    let cold = db.rows.cold();
+    let mut dirs = std::collections::BTreeSet::new();
+    for p in files {
+        if let Err(e) = cold.delete(p) {
+            tracing::warn!(path = %p, error = %e, "could not delete a dropped file; startup will");
+        }
+        if let Some((dir, _)) = p.rsplit_once('/') {
+            dirs.insert(dir);
+        }
+    }
+    for dir in dirs {
+        cold.remove_empty_dirs(dir);
+    }
+}
+
+fn short(s: &str) -> String {
+    kalamdb_core::error::truncate_for_message(s)
+}
+
+/// Only `system` may manage `system`-role users.
+fn check_outranks(caller: &Caller, target: &UserDef) -> Result<()> {
+    if target.role > caller.principal.role {
+        Err(Error::PermissionDenied(format!(
+            "role '{}' may not manage a user with role '{}'",
+            caller.principal.role, target.role
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "YES" } else { "NO" }.to_string()
+}
+
+fn message(m: String) -> StatementOutput {
+    StatementOutput::Message(m)
+}
+
+fn rows(names: &[&str], columns: Vec<Vec<String>>) -> Result<StatementOutput> {
+    let schema = text_schema(names);
+    let row_count = columns.first().map(|c| c.len()).unwrap_or(0);
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    Ok(StatementOutput::Rows {
+        schema,
+        batches: vec![batch],
+        row_count,
+    })
+}
+
+fn resolve(caller: &Caller, t: &TableName) -> (String, String) {
+    (
+        t.namespace
+            .clone()
+            .unwrap_or_else(|| caller.namespace.clone()),
+        t.name.clone(),
+    )
+}
+
+fn lookup(db: &Db, ns: &str, name: &str) -> Result<Arc<TableDef>> {
+    if ns == "system" || ns == "information_schema" {
+        return Err(Error::Unsupported(format!(
+            "{ns} tables are described by information_schema.columns"
+        )));
+    }
+    if db.catalog.namespace(ns).is_none() {
+        return Err(Error::NamespaceNotFound(ns.to_string()));
+    }
+    db.catalog
+        .table(ns, name)
+        .ok_or_else(|| Error::TableNotFound(format!("{ns}.{name}")))
+}
+
+/// Turn a parsed DEFAULT into the catalog's form, checking it suits the column type.
+fn column_default(col: &ColumnSpec) -> Result<Option<ColumnDefault>> {
+    let dt = col.data_type;
+    let mismatch = |what: &str| {
+        Err(Error::TypeMismatch(format!(
+            "DEFAULT {what} does not fit column '{}' of type {dt}",
+            col.name
+        )))
+    };
+    Ok(match &col.default {
+        None | Some(DefaultSpec::Null) => None,
+        Some(DefaultSpec::Now) => match dt {
+            DataType::Timestamp | DataType::TimestampTz | DataType::Date => {
+                Some(ColumnDefault::Now)
+            }
+            _ => return mismatch("NOW()"),
+        },
+        Some(DefaultSpec::SnowflakeId) => match dt {
+            DataType::BigInt => Some(ColumnDefault::SnowflakeId),
+            _ => return mismatch("SNOWFLAKE_ID()"),
+        },
+        Some(DefaultSpec::UuidV7) => match dt {
+            DataType::Uuid | DataType::Text => Some(ColumnDefault::UuidV7),
+            _ => return mismatch("UUID_V7()"),
+        },
+        Some(DefaultSpec::Literal(text)) => {
+            Some(ColumnDefault::Literal(value_from_text(text, &dt)?))
+        }
+        Some(DefaultSpec::Bytes(bytes)) => match dt {
+            DataType::Bytea => Some(ColumnDefault::Literal(kalamdb_core::types::Value::Bytes(
+                bytes.clone(),
+            ))),
+            _ => return mismatch("X'...'"),
+        },
+    })
+}
+
+fn column_def(id: u32, spec: &ColumnSpec, is_pk: bool) -> Result<ColumnDef> {
+    validate_name("column", &spec.name)?;
+    if spec.name == ROWID_COLUMN {
+        return Err(Error::InvalidParameter(format!(
+            "column name '{ROWID_COLUMN}' is reserved"
+        )));
+    }
+    Ok(ColumnDef {
+        id,
+        name: spec.name.clone(),
+        data_type: spec.data_type,
+        nullable: !(spec.not_null || is_pk),
+        default: column_default(spec)?,
+        value_for_older_rows: None,
+        added_in: 1,
+        dropped_in: None,
+    })
+}
+
+fn create_table(db: &Db, caller: &Caller, ct: CreateTable) -> Result<StatementOutput> {
+    caller.principal.check_admin("create tables")?;
+    let (ns, name) = resolve(caller, &ct.table);
+    if ns == "system" || ns == "information_schema" {
+        return Err(Error::InvalidParameter(format!(
+            "namespace '{ns}' is reserved"
+        )));
+    }
+    validate_name("table", &name)?;
+    if ct.columns.is_empty() {
+        return Err(Error::invalid_sql("a table needs at least one column"));
+    }
+    let mut pk: Option<String> = ct.primary_key.clone();
+    for c in &ct.columns {
+        if c.primary_key && pk.replace(c.name.clone()).is_some_and(|old| old != c.name) {
+            return Err(Error::invalid_sql(
+                "a table may have only one PRIMARY KEY column",
+            ));
+        }
+    }
+    let mut columns = Vec::with_capacity(ct.columns.len());
+    for (i, spec) in ct.columns.iter().enumerate() {
+        if ct.columns[..i].iter().any(|c| c.name == spec.name) {
+            return Err(Error::invalid_sql(format!(
+                "column '{}' is declared twice",
+                spec.name
+            )));
+        }
+        let is_pk = pk.as_deref() == Some(spec.name.as_str());
+        if is_pk && !spec.data_type.can_be_primary_key() {
+            return Err(Error::Unsupported(format!(
+                "a {} column cannot be a primary key",
+                spec.data_type
+            )));
+        }
+        columns.push(column_def(i as u32 + 1, spec, is_pk)?);
+    }
+    if let Some(pk) = &pk {
+        if !columns.iter().any(|c| &c.name == pk) {
+            return Err(Error::invalid_sql(format!(
+                "PRIMARY KEY column '{pk}' is not declared"
+            )));
+        }
+    }
+    let options = table_options(ct.kind, &ct.options)?;
+    let def = TableDef {
+        id: 0,
+        namespace: ns.clone(),
+        name: name.clone(),
+        kind: ct.kind,
+        columns,
+        primary_key: pk,
+        options,
+        schema_version: 1,
+        created_at_ms: 0,
+    };
+    match db.catalog.create_table(def, ct.if_not_exists)? {
+        Some(t) => Ok(message(format!("{} table '{ns}.{name}' created", t.kind))),
+        None => Ok(message(format!("Table '{ns}.{name}' already exists"))),
+    }
+}
+
+/// Validate `WITH (...)` options for a table kind.
+fn table_options(kind: TableKind, raw: &[(String, String)]) -> Result<TableOptions> {
+    let mut o = TableOptions::default();
+    for (k, v) in raw {
+        match k.as_str() {
+            "FLUSH_POLICY" => {
+                if kind == TableKind::Stream {
+                    return Err(Error::InvalidParameter(
+                        "STREAM tables are never flushed; FLUSH_POLICY does not apply".into(),
+                    ));
+                }
+                kalamdb_core::flush::policy::FlushPolicy::parse(v)?;
+                o.flush_policy = Some(v.clone());
+            }
+            "ACCESS_LEVEL" => {
+                if kind != TableKind::Shared {
+                    return Err(Error::InvalidParameter(
+                        "ACCESS_LEVEL applies to SHARED tables only".into(),
+                    ));
+                }
+                o.access_level = Some(v.parse::<AccessLevel>()?);
+            }
+            "TTL_SECONDS" => {
+                if kind != TableKind::Stream {
+                    return Err(Error::InvalidParameter(
+                        "TTL_SECONDS applies to STREAM tables only".into(),
+                    ));
+                }
+                let ttl: u64 = v.parse().map_err(|_| {
+                    Error::InvalidParameter(format!(
+                        "TTL_SECONDS must be a positive integer, not '{}'",
+                        short(v)
+                    ))
+                })?;
+                if ttl == 0 || ttl > MAX_TTL_SECONDS {
+                    return Err(Error::InvalidParameter(format!(
+                        "TTL_SECONDS must be between 1 and {MAX_TTL_SECONDS}"
+                    )));
+                }
+                o.ttl_seconds = Some(ttl);
+            }
+            other => {
+                return Err(Error::InvalidParameter(format!(
+                    "unknown table option '{}'; known: FLUSH_POLICY, ACCESS_LEVEL, TTL_SECONDS",
+                    short(other)
+                )))
+            }
+        }
+    }
+    if kind == TableKind::Stream && o.ttl_seconds.is_none() {
+        return Err(Error::InvalidParameter(
+            "STREAM tables need WITH (TTL_SECONDS = n)".into(),
+        ));
+    }
+    Ok(o)
+}
+
+fn alter_table(
+    db: &Db,
+    caller: &Caller,
+    table: TableName,
+    op: AlterTableOp,
+) -> Result<StatementOutput> {
+    caller.principal.check_admin("alter tables")?;
+    let (ns, name) = resolve(caller, &table);
+    lookup(db, &ns, &name)?;
+    match op {
+        AlterTableOp::AddColumn {
+            spec,
+            if_not_exists,
+        } => {
+            if if_not_exists
+                && db
+                    .catalog
+                    .table(&ns, &name)
+                    .is_some_and(|t| t.column(&spec.name).is_some())
+            {
+                return Ok(message(format!(
+                    "Column '{}' already exists in '{ns}.{name}'; skipped",
+                    spec.name
+                )));
+            }
+            if spec.primary_key {
+                return Err(Error::Unsupported(
+                    "ADD COLUMN cannot add a primary key".into(),
+                ));
+            }
+            let def = column_def(0, &spec, false)?;
+            if !def.nullable && def.default.is_none() {
+                return Err(Error::ConstraintViolation(format!(
+                    "column '{}' is NOT NULL and has no DEFAULT, so existing rows would break it",
+                    spec.name
+                )));
+            }
+            db.catalog.alter_table(&ns, &name, |old| {
+                if old.column(&spec.name).is_some() {
+                    return Err(Error::AlreadyExists(format!(
+                        "column '{}' already exists in '{ns}.{name}'",
+                        spec.name
+                    )));
+                }
+                let mut new = old.clone();
+                let mut col = def.clone();
+                col.id = old.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
+                col.added_in = old.schema_version + 1;
+                col.value_for_older_rows = match &col.default {
+                    Some(ColumnDefault::Literal(v)) => Some(v.clone()),
+                    Some(ColumnDefault::Now) => Some(now_value(&col.data_type)),
+                    _ => None,
+                };
+                if !col.nullable && col.value_for_older_rows.is_none() {
+                    return Err(Error::ConstraintViolation(format!(
+                        "column '{}' is NOT NULL but its DEFAULT cannot fill existing rows",
+                        col.name
+                    )));
+                }
+                new.columns.push(col);
+                Ok(new)
+            })?;
+            Ok(message(format!(
+                "Column '{}' added to '{ns}.{name}'",
+                spec.name
+            )))
+        }
+        AlterTableOp::DropColumn {
+            name: col,
+            if_exists,
+        } => {
+            let mut missing = false;
+            db.catalog.alter_table(&ns, &name, |old| {
+                let Some(c) = old.column(&col) else {
+                    if if_exists {
+                        missing = true;
+                        return Ok(old.clone());
+                    }
+                    return Err(Error::InvalidParameter(format!(
+                        "column '{}' does not exist in '{ns}.{name}'",
+                        short(&col)
+                    )));
+                };
+                if old.primary_key.as_deref() == Some(col.as_str()) {
+                    return Err(Error::Unsupported(
+                        "the primary key column cannot be dropped".into(),
+                    ));
+                }
+                if old.live_columns().count() == 1 {
+                    return Err(Error::InvalidParameter(
+                        "a table must keep at least one column".into(),
+                    ));
+                }
+                let id = c.id;
+                let mut new = old.clone();
+                let version = old.schema_version + 1;
+                for c in &mut new.columns {
+                    if c.id == id {
+                        c.dropped_in = Some(version);
+                    }
+                }
+                Ok(new)
+            })?;
+            Ok(message(if missing {
+                format!("Column '{col}' does not exist in '{ns}.{name}'")
+            } else {
+                format!("Column '{col}' dropped from '{ns}.{name}'")
+            }))
+        }
+    }
+}
+
+fn now_value(dt: &DataType) -> Value {
+    let ms = now_millis() as i64;
+    match dt {
+        DataType::Date => Value::Date((ms / 86_400_000) as i32),
+        _ => Value::Timestamp(ms * 1000),
+    }
+}

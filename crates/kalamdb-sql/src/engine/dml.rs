@@ -1,0 +1,189 @@
+//! INSERT, UPDATE and DELETE: the rows DataFusion computes, written through the row store as
+//! one atomic synced batch per statement; read-modify-write statements serialise per scope.
+
+use super::session::StatementSession;
+use crate::planning::errors::from_datafusion;
+use arrow::array::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
+use datafusion::prelude::DataFrame;
+use kalamdb_core::catalog::ROWID_COLUMN;
+use kalamdb_core::hot::rows::RowStore;
+use kalamdb_core::query::provider::KalamTable;
+use kalamdb_core::{Error, Result};
+use std::sync::Arc;
+
+use super::limits::*;
+use super::output::*;
+use super::router::Engine;
+
+impl Engine {
+    pub(super) async fn execute_dml(
+        &self,
+        session: &Arc<StatementSession>,
+        state: &SessionState,
+        dml: DmlStatement,
+    ) -> Result<StatementOutput> {
+        let provider = datafusion::catalog::default_table_source::source_as_provider(&dml.target)
+            .map_err(|e| from_datafusion(e, &self.db))?;
+        let Some(table) = provider.downcast_ref::<KalamTable>() else {
+            return Err(Error::PermissionDenied(format!(
+                "table '{}' is read-only",
+                dml.table_name
+            )));
+        };
+        let def = table.def().clone();
+        let scope = table.scope().clone();
+        table.principal().check_write(&def)?;
+        if matches!(dml.op, WriteOp::Update) {
+            check_key_not_assigned(
+                &dml.input,
+                def.primary_key.as_deref().unwrap_or(ROWID_COLUMN),
+            )?;
+        }
+        let with_rowid = table.has_rowid();
+        // UPDATE and DELETE read the rows they then write, and so does an INSERT whose query
+        // reads its own table (`INSERT ... SELECT ... WHERE NOT EXISTS (...)`): no other such
+        // statement of the scope may write between the read and the write (a lost update, or
+        // a duplicate, otherwise). Other INSERTs (VALUES, params, other tables) never wait.
+        let reads_target = || {
+            let mut found = false;
+            let _ = dml.input.apply_with_subqueries(|node| {
+                if let LogicalPlan::TableScan(scan) = node {
+                    found |= scan.table_name.table() == def.name
+                        && scan
+                            .table_name
+                            .schema()
+                            .is_none_or(|ns| ns == def.namespace);
+                }
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            });
+            found
+        };
+        let _serial = match dml.op {
+            WriteOp::Update | WriteOp::Delete => Some(
+                self.lock_scope_for_dml(def.id, &scope, session.deadline())
+                    .await?,
+            ),
+            WriteOp::Insert(_) if reads_target() => Some(
+                self.lock_scope_for_dml(def.id, &scope, session.deadline())
+                    .await?,
+            ),
+            _ => None,
+        };
+        let input = Arc::unwrap_or_clone(dml.input);
+        let fallback = crate::planning::subquery::has_subqueries(&input)
+            .then(|| (session.clone(), input.clone()));
+        let df = DataFrame::new(state.clone(), input);
+        let (_, batches, _) = self.collect_bounded(df, fallback, session).await?;
+        self.write_rows(def, scope, dml.op.clone(), batches, with_rowid)
+            .await
+    }
+
+    /// Wait (until the statement's deadline) for the scope's read-modify-write lock.
+    pub(super) async fn lock_scope_for_dml(
+        &self,
+        table_id: u64,
+        scope: &kalamdb_core::encoding::row_key::Scope,
+        deadline: std::time::Instant,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        let lock = {
+            let mut locks = self.dml_locks.lock();
+            if locks.len() > 10_000 {
+                // Bound memory: drop the locks nobody holds or waits for right now.
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            locks.entry((table_id, scope.clone())).or_default().clone()
+        };
+        match tokio::time::timeout_at(deadline.into(), lock.lock_owned()).await {
+            Ok(guard) => Ok(guard),
+            Err(_) => Err(timed_out(self.limits.statement_timeout)),
+        }
+    }
+
+    /// Write a DML statement's rows through the row store, off the async runtime.
+    pub(super) async fn write_rows(
+        &self,
+        def: Arc<kalamdb_core::catalog::TableDef>,
+        scope: kalamdb_core::encoding::row_key::Scope,
+        op: WriteOp,
+        batches: Vec<RecordBatch>,
+        with_rowid: bool,
+    ) -> Result<StatementOutput> {
+        if !matches!(op, WriteOp::Delete) {
+            for b in &batches {
+                values_within(b, self.limits.max_value_bytes)?;
+            }
+        }
+        let rows_store = self.db.rows.clone();
+        tokio::task::spawn_blocking(move || -> Result<StatementOutput> {
+            let rows_of = |batches: &[RecordBatch],
+                           with_rowid: bool|
+             -> Result<Vec<Vec<kalamdb_core::types::Value>>> {
+                let mut rows = Vec::new();
+                for b in batches {
+                    rows.extend(RowStore::rows_from_batch(&def, b, with_rowid)?);
+                }
+                Ok(rows)
+            };
+            match op {
+                WriteOp::Insert(_) => {
+                    let n = rows_store.insert(&def, &scope, rows_of(&batches, false)?)?;
+                    Ok(StatementOutput::Affected {
+                        row_count: n,
+                        message: format!("Inserted {n} row(s)"),
+                    })
+                }
+                WriteOp::Update => {
+                    let n = rows_store.update(&def, &scope, rows_of(&batches, with_rowid)?)?;
+                    Ok(StatementOutput::Affected {
+                        row_count: n,
+                        message: format!("Updated {n} row(s)"),
+                    })
+                }
+                WriteOp::Delete => {
+                    let key_index = match &def.primary_key {
+                        Some(pk) => def.live_columns().position(|c| &c.name == pk),
+                        None => Some(def.live_columns().count()),
+                    }
+                    .ok_or_else(|| Error::Internal("primary key column missing".into()))?;
+                    let keys: Vec<_> = rows_of(&batches, with_rowid)?
+                        .into_iter()
+                        .filter_map(|mut r| (key_index < r.len()).then(|| r.swap_remove(key_index)))
+                        .collect();
+                    let n = rows_store.delete(&def, &scope, keys)?;
+                    Ok(StatementOutput::Affected {
+                        row_count: n,
+                        message: format!("Deleted {n} row(s)"),
+                    })
+                }
+                other => Err(Error::Unsupported(format!("{other} is not supported"))),
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+    }
+}
+
+/// Refuse an UPDATE that assigns the row's key column (primary key or `_rowid`).
+fn check_key_not_assigned(input: &LogicalPlan, key: &str) -> Result<()> {
+    let LogicalPlan::Projection(p) = input else {
+        return Ok(());
+    };
+    for e in &p.expr {
+        if let Expr::Alias(a) = e {
+            let identity = matches!(a.expr.as_ref(), Expr::Column(c) if c.name == key);
+            if a.name == key && !identity {
+                return Err(Error::Unsupported(format!(
+                    "updating the primary key column '{key}' is not supported; delete and insert the row instead"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! Statements DataFusion plans: parse, route to a fast path, plan under the deadline, run.
+
+use super::session::StatementSession;
+use crate::fast::insert as fast_insert;
+use crate::fast::select as fast_select;
+use crate::planning::errors::from_datafusion;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::prelude::DataFrame;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use kalamdb_core::catalog::Role;
+use kalamdb_core::memory::Account;
+use kalamdb_core::query::provider::KalamTable;
+use kalamdb_core::{Error, Result};
+use sqlparser::ast::Statement as SqlStatement;
+use sqlparser::dialect::GenericDialect;
+use std::sync::Arc;
+
+use super::limits::*;
+use super::output::*;
+use super::router::Engine;
+
+impl Engine {
+    /// Write a literal INSERT without planning, or `None` when it needs planning.
+    pub(super) async fn write_literal_rows(
+        &self,
+        caller: &Caller,
+        rows: fast_insert::LiteralRows<'_>,
+    ) -> Option<Result<StatementOutput>> {
+        let prepared =
+            match fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows)
+                .await?
+            {
+                Ok(p) => p,
+                Err(e) => return Some(Err(e)),
+            };
+        let table = prepared.table(); // write permission checked in prepare_rows
+        Some(
+            self.write_rows(
+                table.def().clone(),
+                table.scope().clone(),
+                WriteOp::Insert(InsertOp::Append),
+                vec![prepared.batch],
+                false,
+            )
+            .await,
+        )
+    }
+
+    pub(super) async fn execute_datafusion(
+        &self,
+        caller: &Caller,
+        tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
+        params: &[ScalarValue],
+        started: std::time::Instant,
+    ) -> Result<StatementOutput> {
+        if params.is_empty() {
+            if let Some(rows) = fast_insert::from_tokens(&tokens) {
+                if let Some(out) = self.write_literal_rows(caller, rows).await {
+                    return out;
+                }
+            }
+        }
+        let recursion_limit = self.limits.max_parser_recursion;
+        let large = tokens.len() > LARGE_SQL_BYTES / 8;
+        let parse = move || {
+            DFParserBuilder::new(tokens)
+                .with_dialect(&GenericDialect {})
+                .with_recursion_limit(recursion_limit)
+                .build()
+                .and_then(|mut p| p.parse_statements())
+        };
+        let parsed = if large {
+            self.off_the_http_workers(started, move || Ok(parse()))
+                .await?
+        } else {
+            parse()
+        };
+        let mut parsed = parsed.map_err(|e| from_datafusion(e.into(), &self.db))?;
+        if parsed.len() != 1 {
+            return Err(Error::invalid_sql("expected exactly one statement"));
+        }
+        let Some(statement) = parsed.pop_front() else {
+            return Err(Error::invalid_sql("expected a statement"));
+        };
+        crate::statement::placeholders::check(&statement, params.len())?;
+        let is_system = caller.principal.role == Role::System;
+        let with_rowid = match &statement {
+            DfStatement::Statement(s) => match s.as_ref() {
+                SqlStatement::Query(_) | SqlStatement::Insert(_) | SqlStatement::Explain { .. } => {
+                    false
+                }
+                SqlStatement::Update(_) | SqlStatement::Delete(_) => true,
+                SqlStatement::Set(sqlparser::ast::Set::SetRole { .. }) => {
+                    return Err(Error::Unsupported(
+                        "SET ROLE is not supported: a user's role is part of the account \
+                         (ALTER USER name SET ROLE role, by a dba or system user)"
+                            .into(),
+                    ))
+                }
+                SqlStatement::Set(_) | SqlStatement::Copy { .. } if !is_system => {
+                    return Err(Error::PermissionDenied(
+                        "only the system role may change settings or copy files".into(),
+                    ))
+                }
+                SqlStatement::Set(_) | SqlStatement::Copy { .. } => false,
+                other => {
+                    return Err(Error::Unsupported(format!(
+                        "statement not supported: {}",
+                        kalamdb_core::error::truncate_for_message(&other.to_string())
+                    )))
+                }
+            },
+            DfStatement::CreateExternalTable(_)
+            | DfStatement::CopyTo(_)
+            | DfStatement::Reset(_) => {
+                if !is_system {
+                    return Err(Error::PermissionDenied(
+                        "only the system role may read or write server files or settings".into(),
+                    ));
+                }
+                false
+            }
+            DfStatement::Explain(_) => false,
+        };
+        if params.is_empty() && self.fast_paths {
+            if let DfStatement::Statement(s) = &statement {
+                if let SqlStatement::Query(query) = s.as_ref() {
+                    if let Some(point) =
+                        fast_select::prepare(&self.db, &caller.principal, &caller.namespace, query)
+                            .await
+                    {
+                        let point = point?;
+                        let schema = point.schema.clone();
+                        let account = Account::new(&self.query_heap);
+                        let (batches, row_count) = point
+                            .run(
+                                &self.db,
+                                self.limits.max_result_rows,
+                                self.statement_timeout(caller),
+                                account,
+                            )
+                            .await?;
+                        return Ok(StatementOutput::Rows {
+                            schema,
+                            batches,
+                            row_count,
+                        });
+                    }
+                }
+                if let SqlStatement::Insert(insert) = s.as_ref() {
+                    if let Some(rows) = fast_insert::from_ast(insert) {
+                        if let Some(out) = self.write_literal_rows(caller, rows).await {
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+        // Repeated names in a select list (`SELECT d, d`) get private aliases, renamed back in
+        // the result (crate::planning::names).
+        let mut statement = statement;
+        if let DfStatement::Statement(s) = &mut statement {
+            crate::statement::syntax::check(s.as_ref())?;
+            crate::statement::syntax::correct(s.as_mut());
+        }
+        let original = statement.clone();
+        let alias = |st: &mut DfStatement, every: bool| match st {
+            DfStatement::Statement(s) => {
+                crate::planning::names::alias_duplicates(s.as_mut(), every)
+            }
+            _ => Ok(None),
+        };
+        let explicit = alias(&mut statement, false)?;
+        let session = self.session_for(caller, with_rowid, started);
+        let mut state = session.state();
+        // Building the logical plan is the statement's work too: on the query runtime, charged
+        // to its account and under its deadline (a 2 MB argument list planned for seconds on an
+        // HTTP worker, past the timeout, while /health waited behind it).
+        let planning = {
+            let state = state.clone();
+            let db = self.db.clone();
+            async move {
+                match state.statement_to_plan(statement).await {
+                    Ok(plan) => Ok((plan, explicit)),
+                    Err(e) if crate::planning::names::is_duplicate_name_error(&e) => {
+                        let mut statement = original;
+                        let explicit = alias(&mut statement, true)?;
+                        let plan = state
+                            .statement_to_plan(statement)
+                            .await
+                            .map_err(|e| from_datafusion(e, &db))?;
+                        Ok((plan, explicit))
+                    }
+                    Err(e) => Err(from_datafusion(e, &db)),
+                }
+            }
+        };
+        let (plan, explicit) = self.on_query_runtime(&session, planning).await?;
+        check_plan_size(&plan)?;
+        session.fit_batches(&mut state, &plan);
+        let renames = match explicit {
+            Some(explicit) => crate::planning::names::renames(&plan, explicit),
+            None => Default::default(),
+        };
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(ParamValues::from(params.to_vec()))
+                .map_err(|e| from_datafusion(e, &self.db))?
+        };
+        match plan {
+            LogicalPlan::Dml(dml) => self.execute_dml(&session, &state, dml).await,
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)
+                if !is_system =>
+            {
+                Err(Error::PermissionDenied("statement not allowed".into()))
+            }
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) => {
+                let df = DataFrame::new(state, plan);
+                df.collect()
+                    .await
+                    .map_err(|e| from_datafusion(e, &self.db))?;
+                Ok(StatementOutput::Message("OK".into()))
+            }
+            plan => self.execute_query(&session, state, plan, &renames).await,
+        }
+    }
+
+    pub(super) async fn execute_query(
+        &self,
+        session: &Arc<StatementSession>,
+        state: SessionState,
+        plan: LogicalPlan,
+        renames: &std::collections::HashMap<String, String>,
+    ) -> Result<StatementOutput> {
+        if let LogicalPlan::Explain(explain) = &plan {
+            // A table the caller may not read (in a subquery too), or a DML target it may not
+            // write, is refused (403) as the statement itself would be, never described.
+            check_explained_access(&explain.plan)?;
+            // DataFusion writes a planning error of the explained statement into the plan's
+            // rows ("physical_plan_error"); such an error is refused the same way.
+            let inner = DataFrame::new(state.clone(), explain.plan.as_ref().clone());
+            if let Err(e) = inner.create_physical_plan().await {
+                if let e @ Error::PermissionDenied(_) = from_datafusion(e, &self.db) {
+                    return Err(e);
+                }
+            }
+        }
+        let fallback = crate::planning::subquery::has_subqueries(&plan)
+            .then(|| (session.clone(), plan.clone()));
+        let df = DataFrame::new(state, plan);
+        // The executed plan's schema: the logical plan's is the one before type coercion (a
+        // CASE of 1 and 2.5 would claim BIGINT).
+        let (schema, batches, row_count) = self.collect_bounded(df, fallback, session).await?;
+        let schema: SchemaRef = crate::planning::names::rename_schema(schema, renames);
+        Ok(StatementOutput::Rows {
+            schema,
+            batches,
+            row_count,
+        })
+    }
+}
+
+/// The access checks of every table an explained statement reads or writes.
+fn check_explained_access(plan: &LogicalPlan) -> Result<()> {
+    let mut denied: Option<Error> = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let (source, write) = match node {
+            LogicalPlan::TableScan(scan) => (Some(&scan.source), false),
+            LogicalPlan::Dml(dml) => (Some(&dml.target), true),
+            _ => (None, false),
+        };
+        if let Some(source) = source {
+            if let Ok(provider) =
+                datafusion::catalog::default_table_source::source_as_provider(source)
+            {
+                if let Some(table) = provider.downcast_ref::<KalamTable>() {
+                    let check = if write {
+                        table.principal().check_write(table.def())
+                    } else {
+                        table.principal().check_read(table.def())
+                    };
+                    if let Err(e) = check {
+                        denied = Some(e);
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    denied.map_or(Ok(()), Err)
+}

@@ -1,0 +1,211 @@
+//! The DataFusion session one statement is planned and run with.
+//!
+//! Built per statement for one caller: its only catalog is a [`StatementCatalog`] bound to
+//! the caller, unqualified names resolve in the request's namespace, and it carries the
+//! statement's start time. `NOW()`, `CURRENT_DATE`, `CURRENT_TIME` and column defaults
+//! (`DEFAULT NOW()`) all read that time, so one statement sees one time in all its rows, as
+//! in PostgreSQL. (DataFusion folds those functions into literals while optimizing and fails
+//! at execution when no start time is set; its `SessionContext` sets one, a state built by
+//! hand, like this one, must set it itself.)
+//!
+//! Subqueries DataFusion cannot plan are evaluated per outer row ([`crate::planning::subquery`]) with a
+//! session built again from the same [`StatementSession`], so they see exactly what the
+//! statement sees.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::LogicalPlan;
+use kalamdb_core::query::provider::KalamTable;
+
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::prelude::SessionConfig;
+use kalamdb_core::catalog::access::Principal;
+use kalamdb_core::db::Db;
+use kalamdb_core::memory::{Account, QueryHeap};
+use kalamdb_core::query::session_catalog::StatementCatalog;
+use kalamdb_core::query::system_tables::CATALOG_NAME;
+
+/// Everything a statement's DataFusion session is made from.
+#[derive(Debug, Clone)]
+pub(crate) struct StatementSession {
+    /// The engine's state: functions, rules, runtime (memory pool); shared, never changed.
+    base: Arc<SessionState>,
+    db: Arc<Db>,
+    principal: Principal,
+    namespace: String,
+    with_rowid: bool,
+    now: chrono::DateTime<chrono::Utc>,
+    deadline: Instant,
+    max_rows: usize,
+    /// The heap bytes the statement's work allocates (kalamdb_core::memory).
+    account: Arc<Account>,
+    /// Evaluate every subquery per outer row, none by DataFusion's decorrelation (the
+    /// fallback when DataFusion's rewrite of one fails: crate::planning::subquery).
+    all_subqueries: bool,
+    /// The widest rows of the tables the statement reads, added
+    /// ([`StatementSession::fit_batches`]); shared with the sessions built again for its
+    /// subqueries.
+    widest_rows: Arc<AtomicUsize>,
+}
+
+/// DataFusion's batch size, in rows, for statements over rows of ordinary widths.
+const BATCH_ROWS: usize = 8192;
+
+impl StatementSession {
+    pub(crate) fn new(
+        base: Arc<SessionState>,
+        db: Arc<Db>,
+        principal: Principal,
+        namespace: String,
+        with_rowid: bool,
+        deadline: Instant,
+        max_rows: usize,
+        heap: &Arc<QueryHeap>,
+    ) -> Arc<StatementSession> {
+        Arc::new(StatementSession {
+            base,
+            db,
+            principal,
+            namespace,
+            with_rowid,
+            now: statement_time(),
+            deadline,
+            max_rows,
+            account: Account::new(heap),
+            all_subqueries: false,
+            widest_rows: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Fit DataFusion's batch size to the widest rows the statement reads, for `state` and
+    /// every state built for it later. Operators build batches of a number of rows, whatever
+    /// their width: a hash join gathers up to a batch of matched pairs into one output batch,
+    /// so a 1 MB row matched by 2,000 rows was one 2 GB batch, allocated before any check of
+    /// the memory limit could see it, and repartitioning and coalescing regroup to the same
+    /// number. A row of any operator's output holds at most one row of every table scan below
+    /// it, besides what the operators compute (wide literals: [`StatementSession::batch_rows`];
+    /// functions that build large values are bounded by crate::planning::bounded_values), so batches of
+    /// `TARGET_BATCH_BYTES / (the widest rows of the statement's scans, added)` rows stay near
+    /// that size. Tables of ordinary rows (under 4 KB together) keep 8,192.
+    pub(crate) fn fit_batches(&self, state: &mut SessionState, plan: &LogicalPlan) {
+        let mut widest = 0usize;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                if let Ok(provider) =
+                    datafusion::catalog::default_table_source::source_as_provider(&scan.source)
+                {
+                    if let Some(table) = provider.downcast_ref::<KalamTable>() {
+                        widest = widest.saturating_add(self.db.rows.widest_row(table.def()));
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        self.widest_rows.store(widest, Ordering::Relaxed);
+        let config = std::mem::take(state.config_mut());
+        *state.config_mut() = config.with_batch_size(self.batch_rows(0));
+    }
+
+    /// The batch size for rows of the statement's tables and `computed` more bytes (the
+    /// widest literal of its physical plan: a constant is repeated in every row of a batch,
+    /// and a join repeats it again for every match).
+    pub(crate) fn batch_rows(&self, computed: usize) -> usize {
+        let widest = self
+            .widest_rows
+            .load(Ordering::Relaxed)
+            .saturating_add(computed);
+        (crate::planning::guard::TARGET_BATCH_BYTES / widest.max(1)).clamp(1, BATCH_ROWS)
+    }
+
+    /// The same statement, with every subquery evaluated per outer row.
+    pub(crate) fn evaluating_all_subqueries(&self) -> Arc<StatementSession> {
+        Arc::new(StatementSession {
+            all_subqueries: true,
+            ..self.clone()
+        })
+    }
+
+    /// What the statement's work has allocated.
+    pub(crate) fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    /// When the statement must have finished.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// A DataFusion state for this statement (cheap enough to build per statement; built
+    /// again only when a subquery runs per outer row).
+    pub(crate) fn state(self: &Arc<Self>) -> SessionState {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, &self.namespace)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(false)
+            .set_str("datafusion.execution.time_zone", "UTC")
+            // No round-robin repartition after our single-partition scans: it buffered batches
+            // for the slower of its consumers without a bound (count(s) over 300 rows of 1 MB
+            // grew the server by 600 MB). Hash repartitioning (joins, GROUP BY) stays.
+            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
+            .with_batch_size(self.batch_rows(0))
+            .with_extension(self.account.clone());
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog(
+            CATALOG_NAME.to_string(),
+            Arc::new(StatementCatalog::new(
+                self.db.clone(),
+                self.principal.clone(),
+                self.with_rowid,
+                self.now.timestamp_micros(),
+            )),
+        );
+        let context: Arc<dyn crate::planning::subquery::StatementContext> = self.clone();
+        let (analyzer_rule, optimizer_rule) = crate::planning::subquery::rules(&context);
+        let mut state = SessionStateBuilder::new_from_existing(self.base.as_ref().clone())
+            .with_config(config)
+            .with_catalog_list(catalogs)
+            .with_analyzer_rule(analyzer_rule)
+            .with_analyzer_rule(Arc::new(crate::planning::growing::InWindows))
+            .with_optimizer_rule(optimizer_rule)
+            .with_physical_optimizer_rule(Arc::new(crate::planning::guard::Guard::new(
+                self.deadline,
+            )))
+            .build();
+        state.mark_start_execution();
+        state.execution_props_mut().query_execution_start_time = Some(self.now);
+        state
+    }
+}
+
+/// Now, to the microsecond (the precision of TIMESTAMP columns, so a stored `NOW()` reads
+/// back equal to the `NOW()` of the statement that stored it).
+pub(crate) fn statement_time() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+impl crate::planning::subquery::StatementContext for StatementSession {
+    fn evaluate_all_subqueries(&self) -> bool {
+        self.all_subqueries
+    }
+
+    fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn max_rows(&self) -> usize {
+        self.max_rows
+    }
+
+    fn new_state(self: Arc<Self>) -> SessionState {
+        self.state()
+    }
+}

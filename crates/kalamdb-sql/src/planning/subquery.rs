@@ -1,0 +1,953 @@
+//! Subqueries that DataFusion cannot plan by itself, evaluated once per distinct outer row.
+//!
+//! DataFusion decorrelates the common shapes (an `IN`/`EXISTS` in a WHERE clause, a scalar
+//! subquery correlated by equalities) into joins, and those stay its job: they are fast. It
+//! refuses the rest, which PostgreSQL answers: a scalar subquery correlated by `<` or `<>`,
+//! one that is not aggregated, `IN`/`EXISTS` in the select list or in CASE, subqueries in
+//! ORDER BY or JOIN ON. Two rules catch exactly those (ADR 0007):
+//!
+//! - an analyzer rule, last in DataFusion's analyzer, rewrites the subqueries DataFusion's
+//!   own validity check ([`check_subquery_expr`]) would refuse;
+//! - an optimizer rule, last in DataFusion's optimizer, rewrites whatever subquery the
+//!   decorrelation rules left in the plan (the physical planner cannot execute one).
+//!
+//! A rewritten subquery becomes a call of a [`SubqueryFunction`]: a volatile scalar function
+//! whose arguments are the outer columns the subquery reads (and the probe value of an `IN`
+//! or `op ANY/ALL`). For each distinct tuple of outer values it substitutes them into the
+//! subquery's plan as literals, runs that plan with the statement's own session (same caller,
+//! same scope, same memory pool, same `NOW()`), and caches the result for the statement. An
+//! expression in CASE is only evaluated for the rows its branch selects, so a subquery in a
+//! branch that is not taken never runs. The work is bounded by the statement's deadline and
+//! by `limits.max_result_rows` per subquery result.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::compute::kernels::cmp;
+use arrow::datatypes::{DataType as ArrowType, Field, FieldRef};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{
+    Column, DFSchemaRef, DataFusionError, ParamValues, Result as DfResult, ScalarValue,
+};
+use datafusion::config::ConfigOptions;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::expr::{
+    Exists, InSubquery, Placeholder, SetComparison, SetQuantifier,
+};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    check_subquery_expr, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, Operator,
+    Projection, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Sort,
+    Subquery, Volatility,
+};
+use datafusion::optimizer::analyzer::AnalyzerRule;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use kalamdb_core::Error;
+use parking_lot::Mutex;
+
+/// What evaluating subqueries needs of the statement they run in. The statement's session
+/// implements it: this module never names the session that installs its rules, so the two do
+/// not import each other.
+pub(crate) trait StatementContext: std::fmt::Debug + Send + Sync {
+    /// Every subquery is evaluated per outer row (the fallback when DataFusion's
+    /// decorrelation of one fails).
+    fn evaluate_all_subqueries(&self) -> bool;
+    fn account(&self) -> &Arc<kalamdb_core::memory::Account>;
+    fn deadline(&self) -> Instant;
+    fn max_rows(&self) -> usize;
+    /// A DataFusion state for the statement, these rules in it.
+    fn new_state(self: Arc<Self>) -> SessionState;
+}
+
+type StatementSession = dyn StatementContext;
+
+/// Most distinct outer tuples whose subquery results one subquery keeps for the statement;
+/// beyond it results are computed and not kept (the answer is the same, only slower).
+const MAX_CACHED_KEYS: usize = 4096;
+
+/// The two rules, for a statement's session.
+pub(crate) fn rules(
+    session: &Arc<dyn StatementContext>,
+) -> (
+    Arc<dyn AnalyzerRule + Send + Sync>,
+    Arc<dyn OptimizerRule + Send + Sync>,
+) {
+    (
+        Arc::new(RefusedSubqueries(session.clone())),
+        Arc::new(LeftoverSubqueries(session.clone())),
+    )
+}
+
+/// Run a subquery plan to completion from inside an expression evaluation (which is
+/// synchronous), on the query runtime the statement runs on, before the statement's deadline.
+fn run(state: &SessionState, deadline: Instant, plan: LogicalPlan) -> DfResult<Vec<RecordBatch>> {
+    // `plan` is optimized already (SubqueryFunction::prepare): only the physical planning runs.
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        DataFusionError::Internal("a subquery was evaluated outside the query runtime".into())
+    })?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(DataFusionError::Internal(
+            "a subquery was evaluated outside the multi-threaded query runtime".into(),
+        ));
+    }
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let fut = async {
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, state)
+            .await?;
+        datafusion::physical_plan::collect(physical, state.task_ctx()).await
+    };
+    match tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(remaining, fut))) {
+        Ok(result) => result,
+        Err(_) => Err(timeout()),
+    }
+}
+
+fn timeout() -> DataFusionError {
+    DataFusionError::External(Box::new(Error::Timeout(
+        "the statement ran longer than its timeout (limits.statement_timeout_secs) and was stopped"
+            .into(),
+    )))
+}
+
+/// Analyzer rule: subqueries DataFusion's validity check refuses become [`SubqueryFunction`]s.
+#[derive(Debug)]
+struct RefusedSubqueries(Arc<StatementSession>);
+
+impl AnalyzerRule for RefusedSubqueries {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        let plan = plan.transform_up_with_subqueries(widen_sort)?.data;
+        rewrite_plan(plan, &self.0, Which::Refused).map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "kalamdb_refused_subqueries"
+    }
+}
+
+/// Optimizer rule: subqueries the decorrelation rules left become [`SubqueryFunction`]s.
+#[derive(Debug)]
+struct LeftoverSubqueries(Arc<StatementSession>);
+
+impl OptimizerRule for LeftoverSubqueries {
+    fn name(&self) -> &str {
+        "kalamdb_leftover_subqueries"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        rewrite_plan(plan, &self.0, Which::All)
+    }
+}
+
+/// `ORDER BY (SELECT ... WHERE x.g = t.g)` in a query that does not select `t.g`: DataFusion
+/// sorts above the projection, which has dropped `t.g`. The projection is widened by the
+/// columns the sort's subqueries read, and the extra columns dropped again above the sort.
+fn widen_sort(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
+    let LogicalPlan::Sort(sort) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    let LogicalPlan::Projection(projection) = sort.input.as_ref() else {
+        return Ok(Transformed::no(node));
+    };
+    let mut missing: Vec<Column> = Vec::new();
+    for e in &sort.expr {
+        e.expr.apply(|x| {
+            let plan = match x {
+                Expr::ScalarSubquery(s) => Some(&s.subquery),
+                Expr::Exists(Exists { subquery, .. })
+                | Expr::InSubquery(InSubquery { subquery, .. })
+                | Expr::SetComparison(SetComparison { subquery, .. }) => Some(&subquery.subquery),
+                _ => None,
+            };
+            if let Some(plan) = plan {
+                plan.apply_with_subqueries(|p| {
+                    p.apply_expressions(|ex| {
+                        ex.apply(|ex| {
+                            if let Expr::OuterReferenceColumn(_, c) = ex {
+                                if !projection.schema.has_column(c)
+                                    && projection.input.schema().has_column(c)
+                                    && !missing.contains(c)
+                                {
+                                    missing.push(c.clone());
+                                }
+                            }
+                            Ok(TreeNodeRecursion::Continue)
+                        })
+                    })
+                })?;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+    }
+    if missing.is_empty() {
+        return Ok(Transformed::no(node));
+    }
+    let kept: Vec<Expr> = projection
+        .schema
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    let mut widened = projection.expr.clone();
+    widened.extend(missing.into_iter().map(Expr::Column));
+    let widened = LogicalPlan::Projection(Projection::try_new(widened, projection.input.clone())?);
+    let sorted = LogicalPlan::Sort(Sort {
+        expr: sort.expr.clone(),
+        input: Arc::new(widened),
+        fetch: sort.fetch,
+    });
+    Ok(Transformed::yes(LogicalPlan::Projection(
+        Projection::try_new(kept, Arc::new(sorted))?,
+    )))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Which {
+    /// Those `check_subquery_expr` refuses.
+    Refused,
+    /// Every subquery expression still in the plan.
+    All,
+}
+
+/// Rewrite subquery expressions in `plan`, innermost first (a subquery's own plan is
+/// rewritten before the expression that holds it is considered).
+fn rewrite_plan(
+    plan: LogicalPlan,
+    ctx: &Arc<StatementSession>,
+    which: Which,
+) -> DfResult<Transformed<LogicalPlan>> {
+    plan.transform_up_with_subqueries(|node| rewrite_node(node, ctx, which))
+}
+
+/// Does the plan hold a subquery expression anywhere?
+pub(crate) fn has_subqueries(plan: &LogicalPlan) -> bool {
+    plan_has_expr(plan, is_subquery)
+}
+
+/// Does any expression of the plan (its subqueries' plans included) hold a node matching `hit`?
+fn plan_has_expr(plan: &LogicalPlan, hit: fn(&Expr) -> bool) -> bool {
+    let mut found = false;
+    let stop_once_found = |found: bool| {
+        if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        }
+    };
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            let _ = e.apply(|x| {
+                found |= hit(x);
+                Ok(stop_once_found(found))
+            });
+            Ok(stop_once_found(found))
+        })?;
+        Ok(stop_once_found(found))
+    });
+    found
+}
+
+fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_)
+    )
+}
+
+fn rewrite_node(
+    node: LogicalPlan,
+    ctx: &Arc<StatementSession>,
+    which: Which,
+) -> DfResult<Transformed<LogicalPlan>> {
+    let mut any = false;
+    node.apply_expressions(|e| {
+        e.apply(|e| {
+            any |= is_subquery(e);
+            Ok(if any {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })
+    })?;
+    if !any {
+        return Ok(Transformed::no(node));
+    }
+    // The schemas the subqueries' outer references of this level resolve in.
+    let scopes: Vec<DFSchemaRef> = match node.inputs().as_slice() {
+        [] => vec![node.schema().clone()],
+        inputs => inputs.iter().map(|i| i.schema().clone()).collect(),
+    };
+    let outer = node.clone();
+    // IN and EXISTS DataFusion turns into semi/anti joins, which is right only where a NULL
+    // answer counts as false: as a conjunct of a WHERE, not under OR, NOT, IS or CASE.
+    let top_level: Vec<Expr> = match &node {
+        LogicalPlan::Filter(f) => conjuncts(&f.predicate)
+            .into_iter()
+            .filter(|c| matches!(c, Expr::InSubquery(_) | Expr::Exists(_)))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    // Names of output columns stay as DataFusion gave them (an aggregate's FILTER or a window's
+    // ORDER BY prints the expression it replaces into the column's name).
+    let names = NamePreserver::new(&node);
+    let rewritten = node.map_expressions(|e| {
+        let name = names.save(&e);
+        let t = e.transform_up(|e| {
+            if !is_subquery(&e) {
+                return Ok(Transformed::no(e));
+            }
+            let convert = match which {
+                Which::All => true,
+                Which::Refused => {
+                    let inner = match &e {
+                        Expr::ScalarSubquery(s) => &s.subquery,
+                        Expr::Exists(x) => &x.subquery.subquery,
+                        Expr::InSubquery(x) => &x.subquery.subquery,
+                        Expr::SetComparison(x) => &x.subquery.subquery,
+                        _ => return Ok(Transformed::no(e)),
+                    };
+                    let misplaced = matches!(e, Expr::InSubquery(_) | Expr::Exists(_))
+                        && !top_level.contains(&e);
+                    ctx.evaluate_all_subqueries()
+                        || misplaced
+                        || !left_to_datafusion(&outer, inner, &e, &scopes)
+                }
+            };
+            if !convert {
+                return Ok(Transformed::no(e));
+            }
+            to_function(e, &scopes, ctx).map(Transformed::yes)
+        })?;
+        Ok(if t.transformed {
+            t.update_data(|e| name.restore(e))
+        } else {
+            t
+        })
+    })?;
+    if rewritten.transformed {
+        // Output names and types are unchanged (the function is named and typed as the
+        // expression it replaces); only derived properties may differ.
+        rewritten.map_data(|p| p.recompute_schema())
+    } else {
+        Ok(rewritten)
+    }
+}
+
+/// Whether DataFusion's decorrelation is trusted with this subquery. It is with the shapes it
+/// is built for, and only those (its rewrites of the others fail, or lose a column, in ways a
+/// check afterwards cannot always see):
+/// - its own validity check accepts it ([`check_subquery_expr`]);
+/// - not `op ANY/ALL`: DataFusion 55 renames that expression and fails its schema check;
+/// - every outer reference is one side of an equality conjunct of a filter (`x.k = outer.k`),
+///   and is a column of the query right around it (not of one further out);
+/// - nothing inside it is a correlated subquery, ours or DataFusion's.
+fn left_to_datafusion(
+    outer: &LogicalPlan,
+    inner: &LogicalPlan,
+    e: &Expr,
+    scopes: &[DFSchemaRef],
+) -> bool {
+    if matches!(e, Expr::SetComparison(_)) || check_subquery_expr(outer, inner, e).is_err() {
+        return false;
+    }
+    if plan_has_outer_refs(inner)
+        && !decorrelatable_shape(inner, matches!(e, Expr::ScalarSubquery(_)))
+    {
+        return false;
+    }
+    let mut simple = true;
+    let _ = inner.apply(|node| {
+        // Outer references anywhere but in `x = outer` conjuncts of a filter.
+        let allowed: Vec<&Expr> = match node {
+            LogicalPlan::Filter(f) => conjuncts(&f.predicate)
+                .into_iter()
+                .filter(|c| is_equality_with_outer(c, scopes))
+                .collect(),
+            _ => Vec::new(),
+        };
+        node.apply_expressions(|ex| {
+            if allowed.iter().any(|a| std::ptr::eq(*a, ex)) {
+                return Ok(TreeNodeRecursion::Continue);
+            }
+            if let LogicalPlan::Filter(f) = node {
+                if std::ptr::eq(&f.predicate, ex) {
+                    // Look at the conjuncts one by one.
+                    for c in conjuncts(&f.predicate) {
+                        if !allowed.iter().any(|a| std::ptr::eq(*a, c)) && correlated(c) {
+                            simple = false;
+                        }
+                    }
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+            }
+            if correlated(ex) {
+                simple = false;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(if simple {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    simple
+}
+
+/// A correlated subquery's plan holds only what DataFusion's decorrelation rewrites right:
+/// projections, filters, scans, aliases and joins, and for a scalar subquery its aggregate.
+/// (An EXISTS over an aggregate is true even for no row; a LIMIT/OFFSET, a window, a DISTINCT
+/// or a sort changes which rows count: DataFusion's joins drop them.)
+fn decorrelatable_shape(plan: &LogicalPlan, scalar: bool) -> bool {
+    let mut ok = true;
+    let _ = plan.apply(|node| {
+        ok &= match node {
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::TableScan(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Join(_)
+            | LogicalPlan::EmptyRelation(_)
+            | LogicalPlan::Values(_) => true,
+            LogicalPlan::Aggregate(_) => scalar,
+            _ => false,
+        };
+        Ok(if ok {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    ok
+}
+
+/// The conjuncts of a predicate (`a AND b AND c` -> a, b, c), borrowed.
+fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryExpr(b) if b.op == Operator::And => {
+            let mut v = conjuncts(&b.left);
+            v.extend(conjuncts(&b.right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+/// `inner = outer.col` (either order), the outer column one of the enclosing query's.
+fn is_equality_with_outer(e: &Expr, scopes: &[DFSchemaRef]) -> bool {
+    let Expr::BinaryExpr(b) = e else { return false };
+    if b.op != Operator::Eq {
+        return false;
+    }
+    let here = |x: &Expr| matches!(x, Expr::OuterReferenceColumn(_, c) if scopes.iter().any(|s| s.has_column(c)));
+    (here(&b.left) && !correlated(&b.right)) || (here(&b.right) && !correlated(&b.left))
+}
+
+/// Does the expression read an outer query's column, itself or through a subquery or one of
+/// our subquery functions' arguments?
+fn correlated(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = e.apply(|x| {
+        found |= match x {
+            Expr::OuterReferenceColumn(..) => true,
+            Expr::ScalarSubquery(s) => {
+                !s.outer_ref_columns.is_empty() || plan_has_outer_refs(&s.subquery)
+            }
+            Expr::Exists(Exists { subquery, .. })
+            | Expr::InSubquery(InSubquery { subquery, .. })
+            | Expr::SetComparison(SetComparison { subquery, .. }) => {
+                !subquery.outer_ref_columns.is_empty() || plan_has_outer_refs(&subquery.subquery)
+            }
+            _ => false,
+        };
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+fn plan_has_outer_refs(plan: &LogicalPlan) -> bool {
+    plan_has_expr(plan, |x| matches!(x, Expr::OuterReferenceColumn(..)))
+}
+
+/// The kind of subquery a [`SubqueryFunction`] evaluates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Kind {
+    /// `(SELECT x ...)`: NULL for no row, the value for one, an error for more.
+    Scalar,
+    /// `[NOT] EXISTS (SELECT ...)`.
+    Exists { negated: bool },
+    /// `probe [NOT] IN (SELECT ...)`, three-valued.
+    In { negated: bool },
+    /// `probe op ANY|ALL (SELECT ...)`, three-valued.
+    Compare { op: Operator, all: bool },
+}
+
+/// Replace one subquery expression by a call of its [`SubqueryFunction`].
+fn to_function(e: Expr, scopes: &[DFSchemaRef], ctx: &Arc<StatementSession>) -> DfResult<Expr> {
+    let name = e.schema_name().to_string();
+    let (kind, subquery, probe) = match e {
+        Expr::ScalarSubquery(s) => (Kind::Scalar, s, None),
+        Expr::Exists(Exists { subquery, negated }) => (Kind::Exists { negated }, subquery, None),
+        Expr::InSubquery(InSubquery {
+            expr,
+            subquery,
+            negated,
+        }) => (Kind::In { negated }, subquery, Some(*expr)),
+        Expr::SetComparison(SetComparison {
+            expr,
+            subquery,
+            op,
+            quantifier,
+        }) => (
+            Kind::Compare {
+                op,
+                all: matches!(quantifier, SetQuantifier::All),
+            },
+            subquery,
+            Some(*expr),
+        ),
+        other => return Ok(other),
+    };
+    let Subquery { subquery: plan, .. } = subquery;
+    let plan = match kind {
+        // EXISTS reads only whether a row comes back; its select list may even be empty.
+        Kind::Exists { .. } => Arc::new(
+            LogicalPlanBuilder::from(plan.as_ref().clone())
+                .project(vec![datafusion::logical_expr::lit(true).alias("exists")])?
+                .build()?,
+        ),
+        _ if plan.schema().fields().len() != 1 => {
+            return datafusion::common::plan_err!("subquery must return only one column");
+        }
+        _ => plan,
+    };
+    let value_field = plan.schema().field(0).clone();
+    let (data_type, nullable) = match kind {
+        Kind::Scalar => (value_field.data_type().clone(), true),
+        Kind::Exists { .. } => (ArrowType::Boolean, false),
+        Kind::In { .. } | Kind::Compare { .. } => (ArrowType::Boolean, true),
+    };
+    // Every outer reference anywhere inside (nested subqueries included). Those this node's
+    // inputs provide become plain columns; the others belong to an enclosing query and stay
+    // outer references, which that query substitutes when it runs this one.
+    let mut outer_refs: Vec<(FieldRef, Column)> = Vec::new();
+    plan.apply_with_subqueries(|p| {
+        p.apply_expressions(|ex| {
+            ex.apply(|ex| {
+                if let Expr::OuterReferenceColumn(f, c) = ex {
+                    if !outer_refs.iter().any(|(_, seen)| seen == c) {
+                        outer_refs.push((f.clone(), c.clone()));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    let mut args = Vec::with_capacity(outer_refs.len() + 1);
+    if let Some(p) = probe {
+        args.push(p);
+    }
+    for (f, c) in &outer_refs {
+        let here = scopes.iter().any(|s| s.has_column(c));
+        args.push(if here {
+            Expr::Column(c.clone())
+        } else {
+            Expr::OuterReferenceColumn(f.clone(), c.clone())
+        });
+    }
+    let has_probe = matches!(kind, Kind::In { .. } | Kind::Compare { .. });
+    let outer_types: Vec<ArrowType> = outer_refs
+        .iter()
+        .map(|(f, _)| f.data_type().clone())
+        .collect();
+    let arity = args.len();
+    let function = SubqueryFunction {
+        signature: if arity == 0 {
+            Signature::nullary(Volatility::Volatile)
+        } else {
+            Signature::any(arity, Volatility::Volatile)
+        },
+        name,
+        kind,
+        plan,
+        outer: outer_refs.iter().map(|(_, c)| c.clone()).collect(),
+        has_probe,
+        field: Arc::new(Field::new("subquery", data_type, nullable)),
+        ctx: ctx.clone(),
+        state: Arc::new(std::sync::OnceLock::new()),
+        prepared: Arc::new(std::sync::OnceLock::new()),
+        outer_types,
+        cache: Arc::new(Mutex::new(HashMap::new())),
+    };
+    Ok(ScalarUDF::new_from_impl(function).call(args))
+}
+
+/// A subquery as a scalar function of the outer values it reads (see the module docs).
+#[derive(Debug)]
+struct SubqueryFunction {
+    /// The replaced expression's name, so every plan schema stays as DataFusion named it.
+    name: String,
+    signature: Signature,
+    kind: Kind,
+    /// The subquery's plan, analyzed, outer references still in place.
+    plan: Arc<LogicalPlan>,
+    /// The outer references `plan` holds, in argument order (after the probe, if any).
+    outer: Vec<Column>,
+    has_probe: bool,
+    field: FieldRef,
+    ctx: Arc<StatementSession>,
+    /// The session the subquery runs with, built once (on first use) for all its tuples.
+    state: Arc<std::sync::OnceLock<SessionState>>,
+    /// The optimized, parameterized plan (see [`SubqueryFunction::prepare`]), made once.
+    prepared: Arc<std::sync::OnceLock<Result<LogicalPlan, Arc<DataFusionError>>>>,
+    /// The type of each outer reference's placeholder.
+    outer_types: Vec<ArrowType>,
+    /// Subquery results by outer tuple, for this statement.
+    cache: Arc<Mutex<HashMap<Vec<ScalarValue>, Arc<ArrayRef>>>>,
+}
+
+impl PartialEq for SubqueryFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.kind == other.kind
+            && self.plan == other.plan
+            && self.outer == other.outer
+    }
+}
+
+impl Eq for SubqueryFunction {}
+
+impl Hash for SubqueryFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.kind.hash(state);
+        self.plan.hash(state);
+        self.outer.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SubqueryFunction {
+    fn name(&self) -> &str {
+        "kalamdb_subquery"
+    }
+
+    fn display_name(&self, _args: &[Expr]) -> DfResult<String> {
+        Ok(self.name.clone())
+    }
+
+    fn schema_name(&self, _args: &[Expr]) -> DfResult<String> {
+        Ok(self.name.clone())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[ArrowType]) -> DfResult<ArrowType> {
+        Ok(self.field.data_type().clone())
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(self.field.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(n))
+            .collect::<DfResult<Vec<_>>>()?;
+        let (probe, outer) = if self.has_probe {
+            (arrays.first(), &arrays[1..])
+        } else {
+            (None, &arrays[..])
+        };
+        let mut out = Vec::with_capacity(n);
+        // The answers are repeated for every row of the batch: a 1 MB answer for 3,000 rows
+        // is a 3 GB column (built twice: as values, then as the array). Refused before it is
+        // built when the column alone is over the statement's memory limit.
+        let limit = self.ctx.account().limit();
+        let mut bytes = 0usize;
+        for row in 0..n {
+            let key = outer
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, row))
+                .collect::<DfResult<Vec<_>>>()?;
+            let values = self.values_for(key)?;
+            if let Kind::Scalar = self.kind {
+                bytes += values.get_array_memory_size() / values.len().max(1);
+                if bytes.saturating_mul(2) > limit {
+                    return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
+                        "the query needs more memory than the server allows (limits.query_memory_bytes = {limit} bytes): \
+                         a subquery's answer repeated for {n} rows is over it"
+                    )))));
+                }
+            }
+            out.push(match self.kind {
+                Kind::Scalar => {
+                    match values.len() {
+                        0 => ScalarValue::try_from(self.field.data_type())?,
+                        1 => ScalarValue::try_from_array(values.as_ref(), 0)?,
+                        _ => return Err(DataFusionError::External(Box::new(
+                            Error::InvalidParameter(
+                                "more than one row returned by a subquery used as an expression"
+                                    .into(),
+                            ),
+                        ))),
+                    }
+                }
+                Kind::Exists { negated } => {
+                    ScalarValue::Boolean(Some(values.is_empty() == negated))
+                }
+                Kind::In { negated } => {
+                    let probe = probe
+                        .ok_or_else(|| DataFusionError::Internal("IN without a probe".into()))?;
+                    let r = quantified(probe, row, &values, Operator::Eq, false)?;
+                    ScalarValue::Boolean(if negated { r.map(|b| !b) } else { r })
+                }
+                Kind::Compare { op, all } => {
+                    let probe = probe.ok_or_else(|| {
+                        DataFusionError::Internal("comparison without a probe".into())
+                    })?;
+                    ScalarValue::Boolean(quantified(probe, row, &values, op, all)?)
+                }
+            });
+        }
+        if n == 1 {
+            return Ok(ColumnarValue::Scalar(
+                out.pop().unwrap_or(ScalarValue::Null),
+            ));
+        }
+        let array = if out.is_empty() {
+            arrow::array::new_empty_array(self.field.data_type())
+        } else {
+            ScalarValue::iter_to_array(out)?
+        };
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+impl SubqueryFunction {
+    /// The subquery's result column for one tuple of outer values (cached per statement).
+    fn values_for(&self, key: Vec<ScalarValue>) -> DfResult<Arc<ArrayRef>> {
+        if let Some(v) = self.cache.lock().get(&key) {
+            return Ok(v.clone());
+        }
+        if Instant::now() >= self.ctx.deadline() {
+            return Err(timeout());
+        }
+        let state = self.state.get_or_init(|| self.ctx.clone().new_state());
+        let prepared = self
+            .prepared
+            .get_or_init(|| self.prepare(state).map_err(Arc::new));
+        let prepared = prepared
+            .as_ref()
+            .map_err(|e| DataFusionError::Shared(e.clone()))?;
+        let values = key
+            .iter()
+            .zip(&self.outer_types)
+            .map(|(v, t)| cast_literal(v.clone(), t))
+            .collect::<DfResult<Vec<_>>>()?;
+        let plan = prepared
+            .clone()
+            .with_param_values(ParamValues::from(values))?;
+        let batches = run(state, self.ctx.deadline(), plan)?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows > self.ctx.max_rows() {
+            return Err(DataFusionError::External(Box::new(
+                crate::engine::too_many_rows(self.ctx.max_rows()),
+            )));
+        }
+        let columns: Vec<ArrayRef> = batches
+            .iter()
+            .filter(|b| b.num_columns() > 0)
+            .map(|b| b.column(0).clone())
+            .collect();
+        let values = match columns.as_slice() {
+            [] => arrow::array::new_empty_array(self.plan.schema().field(0).data_type()),
+            [one] => one.clone(),
+            many => {
+                let refs: Vec<&dyn Array> = many.iter().map(|a| a.as_ref()).collect();
+                arrow::compute::concat(&refs)?
+            }
+        };
+        let values = Arc::new(values);
+        let mut cache = self.cache.lock();
+        if cache.len() < MAX_CACHED_KEYS {
+            cache.insert(key, values.clone());
+        }
+        Ok(values)
+    }
+
+    /// The subquery's plan, optimized once, each outer reference of this level a typed
+    /// placeholder (`$1` for the first of [`SubqueryFunction::outer`]): each tuple then only
+    /// binds its values and plans the physical execution.
+    fn prepare(&self, state: &SessionState) -> DfResult<LogicalPlan> {
+        let placeholder = |c: &Column| {
+            self.outer
+                .iter()
+                .position(|o| o == c)
+                .map(|i| format!("${}", i + 1))
+        };
+        let parameterized = self
+            .plan
+            .as_ref()
+            .clone()
+            .transform_up_with_subqueries(|node| {
+                // An expression that names an output column keeps its name (a parent refers to
+                // `max(t2.y + outer_ref(t1.x))`, not to `max(t2.y + $1)`), as DataFusion's own
+                // parameter binding does.
+                let names = NamePreserver::new(&node);
+                node.map_expressions(|e| {
+                    let name = names.save(&e);
+                    let rewritten = e.transform_up(|e| match e {
+                        Expr::OuterReferenceColumn(f, c) => match placeholder(&c) {
+                            Some(id) => Ok(Transformed::yes(Expr::Placeholder(Placeholder {
+                                id,
+                                field: Some(f),
+                            }))),
+                            None => Ok(Transformed::no(Expr::OuterReferenceColumn(f, c))),
+                        },
+                        // A nested subquery no longer depends on what was just parameterized.
+                        Expr::ScalarSubquery(s) => Ok(Transformed::yes(Expr::ScalarSubquery(
+                            unbind(s, &self.outer),
+                        ))),
+                        Expr::Exists(Exists { subquery, negated }) => {
+                            Ok(Transformed::yes(Expr::Exists(Exists {
+                                subquery: unbind(subquery, &self.outer),
+                                negated,
+                            })))
+                        }
+                        Expr::InSubquery(InSubquery {
+                            expr,
+                            subquery,
+                            negated,
+                        }) => Ok(Transformed::yes(Expr::InSubquery(InSubquery {
+                            expr,
+                            subquery: unbind(subquery, &self.outer),
+                            negated,
+                        }))),
+                        Expr::SetComparison(SetComparison {
+                            expr,
+                            subquery,
+                            op,
+                            quantifier,
+                        }) => Ok(Transformed::yes(Expr::SetComparison(SetComparison {
+                            expr,
+                            subquery: unbind(subquery, &self.outer),
+                            op,
+                            quantifier,
+                        }))),
+                        e => Ok(Transformed::no(e)),
+                    })?;
+                    Ok(if rewritten.transformed {
+                        rewritten.update_data(|e| name.restore(e))
+                    } else {
+                        rewritten
+                    })
+                })
+            })?;
+        let plan = parameterized.data.recompute_schema()?;
+        // A scalar subquery needs to know only whether there is a second row, EXISTS only
+        // whether there is a first.
+        let plan = match self.kind {
+            Kind::Scalar => LogicalPlanBuilder::from(plan).limit(0, Some(2))?.build()?,
+            Kind::Exists { .. } => LogicalPlanBuilder::from(plan).limit(0, Some(1))?.build()?,
+            _ => plan,
+        };
+        state.optimize(&plan)
+    }
+}
+
+/// `subquery` without the outer references that were just bound to literals.
+fn unbind(mut subquery: Subquery, bound: &[Column]) -> Subquery {
+    subquery
+        .outer_ref_columns
+        .retain(|e| !matches!(e, Expr::OuterReferenceColumn(_, c) if bound.contains(c)));
+    subquery
+}
+
+/// A literal of the type the outer reference was planned with.
+fn cast_literal(v: ScalarValue, to: &ArrowType) -> DfResult<ScalarValue> {
+    if &v.data_type() == to {
+        Ok(v)
+    } else {
+        v.cast_to(to)
+    }
+}
+
+/// `probe op ANY (values)` or `probe op ALL (values)` in three-valued logic; `None` is NULL.
+fn quantified(
+    probe: &ArrayRef,
+    row: usize,
+    values: &ArrayRef,
+    op: Operator,
+    all: bool,
+) -> DfResult<Option<bool>> {
+    if values.is_empty() {
+        // Nothing to compare with: ANY is false, ALL is true, whatever the probe.
+        return Ok(Some(all));
+    }
+    let mut p = probe.slice(row, 1);
+    if p.data_type() != values.data_type() {
+        p = arrow::compute::cast(&p, values.data_type())?;
+    }
+    let p = arrow::array::Scalar::new(p);
+    let hits: BooleanArray = match op {
+        Operator::Eq => cmp::eq(values, &p)?,
+        Operator::NotEq => cmp::neq(values, &p)?,
+        Operator::Lt => cmp::gt(values, &p)?, // probe < v  <=>  v > probe
+        Operator::LtEq => cmp::gt_eq(values, &p)?,
+        Operator::Gt => cmp::lt(values, &p)?,
+        Operator::GtEq => cmp::lt_eq(values, &p)?,
+        other => {
+            return Err(DataFusionError::External(Box::new(Error::Unsupported(
+                format!("the operator {other} cannot compare with ANY/ALL"),
+            ))))
+        }
+    };
+    let (mut any_true, mut any_false, mut any_null) = (false, false, false);
+    for i in 0..hits.len() {
+        if hits.is_null(i) {
+            any_null = true;
+        } else if hits.value(i) {
+            any_true = true;
+        } else {
+            any_false = true;
+        }
+    }
+    Ok(if all {
+        if any_false {
+            Some(false)
+        } else if any_null {
+            None
+        } else {
+            Some(true)
+        }
+    } else if any_true {
+        Some(true)
+    } else if any_null {
+        None
+    } else {
+        Some(false)
+    })
+}

@@ -1,0 +1,6 @@
+//! A request's text as statements: split, parsed (KalamDB's statements), checked.
+
+pub(crate) mod parser;
+pub(crate) mod placeholders;
+pub(crate) mod split;
+pub(crate) mod syntax;

@@ -1,0 +1,1064 @@
+//! KalamDB's own statements, parsed from sqlparser's tokens.
+//!
+//! [`parse_kalam_statement`] recognises namespaces, typed CREATE TABLE, ALTER/DROP/SHOW/
+//! DESCRIBE TABLE, users, EXECUTE AS and the storage/job commands, and returns `None` for
+//! everything else (queries and DML), which goes to DataFusion's SQL planner.
+
+use kalamdb_core::catalog::{Role, TableKind};
+use kalamdb_core::types::DataType;
+use kalamdb_core::{Error, Result};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+/// `[namespace.]table` as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableName {
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// A column's DEFAULT clause as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefaultSpec {
+    Now,
+    SnowflakeId,
+    UuidV7,
+    Null,
+    /// A literal in its SQL text form (strings unquoted).
+    Literal(String),
+    /// `X'...'`: bytes.
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub data_type: DataType,
+    pub not_null: bool,
+    pub primary_key: bool,
+    pub default: Option<DefaultSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    pub kind: TableKind,
+    pub if_not_exists: bool,
+    pub table: TableName,
+    pub columns: Vec<ColumnSpec>,
+    /// From a `PRIMARY KEY (col)` table constraint.
+    pub primary_key: Option<String>,
+    /// `WITH (KEY = value, ...)`, keys upper-cased, values as text.
+    pub options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterTableOp {
+    /// `ADD [COLUMN] [IF NOT EXISTS] spec`.
+    AddColumn {
+        spec: ColumnSpec,
+        if_not_exists: bool,
+    },
+    DropColumn {
+        name: String,
+        if_exists: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterUserOp {
+    Password(String),
+    Role(Role),
+}
+
+/// A statement KalamDB executes itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KalamStatement {
+    CreateNamespace {
+        name: String,
+        if_not_exists: bool,
+    },
+    DropNamespace {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
+    ShowNamespaces,
+    /// `SHOW FUNCTIONS`: every scalar, aggregate and window function, aliases included.
+    ShowFunctions,
+    CreateTable(CreateTable),
+    AlterTable {
+        table: TableName,
+        op: AlterTableOp,
+    },
+    DropTable {
+        table: TableName,
+        if_exists: bool,
+    },
+    ShowTables {
+        namespace: Option<String>,
+    },
+    DescribeTable {
+        table: TableName,
+    },
+    /// `password: None` creates an account that cannot log in (used through EXECUTE AS only).
+    CreateUser {
+        user_id: String,
+        password: Option<String>,
+        role: Role,
+        if_not_exists: bool,
+    },
+    AlterUser {
+        user_id: String,
+        op: AlterUserOp,
+    },
+    DropUser {
+        user_id: String,
+        if_exists: bool,
+    },
+    /// `EXECUTE AS USER 'u' (<statement>)`; `statement` is the inner SQL text.
+    ExecuteAs {
+        user_id: String,
+        statement: String,
+    },
+    /// `STORAGE FLUSH TABLE t [WAIT]`.
+    FlushTable {
+        table: TableName,
+        wait: bool,
+    },
+    /// `STORAGE FLUSH ALL [IN ns] [WAIT]`.
+    FlushAll {
+        namespace: Option<String>,
+        wait: bool,
+    },
+    /// `KILL JOB 'FL-...'`.
+    KillJob {
+        job_id: String,
+    },
+}
+
+/// One statement, tokenized once: a KalamDB statement, or the tokens for DataFusion's parser.
+pub enum Parsed {
+    Kalam(KalamStatement),
+    Sql(Vec<TokenWithSpan>),
+}
+
+/// First words that can start a KalamDB statement (a superset: the full check is below).
+const KALAM_FIRST_WORDS: &[&str] = &[
+    "CREATE", "DROP", "SHOW", "ALTER", "DESCRIBE", "DESC", "EXECUTE", "STORAGE", "KILL",
+];
+
+/// Tokenize `sql` (one statement) and parse it if it is a KalamDB statement; otherwise hand
+/// back the tokens so the SQL text is tokenized only once.
+pub fn parse_statement(sql: &str) -> Result<Parsed> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::invalid_sql(e.to_string()))?;
+    check_statement_size(tokens.iter().map(|t| &t.token))?;
+    let first = tokens
+        .iter()
+        .find(|t| !matches!(t.token, Token::Whitespace(_)));
+    let maybe_kalam = matches!(first, Some(TokenWithSpan { token: Token::Word(w), .. })
+        if w.quote_style.is_none() && KALAM_FIRST_WORDS.iter().any(|k| w.value.eq_ignore_ascii_case(k)));
+    if !maybe_kalam {
+        return Ok(Parsed::Sql(tokens));
+    }
+    match parse_kalam_tokens(tokens.iter().map(|t| t.token.clone()).collect(), sql)? {
+        Some(stmt) => Ok(Parsed::Kalam(stmt)),
+        None => Ok(Parsed::Sql(tokens)),
+    }
+}
+
+/// Parse `sql` (one statement) if it is a KalamDB statement.
+pub fn parse_kalam_statement(sql: &str) -> Result<Option<KalamStatement>> {
+    match parse_statement(sql)? {
+        Parsed::Kalam(stmt) => Ok(Some(stmt)),
+        Parsed::Sql(_) => Ok(None),
+    }
+}
+
+fn parse_kalam_tokens(tokens: Vec<Token>, sql: &str) -> Result<Option<KalamStatement>> {
+    let mut c = Cursor::new(tokens);
+    let first = c.peek_word_upper();
+    let second = c.peek_word_upper_at(1);
+    let stmt = match (first.as_deref(), second.as_deref()) {
+        (Some("CREATE"), Some("NAMESPACE")) => parse_create_namespace(&mut c)?,
+        (Some("DROP"), Some("NAMESPACE")) => parse_drop_namespace(&mut c)?,
+        (Some("SHOW"), Some("NAMESPACES")) => {
+            c.advance(2);
+            KalamStatement::ShowNamespaces
+        }
+        (Some("CREATE"), Some("TABLE" | "SHARED" | "STREAM")) => parse_create_table(&mut c)?,
+        (Some("CREATE"), Some("USER")) if c.peek_word_upper_at(2).as_deref() == Some("TABLE") => {
+            parse_create_table(&mut c)?
+        }
+        (Some("CREATE"), Some("USER")) => parse_create_user(&mut c)?,
+        (Some("ALTER"), Some("TABLE")) => parse_alter_table(&mut c)?,
+        (Some("ALTER"), Some("USER")) => parse_alter_user(&mut c)?,
+        (Some("DROP"), Some("TABLE")) => parse_drop_table(&mut c)?,
+        (Some("DROP"), Some("USER")) => parse_drop_user(&mut c)?,
+        (Some("SHOW"), Some("TABLES")) => parse_show_tables(&mut c)?,
+        (Some("SHOW"), Some("FUNCTIONS")) => {
+            c.advance(2);
+            KalamStatement::ShowFunctions
+        }
+        (Some("DESCRIBE" | "DESC"), _) => parse_describe(&mut c)?,
+        (Some("EXECUTE"), Some("AS")) => parse_execute_as(&mut c, sql)?,
+        (Some("STORAGE"), _) => parse_storage(&mut c)?,
+        (Some("KILL"), Some("JOB")) => {
+            c.advance(2);
+            KalamStatement::KillJob {
+                job_id: c.string_or_word("a job id")?,
+            }
+        }
+        _ => return Ok(None),
+    };
+    c.expect_end()?;
+    Ok(Some(stmt))
+}
+
+/// Most operators one expression may stack (counted on the tokens: see
+/// `check_statement_size`). A long chain like `1+1+...+1` parses iteratively but becomes a
+/// tree as deep as the chain, which the planner, optimizer and even dropping the syntax tree
+/// walk recursively (a stack overflow kills the process), and whose planning time grows
+/// quadratically (4000 operators: ~50 s in a debug build). Bound it before any of that runs.
+/// Items apart (IN lists, VALUES rows, select lists) do not stack and are not limited by this.
+pub const MAX_OPERATORS_PER_STATEMENT: usize = 1_000;
+
+/// Most tokens (words, literals, punctuation) one statement may have. Its syntax tree takes
+/// about 500 bytes per token, built before anything else can look at it: 400,000 UNION ALL
+/// branches (9.5 MB) grew the server by 5.8 GB, 2 M `concat` arguments by 2 GB. Literal
+/// INSERTs are written without a syntax tree and are not limited by this.
+pub const MAX_TOKENS_PER_STATEMENT: usize = 500_000;
+
+/// Operators, tokens and SELECTs of a statement, counted on its tokens before it is parsed:
+/// the planning caps that need the syntax tree (crate::statement::syntax) come too late for a statement
+/// whose tree alone is too large.
+fn check_statement_size<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<()> {
+    // The operators that can stack into one expression tree: those of one item (between
+    // commas) at each parenthesis level, plus the deepest parenthesized operand inside it.
+    // Items apart (`VALUES (1.5 + 1), (1.5 + 1), ...`, select lists, IN lists) do not stack:
+    // 1,001 such rows were refused as 1,001 operators.
+    #[derive(Default)]
+    struct Level {
+        operators: usize,
+        deepest_operand: usize,
+        /// The deepest item before the last comma.
+        deepest_item: usize,
+    }
+    let mut levels = vec![Level::default()];
+    let mut n = 0usize;
+    let mut count = 0usize;
+    let mut selects = 0usize;
+    // A sign right after `(` or `,` is a literal's sign (`VALUES (-1), (-2)`), not a link in a
+    // chain: it does not count, so a batched INSERT of negative numbers is not refused. Signs
+    // after an operator (`- - - 1`) still count.
+    let mut after_open_or_comma = true;
+    for t in tokens {
+        let operator = match t {
+            Token::Whitespace(_) => continue,
+            Token::Plus | Token::Minus => !after_open_or_comma,
+            Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret => true,
+            Token::Word(w) => {
+                selects +=
+                    (w.quote_style.is_none() && w.value.eq_ignore_ascii_case("select")) as usize;
+                w.quote_style.is_none()
+                    && (w.value.eq_ignore_ascii_case("and") || w.value.eq_ignore_ascii_case("or"))
+            }
+            _ => false,
+        };
+        count += 1;
+        after_open_or_comma = matches!(t, Token::LParen | Token::Comma);
+        if let Some(level) = levels.last_mut() {
+            level.operators += operator as usize;
+            n = n.max(level.operators + level.deepest_operand);
+        }
+        match t {
+            Token::LParen => levels.push(Level::default()),
+            Token::RParen if levels.len() > 1 => {
+                if let Some(inner) = levels.pop() {
+                    let depth = inner
+                        .deepest_item
+                        .max(inner.operators + inner.deepest_operand);
+                    if let Some(outer) = levels.last_mut() {
+                        outer.deepest_operand = outer.deepest_operand.max(depth);
+                    }
+                }
+            }
+            Token::Comma => {
+                if let Some(level) = levels.last_mut() {
+                    let item = level.operators + level.deepest_operand;
+                    *level = Level {
+                        deepest_item: level.deepest_item.max(item),
+                        ..Level::default()
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    if n > MAX_OPERATORS_PER_STATEMENT {
+        return Err(Error::invalid_sql(format!(
+            "an expression of the statement has {n} operators in a row; at most {MAX_OPERATORS_PER_STATEMENT} are allowed"
+        )));
+    }
+    if count > MAX_TOKENS_PER_STATEMENT {
+        return Err(Error::invalid_sql(format!(
+            "the statement has {count} tokens; at most {MAX_TOKENS_PER_STATEMENT} are allowed (split it into several statements)"
+        )));
+    }
+    if selects > crate::statement::syntax::MAX_SELECTS {
+        return Err(Error::invalid_sql(format!(
+            "the statement has {selects} SELECTs (UNION branches, subqueries); at most {} are allowed",
+            crate::statement::syntax::MAX_SELECTS
+        )));
+    }
+    Ok(())
+}
+
+struct Cursor {
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+impl Cursor {
+    fn new(tokens: Vec<Token>) -> Cursor {
+        let tokens = tokens
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect();
+        Cursor { tokens, pos: 0 }
+    }
+
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos)
+    }
+
+    fn peek_word_upper_at(&self, offset: usize) -> Option<String> {
+        match self.tokens.get(self.pos + offset) {
+            Some(Token::Word(w)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        }
+    }
+
+    fn peek_word_upper(&self) -> Option<String> {
+        self.peek_word_upper_at(0)
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    fn found(&self) -> String {
+        match self.peek() {
+            None => "end of statement".to_string(),
+            Some(t) => format!(
+                "'{}'",
+                kalamdb_core::error::truncate_for_message(&t.to_string())
+            ),
+        }
+    }
+
+    fn error<T>(&self, expected: &str) -> Result<T> {
+        Err(Error::invalid_sql(format!(
+            "expected {expected}, found {}",
+            self.found()
+        )))
+    }
+
+    fn is_kw(&self, kw: &str) -> bool {
+        self.peek_word_upper().as_deref() == Some(kw)
+    }
+
+    fn eat_kw(&mut self, kw: &str) -> bool {
+        if self.is_kw(kw) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_kws(&mut self, kws: &[&str]) -> bool {
+        let all = kws
+            .iter()
+            .enumerate()
+            .all(|(i, k)| self.peek_word_upper_at(i).as_deref() == Some(*k));
+        if all {
+            self.pos += kws.len();
+        }
+        all
+    }
+
+    fn expect_kw(&mut self, kw: &str) -> Result<()> {
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            self.error(kw)
+        }
+    }
+
+    fn eat(&mut self, t: &Token) -> bool {
+        if self.peek() == Some(t) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, t: &Token) -> Result<()> {
+        if self.eat(t) {
+            Ok(())
+        } else {
+            self.error(&format!("'{t}'"))
+        }
+    }
+
+    /// An identifier: unquoted ones are lower-cased, quoted ones kept as written.
+    fn ident(&mut self, what: &str) -> Result<String> {
+        match self.peek() {
+            Some(Token::Word(w)) => {
+                let v = if w.quote_style.is_some() {
+                    w.value.clone()
+                } else {
+                    w.value.to_lowercase()
+                };
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => self.error(what),
+        }
+    }
+
+    fn table_name(&mut self) -> Result<TableName> {
+        let first = self.ident("a table name")?;
+        if self.eat(&Token::Period) {
+            let name = self.ident("a table name after '.'")?;
+            Ok(TableName {
+                namespace: Some(first),
+                name,
+            })
+        } else {
+            Ok(TableName {
+                namespace: None,
+                name: first,
+            })
+        }
+    }
+
+    /// A quoted string, or a bare word (user names may be written either way).
+    fn string_or_word(&mut self, what: &str) -> Result<String> {
+        match self.peek() {
+            Some(Token::SingleQuotedString(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            Some(Token::Word(w)) => {
+                let s = w.value.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => self.error(what),
+        }
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        match self.peek() {
+            Some(Token::SingleQuotedString(s)) => {
+                let s = s.clone();
+                self.pos += 1;
+                Ok(s)
+            }
+            _ => self.error(what),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> Result<u64> {
+        match self.peek() {
+            Some(Token::Number(n, _)) => {
+                let v = n
+                    .parse::<u64>()
+                    .map_err(|_| Error::invalid_sql(format!("invalid number '{n}'")))?;
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => self.error(what),
+        }
+    }
+
+    fn expect_end(&mut self) -> Result<()> {
+        while self.eat(&Token::SemiColon) {}
+        if self.peek().is_none() || self.peek() == Some(&Token::EOF) {
+            Ok(())
+        } else {
+            self.error("end of statement")
+        }
+    }
+}
+
+fn parse_storage(c: &mut Cursor) -> Result<KalamStatement> {
+    c.expect_kw("STORAGE")?;
+    c.expect_kw("FLUSH")?;
+    if c.eat_kw("ALL") {
+        let namespace = if c.eat_kw("IN") {
+            Some(c.ident("a namespace name")?)
+        } else {
+            None
+        };
+        let wait = c.eat_kw("WAIT");
+        return Ok(KalamStatement::FlushAll { namespace, wait });
+    }
+    c.expect_kw("TABLE")?;
+    let table = c.table_name()?;
+    let wait = c.eat_kw("WAIT");
+    Ok(KalamStatement::FlushTable { table, wait })
+}
+
+fn parse_create_namespace(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
+    let name = c.ident("a namespace name")?;
+    Ok(KalamStatement::CreateNamespace {
+        name,
+        if_not_exists,
+    })
+}
+
+fn parse_drop_namespace(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_exists = c.eat_kws(&["IF", "EXISTS"]);
+    let name = c.ident("a namespace name")?;
+    let cascade = c.eat_kw("CASCADE");
+    Ok(KalamStatement::DropNamespace {
+        name,
+        if_exists,
+        cascade,
+    })
+}
+
+fn parse_create_table(c: &mut Cursor) -> Result<KalamStatement> {
+    c.expect_kw("CREATE")?;
+    let kind = if c.eat_kw("USER") {
+        TableKind::User
+    } else if c.eat_kw("SHARED") {
+        TableKind::Shared
+    } else if c.eat_kw("STREAM") {
+        TableKind::Stream
+    } else {
+        TableKind::Shared
+    };
+    c.expect_kw("TABLE")?;
+    let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
+    let table = c.table_name()?;
+    if c.is_kw("AS") {
+        return Err(Error::Unsupported(
+            "CREATE TABLE ... AS SELECT is not supported; create the table, then INSERT ... SELECT"
+                .into(),
+        ));
+    }
+    c.expect(&Token::LParen)?;
+    let mut columns = Vec::new();
+    let mut primary_key = None;
+    loop {
+        if c.eat_kws(&["PRIMARY", "KEY"]) {
+            c.expect(&Token::LParen)?;
+            let col = c.ident("a column name")?;
+            if c.eat(&Token::Comma) {
+                return Err(Error::Unsupported(
+                    "composite primary keys are not supported".into(),
+                ));
+            }
+            c.expect(&Token::RParen)?;
+            if primary_key.replace(col).is_some() {
+                return Err(Error::invalid_sql("more than one PRIMARY KEY clause"));
+            }
+        } else if c.is_kw("CONSTRAINT")
+            || c.is_kw("UNIQUE")
+            || c.is_kw("FOREIGN")
+            || c.is_kw("CHECK")
+        {
+            return Err(Error::Unsupported(format!(
+                "table constraint {} is not supported",
+                c.found()
+            )));
+        } else {
+            columns.push(parse_column(c)?);
+        }
+        if c.eat(&Token::Comma) {
+            continue;
+        }
+        c.expect(&Token::RParen)?;
+        break;
+    }
+    let mut options = Vec::new();
+    if c.eat_kw("WITH") {
+        c.expect(&Token::LParen)?;
+        loop {
+            let key = c.ident("an option name")?.to_ascii_uppercase();
+            c.expect(&Token::Eq)?;
+            let value = match c.peek() {
+                Some(Token::SingleQuotedString(s)) => s.clone(),
+                Some(Token::Number(n, _)) => n.clone(),
+                Some(Token::Word(w)) => w.value.clone(),
+                _ => return c.error("an option value"),
+            };
+            c.advance(1);
+            options.push((key, value));
+            if c.eat(&Token::Comma) {
+                continue;
+            }
+            c.expect(&Token::RParen)?;
+            break;
+        }
+    }
+    Ok(KalamStatement::CreateTable(CreateTable {
+        kind,
+        if_not_exists,
+        table,
+        columns,
+        primary_key,
+        options,
+    }))
+}
+
+/// Words that may continue a multi-word type name.
+const TYPE_CONTINUATIONS: &[&str] = &["PRECISION", "WITH", "WITHOUT", "TIME", "ZONE", "VARYING"];
+
+fn parse_column(c: &mut Cursor) -> Result<ColumnSpec> {
+    let name = c.ident("a column name")?;
+    let Some(first) = c.peek_word_upper() else {
+        return c.error("a column type");
+    };
+    c.advance(1);
+    let mut words = vec![first];
+    while let Some(w) = c.peek_word_upper() {
+        // `TIMESTAMP WITH TIME ZONE` etc.; stop before column options such as NOT/DEFAULT.
+        if TYPE_CONTINUATIONS.contains(&w.as_str()) {
+            words.push(w);
+            c.advance(1);
+        } else {
+            break;
+        }
+    }
+    let mut args = Vec::new();
+    if c.eat(&Token::LParen) {
+        loop {
+            args.push(c.number("a type argument")?);
+            if c.eat(&Token::Comma) {
+                continue;
+            }
+            c.expect(&Token::RParen)?;
+            break;
+        }
+    }
+    if c.peek() == Some(&Token::LBracket) || c.peek_word_upper().as_deref() == Some("ARRAY") {
+        return Err(Error::Unsupported(format!(
+            "array column types ({}[]) are not supported; store a JSON column instead",
+            words.join(" ")
+        )));
+    }
+    let data_type = DataType::from_sql(&words, &args).map_err(Error::Unsupported)?;
+    let mut spec = ColumnSpec {
+        name,
+        data_type,
+        not_null: false,
+        primary_key: false,
+        default: None,
+    };
+    let (mut said_null, mut said_not_null) = (false, false);
+    loop {
+        if c.eat_kws(&["NOT", "NULL"]) {
+            spec.not_null = true;
+            said_not_null = true;
+        } else if c.eat_kw("NULL") {
+            // Allowed with PRIMARY KEY (the key stays NOT NULL), as in PostgreSQL.
+            said_null = true;
+        } else if c.eat_kws(&["PRIMARY", "KEY"]) {
+            spec.primary_key = true;
+        } else if c.eat_kw("DEFAULT") {
+            spec.default = Some(parse_default(c)?);
+        } else if c.is_kw("UNIQUE") || c.is_kw("REFERENCES") || c.is_kw("CHECK") {
+            return Err(Error::Unsupported(format!(
+                "column constraint {} is not supported",
+                c.found()
+            )));
+        } else {
+            break;
+        }
+        if said_null && said_not_null {
+            return Err(Error::invalid_sql(format!(
+                "conflicting NULL/NOT NULL declarations for column '{}'",
+                spec.name
+            )));
+        }
+    }
+    Ok(spec)
+}
+
+/// The bytes of an `X'...'` literal: an even number of hex digits.
+fn hex_bytes(h: &str) -> Result<Vec<u8>> {
+    if h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::TypeMismatch(format!(
+            "X'{}' is not a BYTEA literal: it needs an even number of hex digits",
+            kalamdb_core::error::truncate_for_message(h)
+        )));
+    }
+    Ok((0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap_or(0))
+        .collect())
+}
+
+fn parse_default(c: &mut Cursor) -> Result<DefaultSpec> {
+    let call = |c: &mut Cursor| -> Result<()> {
+        if c.eat(&Token::LParen) {
+            c.expect(&Token::RParen)?;
+        }
+        Ok(())
+    };
+    if let Some(w) = c.peek_word_upper() {
+        c.advance(1);
+        return match w.as_str() {
+            "NOW" | "CURRENT_TIMESTAMP" => {
+                call(c)?;
+                Ok(DefaultSpec::Now)
+            }
+            "SNOWFLAKE_ID" => {
+                call(c)?;
+                Ok(DefaultSpec::SnowflakeId)
+            }
+            "UUID_V7" => {
+                call(c)?;
+                Ok(DefaultSpec::UuidV7)
+            }
+            "NULL" => Ok(DefaultSpec::Null),
+            "TRUE" | "FALSE" => Ok(DefaultSpec::Literal(w.to_lowercase())),
+            _ => Err(Error::Unsupported(format!(
+                "DEFAULT {w} is not supported; use a literal, NOW(), SNOWFLAKE_ID() or UUID_V7()"
+            ))),
+        };
+    }
+    let negative = c.eat(&Token::Minus);
+    match c.peek().cloned() {
+        Some(Token::Number(n, _)) => {
+            c.advance(1);
+            Ok(DefaultSpec::Literal(if negative {
+                format!("-{n}")
+            } else {
+                n
+            }))
+        }
+        Some(Token::SingleQuotedString(s)) if !negative => {
+            c.advance(1);
+            Ok(DefaultSpec::Literal(s))
+        }
+        Some(Token::HexStringLiteral(h)) if !negative => {
+            c.advance(1);
+            Ok(DefaultSpec::Bytes(hex_bytes(&h)?))
+        }
+        _ => c.error("a DEFAULT value"),
+    }
+}
+
+fn parse_alter_table(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let table = c.table_name()?;
+    let op = if c.eat_kw("ADD") {
+        c.eat_kw("COLUMN");
+        let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
+        let spec = parse_column(c)?;
+        AlterTableOp::AddColumn {
+            spec,
+            if_not_exists,
+        }
+    } else if c.eat_kw("DROP") {
+        c.eat_kw("COLUMN");
+        let if_exists = c.eat_kws(&["IF", "EXISTS"]);
+        let name = c.ident("a column name")?;
+        AlterTableOp::DropColumn { name, if_exists }
+    } else {
+        return Err(Error::Unsupported(format!(
+            "ALTER TABLE supports ADD COLUMN and DROP COLUMN; found {}",
+            c.found()
+        )));
+    };
+    Ok(KalamStatement::AlterTable { table, op })
+}
+
+fn parse_drop_table(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_exists = c.eat_kws(&["IF", "EXISTS"]);
+    let table = c.table_name()?;
+    Ok(KalamStatement::DropTable { table, if_exists })
+}
+
+fn parse_show_tables(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let namespace = if c.eat_kw("IN") || c.eat_kw("FROM") {
+        Some(c.ident("a namespace name")?)
+    } else {
+        None
+    };
+    Ok(KalamStatement::ShowTables { namespace })
+}
+
+fn parse_describe(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(1);
+    c.eat_kw("TABLE");
+    let table = c.table_name()?;
+    Ok(KalamStatement::DescribeTable { table })
+}
+
+fn parse_create_user(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
+    let user_id = c.string_or_word("a user name")?;
+    let password = if c.eat_kw("WITH") {
+        c.expect_kw("PASSWORD")?;
+        Some(c.string("a password in quotes")?)
+    } else {
+        None
+    };
+    let role = if c.eat_kw("ROLE") {
+        c.string_or_word("a role")?.parse::<Role>()?
+    } else {
+        Role::User
+    };
+    Ok(KalamStatement::CreateUser {
+        user_id,
+        password,
+        role,
+        if_not_exists,
+    })
+}
+
+fn parse_alter_user(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let user_id = c.string_or_word("a user name")?;
+    c.expect_kw("SET")?;
+    let op = if c.eat_kw("PASSWORD") {
+        AlterUserOp::Password(c.string("a password in quotes")?)
+    } else if c.eat_kw("ROLE") {
+        AlterUserOp::Role(c.string_or_word("a role")?.parse::<Role>()?)
+    } else {
+        return c.error("PASSWORD or ROLE");
+    };
+    Ok(KalamStatement::AlterUser { user_id, op })
+}
+
+fn parse_drop_user(c: &mut Cursor) -> Result<KalamStatement> {
+    c.advance(2);
+    let if_exists = c.eat_kws(&["IF", "EXISTS"]);
+    let user_id = c.string_or_word("a user name")?;
+    Ok(KalamStatement::DropUser { user_id, if_exists })
+}
+
+/// `EXECUTE AS USER 'u' ( <statement> )`. The inner statement is taken from the text between
+/// the first '(' after the user name and the statement's final ')'.
+fn parse_execute_as(c: &mut Cursor, sql: &str) -> Result<KalamStatement> {
+    c.advance(2);
+    c.expect_kw("USER")?;
+    let user_id = c.string_or_word("a user name")?;
+    if c.peek() != Some(&Token::LParen) {
+        return c.error("'(' and a statement");
+    }
+    // No account has a name outside [A-Za-z0-9_.@-] (quotes included: 'a'' OR 1=1'), so such a
+    // name is an unknown user, as any other.
+    if !user_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b))
+    {
+        return Err(Error::InvalidParameter(format!(
+            "user '{}' does not exist",
+            kalamdb_core::error::truncate_for_message(&user_id)
+        )));
+    }
+    // Locate the parenthesised body in the original text: the user name is quoted or a plain
+    // word and cannot contain '(' (user ids are [A-Za-z0-9_.@-]), so the first '(' after it
+    // opens the body.
+    let after_user = sql
+        .find(&user_id)
+        .map(|i| i + user_id.len())
+        .ok_or_else(|| Error::invalid_sql("cannot locate the user name in EXECUTE AS"))?;
+    let open = sql[after_user..]
+        .find('(')
+        .map(|i| after_user + i)
+        .ok_or_else(|| Error::invalid_sql("expected '(' after EXECUTE AS USER"))?;
+    let trimmed = sql.trim_end().trim_end_matches(';').trim_end();
+    if !trimmed.ends_with(')') || trimmed.len() <= open + 1 {
+        return Err(Error::invalid_sql("EXECUTE AS USER body must end with ')'"));
+    }
+    let statement = trimmed[open + 1..trimmed.len() - 1].trim().to_string();
+    if statement.is_empty() {
+        return Err(Error::invalid_sql("EXECUTE AS USER needs a statement"));
+    }
+    // The body has been taken from the text; skip its tokens.
+    c.pos = c.tokens.len();
+    Ok(KalamStatement::ExecuteAs { user_id, statement })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(sql: &str) -> KalamStatement {
+        parse_kalam_statement(sql).unwrap().unwrap()
+    }
+
+    #[test]
+    fn create_user_table_with_every_clause() {
+        let KalamStatement::CreateTable(t) = parse(
+            "CREATE USER TABLE IF NOT EXISTS app.msgs (id BIGINT PRIMARY KEY DEFAULT SNOWFLAKE_ID(), \
+             body TEXT NOT NULL, price DECIMAL(10,2) DEFAULT '1.50', at TIMESTAMP WITH TIME ZONE DEFAULT NOW()) \
+             WITH (FLUSH_POLICY = 'rows:100,interval:60', TTL_SECONDS = 5)",
+        ) else {
+            panic!()
+        };
+        assert_eq!(t.kind, TableKind::User);
+        assert!(t.if_not_exists);
+        assert_eq!(
+            t.table,
+            TableName {
+                namespace: Some("app".into()),
+                name: "msgs".into()
+            }
+        );
+        assert_eq!(t.columns.len(), 4);
+        assert!(t.columns[0].primary_key);
+        assert_eq!(t.columns[0].default, Some(DefaultSpec::SnowflakeId));
+        assert!(t.columns[1].not_null);
+        assert_eq!(
+            t.columns[2].data_type,
+            DataType::Decimal {
+                precision: 10,
+                scale: 2
+            }
+        );
+        assert_eq!(t.columns[3].data_type, DataType::TimestampTz);
+        assert_eq!(
+            t.options[0],
+            ("FLUSH_POLICY".into(), "rows:100,interval:60".into())
+        );
+    }
+
+    #[test]
+    fn plain_create_table_is_shared() {
+        let KalamStatement::CreateTable(t) = parse("CREATE TABLE t1(a INTEGER, b TEXT)") else {
+            panic!()
+        };
+        assert_eq!(t.kind, TableKind::Shared);
+        assert_eq!(t.primary_key, None);
+    }
+
+    #[test]
+    fn queries_and_dml_are_left_to_datafusion() {
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "UPDATE t SET a = 1",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+        ] {
+            assert_eq!(parse_kalam_statement(sql).unwrap(), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn execute_as_takes_the_inner_statement() {
+        assert_eq!(
+            parse("EXECUTE AS USER 'alice' (SELECT * FROM t WHERE x IN (1, 2));"),
+            KalamStatement::ExecuteAs {
+                user_id: "alice".into(),
+                statement: "SELECT * FROM t WHERE x IN (1, 2)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn users_and_roles() {
+        assert_eq!(
+            parse("CREATE USER 'bob' WITH PASSWORD 'pw' ROLE service"),
+            KalamStatement::CreateUser {
+                user_id: "bob".into(),
+                password: Some("pw".into()),
+                role: Role::Service,
+                if_not_exists: false
+            }
+        );
+        assert_eq!(
+            parse("CREATE USER 'carol' ROLE user"),
+            KalamStatement::CreateUser {
+                user_id: "carol".into(),
+                password: None,
+                role: Role::User,
+                if_not_exists: false
+            }
+        );
+        assert_eq!(
+            parse("ALTER USER 'bob' SET ROLE dba"),
+            KalamStatement::AlterUser {
+                user_id: "bob".into(),
+                op: AlterUserOp::Role(Role::Dba)
+            }
+        );
+    }
+
+    #[test]
+    fn storage_and_job_commands() {
+        assert_eq!(
+            parse("STORAGE FLUSH TABLE app.t WAIT"),
+            KalamStatement::FlushTable {
+                table: TableName {
+                    namespace: Some("app".into()),
+                    name: "t".into()
+                },
+                wait: true
+            }
+        );
+        assert_eq!(
+            parse("STORAGE FLUSH ALL IN app"),
+            KalamStatement::FlushAll {
+                namespace: Some("app".into()),
+                wait: false
+            }
+        );
+        assert_eq!(
+            parse("STORAGE FLUSH ALL IN app WAIT"),
+            KalamStatement::FlushAll {
+                namespace: Some("app".into()),
+                wait: true
+            }
+        );
+        assert_eq!(
+            parse("KILL JOB 'FL-0123456789ab'"),
+            KalamStatement::KillJob {
+                job_id: "FL-0123456789ab".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_input_is_invalid_sql_not_a_panic() {
+        for sql in [
+            "CREATE TABLE",
+            "CREATE TABLE t (",
+            "CREATE TABLE t (a NOPE)",
+            "ALTER TABLE t RENAME x",
+            "DROP NAMESPACE",
+        ] {
+            assert!(parse_kalam_statement(sql).is_err(), "{sql}");
+        }
+    }
+}
