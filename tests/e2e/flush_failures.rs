@@ -457,7 +457,15 @@ fn flush_wait_is_held_to_the_statement_timeout_and_timeout_ms_raises_it() {
     assert_eq!(count(&s, &alice), 3);
 
     // Above the cap, zero, or not a number: refused before anything runs.
-    for bad in [json!(20001), json!(0), json!("5000"), json!(-1), json!(1.5)] {
+    for bad in [
+        json!(20001),
+        json!(0),
+        json!("5000"),
+        json!(-1),
+        json!(1.5),
+        json!(0.0),
+        json!({}),
+    ] {
         let r = s.request(&Auth::root(), json!({"sql": "SELECT 1", "timeout_ms": bad}));
         assert_eq!(
             (r.status, r.code()),
@@ -466,7 +474,14 @@ fn flush_wait_is_held_to_the_statement_timeout_and_timeout_ms_raises_it() {
             r.body
         );
     }
-    // Within the cap it also bounds a query: a short timeout stops a long one.
+    // A whole number spelled as a float is a whole number.
+    let r = s.request(
+        &Auth::root(),
+        json!({"sql": "SELECT 1", "timeout_ms": 1000.0}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Within the cap it also bounds a query: a short timeout stops a long one, and says
+    // which setting it was.
     let r = s.request(
         &Auth::root(),
         json!({
@@ -475,5 +490,59 @@ fn flush_wait_is_held_to_the_statement_timeout_and_timeout_ms_raises_it() {
         }),
     );
     assert_eq!((r.status, r.code()), (408, "TIMEOUT"), "{}", r.body);
+    assert!(r.message().contains("timeout_ms"), "{}", r.body);
     assert!(s.healthy());
+}
+
+/// A flush of a table created again under the name of one dropped during its flush is a job
+/// of its own: it joined the dropped table's job (retrying against the name), answered that
+/// job's failure and flushed nothing; a flush queued for the dropped table flushed the new one
+/// under the old job. Now jobs are per table, not per name, and a dropped table's job stops
+/// retrying and claims nothing it wrote.
+#[test]
+fn a_table_created_again_during_its_predecessors_flush_gets_its_own_flush() {
+    let s = TestServer::start_with_env(&[("KALAMDB_JOBS_RETRY_BACKOFF_MS", "3000")]);
+    let (alice, bob) = two_users(&s);
+    // Bob's scope fails and is retried with backoff; alice's pauses before its commit.
+    s.set_failpoints("flush.scope_error=bob\nflush.pause_after_write=1500");
+    let old = s.root("STORAGE FLUSH TABLE app.notes").body["results"][0]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    s.root("DROP TABLE app.notes");
+    s.set_failpoints("");
+    s.root("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT)");
+    s.sql_as(&alice, "INSERT INTO app.notes VALUES (7, 'new')")
+        .ok();
+    s.sql_as(&bob, "INSERT INTO app.notes VALUES (8, 'new'), (9, 'new')")
+        .ok();
+    let r = s.root("STORAGE FLUSH TABLE app.notes WAIT");
+    let new = r.body["results"][0]["job_id"].as_str().unwrap().to_string();
+    assert_ne!(
+        new, old,
+        "the new table's flush joined the dropped table's job: {}",
+        r.body
+    );
+    let done = s.wait_job(&new, 30);
+    assert_eq!(done["status"], json!("completed"), "{done:?}");
+    assert_eq!(result(&done)["rows_flushed"], json!(3), "{done:?}");
+    let t =
+        s.root("SELECT buffered_rows, flushed_rows FROM system.tables WHERE table_name = 'notes'");
+    assert_eq!(t.rows(0), vec![vec![json!(0), json!(3)]]);
+    // The dropped table's job failed, saying so, claiming nothing it wrote.
+    let gone = s.wait_job(&old, 30);
+    assert_eq!(gone["status"], json!("failed"), "{gone:?}");
+    assert!(
+        gone["error_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("dropped"),
+        "{gone:?}"
+    );
+    for counter in ["rows_flushed", "files_written", "bytes_written"] {
+        assert_eq!(result(&gone)[counter], json!(0), "{counter}: {gone:?}");
+    }
+    assert_eq!(count(&s, &alice), 1);
+    assert_eq!(count(&s, &bob), 2);
 }

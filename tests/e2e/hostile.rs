@@ -917,7 +917,7 @@ fn memory_a_query_allocates_is_held_to_the_limit() {
         "the server's peak memory grew by {} MiB",
         grown >> 20
     );
-    // Wide rows are read in batches of about 16 MB, not 8,192 rows: 100 rows of 1 MB (100 MB,
+    // Wide rows are read in batches of about 8 MB, not 8,192 rows: 100 rows of 1 MB (100 MB,
     // over the 64 MiB limit) were one batch for any query reading the column, even a point
     // read on the planned path; hot and flushed. And a query scanning the whole column streams
     // it: DataFusion's round-robin repartition after the scan buffered batches for its slower

@@ -324,6 +324,17 @@ async fn authenticate(
         .map_err(|e| Error::Internal(e.to_string()))?
 }
 
+/// A positive whole number of milliseconds (at most 2^53, where doubles stop being exact).
+fn whole_millis(n: &serde_json::Number) -> Option<u64> {
+    match n.as_u64() {
+        Some(ms) => (ms > 0).then_some(ms),
+        None => n
+            .as_f64()
+            .filter(|f| *f >= 1.0 && f.fract() == 0.0 && *f <= 9_007_199_254_740_992.0)
+            .map(|f| f as u64),
+    }
+}
+
 async fn sql(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -374,8 +385,9 @@ async fn sql(
     // limits.max_statement_timeout_secs.
     let timeout = match obj.get("timeout_ms") {
         None | Some(Json_::Null) => None,
-        Some(Json_::Number(n)) if n.as_u64().is_some_and(|ms| ms > 0) => {
-            n.as_u64().map(std::time::Duration::from_millis)
+        // A whole number, however JSON spells it (1000, 1000.0, 1e3).
+        Some(Json_::Number(n)) if whole_millis(n).is_some() => {
+            whole_millis(n).map(std::time::Duration::from_millis)
         }
         Some(_) => {
             return fail(

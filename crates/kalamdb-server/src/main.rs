@@ -252,9 +252,7 @@ async fn run(config: Config) -> Result<(), String> {
             "in-flight requests did not finish in {shutdown_timeout:?}; stopping anyway (their clients get no answer; nothing unacknowledged is kept)"
         ),
     }
-    db.store
-        .db()
-        .flush_wal(true)
+    db.close()
         .map_err(|e| format!("final WAL sync failed: {e}"))?;
     tracing::info!("KalamDB stopped");
     Ok(())

@@ -2,10 +2,12 @@
 //!
 //! A caller is a [`Principal`] (user id + role). USER and STREAM tables are partitioned by
 //! user id, so every role may read and write its *own* partition; reaching another user's
-//! partition is only possible through `EXECUTE AS USER`, which the executor allows for
-//! `service` and above. SHARED tables: `public` ones are readable by everyone and writable by
-//! `service`+, `private` ones are only for `service`+. SYSTEM tables are read-only and for
-//! `dba`+. DDL and user management need `dba`+.
+//! partition is only possible through `EXECUTE AS USER`, for `service` and above, as a user of
+//! the same role or below. SHARED tables: `public` ones are readable by everyone and writable
+//! by `service`+, `private` ones are only for `service`+. SYSTEM tables are read-only and for
+//! `dba`+. DDL and user management need `dba`+, and no user manages or grants a role above
+//! its own. Flush commands and KILL JOB need `service`+ (KILL of another's job `dba`+). Only
+//! `system` touches the server's files and settings. Every entry point asks here.
 
 use crate::catalog::{AccessLevel, Role, TableDef, TableKind};
 use crate::encoding::row_key::Scope;
@@ -88,5 +90,60 @@ impl Principal {
             ));
         }
         Ok(())
+    }
+
+    /// STORAGE FLUSH: `service`+.
+    pub fn check_flush(&self) -> Result<()> {
+        if self.role < Role::Service {
+            return Err(Error::PermissionDenied(
+                "flush commands need the service role or above".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// EXECUTE AS USER: `service`+, and only as a user of the same role or below.
+    pub fn check_execute_as(&self, target: Role) -> Result<()> {
+        if self.role < Role::Service {
+            return Err(Error::PermissionDenied(format!(
+                "role '{}' may not use EXECUTE AS USER",
+                self.role
+            )));
+        }
+        if target > self.role {
+            return Err(Error::PermissionDenied(format!(
+                "role '{}' may not act as a user with role '{target}'",
+                self.role
+            )));
+        }
+        Ok(())
+    }
+
+    /// Changing another user (password, role, DROP USER): not one of a higher role (only
+    /// `system` manages `system` users).
+    pub fn check_outranks(&self, target: Role) -> Result<()> {
+        if target > self.role {
+            return Err(Error::PermissionDenied(format!(
+                "role '{}' may not manage a user with role '{target}'",
+                self.role
+            )));
+        }
+        Ok(())
+    }
+
+    /// Giving a role (CREATE USER, ALTER USER ... SET ROLE): at most one's own.
+    pub fn check_grant(&self, role: Role, what: &str) -> Result<()> {
+        if role > self.role {
+            return Err(Error::PermissionDenied(format!(
+                "role '{}' may not {what} '{role}'",
+                self.role
+            )));
+        }
+        Ok(())
+    }
+
+    /// Statements that touch the server's files or settings (SET, COPY, external tables).
+    pub fn may_touch_server(&self) -> bool {
+        self.role == Role::System
     }
 }

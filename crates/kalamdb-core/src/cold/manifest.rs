@@ -1,10 +1,14 @@
-//! Per-scope manifests: the list of committed Parquet segments of one scope of a table.
+//! Per-scope manifests: the committed Parquet segments of one scope of a table.
 //!
-//! A manifest is a small JSON value in the `catalog` column family under
-//! `manifest/{table_id}/{scope}`. It is only ever changed inside the same synced WriteBatch
-//! that deletes the flushed hot keys, so a segment is either listed here and its rows gone
-//! from the hot buffer, or not listed and its rows still hot. Files not listed in any manifest
-//! are garbage and removed at startup.
+//! A manifest is paged ([`crate::storage::keyspace`]): a small header under
+//! `manifest/{table_id}/{scope}` (the next segment number and the totals) and one entry per
+//! segment under `segment/{table_id}/{scope}/{n}`. A commit writes the header and its one new
+//! entry, whatever the number of segments (the whole list was rewritten on every commit, so
+//! a scope's commits grew with its segments). It is only ever changed inside the same synced
+//! WriteBatch that deletes the flushed hot keys, so a segment is either listed here and its
+//! rows gone from the hot buffer, or not listed and its rows still hot. Files not listed in
+//! any manifest are garbage and removed at startup. Headers written before paging held their
+//! segments inline; they are read as they are and paged by their scope's next commit.
 
 use serde::{Deserialize, Serialize};
 
@@ -133,7 +137,7 @@ impl SegmentMeta {
 }
 
 /// The committed segments of one scope.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScopeManifest {
     pub segments: Vec<SegmentMeta>,
     /// Number of the next segment file.
@@ -144,6 +148,103 @@ impl ScopeManifest {
     pub fn rows(&self) -> u64 {
         self.segments.iter().map(|s| s.rows).sum()
     }
+}
+
+/// A scope's manifest header: what a commit reads and writes besides its one new segment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ManifestHeader {
+    /// Number of the next segment file.
+    pub next_batch: u64,
+    /// Totals over the scope's segments.
+    #[serde(default)]
+    pub segment_count: u64,
+    #[serde(default)]
+    pub rows: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    /// Segments of a header written before paging (empty once its scope committed again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentMeta>,
+}
+
+impl ManifestHeader {
+    /// Totals of a header written before paging, which held only its segments.
+    fn with_totals(mut self) -> ManifestHeader {
+        if !self.segments.is_empty() && self.segment_count == 0 {
+            self.segment_count = self.segments.len() as u64;
+            self.rows = self.segments.iter().map(|s| s.rows).sum();
+            self.bytes = self.segments.iter().map(|s| s.bytes).sum();
+        }
+        self
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("corrupt manifest {what}: {e}"))
+}
+
+fn decode_header(key: &str, b: &[u8]) -> Result<ManifestHeader> {
+    serde_json::from_slice::<ManifestHeader>(b)
+        .map(ManifestHeader::with_totals)
+        .map_err(|e| corrupt(key, e))
+}
+
+/// A scope's header (empty if it has none).
+pub fn load_header(store: &Store, table_id: u64, scope: &Scope) -> Result<ManifestHeader> {
+    let key = keyspace::manifest(table_id, scope);
+    match store.catalog_get(&key)? {
+        None => Ok(ManifestHeader::default()),
+        Some(b) => decode_header(&key, &b),
+    }
+}
+
+/// Add `segment` to a scope's manifest in `batch`: its entry and the header `stored` (as the
+/// committing flush read it) moved on. Returns the header written. A header from before
+/// paging has its inline segments paged in the same batch.
+pub fn commit_into(
+    batch: &mut rocksdb::WriteBatch,
+    store: &Store,
+    table_id: u64,
+    scope: &Scope,
+    stored: &ManifestHeader,
+    segment: &SegmentMeta,
+) -> Result<ManifestHeader> {
+    let cf = store.cf(keyspace::CF_CATALOG)?;
+    let encode = |v: &SegmentMeta| serde_json::to_vec(v).map_err(|e| corrupt("entry", e));
+    for old in &stored.segments {
+        batch.put_cf(
+            cf,
+            keyspace::segment(table_id, scope, old.batch),
+            encode(old)?,
+        );
+    }
+    batch.put_cf(
+        cf,
+        keyspace::segment(table_id, scope, segment.batch),
+        encode(segment)?,
+    );
+    let next = ManifestHeader {
+        next_batch: segment.batch + 1,
+        segment_count: stored.segment_count + 1,
+        rows: stored.rows + segment.rows,
+        bytes: stored.bytes + segment.bytes,
+        segments: Vec::new(),
+    };
+    let header = serde_json::to_vec(&next).map_err(|e| corrupt("header", e))?;
+    batch.put_cf(cf, keyspace::manifest(table_id, scope), header);
+    Ok(next)
+}
+
+/// The segment entries stored under `prefix`, in key order, with the scope each names.
+fn entries(store: &Store, prefix: &str) -> Result<Vec<(String, SegmentMeta)>> {
+    store
+        .catalog_scan(prefix)?
+        .into_iter()
+        .map(|(k, v)| {
+            let meta = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
+            Ok((k, meta))
+        })
+        .collect()
 }
 
 /// Hex with lowercase digits: byte order is preserved by string order.
@@ -170,24 +271,40 @@ pub fn upper_bound_hex(b: &[u8]) -> String {
     }
 }
 
-/// Load a scope's manifest (empty if it has none).
+/// Load a scope's manifest, every segment in segment order (empty if it has none).
 pub fn load(store: &Store, table_id: u64, scope: &Scope) -> Result<ScopeManifest> {
-    match store.catalog_get(&keyspace::manifest(table_id, scope))? {
-        None => Ok(ScopeManifest::default()),
-        Some(b) => serde_json::from_slice(&b)
-            .map_err(|e| Error::Internal(format!("corrupt manifest of table {table_id}: {e}"))),
-    }
+    let header = load_header(store, table_id, scope)?;
+    let mut segments = header.segments;
+    segments.extend(
+        entries(store, &keyspace::scope_segments(table_id, scope))?
+            .into_iter()
+            .map(|(_, s)| s),
+    );
+    Ok(ScopeManifest {
+        segments,
+        next_batch: header.next_batch,
+    })
 }
 
-/// All manifests of a table, with their scopes.
-pub fn load_table(store: &Store, table_id: u64) -> Result<Vec<(Scope, ScopeManifest)>> {
+/// Every scope's header of a table: the totals, without reading its segments.
+pub fn table_headers(store: &Store, table_id: u64) -> Result<Vec<(Scope, ManifestHeader)>> {
     let mut out = Vec::new();
     for (k, v) in store.catalog_scan(&keyspace::table_manifests(table_id))? {
         let scope = keyspace::manifest_scope(table_id, &k)
             .ok_or_else(|| Error::Internal(format!("malformed manifest key {k}")))?;
-        let m: ScopeManifest = serde_json::from_slice(&v)
-            .map_err(|e| Error::Internal(format!("corrupt manifest {k}: {e}")))?;
-        out.push((scope, m));
+        out.push((scope, decode_header(&k, &v)?));
+    }
+    Ok(out)
+}
+
+/// The path of every segment of a table, all scopes.
+pub fn table_segment_paths(store: &Store, table_id: u64) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for (_, h) in table_headers(store, table_id)? {
+        out.extend(h.segments.into_iter().map(|s| s.path));
+    }
+    for (_, s) in entries(store, &keyspace::table_segments(table_id))? {
+        out.push(s.path);
     }
     Ok(out)
 }
@@ -196,9 +313,10 @@ pub fn load_table(store: &Store, table_id: u64) -> Result<Vec<(Scope, ScopeManif
 pub fn all_segment_paths(store: &Store) -> Result<std::collections::HashSet<String>> {
     let mut out = std::collections::HashSet::new();
     for (k, v) in store.catalog_scan(keyspace::MANIFESTS)? {
-        let m: ScopeManifest = serde_json::from_slice(&v)
-            .map_err(|e| Error::Internal(format!("corrupt manifest {k}: {e}")))?;
-        out.extend(m.segments.into_iter().map(|s| s.path));
+        out.extend(decode_header(&k, &v)?.segments.into_iter().map(|s| s.path));
+    }
+    for (_, s) in entries(store, keyspace::SEGMENTS)? {
+        out.insert(s.path);
     }
     Ok(out)
 }
@@ -254,11 +372,6 @@ pub fn isolated_segments(
         }
     }
     out
-}
-
-/// Serialise a manifest for a WriteBatch.
-pub fn encode(m: &ScopeManifest) -> Result<Vec<u8>> {
-    serde_json::to_vec(m).map_err(|e| Error::Internal(format!("manifest encode: {e}")))
 }
 
 #[cfg(test)]
@@ -360,5 +473,99 @@ mod tests {
             let (lo, hi) = s.key_range().unwrap();
             proptest::prop_assert!(lo.as_slice() <= b.as_slice() && b.as_slice() <= hi.as_slice());
         }
+    }
+
+    fn paged_segment(n: u64) -> SegmentMeta {
+        let mut s = seg(&n.to_be_bytes(), &n.to_be_bytes());
+        s.batch = n;
+        s.path = format!("app/t/alice/batch-{n}-{n:x}.parquet");
+        s.bytes = 10;
+        s
+    }
+
+    #[test]
+    fn a_manifest_of_10000_segments_commits_in_constant_size_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let scope = Scope::user("alice");
+        let mut header = load_header(&store, 7, &scope).unwrap();
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut commit_bytes = Vec::new();
+        for n in 0..10_000u64 {
+            let before = batch.size_in_bytes();
+            header =
+                commit_into(&mut batch, &store, 7, &scope, &header, &paged_segment(n)).unwrap();
+            commit_bytes.push(batch.size_in_bytes() - before);
+            if n % 1000 == 999 {
+                store.write(std::mem::take(&mut batch)).unwrap();
+            }
+        }
+        // The 10,000th commit writes what the first did (a few more digits), not the list.
+        assert!(
+            commit_bytes[9_999] <= commit_bytes[0] + 32,
+            "first commit {} bytes, last {}",
+            commit_bytes[0],
+            commit_bytes[9_999]
+        );
+        let m = load(&store, 7, &scope).unwrap();
+        assert_eq!((m.segments.len(), m.next_batch), (10_000, 10_000));
+        assert!(m.segments.windows(2).all(|w| w[0].batch + 1 == w[1].batch));
+        let h = load_header(&store, 7, &scope).unwrap();
+        assert_eq!(
+            (h.segment_count, h.rows, h.bytes),
+            (10_000, 20_000, 100_000)
+        );
+        assert_eq!(table_headers(&store, 7).unwrap().len(), 1);
+        // Other scopes and tables hold none of them.
+        assert!(load(&store, 7, &Scope::user("alic"))
+            .unwrap()
+            .segments
+            .is_empty());
+        assert!(load(&store, 7, &Scope::shared())
+            .unwrap()
+            .segments
+            .is_empty());
+        assert!(table_segment_paths(&store, 70).unwrap().is_empty());
+        assert_eq!(table_segment_paths(&store, 7).unwrap().len(), 10_000);
+        assert_eq!(all_segment_paths(&store).unwrap().len(), 10_000);
+    }
+
+    #[test]
+    fn a_manifest_written_before_paging_reads_and_its_next_commit_pages_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let scope = Scope::shared();
+        let old = serde_json::json!({
+            "segments": [paged_segment(0), paged_segment(1)],
+            "next_batch": 2,
+        });
+        let mut b = rocksdb::WriteBatch::default();
+        b.put_cf(
+            store.cf(keyspace::CF_CATALOG).unwrap(),
+            keyspace::manifest(3, &scope),
+            serde_json::to_vec(&old).unwrap(),
+        );
+        store.write(b).unwrap();
+        let m = load(&store, 3, &scope).unwrap();
+        assert_eq!((m.segments.len(), m.next_batch, m.rows()), (2, 2, 4));
+        let h = load_header(&store, 3, &scope).unwrap();
+        assert_eq!((h.segment_count, h.rows, h.bytes), (2, 4, 20));
+        assert_eq!(all_segment_paths(&store).unwrap().len(), 2);
+
+        let mut b = rocksdb::WriteBatch::default();
+        commit_into(&mut b, &store, 3, &scope, &h, &paged_segment(2)).unwrap();
+        store.write(b).unwrap();
+        let m = load(&store, 3, &scope).unwrap();
+        assert_eq!(
+            m.segments,
+            vec![paged_segment(0), paged_segment(1), paged_segment(2)]
+        );
+        let raw = store
+            .catalog_get(&keyspace::manifest(3, &scope))
+            .unwrap()
+            .unwrap();
+        let raw: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert!(raw.get("segments").is_none(), "paged: {raw}");
+        assert_eq!(raw["segment_count"], 3);
     }
 }

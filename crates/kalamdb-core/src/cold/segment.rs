@@ -272,7 +272,7 @@ impl SegmentReader {
 }
 
 /// At most `batch_rows`, and few enough that a decoded batch of the projected columns stays
-/// near [`SCAN_BATCH_BYTES`](crate::query::provider::SCAN_BATCH_BYTES) by the widest row group's
+/// near [`SCAN_BATCH_BYTES`](crate::encoding::arrow_values::SCAN_BATCH_BYTES) by the widest row group's
 /// average row: 8,192 rows of 1 MB values were one 8 GB batch, decoded before any check.
 fn rows_per_batch(meta: &ParquetMetaData, roots: &[usize], batch_rows: usize) -> usize {
     let widest_row = meta
@@ -295,7 +295,8 @@ fn rows_per_batch(meta: &ParquetMetaData, roots: &[usize], batch_rows: usize) ->
         })
         .max()
         .unwrap_or(0);
-    (crate::query::provider::SCAN_BATCH_BYTES / widest_row.max(1)).clamp(1, batch_rows.max(1))
+    (crate::encoding::arrow_values::SCAN_BATCH_BYTES / widest_row.max(1))
+        .clamp(1, batch_rows.max(1))
 }
 
 /// Rows of the pages whose `_pk` bounds may contain `pk`, from the page index; `None` when the

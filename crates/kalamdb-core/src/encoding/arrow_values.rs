@@ -18,6 +18,18 @@ use arrow::datatypes::DataType as ArrowType;
 use crate::error::{Error, Result};
 use crate::types::{DataType, Value};
 
+/// Rows per Arrow batch produced by scans.
+pub const SCAN_BATCH_ROWS: usize = 8192;
+
+/// About the most bytes of values one scan batch holds: a batch ends early when its rows are
+/// wide (500 rows of 1 MB were one batch, over a 128 MiB query memory limit, for any query
+/// that read the column). Up to four batches of a scan are alive at once (the one the reader
+/// builds, the one it is handing over, the one in the channel and the one the consumer reads:
+/// `query::provider::HotScan`), and a filter copies what it keeps: with 16 MiB batches and a
+/// channel of two, a range query over 1 MB rows held 78 MB under a 64 MiB limit. Rows up to
+/// 1 KB still fill 8,192-row batches.
+pub const SCAN_BATCH_BYTES: usize = 8 << 20;
+
 /// Cast `array` to the Arrow type of `dt` if it is not already of that type, by PostgreSQL's
 /// assignment rules:
 ///

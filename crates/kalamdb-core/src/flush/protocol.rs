@@ -19,7 +19,7 @@ use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 
 use crate::catalog::{Catalog, TableDef};
 use crate::clock::now_millis;
-use crate::cold::manifest::{self, lower_bound_hex, upper_bound_hex, ScopeManifest, SegmentMeta};
+use crate::cold::manifest::{self, lower_bound_hex, upper_bound_hex, ManifestHeader, SegmentMeta};
 use crate::cold::segment::encode_segment;
 use crate::encoding::row_codec::{decode_row, is_tombstone};
 use crate::encoding::row_key::{
@@ -29,7 +29,7 @@ use crate::encoding::row_key::{
 use crate::error::{Error, Result};
 use crate::failpoints;
 use crate::hot::rows::RowStore;
-use crate::storage::keyspace::{CF_CATALOG, CF_FLUSHED, CF_ROWS};
+use crate::storage::keyspace::{CF_FLUSHED, CF_ROWS};
 use crate::storage::objects::ColdStore;
 use crate::storage::rocks::Store;
 use crate::types::RowVersion;
@@ -119,7 +119,7 @@ fn flush_scope_inner(
     ro.set_snapshot(&snapshot);
     ro.set_iterate_lower_bound(prefix.clone());
     ro.set_iterate_upper_bound(upper);
-    let mut manifest = manifest::load(store, def.id, scope)?;
+    let mut manifest = manifest::load_header(store, def.id, scope)?;
     let version = def.schema_version;
     let target_layout = def.layout_at(version);
     let mut pending = Pending {
@@ -182,7 +182,7 @@ fn commit_segment(
     catalog: &Catalog,
     def: &TableDef,
     scope: &Scope,
-    manifest: &mut ScopeManifest,
+    manifest: &mut ManifestHeader,
     pending: &mut Pending,
     done: &mut ScopeFlush,
 ) -> Result<()> {
@@ -193,9 +193,8 @@ fn commit_segment(
     let bytes = data.len() as u64;
     rows.cold().put_durable(&path, data)?;
     failpoints::pause("flush.pause_after_write");
-    match commit_manifest(
-        rows, catalog, def, scope, manifest, pending, &path, n, bytes,
-    ) {
+    let segment = segment_meta(def, pending, &path, n, bytes)?;
+    match commit_manifest(rows, catalog, def, scope, manifest, pending, &segment) {
         Ok(()) => {
             failpoints::pause("flush.pause_after_commit");
             done.rows_flushed += pending.rows.len() as u64;
@@ -214,29 +213,18 @@ fn commit_segment(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn commit_manifest(
-    rows: &RowStore,
-    catalog: &Catalog,
+/// The manifest entry of the segment `pending` holds.
+fn segment_meta(
     def: &TableDef,
-    scope: &Scope,
-    manifest: &mut ScopeManifest,
     pending: &Pending,
     path: &str,
     n: u64,
     bytes: u64,
-) -> Result<()> {
-    let store = rows.store();
-    let first = pending
-        .rows
-        .first()
-        .ok_or_else(|| Error::Internal("empty segment".into()))?;
-    let last = pending
-        .rows
-        .last()
-        .ok_or_else(|| Error::Internal("empty segment".into()))?;
-    let mut next = manifest.clone();
-    next.segments.push(SegmentMeta {
+) -> Result<SegmentMeta> {
+    let (Some(first), Some(last)) = (pending.rows.first(), pending.rows.last()) else {
+        return Err(Error::Internal("empty segment".into()));
+    };
+    Ok(SegmentMeta {
         path: path.to_string(),
         batch: n,
         rows: pending.rows.len() as u64,
@@ -251,8 +239,19 @@ fn commit_manifest(
             &def.layout_at(def.schema_version),
             &pending.rows,
         ),
-    });
-    next.next_batch = n + 1;
+    })
+}
+
+fn commit_manifest(
+    rows: &RowStore,
+    catalog: &Catalog,
+    def: &TableDef,
+    scope: &Scope,
+    manifest: &mut ManifestHeader,
+    pending: &Pending,
+    segment: &SegmentMeta,
+) -> Result<()> {
+    let store = rows.store();
     let prefix = scope_prefix(def.id, scope);
     let mut batch = WriteBatch::default();
     let rows_cf = store.cf(CF_ROWS)?;
@@ -267,11 +266,7 @@ fn commit_manifest(
         };
         batch.put_cf(flushed_cf, flushed_key(&prefix, &r.pk), entry.encode());
     }
-    batch.put_cf(
-        store.cf(CF_CATALOG)?,
-        crate::storage::keyspace::manifest(def.id, scope),
-        manifest::encode(&next)?,
-    );
+    let next = manifest::commit_into(&mut batch, store, def.id, scope, manifest, segment)?;
     // No DROP writes from here to the commit (catalog.rs, `drops`), so what is checked below
     // still holds when the batch is written.
     let _no_drop = catalog.hold_off_drops();
@@ -289,9 +284,7 @@ fn commit_manifest(
     {
         return Err(Error::TableNotFound(def.qualified_name()));
     }
-    let stored = manifest::load(store, def.id, scope)?;
-    if stored.next_batch != manifest.next_batch || stored.segments.len() != manifest.segments.len()
-    {
+    if manifest::load_header(store, def.id, scope)? != *manifest {
         return Err(Error::Internal(format!(
             "the segments of table '{}' changed during the flush (its owner dropped); nothing was committed",
             def.qualified_name()

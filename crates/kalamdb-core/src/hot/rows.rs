@@ -9,68 +9,34 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
 use parking_lot::Mutex;
 use rocksdb::WriteBatch;
 
-use crate::catalog::{TableDef, TableKind};
-use crate::clock::{now_millis, seq_millis, SeqGenerator};
-use crate::encoding::arrow_values::{conform, value_at};
+use crate::catalog::TableDef;
+use crate::clock::{now_millis, SeqGenerator};
 use crate::encoding::row_codec::{encode_row, encode_tombstone, is_tombstone};
 use crate::encoding::row_key::{
-    encode_pk, prefix_upper_bound, row_key, scope_prefix, seq_of_key, split_row_key, FlushedEntry,
-    Scope,
+    encode_pk, prefix_upper_bound, row_key, scope_prefix, split_row_key, FlushedEntry, Scope,
 };
 use crate::error::{Error, Result};
+use crate::hot::counters::Counters;
 use crate::storage::keyspace::{CF_FLUSHED, CF_ROWS};
 use crate::storage::objects::ColdStore;
 use crate::storage::rocks::Store;
-use crate::types::{check_value, DataType, Value};
-
-/// Which rows of a scope a scan reads.
-#[derive(Debug, Clone, Default)]
-pub struct ScanRange {
-    /// Only the row with this primary-key value (pushed down from `pk = literal`).
-    pub pk_equals: Option<Value>,
-    /// Stop after this many rows.
-    pub limit: Option<usize>,
-}
-
-/// One output column of a scan.
-#[derive(Debug, Clone)]
-pub enum ScanColumn {
-    /// A live column of the table, by id.
-    Column {
-        id: u32,
-        data_type: DataType,
-        value_for_older_rows: Option<Value>,
-    },
-    /// The hidden row id of a table without a declared primary key (as BIGINT).
-    RowId,
-}
+use crate::types::Value;
 
 /// Reads and writes row versions of tables.
 #[derive(Debug)]
 pub struct RowStore {
-    store: Store,
+    pub(super) store: Store,
     cold: ColdStore,
     seq: Arc<SeqGenerator>,
     scope_locks: Mutex<HashMap<(u64, Scope), Arc<Mutex<()>>>>,
     /// Full keys (scope prefix + pk) of inserts checked but not yet written.
     pending: Mutex<HashSet<Vec<u8>>>,
-    /// Row versions in the hot buffer per table id (for flush policies and system.tables).
-    buffered: Mutex<HashMap<u64, u64>>,
-    /// The widest row each table has stored (see [`RowStore::widest_row`]), by table id.
-    widest: Mutex<HashMap<u64, usize>>,
-    /// Held by the writes that raise a table's widest-row mark, so the stored mark never
-    /// goes down when two of them race.
-    raising: Mutex<()>,
+    /// Buffered row versions and widest-row marks per table.
+    pub(super) counters: Counters,
 }
-
-/// A table's widest-row mark is the encoded size of its widest row rounded up to a power of
-/// two, at least this: the mark is stored again only when it doubles (a few times in a
-/// table's life), and rows of ordinary widths never change the batch size it gives.
-const MIN_WIDEST_MARK: usize = 64;
 
 /// Keys an insert has checked and is writing; released when the write returns (or fails).
 struct Reservation<'a> {
@@ -95,9 +61,7 @@ impl RowStore {
             seq,
             scope_locks: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
-            buffered: Mutex::new(HashMap::new()),
-            widest: Mutex::new(HashMap::new()),
-            raising: Mutex::new(()),
+            counters: Counters::default(),
         }
     }
 
@@ -109,90 +73,32 @@ impl RowStore {
         &self.cold
     }
 
-    /// Count the hot row versions of a table (at startup) into the buffered counter.
-    /// Also reads the table's widest-row mark.
+    /// Count the hot row versions of a table (at startup) into the buffered counter, and
+    /// read its widest-row mark.
     pub fn init_buffered(&self, table_id: u64) -> Result<u64> {
         let n = self.count_versions(table_id)?;
-        self.buffered.lock().insert(table_id, n);
-        if let Some(b) = self
-            .store
-            .catalog_get(&crate::storage::keyspace::widest_row(table_id))?
-        {
-            let mark = <[u8; 8]>::try_from(b.as_slice()).map_err(|_| {
-                Error::Internal(format!("malformed widest-row mark of table {table_id}"))
-            })?;
-            self.widest
-                .lock()
-                .insert(table_id, u64::from_be_bytes(mark) as usize);
-        }
+        self.counters.load(&self.store, table_id, n)?;
         Ok(n)
     }
 
-    /// An upper bound of the bytes one row of the table holds, hot or flushed: the widest row
-    /// any write has stored (rounded up to a power of two; 0 for a table never written) plus
-    /// the values older rows read for columns added since. DataFusion builds batches of a
-    /// number of rows, whatever their width (a join repeated a 1 MB row for 2,000 matches in
-    /// one 2 GB batch): the statement's batch size is fitted to this (kalamdb-sql's session).
+    /// See [`Counters::widest_row`].
     pub fn widest_row(&self, def: &TableDef) -> usize {
-        let mark = self.widest.lock().get(&def.id).copied().unwrap_or(0);
-        let older = def
-            .live_columns()
-            .filter_map(|c| c.value_for_older_rows.as_ref())
-            .map(|v| match v {
-                Value::Text(s) => s.len(),
-                Value::Bytes(b) => b.len(),
-                _ => 16,
-            })
-            .sum::<usize>();
-        mark + older
-    }
-
-    /// The mark a write whose widest encoded row is `widest` bytes raises its table's to.
-    fn raised_mark(&self, table_id: u64, widest: usize) -> Option<usize> {
-        let mark = widest.max(MIN_WIDEST_MARK).next_power_of_two();
-        (mark > self.widest.lock().get(&table_id).copied().unwrap_or(0)).then_some(mark)
-    }
-
-    /// Write a statement's batch; when its rows raise the table's widest-row mark, the new
-    /// mark is stored in the same batch (durable with the rows) and known before the rows are
-    /// visible.
-    fn write_rows_batch(&self, table_id: u64, mut batch: WriteBatch, widest: usize) -> Result<()> {
-        if self.raised_mark(table_id, widest).is_none() {
-            return self.store.write(batch);
-        }
-        let _raising = self.raising.lock();
-        if let Some(mark) = self.raised_mark(table_id, widest) {
-            batch.put_cf(
-                self.store.cf(crate::storage::keyspace::CF_CATALOG)?,
-                crate::storage::keyspace::widest_row(table_id),
-                (mark as u64).to_be_bytes(),
-            );
-            self.widest.lock().insert(table_id, mark);
-        }
-        self.store.write(batch)
+        self.counters.widest_row(def)
     }
 
     /// Row versions of a table in the hot buffer.
     pub fn buffered(&self, table_id: u64) -> u64 {
-        self.buffered.lock().get(&table_id).copied().unwrap_or(0)
-    }
-
-    fn note_written(&self, table_id: u64, versions: u64, op: &'static str) {
-        *self.buffered.lock().entry(table_id).or_default() += versions;
-        metrics::counter!("kalamdb_rows_written_total", "op" => op).increment(versions);
+        self.counters.buffered(table_id)
     }
 
     /// A flush (or DROP USER) removed `versions` hot row versions of a table.
     pub fn note_flushed(&self, table_id: u64, versions: u64) {
-        let mut b = self.buffered.lock();
-        let e = b.entry(table_id).or_default();
-        *e = e.saturating_sub(versions);
+        self.counters.note_flushed(table_id, versions)
     }
 
-    /// Forget a dropped table's counter.
+    /// Forget a dropped table's counters.
     pub fn forget_table(&self, table_id: u64) {
-        self.buffered.lock().remove(&table_id);
-        self.widest.lock().remove(&table_id);
+        self.counters.forget_table(table_id)
     }
 
     pub fn seq(&self) -> &SeqGenerator {
@@ -207,53 +113,6 @@ impl RowStore {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
         }
         locks.entry((table_id, scope.clone())).or_default().clone()
-    }
-
-    /// Convert a batch whose columns are the table's live columns (plus `_rowid` last when
-    /// `with_rowid`) into checked rows of values.
-    pub fn rows_from_batch(
-        def: &TableDef,
-        batch: &RecordBatch,
-        with_rowid: bool,
-    ) -> Result<Vec<Vec<Value>>> {
-        let cols: Vec<_> = def.live_columns().collect();
-        let expected = cols.len() + with_rowid as usize;
-        if batch.num_columns() != expected {
-            return Err(Error::Internal(format!(
-                "write batch has {} columns, table has {expected}",
-                batch.num_columns()
-            )));
-        }
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(expected);
-        for (i, c) in cols.iter().enumerate() {
-            arrays.push(conform(batch.column(i), &c.data_type).map_err(|e| match e {
-                Error::TypeMismatch(m) => Error::TypeMismatch(format!("column '{}': {m}", c.name)),
-                other => other,
-            })?);
-        }
-        if with_rowid {
-            arrays.push(conform(batch.column(cols.len()), &DataType::BigInt)?);
-        }
-        let mut rows = Vec::with_capacity(batch.num_rows());
-        for r in 0..batch.num_rows() {
-            let mut row = Vec::with_capacity(expected);
-            for (i, c) in cols.iter().enumerate() {
-                let v = check_value(&c.data_type, value_at(&arrays[i], r, &c.data_type)?)?;
-                if v.is_null() && !c.nullable {
-                    return Err(Error::ConstraintViolation(format!(
-                        "column '{}' of table '{}' must not be NULL",
-                        c.name,
-                        def.qualified_name()
-                    )));
-                }
-                row.push(v);
-            }
-            if with_rowid {
-                row.push(value_at(&arrays[cols.len()], r, &DataType::BigInt)?);
-            }
-            rows.push(row);
-        }
-        Ok(rows)
     }
 
     fn pk_index(def: &TableDef) -> Option<usize> {
@@ -291,7 +150,7 @@ impl RowStore {
             // prefix-free pk encoding those cannot occur, but check exactly anyway.
             if let Some((kpk, seq)) = split_row_key(k, prefix.len()) {
                 if kpk == pk {
-                    return Ok(!is_tombstone(v) && !expired(def, seq, now_millis()));
+                    return Ok(!is_tombstone(v) && !def.is_expired(seq, now_millis()));
                 }
             }
             it.next();
@@ -330,7 +189,7 @@ impl RowStore {
                 let seq = split_row_key(k, prefix.len())
                     .map(|(_, seq)| seq)
                     .unwrap_or(0);
-                live[i] = !is_tombstone(v) && !expired(def, seq, now);
+                live[i] = !is_tombstone(v) && !def.is_expired(seq, now);
             },
         )?;
         let ask: Vec<usize> = (0..pks.len()).filter(|&i| !in_hot[i]).collect();
@@ -448,9 +307,11 @@ impl RowStore {
                 None
             }
         };
-        self.write_rows_batch(def.id, batch, widest)?;
+        self.counters
+            .write_raising(&self.store, def.id, batch, widest)?;
         drop(reservation);
-        self.note_written(def.id, rows.len() as u64, "insert");
+        self.counters
+            .note_written(def.id, rows.len() as u64, "insert");
         Ok(rows.len() as u64)
     }
 
@@ -483,8 +344,9 @@ impl RowStore {
             batch.put_cf(cf, row_key(&prefix, &pk, self.seq.next()), &buf);
             updated += 1;
         }
-        self.write_rows_batch(def.id, batch, widest)?;
-        self.note_written(def.id, updated, "update");
+        self.counters
+            .write_raising(&self.store, def.id, batch, widest)?;
+        self.counters.note_written(def.id, updated, "update");
         Ok(updated)
     }
 
@@ -508,47 +370,8 @@ impl RowStore {
             deleted += 1;
         }
         self.store.write(batch)?;
-        self.note_written(def.id, deleted, "delete");
+        self.counters.note_written(def.id, deleted, "delete");
         Ok(deleted)
-    }
-
-    /// Physically delete a STREAM table's expired row versions (they are already invisible).
-    /// Returns how many were deleted. Work is bounded per WriteBatch.
-    pub fn purge_expired(&self, def: &TableDef) -> Result<u64> {
-        const BATCH: usize = 10_000;
-        if def.kind != TableKind::Stream {
-            return Ok(0);
-        }
-        let lower = crate::encoding::row_key::table_prefix(def.id);
-        let upper = prefix_upper_bound(&lower);
-        let mut it = self.store.db().raw_iterator_cf_opt(
-            self.store.cf(CF_ROWS)?,
-            Store::range_read_options(&lower, &upper),
-        );
-        it.seek(&lower);
-        let now = now_millis();
-        let cf = self.store.cf(CF_ROWS)?;
-        let (mut batch, mut in_batch, mut total) = (WriteBatch::default(), 0usize, 0u64);
-        while it.valid() {
-            let Some(k) = it.key() else { break };
-            if seq_of_key(k).is_some_and(|seq| expired(def, seq, now)) {
-                batch.delete_cf(cf, k);
-                in_batch += 1;
-            }
-            if in_batch == BATCH {
-                self.store.write(std::mem::take(&mut batch))?;
-                total += in_batch as u64;
-                in_batch = 0;
-            }
-            it.next();
-        }
-        it.status()?;
-        if in_batch > 0 {
-            self.store.write(batch)?;
-            total += in_batch as u64;
-        }
-        self.note_flushed(def.id, total);
-        Ok(total)
     }
 
     /// Number of row versions (live, superseded and tombstones) of a table in the hot buffer.
@@ -587,13 +410,6 @@ pub(crate) fn decode_rowid(pk: &[u8]) -> Result<Value> {
     crate::encoding::row_key::decode_bigint_pk(pk)
         .map(Value::BigInt)
         .ok_or_else(|| Error::Internal("malformed row id".into()))
-}
-
-pub(crate) fn expired(def: &TableDef, seq: u64, now_ms: u64) -> bool {
-    match (def.kind, def.options.ttl_seconds) {
-        (TableKind::Stream, Some(ttl)) => seq_millis(seq).saturating_add(ttl * 1000) <= now_ms,
-        _ => false,
-    }
 }
 
 /// Short text of a value for error messages.

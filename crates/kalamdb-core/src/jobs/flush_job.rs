@@ -95,6 +95,10 @@ impl Job for FlushJob {
         (def.namespace.clone(), def.name.clone())
     }
 
+    fn dedup_key(&self) -> String {
+        format!("flush table {}", self.def().id)
+    }
+
     fn parameters(&self) -> serde_json::Value {
         json!({"trigger": self.trigger.as_str()})
     }
@@ -109,8 +113,11 @@ impl Job for FlushJob {
 
     fn units(&self) -> Result<Vec<Scope>> {
         let def = self.def();
-        if let Some(current) = self.db.catalog.table(&def.namespace, &def.name) {
-            *self.def.write() = current;
+        match self.db.catalog.table(&def.namespace, &def.name) {
+            // The table's current definition (ALTERs since the request count)...
+            Some(current) if current.id == def.id => *self.def.write() = current,
+            // ...but never another table of the same name: this one is gone (voided).
+            _ => return Ok(Vec::new()),
         }
         hot_scopes(&self.db.rows, self.def().id)
     }
@@ -173,7 +180,9 @@ impl Job for FlushJob {
     }
 
     fn void(&self, tally: &mut Tally) {
-        tally.reset("rows_flushed");
+        for counter in ["rows_flushed", "files_written", "bytes_written"] {
+            tally.reset(counter);
+        }
     }
 
     fn finished(&self, job: &JobRecord, tally: &Tally, consecutive_failures: u64) {

@@ -37,8 +37,15 @@ pub trait Job: Send + Sync + 'static {
     /// `job_type` in system.jobs ("flush") and the first letters of its ids ("FL").
     fn kind(&self) -> &'static str;
     fn id_prefix(&self) -> &'static str;
-    /// What the job works on (namespace, table): at most one unfinished job of a kind per target.
+    /// What the job works on (namespace, table), as system.jobs shows it.
     fn target(&self) -> (String, String);
+    /// At most one unfinished job per key: a second request joins the first. A flush's is its
+    /// table's id, not its name (a flush of a table created again under the name of a dropped
+    /// one joined the dropped one's dying job and flushed nothing).
+    fn dedup_key(&self) -> String {
+        let (namespace, table) = self.target();
+        format!("{} {namespace}.{table}", self.kind())
+    }
     /// `parameters` in system.jobs.
     fn parameters(&self) -> serde_json::Value;
     /// What a unit is called in messages ("user") and the name of one unit.
@@ -120,7 +127,7 @@ pub struct JobManager {
     store: Store,
     settings: JobSettings,
     permits: Arc<Semaphore>,
-    /// `kind ns.table` -> id of its unfinished job.
+    /// A job's dedup key ([`Job::dedup_key`]) -> id of its unfinished job.
     active: Mutex<HashMap<String, String>>,
     cancel: Mutex<HashMap<String, Arc<AtomicBool>>>,
     shutting_down: AtomicBool,
@@ -191,7 +198,8 @@ impl JobManager {
     /// returns: call it from a blocking context or accept one synced write.
     pub fn start<J: Job>(self: &Arc<Self>, job: J, created_by: &str) -> Result<(String, bool)> {
         let (namespace, table_name) = job.target();
-        let key = format!("{} {namespace}.{table_name}", job.kind());
+        let key = job.dedup_key();
+        let target = format!("{} {namespace}.{table_name}", job.kind());
         let mut active = self.active.lock();
         // A request joins the target's unfinished job, unless that one is being killed: then
         // it gets a job of its own, which starts once the dying one has ended (joining it
@@ -239,7 +247,7 @@ impl JobManager {
         self.cancel.lock().insert(id.clone(), flag.clone());
         let jm = self.clone();
         tokio::spawn(async move {
-            let span = tracing::info_span!("job", job_id = %row.job_id, table = %key);
+            let span = tracing::info_span!("job", job_id = %row.job_id, table = %target);
             if let Some(dying) = after {
                 // Its task removes its cancel flag as its last step.
                 while jm.cancel.lock().contains_key(&dying) {
@@ -248,7 +256,7 @@ impl JobManager {
             }
             let _permit = jm.permits.clone().acquire_owned().await;
             let job_id = row.job_id.clone();
-            let run = jm.run(Arc::new(job), row, &key, flag);
+            let run = jm.run(Arc::new(job), row, &target, flag);
             if let Err(e) = tracing::Instrument::instrument(run, span).await {
                 tracing::error!(%job_id, error = %e, "job bookkeeping failed");
             }

@@ -138,29 +138,10 @@ fn purge_stream(
     });
 }
 
-/// Sum of an integer RocksDB property over KalamDB's column families.
-fn cf_property_sum(db: &Db, prop: &str) -> u64 {
-    [
-        crate::storage::keyspace::CF_CATALOG,
-        crate::storage::keyspace::CF_ROWS,
-        crate::storage::keyspace::CF_FLUSHED,
-    ]
-    .into_iter()
-    .filter_map(|cf| db.store.cf(cf).ok())
-    .filter_map(|handle| {
-        db.store
-            .db()
-            .property_int_value_cf(handle, prop)
-            .ok()
-            .flatten()
-    })
-    .sum()
-}
-
 /// Publish the on-disk size of the hot store and of committed Parquet segments.
 fn record_storage_sizes(db: &Db) {
-    let rocks = cf_property_sum(db, "rocksdb.total-sst-files-size")
-        + cf_property_sum(db, "rocksdb.cur-size-all-mem-tables");
+    let rocks = db.store.property_sum("rocksdb.total-sst-files-size")
+        + db.store.property_sum("rocksdb.cur-size-all-mem-tables");
     metrics::gauge!("kalamdb_rocksdb_size_bytes").set(rocks as f64);
     // Where RocksDB's memory is: memtables (active + immutable being written out), SST
     // readers (index and filter blocks, outside the block cache) and the block caches.
@@ -169,17 +150,13 @@ fn record_storage_sizes(db: &Db) {
         ("table_readers", "rocksdb.estimate-table-readers-mem"),
         ("block_cache", "rocksdb.block-cache-usage"),
     ] {
-        let total = cf_property_sum(db, prop);
+        let total = db.store.property_sum(prop);
         metrics::gauge!("kalamdb_rocksdb_memory_bytes", "kind" => kind).set(total as f64);
     }
     let mut parquet = 0u64;
     for def in db.catalog.tables() {
-        if let Ok(manifests) = crate::cold::manifest::load_table(&db.store, def.id) {
-            parquet += manifests
-                .iter()
-                .flat_map(|(_, m)| m.segments.iter())
-                .map(|s| s.bytes)
-                .sum::<u64>();
+        if let Ok(headers) = crate::cold::manifest::table_headers(&db.store, def.id) {
+            parquet += headers.iter().map(|(_, h)| h.bytes).sum::<u64>();
         }
     }
     metrics::gauge!("kalamdb_parquet_size_bytes").set(parquet as f64);

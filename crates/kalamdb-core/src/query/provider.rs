@@ -21,21 +21,12 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 
 use crate::catalog::access::Principal;
 use crate::catalog::{ColumnDefault, TableDef, ROWID_COLUMN};
-use crate::encoding::arrow_values::value_from_text;
+use crate::encoding::arrow_values::{value_from_text, SCAN_BATCH_ROWS};
 use crate::encoding::row_key::Scope;
 use crate::error::Error;
-use crate::hot::rows::{RowStore, ScanColumn, ScanRange};
+use crate::hot::rows::RowStore;
+use crate::read::scan::{ScanColumn, ScanRange};
 use crate::types::{DataType, Value, TYPE_METADATA_KEY};
-
-/// Rows per Arrow batch produced by scans.
-pub const SCAN_BATCH_ROWS: usize = 8192;
-
-/// About the most bytes of values one scan batch holds: a batch ends early when its rows are
-/// wide (500 rows of 1 MB were one batch, over a 128 MiB query memory limit, for any query
-/// that read the column). A few batches are in flight at once (the reader's channel,
-/// repartitioning), so this stays well under the smallest memory limit (limits.query_memory_bytes is at least 16 MiB);
-/// rows up to 2 KB still fill 8,192-row batches.
-pub const SCAN_BATCH_BYTES: usize = 16 << 20;
 
 /// Wrap a KalamDB error so it crosses DataFusion and can be recovered at the edge.
 pub fn df_error(e: Error) -> DataFusionError {
@@ -286,9 +277,11 @@ impl PartitionStream for HotScan {
     }
 
     fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        // The reader runs on a blocking thread: its batches are charged to the statement.
+        // The reader runs on a blocking thread: its batches are charged to the statement. One
+        // batch waits in the channel: the reader still works while the consumer does, and what
+        // a scan holds stays a few batches (SCAN_BATCH_BYTES).
         let account = crate::memory::Account::of(&ctx);
-        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
+        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 1);
         let tx = builder.tx();
         let (def, rows, scope, columns, schema, range) = (
             self.def.clone(),

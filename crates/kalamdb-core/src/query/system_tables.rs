@@ -158,8 +158,8 @@ pub fn system_table(
             let mut flushed = Vec::with_capacity(tables.len());
             for t in &tables {
                 buffered.push(rows.buffered(t.id) as i64);
-                let manifests = crate::cold::manifest::load_table(rows.store(), t.id)?;
-                flushed.push(manifests.iter().map(|(_, m)| m.rows()).sum::<u64>() as i64);
+                let headers = crate::cold::manifest::table_headers(rows.store(), t.id)?;
+                flushed.push(headers.iter().map(|(_, h)| h.rows).sum::<u64>() as i64);
             }
             let columns_json: Vec<String> = tables
                 .iter()

@@ -21,11 +21,33 @@ use crate::encoding::arrow_values::ColumnBuilder;
 use crate::encoding::row_codec::{decode_row, is_tombstone};
 use crate::encoding::row_key::{encode_pk, prefix_upper_bound, scope_prefix, split_row_key, Scope};
 use crate::error::{Error, Result};
-use crate::hot::rows::{decode_rowid, expired, RowStore, ScanColumn, ScanRange};
+use crate::hot::rows::{decode_rowid, RowStore};
 use crate::storage::keyspace::CF_ROWS;
 use crate::storage::rocks::Store;
 use crate::types::RowVersion;
 use crate::types::{DataType, Value};
+
+/// Which rows of a scope a scan reads.
+#[derive(Debug, Clone, Default)]
+pub struct ScanRange {
+    /// Only the row with this primary-key value (pushed down from `pk = literal`).
+    pub pk_equals: Option<Value>,
+    /// Stop after this many rows.
+    pub limit: Option<usize>,
+}
+
+/// One output column of a scan.
+#[derive(Debug, Clone)]
+pub enum ScanColumn {
+    /// A live column of the table, by id.
+    Column {
+        id: u32,
+        data_type: DataType,
+        value_for_older_rows: Option<Value>,
+    },
+    /// The hidden row id of a table without a declared primary key (as BIGINT).
+    RowId,
+}
 
 type Source<'a> = Box<dyn Iterator<Item = Result<RowVersion>> + 'a>;
 
@@ -57,7 +79,7 @@ impl HotSource<'_> {
                 continue; // an older version of a key already returned
             }
             self.last_pk = Some(pk.to_vec());
-            if is_tombstone(v) || expired(self.def, seq, self.now_ms) {
+            if is_tombstone(v) || self.def.is_expired(seq, self.now_ms) {
                 return Ok(Some(RowVersion {
                     pk: pk.to_vec(),
                     seq,
@@ -396,8 +418,9 @@ impl RowStore {
                 })
                 .sum();
             // The batch ends before the row that would take it over the target (after it, 17
-            // rows of 1 MB made one batch over 16 MiB), unless the row alone is the batch.
-            if in_batch > 0 && in_batch_bytes + row_bytes > crate::query::provider::SCAN_BATCH_BYTES
+            // rows of 1 MB made one batch over the target), unless the row alone is the batch.
+            if in_batch > 0
+                && in_batch_bytes + row_bytes > crate::encoding::arrow_values::SCAN_BATCH_BYTES
             {
                 if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
                     return Ok(());
@@ -415,7 +438,8 @@ impl RowStore {
             }
             in_batch += 1;
             total += 1;
-            if in_batch == batch_rows || in_batch_bytes >= crate::query::provider::SCAN_BATCH_BYTES
+            if in_batch == batch_rows
+                || in_batch_bytes >= crate::encoding::arrow_values::SCAN_BATCH_BYTES
             {
                 if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
                     return Ok(());

@@ -11,7 +11,8 @@
 //! user/{user_id}                      UserDef
 //! storage/{storage_id}                StorageDef
 //! job/{job_id}                        JobRecord
-//! manifest/{table_id:020}/{user_id}   ScopeManifest (user id empty for SHARED)
+//! manifest/{table_id:020}/{user_id}   ManifestHeader (user id empty for SHARED)
+//! segment/{table_id:020}/{user_id}/{n:020}   SegmentMeta of segment n of the scope
 //! widest/{table_id:016x}              widest-row mark: u64 BE
 //! meta/next_table_id                  u64 (JSON)
 //! meta/token_signing_key              32 random bytes
@@ -33,6 +34,8 @@ pub const USERS: &str = "user/";
 pub const STORAGES: &str = "storage/";
 pub const JOBS: &str = "job/";
 pub const MANIFESTS: &str = "manifest/";
+/// User ids never hold a '/' (catalog::validate_user_id), so a scope's entries are one range.
+pub const SEGMENTS: &str = "segment/";
 pub const NEXT_TABLE_ID: &str = "meta/next_table_id";
 pub const TOKEN_SIGNING_KEY: &str = "meta/token_signing_key";
 
@@ -81,6 +84,25 @@ pub fn manifest(table_id: u64, scope: &Scope) -> String {
     key
 }
 
+/// Prefix of every segment entry of a table.
+pub fn table_segments(table_id: u64) -> String {
+    format!("{SEGMENTS}{table_id:020}/")
+}
+
+/// Prefix of one scope's segment entries.
+pub fn scope_segments(table_id: u64, scope: &Scope) -> String {
+    format!(
+        "{}{}/",
+        table_segments(table_id),
+        scope.user_id().unwrap_or("")
+    )
+}
+
+/// Key of one segment's entry: segment numbers zero-padded, so key order is segment order.
+pub fn segment(table_id: u64, scope: &Scope, n: u64) -> String {
+    format!("{}{n:020}", scope_segments(table_id, scope))
+}
+
 /// The scope a manifest key of `table_id` names (None: not a manifest key of that table).
 pub fn manifest_scope(table_id: u64, key: &str) -> Option<Scope> {
     let user = key.strip_prefix(&table_manifests(table_id))?;
@@ -103,16 +125,26 @@ mod tests {
         ) {
             let scope = if user.is_empty() { Scope::shared() } else { Scope::user(&user) };
             let key = manifest(a, &scope);
-            prop_assert_eq!(manifest_scope(a, &key), Some(scope));
+            prop_assert_eq!(manifest_scope(a, &key), Some(scope.clone()));
             if a != b {
                 prop_assert!(!key.starts_with(&table_manifests(b)));
+            }
+            // A scope's segments are its own range: neither another scope's nor another table's.
+            let seg = segment(a, &scope, 9);
+            prop_assert!(seg.starts_with(&scope_segments(a, &scope)));
+            prop_assert!(seg.starts_with(&table_segments(a)));
+            let other = Scope::user(&format!("{user}x"));
+            prop_assert!(!seg.starts_with(&scope_segments(a, &other)));
+            if a != b {
+                prop_assert!(!seg.starts_with(&table_segments(b)));
             }
         }
 
         #[test]
         fn kinds_never_share_a_prefix(name in "[a-z0-9_]{1,64}") {
-            let keys = [namespace(&name), table(&name, &name), user(&name), storage(&name), job(&name)];
-            let prefixes = [NAMESPACES, TABLES, USERS, STORAGES, JOBS, MANIFESTS, "widest/", "meta/"];
+            let keys = [namespace(&name), table(&name, &name), user(&name), storage(&name), job(&name),
+                manifest(7, &Scope::user(&name)), segment(7, &Scope::user(&name), 3)];
+            let prefixes = [NAMESPACES, TABLES, USERS, STORAGES, JOBS, MANIFESTS, SEGMENTS, "widest/", "meta/"];
             for (i, k) in keys.iter().enumerate() {
                 let owners: Vec<_> = prefixes.iter().filter(|p| k.starts_with(*p)).collect();
                 prop_assert_eq!(owners.len(), 1, "{} is under {:?}", k, owners);

@@ -56,8 +56,30 @@ impl Store {
         Ok(Store { db: Arc::new(db) })
     }
 
-    pub fn db(&self) -> &DB {
+    /// The RocksDB handle, for the storage code of this crate only.
+    pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// Sync the write-ahead log (at shutdown: every acknowledged write is already synced;
+    /// this covers the unsynced bookkeeping writes).
+    pub fn sync_wal(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// The sum of an integer RocksDB property over KalamDB's column families (metrics).
+    pub fn property_sum(&self, property: &str) -> u64 {
+        [CF_CATALOG, CF_ROWS, CF_FLUSHED]
+            .into_iter()
+            .filter_map(|cf| self.cf(cf).ok())
+            .filter_map(|handle| {
+                self.db
+                    .property_int_value_cf(handle, property)
+                    .ok()
+                    .flatten()
+            })
+            .sum()
     }
 
     pub fn cf(&self, name: &str) -> Result<&ColumnFamily> {

@@ -46,11 +46,8 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
             cascade,
         } => {
             p.check_admin("drop namespaces")?;
-            let dropped = db.catalog.drop_namespace(&name, if_exists, cascade)?;
-            if let Some(d) = &dropped {
-                remove_dropped_tables(db, d);
-            }
-            Ok(message(if dropped.is_some() {
+            let dropped = db.drop_namespace(&name, if_exists, cascade)?;
+            Ok(message(if dropped {
                 format!("Namespace '{name}' dropped")
             } else {
                 format!("Namespace '{name}' does not exist")
@@ -73,11 +70,8 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
             if db.catalog.namespace(&ns).is_none() && !if_exists {
                 return Err(Error::NamespaceNotFound(ns));
             }
-            let dropped = db.catalog.drop_table(&ns, &name, if_exists)?;
-            if let Some(d) = &dropped {
-                remove_dropped_tables(db, d);
-            }
-            Ok(message(if dropped.is_some() {
+            let dropped = db.drop_table(&ns, &name, if_exists)?;
+            Ok(message(if dropped {
                 format!("Table '{ns}.{name}' dropped")
             } else {
                 format!("Table '{ns}.{name}' does not exist")
@@ -140,12 +134,7 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
             if_not_exists,
         } => {
             p.check_admin("create users")?;
-            if role > p.role {
-                return Err(Error::PermissionDenied(format!(
-                    "role '{}' may not create a user with role '{role}'",
-                    p.role
-                )));
-            }
+            p.check_grant(role, "create a user with role")?;
             validate_user_id(&user_id)?;
             if db.catalog.user(&user_id).is_some() && if_not_exists {
                 return Ok(message(format!("User '{user_id}' already exists")));
@@ -176,12 +165,7 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                 AlterUserOp::Role(role) => {
                     p.check_admin("change roles")?;
                     check_outranks(caller, &user)?;
-                    if role > p.role {
-                        return Err(Error::PermissionDenied(format!(
-                            "role '{}' may not grant role '{role}'",
-                            p.role
-                        )));
-                    }
+                    p.check_grant(role, "grant role")?;
                     if user_id == ROOT_USER {
                         return Err(Error::InvalidParameter(
                             "the role of root cannot change".into(),
@@ -210,24 +194,7 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
                 ))),
                 Some(user) => {
                     check_outranks(caller, &user)?;
-                    // The user's hot rows leave system.tables' buffered counts with it (no
-                    // write of the user runs meanwhile: the caller holds the account).
-                    let scope = kalamdb_core::encoding::row_key::Scope::user(&user_id);
-                    let mut buffered = Vec::new();
-                    for t in db.catalog.tables() {
-                        if matches!(
-                            t.kind,
-                            kalamdb_core::catalog::TableKind::User
-                                | kalamdb_core::catalog::TableKind::Stream
-                        ) {
-                            buffered.push((t.id, db.rows.count_scope_versions(t.id, &scope)?));
-                        }
-                    }
-                    let files = db.catalog.drop_user(&user_id)?.unwrap_or_default();
-                    for (table_id, versions) in buffered {
-                        db.rows.note_flushed(table_id, versions);
-                    }
-                    remove_files(db, &files);
+                    db.drop_user(&user_id)?;
                     Ok(message(format!(
                         "User '{user_id}' dropped with every row it owned"
                     )))
@@ -244,52 +211,13 @@ pub fn execute(db: &Db, caller: &Caller, stmt: KalamStatement) -> Result<Stateme
     }
 }
 
-/// Forget dropped tables' in-memory state and delete their Parquet files.
-fn remove_dropped_tables(db: &Db, dropped: &kalamdb_core::catalog::Dropped) {
-    for t in &dropped.tables {
-        db.rows.forget_table(t.id);
-    }
-    remove_files(db, &dropped.files);
-    for t in &dropped.tables {
-        db.rows
-            .cold()
-            .remove_empty_dirs(&format!("{}/{}", t.namespace, t.name));
-    }
-}
-
-/// Delete the Parquet files a DROP made unreferenced, exactly those (a table or user of the
-/// same name created since writes other paths), and the directories left empty. Best effort:
-/// startup removes what is left.
-fn remove_files(db: &Db, files: &[String]) {
-    let cold = db.rows.cold();
-    let mut dirs = std::collections::BTreeSet::new();
-    for p in files {
-        if let Err(e) = cold.delete(p) {
-            tracing::warn!(path = %p, error = %e, "could not delete a dropped file; startup will");
-        }
-        if let Some((dir, _)) = p.rsplit_once('/') {
-            dirs.insert(dir);
-        }
-    }
-    for dir in dirs {
-        cold.remove_empty_dirs(dir);
-    }
-}
-
 fn short(s: &str) -> String {
     kalamdb_core::error::truncate_for_message(s)
 }
 
 /// Only `system` may manage `system`-role users.
 fn check_outranks(caller: &Caller, target: &UserDef) -> Result<()> {
-    if target.role > caller.principal.role {
-        Err(Error::PermissionDenied(format!(
-            "role '{}' may not manage a user with role '{}'",
-            caller.principal.role, target.role
-        )))
-    } else {
-        Ok(())
-    }
+    caller.principal.check_outranks(target.role)
 }
 
 fn yes_no(b: bool) -> String {

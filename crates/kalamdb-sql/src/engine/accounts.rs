@@ -13,24 +13,15 @@ use super::router::Engine;
 impl Engine {
     /// The caller to run an `EXECUTE AS USER` body as.
     pub(super) fn impersonate(&self, caller: &Caller, user_id: &str) -> Result<Caller> {
-        if caller.principal.role < Role::Service {
-            return Err(Error::PermissionDenied(format!(
-                "role '{}' may not use EXECUTE AS USER",
-                caller.principal.role
-            )));
-        }
+        // The caller's own rule first: a `user` asking learns nothing of who exists.
+        caller.principal.check_execute_as(Role::User)?;
         let target = self.db.catalog.user(user_id).ok_or_else(|| {
             Error::InvalidParameter(format!(
                 "user '{}' does not exist",
                 kalamdb_core::error::truncate_for_message(user_id)
             ))
         })?;
-        if target.role > caller.principal.role {
-            return Err(Error::PermissionDenied(format!(
-                "role '{}' may not act as a user with role '{}'",
-                caller.principal.role, target.role
-            )));
-        }
+        caller.principal.check_execute_as(target.role)?;
         Ok(Caller {
             principal: Principal {
                 user_id: target.user_id,

@@ -2,7 +2,7 @@
 //! statement's deadline) and SHOW FUNCTIONS.
 
 use arrow::array::RecordBatch;
-use kalamdb_core::catalog::{Role, TableKind};
+use kalamdb_core::catalog::TableKind;
 use kalamdb_core::jobs::flush_job::{start_flush, FlushTrigger};
 use kalamdb_core::{Error, Result};
 use std::sync::Arc;
@@ -16,11 +16,7 @@ impl Engine {
         caller: &Caller,
         table: &crate::statement::parser::TableName,
     ) -> Result<Arc<kalamdb_core::catalog::TableDef>> {
-        if caller.principal.role < Role::Service {
-            return Err(Error::PermissionDenied(
-                "flush commands need the service role or above".into(),
-            ));
-        }
+        caller.principal.check_flush()?;
         let ns = table
             .namespace
             .clone()
@@ -98,11 +94,7 @@ impl Engine {
         wait: bool,
         started: std::time::Instant,
     ) -> Result<StatementOutput> {
-        if caller.principal.role < Role::Service {
-            return Err(Error::PermissionDenied(
-                "flush commands need the service role or above".into(),
-            ));
-        }
+        caller.principal.check_flush()?;
         let tables = match namespace {
             Some(ns) => {
                 if self.db.catalog.namespace(ns).is_none() {

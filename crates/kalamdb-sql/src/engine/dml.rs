@@ -9,7 +9,6 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::prelude::DataFrame;
 use kalamdb_core::catalog::ROWID_COLUMN;
-use kalamdb_core::hot::rows::RowStore;
 use kalamdb_core::query::provider::KalamTable;
 use kalamdb_core::{Error, Result};
 use std::sync::Arc;
@@ -127,7 +126,9 @@ impl Engine {
              -> Result<Vec<Vec<kalamdb_core::types::Value>>> {
                 let mut rows = Vec::new();
                 for b in batches {
-                    rows.extend(RowStore::rows_from_batch(&def, b, with_rowid)?);
+                    rows.extend(kalamdb_core::hot::validate::rows_from_batch(
+                        &def, b, with_rowid,
+                    )?);
                 }
                 Ok(rows)
             };

@@ -117,7 +117,7 @@ pub(crate) fn too_many_rows(max_rows: usize) -> Error {
 
 pub(crate) fn timed_out(timeout: std::time::Duration) -> Error {
     Error::Timeout(format!(
-        "the statement ran longer than {} s (limits.statement_timeout_secs) and was stopped",
+        "the statement ran longer than {} s (its timeout: the request's timeout_ms, else limits.statement_timeout_secs) and was stopped",
         timeout.as_secs_f64()
     ))
 }

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod commands;
+pub(crate) mod deadline;
 mod dml;
 mod limits;
 mod output;
@@ -17,8 +18,8 @@ mod router;
 mod run;
 pub(crate) mod session;
 
+pub(crate) use limits::too_many_rows;
 pub use limits::Limits;
-pub(crate) use limits::{timed_out, too_many_rows};
 pub(crate) use output::text_schema;
 pub use output::{Caller, RequestOutcome, StatementOutput};
 pub use router::Engine;

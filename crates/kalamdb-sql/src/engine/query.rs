@@ -12,7 +12,6 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
-use kalamdb_core::catalog::Role;
 use kalamdb_core::memory::Account;
 use kalamdb_core::query::provider::KalamTable;
 use kalamdb_core::{Error, Result};
@@ -75,7 +74,7 @@ impl Engine {
                 .and_then(|mut p| p.parse_statements())
         };
         let parsed = if large {
-            self.off_the_http_workers(started, move || Ok(parse()))
+            self.off_the_http_workers(started, self.statement_timeout(caller), move || Ok(parse()))
                 .await?
         } else {
             parse()
@@ -88,7 +87,7 @@ impl Engine {
             return Err(Error::invalid_sql("expected a statement"));
         };
         crate::statement::placeholders::check(&statement, params.len())?;
-        let is_system = caller.principal.role == Role::System;
+        let is_system = caller.principal.may_touch_server();
         let with_rowid = match &statement {
             DfStatement::Statement(s) => match s.as_ref() {
                 SqlStatement::Query(_) | SqlStatement::Insert(_) | SqlStatement::Explain { .. } => {

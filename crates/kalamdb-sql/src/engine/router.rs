@@ -260,8 +260,10 @@ impl Engine {
         let started = std::time::Instant::now();
         let parsed = if sql.len() > LARGE_SQL_BYTES {
             let text = sql.to_string();
-            self.off_the_http_workers(started, move || parse_statement(&text))
-                .await?
+            self.off_the_http_workers(started, self.statement_timeout(caller), move || {
+                parse_statement(&text)
+            })
+            .await?
         } else {
             parse_statement(sql)?
         };
@@ -367,6 +369,7 @@ impl Engine {
             caller.namespace.clone(),
             with_rowid,
             started + self.statement_timeout(caller),
+            self.statement_timeout(caller),
             self.limits.max_result_rows,
             &self.query_heap,
         )

@@ -88,8 +88,13 @@ impl Engine {
         session: &StatementSession,
         work: impl std::future::Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        self.run_until(session.account().clone(), session.deadline(), work)
-            .await
+        self.run_until(
+            session.account().clone(),
+            session.deadline(),
+            session.timeout(),
+            work,
+        )
+        .await
     }
 
     /// Parse a large statement on the query runtime's blocking threads, under the statement's
@@ -100,12 +105,13 @@ impl Engine {
     pub(super) async fn off_the_http_workers<T: Send + 'static>(
         &self,
         started: std::time::Instant,
+        timeout: std::time::Duration,
         work: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let runtime = self.query_runtime()?;
         // A blocking thread, not a query worker: two long parses on the two workers held every
         // other statement's planning and execution until they ended.
-        let deadline = started + self.limits.statement_timeout;
+        let deadline = started + timeout;
         let permit = match tokio::time::timeout_at(
             deadline.into(),
             self.large_parses.clone().acquire_owned(),
@@ -114,7 +120,7 @@ impl Engine {
         {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(Error::Internal("the parse semaphore is closed".into())),
-            Err(_) => return Err(timed_out(self.limits.statement_timeout)),
+            Err(_) => return Err(timed_out(timeout)),
         };
         let account = Account::new(&self.query_heap);
         // The permit goes with the work: an abandoned parse still holds it until it ends.
@@ -122,36 +128,18 @@ impl Engine {
             let _permit = permit;
             account.charged(work)
         });
-        self.until_deadline(deadline, task).await
+        super::deadline::until_deadline(deadline, timeout, task, None).await
     }
 
     pub(super) async fn run_until<T: Send + 'static>(
         &self,
         account: Arc<Account>,
         deadline: std::time::Instant,
+        timeout: std::time::Duration,
         work: impl std::future::Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
         let task = self.query_runtime()?.spawn(Charged::new(account, work));
-        self.until_deadline(deadline, task).await
-    }
-
-    /// A task's answer, or TIMEOUT at the deadline (the task is aborted at its next await; a
-    /// blocking one runs to its end). A panic is the query's error (errors::from_panic).
-    pub(super) async fn until_deadline<T>(
-        &self,
-        deadline: std::time::Instant,
-        task: tokio::task::JoinHandle<Result<T>>,
-    ) -> Result<T> {
-        let abort = task.abort_handle();
-        match tokio::time::timeout_at(deadline.into(), task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) if e.is_panic() => Err(crate::planning::errors::from_panic(e.into_panic())),
-            Ok(Err(e)) => Err(Error::Internal(format!("query task failed: {e}"))),
-            Err(_) => {
-                abort.abort();
-                Err(timed_out(self.limits.statement_timeout))
-            }
-        }
+        super::deadline::until_deadline(deadline, timeout, task, None).await
     }
 
     pub(super) fn query_runtime(&self) -> Result<&tokio::runtime::Runtime> {

@@ -40,6 +40,8 @@ pub(crate) struct StatementSession {
     with_rowid: bool,
     now: chrono::DateTime<chrono::Utc>,
     deadline: Instant,
+    /// The statement timeout the deadline comes from (for the TIMEOUT message).
+    timeout: std::time::Duration,
     max_rows: usize,
     /// The heap bytes the statement's work allocates (kalamdb_core::memory).
     account: Arc<Account>,
@@ -63,6 +65,7 @@ impl StatementSession {
         namespace: String,
         with_rowid: bool,
         deadline: Instant,
+        timeout: std::time::Duration,
         max_rows: usize,
         heap: &Arc<QueryHeap>,
     ) -> Arc<StatementSession> {
@@ -74,6 +77,7 @@ impl StatementSession {
             with_rowid,
             now: statement_time(),
             deadline,
+            timeout,
             max_rows,
             account: Account::new(heap),
             all_subqueries: false,
@@ -137,6 +141,11 @@ impl StatementSession {
     /// When the statement must have finished.
     pub(crate) fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// The statement timeout its deadline comes from.
+    pub(crate) fn timeout(&self) -> std::time::Duration {
+        self.timeout
     }
 
     /// A DataFusion state for this statement (cheap enough to build per statement; built

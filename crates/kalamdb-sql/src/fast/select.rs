@@ -23,16 +23,17 @@ use datafusion::catalog::TableProvider;
 use kalamdb_core::catalog::access::Principal;
 use kalamdb_core::db::Db;
 use kalamdb_core::encoding::arrow_values::value_from_text;
-use kalamdb_core::hot::rows::{ScanColumn, ScanRange};
+use kalamdb_core::encoding::arrow_values::SCAN_BATCH_ROWS;
 use kalamdb_core::memory::Account;
-use kalamdb_core::query::provider::{KalamTable, SCAN_BATCH_ROWS};
+use kalamdb_core::query::provider::KalamTable;
+use kalamdb_core::read::scan::{ScanColumn, ScanRange};
 use kalamdb_core::types::DataType;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::Result;
 use sqlparser::ast::{
     BinaryOperator, Expr, Query, Select, SelectItem, SetExpr, TableFactor, Value,
 };
 
-use crate::engine::{timed_out, too_many_rows};
+use crate::engine::too_many_rows;
 use crate::fast::path::{is_bare, kalam_table, normalize};
 
 /// A direct read ready to run.
@@ -242,12 +243,7 @@ impl DirectSelect {
             account.check()?;
             Ok((batches, n))
         });
-        match tokio::time::timeout(timeout, task).await {
-            Ok(r) => r.map_err(|e| Error::Internal(format!("read task failed: {e}")))?,
-            Err(_) => {
-                cancelled.store(true, Ordering::Relaxed);
-                Err(timed_out(timeout))
-            }
-        }
+        let deadline = std::time::Instant::now() + timeout;
+        crate::engine::deadline::until_deadline(deadline, timeout, task, Some(&cancelled)).await
     }
 }

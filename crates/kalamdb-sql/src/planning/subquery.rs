@@ -109,7 +109,7 @@ fn run(state: &SessionState, deadline: Instant, plan: LogicalPlan) -> DfResult<V
 
 fn timeout() -> DataFusionError {
     DataFusionError::External(Box::new(Error::Timeout(
-        "the statement ran longer than its timeout (limits.statement_timeout_secs) and was stopped"
+        "the statement ran longer than its timeout (the request's timeout_ms, else limits.statement_timeout_secs) and was stopped"
             .into(),
     )))
 }
