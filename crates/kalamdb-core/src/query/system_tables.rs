@@ -133,132 +133,142 @@ pub fn system_table(
     rows: &RowStore,
 ) -> Result<Option<Arc<MemTable>>> {
     Ok(Some(match name {
-        "namespaces" => {
-            let ns = catalog.namespaces();
-            let counts: Vec<i64> = ns
-                .iter()
-                .map(|n| catalog.tables_in(&n.name).len() as i64)
-                .collect();
-            mem_table(
-                vec![
-                    f("namespace", ArrowType::Utf8, false),
-                    f("table_count", ArrowType::Int64, false),
-                    f("created_at", ts_type(), false),
-                ],
-                vec![
-                    text(ns.iter().map(|n| n.name.clone()).collect()),
-                    Arc::new(Int64Array::from(counts)),
-                    ts(ns.iter().map(|n| n.created_at_ms).collect()),
-                ],
-            )?
-        }
-        "tables" => {
-            let tables = catalog.tables();
-            let mut buffered = Vec::with_capacity(tables.len());
-            let mut flushed = Vec::with_capacity(tables.len());
-            for t in &tables {
-                buffered.push(rows.buffered(t.id) as i64);
-                let headers = crate::cold::manifest::table_headers(rows.store(), t.id)?;
-                flushed.push(headers.iter().map(|(_, h)| h.rows).sum::<u64>() as i64);
-            }
-            let columns_json: Vec<String> = tables
-                .iter()
-                .map(|t| {
-                    serde_json::Value::Array(
-                        t.live_columns()
-                            .map(|c| {
-                                serde_json::json!({
-                                    "name": c.name,
-                                    "data_type": c.data_type.to_string(),
-                                    "nullable": c.nullable,
-                                    "default": c.default.as_ref().map(|d| d.sql(&c.data_type)),
-                                })
-                            })
-                            .collect(),
-                    )
-                    .to_string()
-                })
-                .collect();
-            mem_table(
-                vec![
-                    f("namespace", ArrowType::Utf8, false),
-                    f("table_name", ArrowType::Utf8, false),
-                    f("table_type", ArrowType::Utf8, false),
-                    f("columns", ArrowType::Utf8, false),
-                    f("primary_key", ArrowType::Utf8, true),
-                    f("options", ArrowType::Utf8, false),
-                    f("buffered_rows", ArrowType::Int64, false),
-                    f("flushed_rows", ArrowType::Int64, false),
-                    f("schema_version", ArrowType::Int32, false),
-                    f("created_at", ts_type(), false),
-                ],
-                vec![
-                    text(tables.iter().map(|t| t.namespace.clone()).collect()),
-                    text(tables.iter().map(|t| t.name.clone()).collect()),
-                    text(tables.iter().map(|t| t.kind.to_string()).collect()),
-                    text(columns_json),
-                    opt_text(tables.iter().map(|t| t.primary_key.clone()).collect()),
-                    text(
-                        tables
-                            .iter()
-                            .map(|t| serde_json::to_string(&t.options).unwrap_or_default())
-                            .collect(),
-                    ),
-                    Arc::new(Int64Array::from(buffered)),
-                    Arc::new(Int64Array::from(flushed)),
-                    Arc::new(Int32Array::from(
-                        tables
-                            .iter()
-                            .map(|t| t.schema_version as i32)
-                            .collect::<Vec<_>>(),
-                    )),
-                    ts(tables.iter().map(|t| t.created_at_ms).collect()),
-                ],
-            )?
-        }
-        "users" => {
-            let users = catalog.users();
-            mem_table(
-                vec![
-                    f("user_id", ArrowType::Utf8, false),
-                    f("role", ArrowType::Utf8, false),
-                    f("has_password", ArrowType::Boolean, false),
-                    f("created_at", ts_type(), false),
-                    f("updated_at", ts_type(), false),
-                ],
-                vec![
-                    text(users.iter().map(|u| u.user_id.clone()).collect()),
-                    text(users.iter().map(|u| u.role.to_string()).collect()),
-                    Arc::new(BooleanArray::from(
-                        users
-                            .iter()
-                            .map(|u| u.password_hash.is_some())
-                            .collect::<Vec<_>>(),
-                    )),
-                    ts(users.iter().map(|u| u.created_at_ms).collect()),
-                    ts(users.iter().map(|u| u.updated_at_ms).collect()),
-                ],
-            )?
-        }
-        "storages" => {
-            let s = catalog.storages();
-            mem_table(
-                vec![
-                    f("storage_id", ArrowType::Utf8, false),
-                    f("storage_type", ArrowType::Utf8, false),
-                    f("base_directory", ArrowType::Utf8, false),
-                    f("created_at", ts_type(), false),
-                ],
-                vec![
-                    text(s.iter().map(|x| x.storage_id.clone()).collect()),
-                    text(s.iter().map(|x| x.storage_type.clone()).collect()),
-                    text(s.iter().map(|x| x.base_directory.clone()).collect()),
-                    ts(s.iter().map(|x| x.created_at_ms).collect()),
-                ],
-            )?
-        }
+        "namespaces" => namespaces_table(catalog)?,
+        "tables" => tables_table(catalog, rows)?,
+        "users" => users_table(catalog)?,
+        "storages" => storages_table(catalog)?,
         _ => return Ok(None),
     }))
+}
+
+fn namespaces_table(catalog: &Catalog) -> Result<Arc<MemTable>> {
+    let ns = catalog.namespaces();
+    let counts: Vec<i64> = ns
+        .iter()
+        .map(|n| catalog.tables_in(&n.name).len() as i64)
+        .collect();
+    mem_table(
+        vec![
+            f("namespace", ArrowType::Utf8, false),
+            f("table_count", ArrowType::Int64, false),
+            f("created_at", ts_type(), false),
+        ],
+        vec![
+            text(ns.iter().map(|n| n.name.clone()).collect()),
+            Arc::new(Int64Array::from(counts)),
+            ts(ns.iter().map(|n| n.created_at_ms).collect()),
+        ],
+    )
+}
+
+/// One row per table, with its buffered and flushed rows (manifest headers only).
+fn tables_table(catalog: &Catalog, rows: &RowStore) -> Result<Arc<MemTable>> {
+    let tables = catalog.tables();
+    let mut buffered = Vec::with_capacity(tables.len());
+    let mut flushed = Vec::with_capacity(tables.len());
+    for t in &tables {
+        buffered.push(rows.buffered(t.id) as i64);
+        let headers = crate::cold::manifest::table_headers(rows.store(), t.id)?;
+        flushed.push(headers.iter().map(|(_, h)| h.rows).sum::<u64>() as i64);
+    }
+    let columns_json: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            serde_json::Value::Array(
+                t.live_columns()
+                    .map(|c| {
+                        serde_json::json!({
+                            "name": c.name,
+                            "data_type": c.data_type.to_string(),
+                            "nullable": c.nullable,
+                            "default": c.default.as_ref().map(|d| d.sql(&c.data_type)),
+                        })
+                    })
+                    .collect(),
+            )
+            .to_string()
+        })
+        .collect();
+    mem_table(
+        vec![
+            f("namespace", ArrowType::Utf8, false),
+            f("table_name", ArrowType::Utf8, false),
+            f("table_type", ArrowType::Utf8, false),
+            f("columns", ArrowType::Utf8, false),
+            f("primary_key", ArrowType::Utf8, true),
+            f("options", ArrowType::Utf8, false),
+            f("buffered_rows", ArrowType::Int64, false),
+            f("flushed_rows", ArrowType::Int64, false),
+            f("schema_version", ArrowType::Int32, false),
+            f("created_at", ts_type(), false),
+        ],
+        vec![
+            text(tables.iter().map(|t| t.namespace.clone()).collect()),
+            text(tables.iter().map(|t| t.name.clone()).collect()),
+            text(tables.iter().map(|t| t.kind.to_string()).collect()),
+            text(columns_json),
+            opt_text(tables.iter().map(|t| t.primary_key.clone()).collect()),
+            text(
+                tables
+                    .iter()
+                    .map(|t| serde_json::to_string(&t.options).unwrap_or_default())
+                    .collect(),
+            ),
+            Arc::new(Int64Array::from(buffered)),
+            Arc::new(Int64Array::from(flushed)),
+            Arc::new(Int32Array::from(
+                tables
+                    .iter()
+                    .map(|t| t.schema_version as i32)
+                    .collect::<Vec<_>>(),
+            )),
+            ts(tables.iter().map(|t| t.created_at_ms).collect()),
+        ],
+    )
+}
+
+/// One row per user, never a password hash.
+fn users_table(catalog: &Catalog) -> Result<Arc<MemTable>> {
+    let users = catalog.users();
+    mem_table(
+        vec![
+            f("user_id", ArrowType::Utf8, false),
+            f("role", ArrowType::Utf8, false),
+            f("has_password", ArrowType::Boolean, false),
+            f("created_at", ts_type(), false),
+            f("updated_at", ts_type(), false),
+        ],
+        vec![
+            text(users.iter().map(|u| u.user_id.clone()).collect()),
+            text(users.iter().map(|u| u.role.to_string()).collect()),
+            Arc::new(BooleanArray::from(
+                users
+                    .iter()
+                    .map(|u| u.password_hash.is_some())
+                    .collect::<Vec<_>>(),
+            )),
+            ts(users.iter().map(|u| u.created_at_ms).collect()),
+            ts(users.iter().map(|u| u.updated_at_ms).collect()),
+        ],
+    )
+}
+
+fn storages_table(catalog: &Catalog) -> Result<Arc<MemTable>> {
+    let s = catalog.storages();
+    mem_table(
+        vec![
+            f("storage_id", ArrowType::Utf8, false),
+            f("storage_type", ArrowType::Utf8, false),
+            f("base_directory", ArrowType::Utf8, false),
+            f("created_at", ts_type(), false),
+        ],
+        vec![
+            text(s.iter().map(|x| x.storage_id.clone()).collect()),
+            text(s.iter().map(|x| x.storage_type.clone()).collect()),
+            text(s.iter().map(|x| x.base_directory.clone()).collect()),
+            ts(s.iter().map(|x| x.created_at_ms).collect()),
+        ],
+    )
 }
 
 /// Build `information_schema.<name>`; None if there is no such table.

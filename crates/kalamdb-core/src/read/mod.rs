@@ -1,3 +1,4 @@
 //! The only code that merges the two tiers into one table.
 
+mod merge;
 pub mod scan;

@@ -6,25 +6,23 @@
 //! rest to Arrow builders. Memory holds one pending version per source, whatever the table's
 //! size.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use rocksdb::{DBRawIteratorWithThreadMode, DB};
 
+use super::merge::{HotSource, Merge, Source};
 use crate::catalog::TableDef;
 use crate::clock::now_millis;
 use crate::cold::manifest;
 use crate::cold::segment::{SegmentColumns, SegmentReader};
 use crate::encoding::arrow_values::ColumnBuilder;
-use crate::encoding::row_codec::{decode_row, is_tombstone};
 use crate::encoding::row_key::{encode_pk, prefix_upper_bound, scope_prefix, split_row_key, Scope};
 use crate::error::{Error, Result};
 use crate::hot::rows::{decode_rowid, RowStore};
 use crate::storage::keyspace::CF_ROWS;
 use crate::storage::rocks::Store;
-use crate::types::RowVersion;
 use crate::types::{DataType, Value};
 
 /// Which rows of a scope a scan reads.
@@ -47,136 +45,6 @@ pub enum ScanColumn {
     },
     /// The hidden row id of a table without a declared primary key (as BIGINT).
     RowId,
-}
-
-type Source<'a> = Box<dyn Iterator<Item = Result<RowVersion>> + 'a>;
-
-/// The newest hot version of each key of a scope (tombstones and expired rows included, as
-/// versions without values).
-struct HotSource<'a> {
-    it: DBRawIteratorWithThreadMode<'a, DB>,
-    def: &'a TableDef,
-    prefix_len: usize,
-    last_pk: Option<Vec<u8>>,
-    now_ms: u64,
-    started: bool,
-}
-
-impl HotSource<'_> {
-    fn next_version(&mut self) -> Result<Option<RowVersion>> {
-        if self.started {
-            self.it.next();
-        }
-        self.started = true;
-        while self.it.valid() {
-            let (Some(k), Some(v)) = (self.it.key(), self.it.value()) else {
-                break;
-            };
-            let (pk, seq) = split_row_key(k, self.prefix_len)
-                .ok_or_else(|| Error::Internal("malformed row key".into()))?;
-            if self.last_pk.as_deref() == Some(pk) {
-                self.it.next();
-                continue; // an older version of a key already returned
-            }
-            self.last_pk = Some(pk.to_vec());
-            if is_tombstone(v) || self.def.is_expired(seq, self.now_ms) {
-                return Ok(Some(RowVersion {
-                    pk: pk.to_vec(),
-                    seq,
-                    schema_version: 0,
-                    values: None,
-                }));
-            }
-            let row = decode_row(v)?;
-            return Ok(Some(RowVersion {
-                pk: pk.to_vec(),
-                seq,
-                schema_version: row.schema_version,
-                values: row.values,
-            }));
-        }
-        self.it.status()?;
-        Ok(None)
-    }
-}
-
-impl Iterator for HotSource<'_> {
-    type Item = Result<RowVersion>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_version().transpose()
-    }
-}
-
-/// A source's pending version, ordered for a min-heap on (pk asc, seq desc).
-struct Head {
-    row: RowVersion,
-    source: usize,
-}
-
-impl PartialEq for Head {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Head {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap and we want the smallest pk, then highest seq.
-        other
-            .row
-            .pk
-            .cmp(&self.row.pk)
-            .then(self.row.seq.cmp(&other.row.seq))
-    }
-}
-
-/// Yields the winning version of each key across sources.
-struct Merge<'a> {
-    sources: Vec<Source<'a>>,
-    heap: BinaryHeap<Head>,
-}
-
-impl<'a> Merge<'a> {
-    fn new(mut sources: Vec<Source<'a>>) -> Result<Merge<'a>> {
-        let mut heap = BinaryHeap::with_capacity(sources.len());
-        for (i, s) in sources.iter_mut().enumerate() {
-            if let Some(row) = s.next().transpose()? {
-                heap.push(Head { row, source: i });
-            }
-        }
-        Ok(Merge { sources, heap })
-    }
-
-    fn advance(&mut self, source: usize) -> Result<()> {
-        if let Some(row) = self.sources[source].next().transpose()? {
-            self.heap.push(Head { row, source });
-        }
-        Ok(())
-    }
-
-    /// The key of the next winner, without taking it.
-    fn peek_pk(&self) -> Option<&[u8]> {
-        self.heap.peek().map(|h| h.row.pk.as_slice())
-    }
-
-    fn next_winner(&mut self) -> Result<Option<RowVersion>> {
-        let Some(top) = self.heap.pop() else {
-            return Ok(None);
-        };
-        self.advance(top.source)?;
-        // Drop every other source's (older) version of the same key.
-        while self.heap.peek().is_some_and(|h| h.row.pk == top.row.pk) {
-            if let Some(h) = self.heap.pop() {
-                self.advance(h.source)?;
-            }
-        }
-        Ok(Some(top.row))
-    }
 }
 
 impl RowStore {
@@ -211,36 +79,97 @@ impl RowStore {
         batch_rows: usize,
         mut emit: impl FnMut(RecordBatch) -> bool,
     ) -> Result<()> {
+        let Some(Sources {
+            mut merge,
+            columnar,
+            wanted,
+        }) = self.open_sources(def, scope, columns, range, batch_rows)?
+        else {
+            return Ok(());
+        };
+        let mut layouts: HashMap<u32, Vec<Option<usize>>> = HashMap::new();
+        let mut batcher = Batcher::new(schema.clone(), columns, batch_rows);
+        let limit = range.limit.unwrap_or(usize::MAX);
+        let mut total = 0usize;
+        // Merged rows in key order; before each isolated segment, the merged rows whose keys
+        // sort before it, then the segment's columns as they are. The output stays in key order.
+        let mut next_columnar = columnar.into_iter().peekable();
+        loop {
+            if total >= limit {
+                break; // the rows already in the batcher still go out below
+            }
+            let before_next_segment = match (merge.peek_pk(), next_columnar.peek()) {
+                (None, None) => break,
+                (Some(pk), Some((_, seg_min))) => pk < seg_min.as_slice(),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            if !before_next_segment {
+                let Some((seg, _)) = next_columnar.next() else {
+                    break;
+                };
+                if !batcher.flush(&mut emit)? {
+                    return Ok(());
+                }
+                let read = SegmentRead {
+                    def,
+                    scope,
+                    columns,
+                    schema: &schema,
+                    wanted: &wanted,
+                    batch_rows,
+                };
+                if !self.emit_columnar(&read, &seg, limit, &mut total, &mut emit)? {
+                    return Ok(());
+                }
+                continue;
+            }
+            let Some(row) = merge.next_winner()? else {
+                continue;
+            };
+            let Some(values) = row.values.as_ref() else {
+                continue;
+            };
+            if row.schema_version > def.schema_version {
+                // Written under a schema newer than this statement's plan.
+                return Err(schema_changed());
+            }
+            let layout = layouts
+                .entry(row.schema_version)
+                .or_insert_with(|| projection_layout(def, row.schema_version, columns));
+            if !batcher.push(&row.pk, values, layout, &mut emit)? {
+                return Ok(());
+            }
+            total += 1;
+        }
+        batcher.flush(&mut emit)?;
+        Ok(())
+    }
+
+    /// The scan's sources: the hot rows and every segment that must be merged with them (one
+    /// merge, key order), and the isolated segments read by column, by first key. None when
+    /// the scan can match nothing.
+    fn open_sources<'s>(
+        &'s self,
+        def: &'s TableDef,
+        scope: &Scope,
+        columns: &[ScanColumn],
+        range: &ScanRange,
+        batch_rows: usize,
+    ) -> Result<Option<Sources<'s>>> {
         let prefix = scope_prefix(def.id, scope);
         let pk_filter = match &range.pk_equals {
             Some(v) => {
                 let mut pk = Vec::new();
                 if !encode_pk(v, &mut pk) {
-                    return Ok(());
+                    return Ok(None); // a NULL key matches nothing
                 }
                 Some(pk)
             }
             None => None,
         };
-        let mut lower = prefix.clone();
-        if let Some(pk) = &pk_filter {
-            lower.extend_from_slice(pk);
-        }
-        let upper = prefix_upper_bound(&lower);
+        let (mut it, lower) = self.hot_iterator(&prefix, pk_filter.as_deref())?;
         let store = self.store();
-        // Order matters: the hot iterator (a consistent view from its creation) must exist
-        // before the manifest is read. A flush committing in between then shows its rows in
-        // both (the merge keeps one: same key, same seq), never in neither.
-        let mut read_options = Store::range_read_options(&lower, &upper);
-        if pk_filter.is_none() {
-            // A whole scope read once does not go through the block cache: it would push out
-            // what point reads keep there, and the blocks it caches would be counted as this
-            // statement's memory (allocated on its thread, freed by others).
-            read_options.fill_cache(false);
-        }
-        let mut it = store
-            .db()
-            .raw_iterator_cf_opt(store.cf(CF_ROWS)?, read_options);
         let manifest = manifest::load(store, def.id, scope)?;
         // Key range of the hot rows (the iterator's snapshot, the one the merge reads), for
         // isolating segments; only worth two seeks when there are segments to isolate.
@@ -249,21 +178,11 @@ impl RowStore {
             && columns
                 .iter()
                 .all(|c| matches!(c, ScanColumn::Column { .. }));
-        let mut hot_range: Option<(Vec<u8>, Vec<u8>)> = None;
-        if columnar_ok {
-            it.seek_to_first();
-            let first = it
-                .key()
-                .and_then(|k| split_row_key(k, prefix.len()))
-                .map(|(pk, _)| pk.to_vec());
-            it.seek_to_last();
-            let last = it
-                .key()
-                .and_then(|k| split_row_key(k, prefix.len()))
-                .map(|(pk, _)| pk.to_vec());
-            it.status()?;
-            hot_range = first.zip(last);
-        }
+        let hot_range = if columnar_ok {
+            hot_key_range(&mut it, prefix.len())?
+        } else {
+            None
+        };
         it.seek(&lower);
         let hot = HotSource {
             it,
@@ -287,13 +206,13 @@ impl RowStore {
         } else {
             Vec::new()
         };
-        let mut columnar: Vec<(&manifest::SegmentMeta, Vec<u8>)> = Vec::new();
+        let mut columnar: Vec<(manifest::SegmentMeta, Vec<u8>)> = Vec::new();
         for (i, seg) in manifest.segments.iter().enumerate() {
             if pk_filter.as_ref().is_some_and(|pk| !seg.may_contain(pk)) {
                 continue; // pruned by the manifest's key range
             }
             if let Some(min) = isolated.get(i).cloned().flatten() {
-                columnar.push((seg, min));
+                columnar.push((seg.clone(), min));
                 continue;
             }
             let data = self.segment_bytes(def, scope, &seg.path)?;
@@ -308,150 +227,218 @@ impl RowStore {
             sources.push(Box::new(reader));
         }
         columnar.sort_by(|a, b| a.1.cmp(&b.1));
-        let mut merge = Merge::new(sources)?;
+        Ok(Some(Sources {
+            merge: Merge::new(sources)?,
+            columnar,
+            wanted,
+        }))
+    }
 
-        let mut layouts: HashMap<u32, Vec<Option<usize>>> = HashMap::new();
-        let mut builders: Vec<ColumnBuilder> = columns
+    /// An iterator over the scope's hot rows from `prefix` (and `pk`, for a point read), and
+    /// where it starts. Order matters: this iterator (a consistent view from its creation)
+    /// must exist before the manifest is read. A flush committing in between then shows its
+    /// rows in both (the merge keeps one: same key, same seq), never in neither.
+    fn hot_iterator(
+        &self,
+        prefix: &[u8],
+        pk: Option<&[u8]>,
+    ) -> Result<(DBRawIteratorWithThreadMode<'_, DB>, Vec<u8>)> {
+        let mut lower = prefix.to_vec();
+        if let Some(pk) = pk {
+            lower.extend_from_slice(pk);
+        }
+        let upper = prefix_upper_bound(&lower);
+        let mut read_options = Store::range_read_options(&lower, &upper);
+        if pk.is_none() {
+            // A whole scope read once does not go through the block cache: it would push out
+            // what point reads keep there, and the blocks it caches would be counted as this
+            // statement's memory (allocated on its thread, freed by others).
+            read_options.fill_cache(false);
+        }
+        let store = self.store();
+        let it = store
+            .db()
+            .raw_iterator_cf_opt(store.cf(CF_ROWS)?, read_options);
+        Ok((it, lower))
+    }
+
+    /// An isolated segment's live rows as they are stored, column by column (no merge: no
+    /// other source holds its keys). False when `emit` or the limit stops the scan.
+    fn emit_columnar(
+        &self,
+        read: &SegmentRead<'_>,
+        seg: &manifest::SegmentMeta,
+        limit: usize,
+        total: &mut usize,
+        emit: &mut dyn FnMut(RecordBatch) -> bool,
+    ) -> Result<bool> {
+        let def = read.def;
+        if seg.schema_version > def.schema_version {
+            return Err(schema_changed());
+        }
+        let data = self.segment_bytes(def, read.scope, &seg.path)?;
+        let mut reader =
+            SegmentColumns::open(def, data, seg.schema_version, read.wanted, read.batch_rows)?;
+        while let Some((arrays, rows)) = reader.next_live()? {
+            let take = rows.min(limit - *total);
+            let mut out = Vec::with_capacity(read.columns.len());
+            for c in read.columns {
+                let ScanColumn::Column {
+                    id,
+                    data_type,
+                    value_for_older_rows,
+                } = c
+                else {
+                    return Err(Error::Internal("row id in a columnar scan".into()));
+                };
+                out.push(match arrays.get(id) {
+                    Some(a) => a.slice(0, take),
+                    None => {
+                        let mut b = ColumnBuilder::new(data_type, take);
+                        let v = value_for_older_rows.as_ref().unwrap_or(&Value::Null);
+                        for _ in 0..take {
+                            b.append(v)?;
+                        }
+                        b.finish()?
+                    }
+                });
+            }
+            let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(take));
+            *total += take;
+            let batch = RecordBatch::try_new_with_options(read.schema.clone(), out, &opts)?;
+            if !emit(batch) || *total >= limit {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// What a scan reads: the merge of the hot rows and the overlapping segments, the isolated
+/// segments (with their first keys, in key order) and the column ids it wants.
+struct Sources<'a> {
+    merge: Merge<'a>,
+    columnar: Vec<(manifest::SegmentMeta, Vec<u8>)>,
+    wanted: Vec<u32>,
+}
+
+/// What reading one isolated segment by column needs of its scan.
+struct SegmentRead<'a> {
+    def: &'a TableDef,
+    scope: &'a Scope,
+    columns: &'a [ScanColumn],
+    schema: &'a SchemaRef,
+    wanted: &'a [u32],
+    batch_rows: usize,
+}
+
+/// Merged rows gathered into batches of at most `batch_rows` rows and about
+/// [`SCAN_BATCH_BYTES`](crate::encoding::arrow_values::SCAN_BATCH_BYTES) of values.
+struct Batcher<'a> {
+    schema: SchemaRef,
+    columns: &'a [ScanColumn],
+    builders: Vec<ColumnBuilder>,
+    batch_rows: usize,
+    rows: usize,
+    bytes: usize,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(schema: SchemaRef, columns: &'a [ScanColumn], batch_rows: usize) -> Batcher<'a> {
+        let builders = columns
             .iter()
             .map(|c| match c {
                 ScanColumn::Column { data_type, .. } => ColumnBuilder::new(data_type, batch_rows),
                 ScanColumn::RowId => ColumnBuilder::new(&DataType::BigInt, batch_rows),
             })
             .collect();
-        let limit = range.limit.unwrap_or(usize::MAX);
-        let (mut in_batch, mut total) = (0usize, 0usize);
-        let mut in_batch_bytes = 0usize;
-        // Merged rows in key order; before each isolated segment, the merged rows whose keys
-        // sort before it, then the segment's columns as they are. The output stays in key order.
-        let mut next_columnar = columnar.into_iter().peekable();
-        loop {
-            if total >= limit {
-                break; // the rows already in the builders still go out below
-            }
-            let before_next_segment = match (merge.peek_pk(), next_columnar.peek()) {
-                (None, None) => break,
-                (Some(pk), Some((_, seg_min))) => pk < seg_min.as_slice(),
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-            };
-            if !before_next_segment {
-                let Some((seg, _)) = next_columnar.next() else {
-                    break;
-                };
-                if in_batch > 0 {
-                    if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
-                        return Ok(());
-                    }
-                    (in_batch, in_batch_bytes) = (0, 0);
-                }
-                if seg.schema_version > def.schema_version {
-                    return Err(schema_changed());
-                }
-                let data = self.segment_bytes(def, scope, &seg.path)?;
-                let mut reader =
-                    SegmentColumns::open(def, data, seg.schema_version, &wanted, batch_rows)?;
-                while let Some((arrays, rows)) = reader.next_live()? {
-                    let take = rows.min(limit - total);
-                    let mut out = Vec::with_capacity(columns.len());
-                    for c in columns {
-                        let ScanColumn::Column {
-                            id,
-                            data_type,
-                            value_for_older_rows,
-                        } = c
-                        else {
-                            return Err(Error::Internal("row id in a columnar scan".into()));
-                        };
-                        out.push(match arrays.get(id) {
-                            Some(a) => a.slice(0, take),
-                            None => {
-                                let mut b = ColumnBuilder::new(data_type, take);
-                                let v = value_for_older_rows.as_ref().unwrap_or(&Value::Null);
-                                for _ in 0..take {
-                                    b.append(v)?;
-                                }
-                                b.finish()?
-                            }
-                        });
-                    }
-                    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(take));
-                    total += take;
-                    if !emit(RecordBatch::try_new_with_options(
-                        schema.clone(),
-                        out,
-                        &opts,
-                    )?) || total >= limit
-                    {
-                        return Ok(());
-                    }
-                }
-                continue;
-            }
-            let Some(row) = merge.next_winner()? else {
-                continue;
-            };
-            let Some(values) = row.values else { continue };
-            if row.schema_version > def.schema_version {
-                // Written under a schema newer than this statement's plan.
-                return Err(schema_changed());
-            }
-            let layout = layouts
-                .entry(row.schema_version)
-                .or_insert_with(|| projection_layout(def, row.schema_version, columns));
-            let value_at = |i: usize| match &columns[i] {
-                ScanColumn::RowId => None,
-                ScanColumn::Column {
-                    value_for_older_rows,
-                    ..
-                } => Some(match layout[i] {
-                    Some(pos) => values.get(pos).unwrap_or(&Value::Null),
-                    None => value_for_older_rows.as_ref().unwrap_or(&Value::Null),
-                }),
-            };
-            let row_bytes: usize = columns
-                .iter()
-                .enumerate()
-                .map(|(i, _)| match value_at(i) {
-                    Some(Value::Text(t)) => t.len(),
-                    Some(Value::Bytes(b)) => b.len(),
-                    _ => 0,
-                })
-                .sum();
-            // The batch ends before the row that would take it over the target (after it, 17
-            // rows of 1 MB made one batch over the target), unless the row alone is the batch.
-            if in_batch > 0
-                && in_batch_bytes + row_bytes > crate::encoding::arrow_values::SCAN_BATCH_BYTES
-            {
-                if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
-                    return Ok(());
-                }
-                (in_batch, in_batch_bytes) = (0, 0);
-            }
-            in_batch_bytes += row_bytes;
-            for (i, c) in columns.iter().enumerate() {
-                match c {
-                    ScanColumn::RowId => builders[i].append(&decode_rowid(&row.pk)?)?,
-                    ScanColumn::Column { .. } => {
-                        builders[i].append(value_at(i).unwrap_or(&Value::Null))?
-                    }
-                }
-            }
-            in_batch += 1;
-            total += 1;
-            if in_batch == batch_rows
-                || in_batch_bytes >= crate::encoding::arrow_values::SCAN_BATCH_BYTES
-            {
-                if !emit(finish_batch(&schema, &mut builders, in_batch)?) {
-                    return Ok(());
-                }
-                (in_batch, in_batch_bytes) = (0, 0);
-            }
+        Batcher {
+            schema,
+            columns,
+            builders,
+            batch_rows,
+            rows: 0,
+            bytes: 0,
         }
-        if in_batch > 0 {
-            emit(finish_batch(&schema, &mut builders, in_batch)?);
-        }
-        Ok(())
     }
+
+    /// Hand the rows gathered so far to `emit` (nothing when there are none); false when
+    /// `emit` stops the scan.
+    fn flush(&mut self, emit: &mut dyn FnMut(RecordBatch) -> bool) -> Result<bool> {
+        if self.rows == 0 {
+            return Ok(true);
+        }
+        let batch = finish_batch(&self.schema, &mut self.builders, self.rows)?;
+        (self.rows, self.bytes) = (0, 0);
+        Ok(emit(batch))
+    }
+
+    /// Add one live row (its values in the layout `layout` maps the columns to). The batch
+    /// ends before the row that would take it over the byte target (after it, 17 rows of 1 MB
+    /// made one batch over the target), unless the row alone is the batch.
+    fn push(
+        &mut self,
+        pk: &[u8],
+        values: &[Value],
+        layout: &[Option<usize>],
+        emit: &mut dyn FnMut(RecordBatch) -> bool,
+    ) -> Result<bool> {
+        let columns = self.columns;
+        let value_at = |i: usize| match &columns[i] {
+            ScanColumn::RowId => None,
+            ScanColumn::Column {
+                value_for_older_rows,
+                ..
+            } => Some(match layout[i] {
+                Some(pos) => values.get(pos).unwrap_or(&Value::Null),
+                None => value_for_older_rows.as_ref().unwrap_or(&Value::Null),
+            }),
+        };
+        let row_bytes: usize = (0..columns.len())
+            .map(|i| match value_at(i) {
+                Some(Value::Text(t)) => t.len(),
+                Some(Value::Bytes(b)) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        let target = crate::encoding::arrow_values::SCAN_BATCH_BYTES;
+        if self.rows > 0 && self.bytes + row_bytes > target && !self.flush(emit)? {
+            return Ok(false);
+        }
+        self.bytes += row_bytes;
+        for (i, c) in columns.iter().enumerate() {
+            match c {
+                ScanColumn::RowId => self.builders[i].append(&decode_rowid(pk)?)?,
+                ScanColumn::Column { .. } => {
+                    self.builders[i].append(value_at(i).unwrap_or(&Value::Null))?
+                }
+            }
+        }
+        self.rows += 1;
+        if self.rows == self.batch_rows || self.bytes >= target {
+            return self.flush(emit);
+        }
+        Ok(true)
+    }
+}
+
+/// The first and last primary keys of the hot rows `it` sees (its snapshot: the one the merge
+/// reads), or None when there are none.
+fn hot_key_range(
+    it: &mut DBRawIteratorWithThreadMode<'_, DB>,
+    prefix_len: usize,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let pk_here = |it: &DBRawIteratorWithThreadMode<'_, DB>| {
+        it.key()
+            .and_then(|k| split_row_key(k, prefix_len))
+            .map(|(pk, _)| pk.to_vec())
+    };
+    it.seek_to_first();
+    let first = pk_here(it);
+    it.seek_to_last();
+    let last = pk_here(it);
+    it.status()?;
+    Ok(first.zip(last))
 }
 
 fn schema_changed() -> Error {

@@ -64,6 +64,25 @@ impl Engine {
                 }
             }
         }
+        let statement = self.parse_tokens(caller, tokens, started).await?;
+        crate::statement::placeholders::check(&statement, params.len())?;
+        let with_rowid = Self::with_rowid(caller, &statement)?;
+        if params.is_empty() && self.fast_paths {
+            if let Some(out) = self.try_fast_path(caller, &statement).await {
+                return out;
+            }
+        }
+        self.plan_and_run(caller, statement, params, with_rowid, started)
+            .await
+    }
+
+    /// DataFusion's parse of a statement's tokens (large ones off the HTTP workers).
+    async fn parse_tokens(
+        &self,
+        caller: &Caller,
+        tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
+        started: std::time::Instant,
+    ) -> Result<DfStatement> {
         let recursion_limit = self.limits.max_parser_recursion;
         let large = tokens.len() > LARGE_SQL_BYTES / 8;
         let parse = move || {
@@ -83,12 +102,16 @@ impl Engine {
         if parsed.len() != 1 {
             return Err(Error::invalid_sql("expected exactly one statement"));
         }
-        let Some(statement) = parsed.pop_front() else {
-            return Err(Error::invalid_sql("expected a statement"));
-        };
-        crate::statement::placeholders::check(&statement, params.len())?;
+        parsed
+            .pop_front()
+            .ok_or_else(|| Error::invalid_sql("expected a statement"))
+    }
+
+    /// Whether the statement reads `_rowid` (UPDATE, DELETE), refusing what no caller or only
+    /// `system` may run.
+    fn with_rowid(caller: &Caller, statement: &DfStatement) -> Result<bool> {
         let is_system = caller.principal.may_touch_server();
-        let with_rowid = match &statement {
+        Ok(match statement {
             DfStatement::Statement(s) => match s.as_ref() {
                 SqlStatement::Query(_) | SqlStatement::Insert(_) | SqlStatement::Explain { .. } => {
                     false
@@ -125,41 +148,63 @@ impl Engine {
                 false
             }
             DfStatement::Explain(_) => false,
+        })
+    }
+
+    /// A point read or a literal INSERT without planning (ADR 0005), or `None`: plan it.
+    async fn try_fast_path(
+        &self,
+        caller: &Caller,
+        statement: &DfStatement,
+    ) -> Option<Result<StatementOutput>> {
+        let DfStatement::Statement(s) = statement else {
+            return None;
         };
-        if params.is_empty() && self.fast_paths {
-            if let DfStatement::Statement(s) = &statement {
-                if let SqlStatement::Query(query) = s.as_ref() {
-                    if let Some(point) =
-                        fast_select::prepare(&self.db, &caller.principal, &caller.namespace, query)
-                            .await
-                    {
-                        let point = point?;
-                        let schema = point.schema.clone();
-                        let account = Account::new(&self.query_heap);
-                        let (batches, row_count) = point
-                            .run(
-                                &self.db,
-                                self.limits.max_result_rows,
-                                self.statement_timeout(caller),
-                                account,
-                            )
-                            .await?;
-                        return Ok(StatementOutput::Rows {
-                            schema,
-                            batches,
-                            row_count,
-                        });
-                    }
-                }
-                if let SqlStatement::Insert(insert) = s.as_ref() {
-                    if let Some(rows) = fast_insert::from_ast(insert) {
-                        if let Some(out) = self.write_literal_rows(caller, rows).await {
-                            return out;
-                        }
-                    }
-                }
-            }
+        if let SqlStatement::Query(query) = s.as_ref() {
+            let point =
+                fast_select::prepare(&self.db, &caller.principal, &caller.namespace, query).await?;
+            return Some(self.run_point_read(caller, point).await);
         }
+        if let SqlStatement::Insert(insert) = s.as_ref() {
+            let rows = fast_insert::from_ast(insert)?;
+            return self.write_literal_rows(caller, rows).await;
+        }
+        None
+    }
+
+    async fn run_point_read(
+        &self,
+        caller: &Caller,
+        point: Result<fast_select::DirectSelect>,
+    ) -> Result<StatementOutput> {
+        let point = point?;
+        let schema = point.schema.clone();
+        let account = Account::new(&self.query_heap);
+        let (batches, row_count) = point
+            .run(
+                &self.db,
+                self.limits.max_result_rows,
+                self.statement_timeout(caller),
+                account,
+            )
+            .await?;
+        Ok(StatementOutput::Rows {
+            schema,
+            batches,
+            row_count,
+        })
+    }
+
+    /// Plan the statement on the query runtime under its deadline and run the plan.
+    async fn plan_and_run(
+        &self,
+        caller: &Caller,
+        statement: DfStatement,
+        params: &[ScalarValue],
+        with_rowid: bool,
+        started: std::time::Instant,
+    ) -> Result<StatementOutput> {
+        let is_system = caller.principal.may_touch_server();
         // Repeated names in a select list (`SELECT d, d`) get private aliases, renamed back in
         // the result (crate::planning::names).
         let mut statement = statement;

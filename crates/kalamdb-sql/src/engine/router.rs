@@ -142,58 +142,13 @@ impl Engine {
         sql: &str,
         params: &[serde_json::Value],
     ) -> RequestOutcome {
-        let statements = split_statements(sql);
         let mut outcome = RequestOutcome {
             results: Vec::new(),
             error: None,
             held: None,
         };
-        if statements.is_empty() {
-            outcome.error = Some((
-                0,
-                Error::invalid_sql("the request contains no SQL statement"),
-            ));
-            return outcome;
-        }
-        if statements.len() > self.limits.max_statements {
-            outcome.error = Some((
-                0,
-                Error::InvalidParameter(format!(
-                    "a request may hold at most {} statements; this one has {}",
-                    self.limits.max_statements,
-                    statements.len()
-                )),
-            ));
-            return outcome;
-        }
-        if let Some(asked) = caller.timeout {
-            if asked > self.limits.max_statement_timeout || asked.is_zero() {
-                outcome.error = Some((
-                    0,
-                    Error::InvalidParameter(format!(
-                        "timeout_ms must be from 1 to {} (limits.max_statement_timeout_secs); it is {}",
-                        self.limits.max_statement_timeout.as_millis(),
-                        asked.as_millis()
-                    )),
-                ));
-                return outcome;
-            }
-        }
-        if !params.is_empty() && statements.len() > 1 {
-            outcome.error = Some((
-                0,
-                Error::InvalidParameter(
-                    "params bind a single statement; this request has several".into(),
-                ),
-            ));
-            return outcome;
-        }
-        let params = match params
-            .iter()
-            .map(json_to_scalar)
-            .collect::<Result<Vec<_>>>()
-        {
-            Ok(p) => p,
+        let (statements, params) = match self.check_request(caller, sql, params) {
+            Ok(checked) => checked,
             Err(e) => {
                 outcome.error = Some((0, e));
                 return outcome;
@@ -240,6 +195,42 @@ impl Engine {
             }
         }
         outcome
+    }
+
+    /// A request's statements and params, once it is within the limits.
+    fn check_request<'s>(
+        &self,
+        caller: &Caller,
+        sql: &'s str,
+        params: &[serde_json::Value],
+    ) -> Result<(Vec<&'s str>, Vec<ScalarValue>)> {
+        let statements = split_statements(sql);
+        if statements.is_empty() {
+            return Err(Error::invalid_sql("the request contains no SQL statement"));
+        }
+        if statements.len() > self.limits.max_statements {
+            return Err(Error::InvalidParameter(format!(
+                "a request may hold at most {} statements; this one has {}",
+                self.limits.max_statements,
+                statements.len()
+            )));
+        }
+        if let Some(asked) = caller.timeout {
+            if asked > self.limits.max_statement_timeout || asked.is_zero() {
+                return Err(Error::InvalidParameter(format!(
+                    "timeout_ms must be from 1 to {} (limits.max_statement_timeout_secs); it is {}",
+                    self.limits.max_statement_timeout.as_millis(),
+                    asked.as_millis()
+                )));
+            }
+        }
+        if !params.is_empty() && statements.len() > 1 {
+            return Err(Error::InvalidParameter(
+                "params bind a single statement; this request has several".into(),
+            ));
+        }
+        let params = params.iter().map(json_to_scalar).collect::<Result<_>>()?;
+        Ok((statements, params))
     }
 
     async fn execute_statement(

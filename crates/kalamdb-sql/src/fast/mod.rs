@@ -5,5 +5,7 @@
 #[cfg(test)]
 mod agreement;
 pub(crate) mod insert;
+mod literals;
 pub(crate) mod path;
+mod reader;
 pub(crate) mod select;
