@@ -383,13 +383,14 @@ async fn sql(
     };
     // The request's own statement timeout; the engine holds it to
     // limits.max_statement_timeout_secs.
-    let timeout = match obj.get("timeout_ms") {
-        None | Some(Json_::Null) => None,
-        // A whole number, however JSON spells it (1000, 1000.0, 1e3).
-        Some(Json_::Number(n)) if whole_millis(n).is_some() => {
-            whole_millis(n).map(std::time::Duration::from_millis)
-        }
-        Some(_) => {
+    // A whole number, however JSON spells it (1000, 1000.0, 1e3).
+    let timeout = match obj
+        .get("timeout_ms")
+        .map(|v| (v, v.as_number().and_then(whole_millis)))
+    {
+        None | Some((Json_::Null, _)) => None,
+        Some((_, Some(ms))) => Some(std::time::Duration::from_millis(ms)),
+        Some((_, None)) => {
             return fail(
                 Error::InvalidParameter(
                     "'timeout_ms' must be a positive whole number of milliseconds".into(),

@@ -274,12 +274,17 @@ pub fn upper_bound_hex(b: &[u8]) -> String {
 /// Load a scope's manifest, every segment in segment order (empty if it has none).
 pub fn load(store: &Store, table_id: u64, scope: &Scope) -> Result<ScopeManifest> {
     let header = load_header(store, table_id, scope)?;
+    let paged = header.segment_count as usize > header.segments.len();
     let mut segments = header.segments;
-    segments.extend(
-        entries(store, &keyspace::scope_segments(table_id, scope))?
-            .into_iter()
-            .map(|(_, s)| s),
-    );
+    // Entries are written with their header, in one batch: a scope whose header counts none
+    // beyond its inline ones has none (every scan of a never-flushed scope skips the read).
+    if paged {
+        segments.extend(
+            entries(store, &keyspace::scope_segments(table_id, scope))?
+                .into_iter()
+                .map(|(_, s)| s),
+        );
+    }
     Ok(ScopeManifest {
         segments,
         next_batch: header.next_batch,

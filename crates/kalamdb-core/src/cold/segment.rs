@@ -156,6 +156,21 @@ fn check_table(def: &TableDef, meta: &ParquetMetaData) -> Result<()> {
     }
 }
 
+/// A reader of the `roots` columns only, in batches sized for the widest of them.
+fn projected_reader(
+    builder: ParquetRecordBatchReaderBuilder<Bytes>,
+    roots: Vec<usize>,
+    batch_rows: usize,
+) -> Result<ParquetRecordBatchReader> {
+    let batch_rows = rows_per_batch(builder.metadata(), &roots, batch_rows);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    builder
+        .with_projection(mask)
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(parquet_error)
+}
+
 fn parquet_error(e: parquet::errors::ParquetError) -> Error {
     Error::Internal(format!("parquet: {e}"))
 }
@@ -209,13 +224,7 @@ impl SegmentReader {
                 layout.push(None);
             }
         }
-        let batch_rows = rows_per_batch(builder.metadata(), &roots, batch_rows);
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(parquet_error)?;
+        let reader = projected_reader(builder, roots, batch_rows)?;
         Ok(SegmentReader {
             reader,
             schema_version,
@@ -372,13 +381,7 @@ impl SegmentColumns {
                 roots.push(SYSTEM_COLUMNS + i);
             }
         }
-        let batch_rows = rows_per_batch(builder.metadata(), &roots, batch_rows);
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(parquet_error)?;
+        let reader = projected_reader(builder, roots, batch_rows)?;
         Ok(SegmentColumns { reader, positions })
     }
 
