@@ -1,7 +1,7 @@
 //! Any bytes as a stored row: decoding must never panic, and whatever decodes re-encodes to
 //! the same bytes.
 #![no_main]
-use kalamdb_core::encoding::row_codec::{decode_row, encode_row, encode_tombstone};
+use kalamdb_core::{decode_row, encode_row, encode_tombstone};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,11 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::{col, lit, ParquetReadOptions, SessionContext};
-use kalamdb_core::encoding::row_codec::encode_row;
-use kalamdb_core::encoding::row_key::{encode_pk, row_key, scope_prefix, Scope};
-use kalamdb_core::storage::keyspace::CF_ROWS;
-use kalamdb_core::storage::rocks::Store;
-use kalamdb_core::types::Value;
+use kalamdb_core::{encode_pk, encode_row, row_key, scope_prefix, Scope, Store, Value, CF_ROWS};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};

@@ -4,18 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::logical_expr::ScalarUDF;
-
 use crate::catalog::{Catalog, Dropped};
 use crate::clock::SeqGenerator;
 use crate::cold::manifest;
 use crate::error::Result;
 use crate::hot::rows::RowStore;
-use crate::query::functions::{snowflake_id_udf, uuid_v7_udf};
 use crate::storage::objects::ColdStore;
 use crate::storage::rocks::Store;
 
-/// The open database: store, catalog, rows and the SQL functions bound to them.
+/// The open database: store, catalog, rows and the sequence generator.
 #[derive(Debug)]
 pub struct Db {
     pub data_dir: PathBuf,
@@ -23,8 +20,6 @@ pub struct Db {
     pub catalog: Arc<Catalog>,
     pub rows: Arc<RowStore>,
     pub seq: Arc<SeqGenerator>,
-    pub snowflake_id_udf: ScalarUDF,
-    pub uuid_v7_udf: ScalarUDF,
 }
 
 impl Db {
@@ -46,8 +41,6 @@ impl Db {
         }
         Ok(Arc::new(Db {
             data_dir: data_dir.to_path_buf(),
-            snowflake_id_udf: snowflake_id_udf(seq.clone()),
-            uuid_v7_udf: uuid_v7_udf(),
             store,
             catalog,
             rows,

@@ -14,11 +14,9 @@ use std::sync::Arc;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::catalog::password::verify_password;
-use kalamdb_core::catalog::{Catalog, UserDef, ROOT_USER};
-use kalamdb_core::clock::now_millis;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{
+    now_millis, verify_password, Catalog, Error, Principal, Result, UserDef, ROOT_USER,
+};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -69,10 +67,7 @@ impl Authenticator {
             cache_key: rand::random(),
             token_ttl_secs,
             verified: Mutex::new(HashMap::new()),
-            decoy_hash: kalamdb_core::catalog::password::hash_password(&format!(
-                "{:x}",
-                rand::random::<u128>()
-            ))?,
+            decoy_hash: kalamdb_core::hash_password(&format!("{:x}", rand::random::<u128>()))?,
         })
     }
 

@@ -70,8 +70,8 @@ pub struct JobsSection {
 impl Default for FlushSection {
     fn default() -> FlushSection {
         FlushSection {
-            segment_rows: kalamdb_core::jobs::manager::JobSettings::default().segment_rows,
-            parallelism: kalamdb_core::jobs::manager::JobSettings::default().flush_parallelism,
+            segment_rows: kalamdb_core::JobSettings::default().segment_rows,
+            parallelism: kalamdb_core::JobSettings::default().flush_parallelism,
             default_policy: "rows:100000,interval:300".into(),
             policy_check_interval_ms: 1000,
         }
@@ -81,7 +81,7 @@ impl Default for FlushSection {
 impl Default for JobsSection {
     fn default() -> JobsSection {
         // One source of truth for the defaults: the job manager's own.
-        let d = kalamdb_core::jobs::manager::JobSettings::default();
+        let d = kalamdb_core::JobSettings::default();
         JobsSection {
             max_concurrent: d.max_concurrent,
             max_attempts: d.max_attempts,
@@ -393,7 +393,7 @@ impl Config {
             return Err("flush.parallelism must be between 1 and 64".into());
         }
         if !self.flush.default_policy.is_empty() {
-            kalamdb_core::flush::policy::FlushPolicy::parse(&self.flush.default_policy)
+            kalamdb_core::FlushPolicy::parse(&self.flush.default_policy)
                 .map_err(|e| format!("flush.default_policy: {e}"))?;
         }
         if self.flush.policy_check_interval_ms == 0 {
@@ -408,8 +408,8 @@ impl Config {
         Ok(())
     }
 
-    pub fn job_settings(&self) -> kalamdb_core::jobs::manager::JobSettings {
-        kalamdb_core::jobs::manager::JobSettings {
+    pub fn job_settings(&self) -> kalamdb_core::JobSettings {
+        kalamdb_core::JobSettings {
             max_concurrent: self.jobs.max_concurrent,
             max_attempts: self.jobs.max_attempts,
             retry_backoff_ms: self.jobs.retry_backoff_ms,
@@ -420,12 +420,11 @@ impl Config {
         }
     }
 
-    pub fn default_flush_policy(&self) -> kalamdb_core::flush::policy::FlushPolicy {
+    pub fn default_flush_policy(&self) -> kalamdb_core::FlushPolicy {
         if self.flush.default_policy.is_empty() {
-            kalamdb_core::flush::policy::FlushPolicy::default()
+            kalamdb_core::FlushPolicy::default()
         } else {
-            kalamdb_core::flush::policy::FlushPolicy::parse(&self.flush.default_policy)
-                .unwrap_or_default()
+            kalamdb_core::FlushPolicy::parse(&self.flush.default_policy).unwrap_or_default()
         }
     }
 

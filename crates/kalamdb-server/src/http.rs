@@ -8,16 +8,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::catalog::DEFAULT_NAMESPACE;
-use kalamdb_core::{Error, ErrorCode};
-use kalamdb_sql::{Caller, Engine, StatementOutput};
+use kalamdb_core::{Error, ErrorCode, Principal};
+use kalamdb_sql::{Caller, Engine, RequestOutcome, StatementOutput};
 use serde_json::{json, Map, Value as Json_};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -25,6 +23,7 @@ use tracing::{info_span, Level};
 
 use crate::auth::Authenticator;
 use crate::json::{column_values, type_name};
+use crate::request::{read_json_object, sql_request, SqlRequest};
 
 /// Shared state of all handlers.
 pub struct AppState {
@@ -186,81 +185,6 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
-/// Most bytes of an over-limit body read (and discarded) so the client can read our 413
-/// instead of a broken connection.
-const MAX_DRAIN_BYTES: usize = 256 * 1024 * 1024;
-
-/// Read a request body, refusing more than `limit` bytes (413 with the contract's code).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
-    use futures::StreamExt;
-    let too_large = || Error::PayloadTooLarge(format!("request body exceeds {limit} bytes"));
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_DRAIN_BYTES as u64) {
-        // Too large even to drain (so the client could read the 413): refused before a byte
-        // of it is read, and the connection is not reused.
-        return Err(too_large());
-    }
-    let mut over = declared.is_some_and(|n| n > limit as u64);
-    let mut buf = Vec::with_capacity(declared.map(|n| n.min(limit as u64) as usize).unwrap_or(0));
-    let mut seen = 0usize;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            return Err(Error::InvalidParameter(
-                "the request body could not be read".into(),
-            ));
-        };
-        seen = seen.saturating_add(chunk.len());
-        if seen > limit {
-            over = true;
-        }
-        if over {
-            buf = Vec::new();
-            if seen > MAX_DRAIN_BYTES {
-                break;
-            }
-            continue;
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    if over {
-        Err(too_large())
-    } else {
-        Ok(Bytes::from(buf))
-    }
-}
-
-/// Read a bounded body and parse it as a JSON object.
-async fn read_json_object(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Map<String, Json_>, Error> {
-    let timeout = state.body_read_timeout;
-    let bytes =
-        match tokio::time::timeout(timeout, read_body(headers, body, state.max_body_bytes)).await {
-            Ok(read) => read?,
-            Err(_) => {
-                return Err(Error::Timeout(format!(
-                    "the request body did not arrive within {} s (server.body_read_timeout_secs)",
-                    timeout.as_secs()
-                )))
-            }
-        };
-    match serde_json::from_slice::<Json_>(&bytes) {
-        Ok(Json_::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::InvalidParameter(
-            "the request body must be a JSON object".into(),
-        )),
-        Err(e) => Err(Error::InvalidParameter(format!(
-            "the request body is not valid JSON: {e}"
-        ))),
-    }
-}
-
 async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -268,7 +192,14 @@ async fn login(
     body: Body,
 ) -> Response {
     let start = Instant::now();
-    let obj = match read_json_object(&state, &headers, body).await {
+    let obj = match read_json_object(
+        &headers,
+        body,
+        state.max_body_bytes,
+        state.body_read_timeout,
+    )
+    .await
+    {
         Ok(o) => o,
         Err(e) => return fail(e, start),
     };
@@ -324,17 +255,6 @@ async fn authenticate(
         .map_err(|e| Error::Internal(e.to_string()))?
 }
 
-/// A positive whole number of milliseconds (at most 2^53, where doubles stop being exact).
-fn whole_millis(n: &serde_json::Number) -> Option<u64> {
-    match n.as_u64() {
-        Some(ms) => (ms > 0).then_some(ms),
-        None => n
-            .as_f64()
-            .filter(|f| *f >= 1.0 && f.fract() == 0.0 && *f <= 9_007_199_254_740_992.0)
-            .map(|f| f as u64),
-    }
-}
-
 async fn sql(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -346,58 +266,25 @@ async fn sql(
         Ok(p) => p,
         Err(e) => return fail(e, start),
     };
-    let obj = match read_json_object(&state, &headers, body).await {
+    let obj = match read_json_object(
+        &headers,
+        body,
+        state.max_body_bytes,
+        state.body_read_timeout,
+    )
+    .await
+    {
         Ok(o) => o,
         Err(e) => return fail(e, start),
     };
-    let sql = match obj.get("sql") {
-        Some(Json_::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(Json_::String(_)) => return fail(Error::invalid_sql("'sql' is empty"), start),
-        Some(_) => {
-            return fail(
-                Error::InvalidParameter("'sql' must be a string".into()),
-                start,
-            )
-        }
-        None => return fail(Error::invalid_sql("'sql' is missing"), start),
-    };
-    let params = match obj.get("params") {
-        None | Some(Json_::Null) => Vec::new(),
-        Some(Json_::Array(a)) => a.clone(),
-        Some(_) => {
-            return fail(
-                Error::InvalidParameter("'params' must be an array".into()),
-                start,
-            )
-        }
-    };
-    let namespace = match obj.get("namespace") {
-        None | Some(Json_::Null) => DEFAULT_NAMESPACE.to_string(),
-        Some(Json_::String(s)) => s.clone(),
-        Some(_) => {
-            return fail(
-                Error::InvalidParameter("'namespace' must be a string".into()),
-                start,
-            )
-        }
-    };
-    // The request's own statement timeout; the engine holds it to
-    // limits.max_statement_timeout_secs.
-    // A whole number, however JSON spells it (1000, 1000.0, 1e3).
-    let timeout = match obj
-        .get("timeout_ms")
-        .map(|v| (v, v.as_number().and_then(whole_millis)))
-    {
-        None | Some((Json_::Null, _)) => None,
-        Some((_, Some(ms))) => Some(std::time::Duration::from_millis(ms)),
-        Some((_, None)) => {
-            return fail(
-                Error::InvalidParameter(
-                    "'timeout_ms' must be a positive whole number of milliseconds".into(),
-                ),
-                start,
-            )
-        }
+    let SqlRequest {
+        sql,
+        params,
+        namespace,
+        timeout,
+    } = match sql_request(&obj) {
+        Ok(r) => r,
+        Err(e) => return fail(e, start),
     };
     let user_id = principal.user_id.clone();
     let caller = Caller {
@@ -414,6 +301,18 @@ async fn sql(
             .instrument(span.clone())
             .await
     };
+    respond(&state, outcome, &span, &sql, start)
+}
+
+/// The response to a request's outcome: its results as JSON (rendered under the request's
+/// held account), or the failed statement's error with the results before it.
+fn respond(
+    state: &AppState,
+    outcome: RequestOutcome,
+    span: &tracing::Span,
+    sql: &str,
+    start: Instant,
+) -> Response {
     // Rendered under the request's held account: the JSON of many large results counts with
     // the running queries, and a rendering that takes more than its share stops.
     let held = outcome.held.clone();
@@ -437,14 +336,14 @@ async fn sql(
     let elapsed_ms = start.elapsed().as_millis() as u64;
     if state.slow_query_ms > 0 && elapsed_ms >= state.slow_query_ms {
         tracing::warn!(
-            parent: &span,
+            parent: span,
             took_ms = elapsed_ms,
-            sql = %kalamdb_core::error::truncate_for_message(&sql),
+            sql = %kalamdb_core::truncate_for_message(sql),
             "slow query"
         );
     }
     let held_for_body = held.clone();
-    let respond = move || match error {
+    let answer = move || match error {
         None => {
             let body = json!({
                 "status": "success",
@@ -458,27 +357,24 @@ async fn sql(
         }
         Some((index, e)) => {
             if e.code() != ErrorCode::InternalError {
-                tracing::debug!(parent: &span, code = %e.code(), statement_index = index, "statement failed");
+                tracing::debug!(parent: span, code = %e.code(), statement_index = index, "statement failed");
             }
             error_response(status_of(e.code()), &e, Some(index), results, Some(start))
         }
     };
     match &held {
-        Some(h) => h.charged(respond),
-        None => respond(),
+        Some(h) => h.charged(answer),
+        None => answer(),
     }
 }
 
 /// `value` as a JSON response body, written under the request's account and checked every
 /// MiB: the text can be several times the values (`\u0001` is six bytes for one: 60 MB of
 /// such values answered 360 MB with a 128 MiB limit).
-fn checked_json(
-    value: &Json_,
-    held: Option<&kalamdb_core::memory::Account>,
-) -> Result<Response, Error> {
+fn checked_json(value: &Json_, held: Option<&kalamdb_core::Account>) -> Result<Response, Error> {
     struct Checked<'a> {
         out: Vec<u8>,
-        held: Option<&'a kalamdb_core::memory::Account>,
+        held: Option<&'a kalamdb_core::Account>,
         next_check: usize,
         refused: Option<Error>,
     }

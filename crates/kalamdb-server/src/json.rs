@@ -20,7 +20,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveTime};
-use kalamdb_core::types::{DataType, TYPE_METADATA_KEY};
+use kalamdb_core::{DataType, TYPE_METADATA_KEY};
 use serde_json::{json, Value as Json};
 
 /// Contract type name of a result column.

@@ -5,6 +5,7 @@ mod auth;
 mod config;
 mod http;
 mod json;
+mod request;
 mod serve;
 
 use std::path::PathBuf;
@@ -12,11 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kalamdb_core::catalog::password::{hash_password, verify_password};
-use kalamdb_core::catalog::ROOT_USER;
-use kalamdb_core::clock::now_millis;
-use kalamdb_core::db::Db;
-use kalamdb_core::jobs::manager::JobManager;
+use kalamdb_core::{hash_password, now_millis, verify_password, Db, JobManager, ROOT_USER};
 use kalamdb_sql::Engine;
 use tracing_subscriber::EnvFilter;
 
@@ -27,8 +24,8 @@ use crate::config::Config;
 /// Counted: what a statement's work allocates is held to `limits.query_memory_bytes`
 /// (kalamdb_core::memory).
 #[global_allocator]
-static GLOBAL: kalamdb_core::memory::Counting<mimalloc::MiMalloc> =
-    kalamdb_core::memory::Counting(mimalloc::MiMalloc);
+static GLOBAL: kalamdb_core::Counting<mimalloc::MiMalloc> =
+    kalamdb_core::Counting(mimalloc::MiMalloc);
 
 /// KalamDB: a SQL database server for applications with many users.
 #[derive(Parser, Debug)]
@@ -171,6 +168,24 @@ fn sync_root_password(db: &Db, password: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// The Prometheus recorder behind `/metrics`, when `metrics.enabled`.
+fn metrics_recorder(
+    config: &Config,
+) -> Result<Option<metrics_exporter_prometheus::PrometheusHandle>, String> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0,
+        ])
+        .map_err(|e| format!("metrics: {e}"))?
+        .install_recorder()
+        .map_err(|e| format!("metrics: {e}"))?;
+    Ok(Some(handle))
+}
+
 async fn run(config: Config) -> Result<(), String> {
     let data_dir = config.storage.data_dir.clone();
     tracing::info!(data_dir = %data_dir.display(), "opening database");
@@ -182,7 +197,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let jobs =
         JobManager::open(db.store.clone(), config.job_settings()).map_err(|e| e.to_string())?;
-    tokio::spawn(kalamdb_core::jobs::scheduler::run_scheduler(
+    tokio::spawn(kalamdb_core::run_scheduler(
         db.clone(),
         jobs.clone(),
         config.default_flush_policy(),
@@ -192,19 +207,7 @@ async fn run(config: Config) -> Result<(), String> {
         Engine::new(db.clone(), jobs.clone(), config.engine_limits()).map_err(|e| e.to_string())?;
     let auth = auth::Authenticator::new(db.catalog.clone(), config.auth.token_ttl_secs)
         .map_err(|e| e.to_string())?;
-    let metrics = if config.metrics.enabled {
-        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .set_buckets(&[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0, 60.0,
-            ])
-            .map_err(|e| format!("metrics: {e}"))?
-            .install_recorder()
-            .map_err(|e| format!("metrics: {e}"))?;
-        Some(handle)
-    } else {
-        None
-    };
+    let metrics = metrics_recorder(&config)?;
     let state = Arc::new(http::AppState {
         engine,
         auth,

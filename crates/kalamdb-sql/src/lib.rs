@@ -16,6 +16,7 @@
 //! open RocksDB, Parquet or the object store (kalamdb-core).
 
 mod ddl;
+mod df;
 mod engine;
 mod fast;
 mod planning;

@@ -146,4 +146,21 @@ impl Principal {
     pub fn may_touch_server(&self) -> bool {
         self.role == Role::System
     }
+
+    /// Reading `system.<table>`: `jobs` for everyone (see [`Principal::sees_job`]), the
+    /// others for `dba`+.
+    pub fn check_read_system(&self, table: &str) -> Result<()> {
+        if table == "jobs" || self.role >= Role::Dba {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(format!(
+            "role '{}' may not read system.{table}",
+            self.role
+        )))
+    }
+
+    /// Which jobs `system.jobs` shows: all of them to `dba`+, below only one's own.
+    pub fn sees_job(&self, created_by: &str) -> bool {
+        self.role >= Role::Dba || created_by == self.user_id
+    }
 }

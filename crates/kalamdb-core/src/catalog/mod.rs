@@ -240,6 +240,20 @@ impl Catalog {
             .cloned()
     }
 
+    /// The one table resolver: `ns.name` (the caller's default namespace already applied),
+    /// or the error a client sees: NAMESPACE_NOT_FOUND when `ns` does not exist,
+    /// TABLE_NOT_FOUND naming `ns.name` otherwise. The namespaces of the server's views
+    /// (`system`, `information_schema`) hold no table definitions; callers answer for them.
+    pub fn resolve_table(&self, ns: &str, name: &str) -> Result<Arc<TableDef>> {
+        if let Some(def) = self.table(ns, name) {
+            return Ok(def);
+        }
+        if self.namespace(ns).is_none() {
+            return Err(Error::NamespaceNotFound(ns.to_string()));
+        }
+        Err(Error::TableNotFound(format!("{ns}.{name}")))
+    }
+
     pub fn tables_in(&self, ns: &str) -> Vec<Arc<TableDef>> {
         self.state
             .read()

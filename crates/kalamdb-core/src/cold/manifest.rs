@@ -144,12 +144,6 @@ pub struct ScopeManifest {
     pub next_batch: u64,
 }
 
-impl ScopeManifest {
-    pub fn rows(&self) -> u64 {
-        self.segments.iter().map(|s| s.rows).sum()
-    }
-}
-
 /// A scope's manifest header: what a commit reads and writes besides its one new segment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManifestHeader {
@@ -552,7 +546,8 @@ mod tests {
         );
         store.write(b).unwrap();
         let m = load(&store, 3, &scope).unwrap();
-        assert_eq!((m.segments.len(), m.next_batch, m.rows()), (2, 2, 4));
+        let rows: u64 = m.segments.iter().map(|s| s.rows).sum();
+        assert_eq!((m.segments.len(), m.next_batch, rows), (2, 2, 4));
         let h = load_header(&store, 3, &scope).unwrap();
         assert_eq!((h.segment_count, h.rows, h.bytes), (2, 4, 20));
         assert_eq!(all_segment_paths(&store).unwrap().len(), 2);

@@ -94,6 +94,8 @@ pub fn flush_scope(
     (done, err)
 }
 
+// long: one scope's flush steps in their order (read, write the segment, commit manifest and
+// flushed index, purge), each using the previous one's result.
 fn flush_scope_inner(
     rows: &RowStore,
     catalog: &Catalog,

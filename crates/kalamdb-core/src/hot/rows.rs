@@ -233,6 +233,8 @@ impl RowStore {
     /// synced write does not, so concurrent inserts into one scope share fsyncs (RocksDB group
     /// commit). Their keys are reserved in `pending` until the write returns: a concurrent
     /// insert of a reserved key fails as a duplicate, as it would once the write is visible.
+    // long: the check, reservation, batch and synced write of one insert, with the scope lock's
+    // extent visible in one place.
     pub fn insert(&self, def: &TableDef, scope: &Scope, rows: Vec<Vec<Value>>) -> Result<u64> {
         let prefix = scope_prefix(def.id, scope);
         let cf = self.store.cf(CF_ROWS)?;

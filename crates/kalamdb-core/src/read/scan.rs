@@ -149,6 +149,8 @@ impl RowStore {
     /// The scan's sources: the hot rows and every segment that must be merged with them (one
     /// merge, key order), and the isolated segments read by column, by first key. None when
     /// the scan can match nothing.
+    // long: the pruning rules of one scan (manifest header, key bounds, overlap with the hot
+    // rows) decide together which segments merge and which are read apart.
     fn open_sources<'s>(
         &'s self,
         def: &'s TableDef,

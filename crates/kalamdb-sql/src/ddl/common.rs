@@ -3,15 +3,13 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use kalamdb_core::catalog::{TableDef, UserDef};
-use kalamdb_core::db::Db;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{Db, Error, Result, TableDef, UserDef};
 
 use crate::engine::{text_schema, Caller, StatementOutput};
 use crate::statement::parser::TableName;
 
 pub(super) fn short(s: &str) -> String {
-    kalamdb_core::error::truncate_for_message(s)
+    kalamdb_core::truncate_for_message(s)
 }
 
 /// Only `system` may manage `system`-role users.
@@ -43,24 +41,16 @@ pub(super) fn rows(names: &[&str], columns: Vec<Vec<String>>) -> Result<Statemen
 }
 
 pub(super) fn resolve(caller: &Caller, t: &TableName) -> (String, String) {
-    (
-        t.namespace
-            .clone()
-            .unwrap_or_else(|| caller.namespace.clone()),
-        t.name.clone(),
-    )
+    t.qualified(&caller.namespace)
 }
 
+/// A table DDL or DESCRIBE names, through the one resolver; the server's views are not
+/// tables one can alter or describe this way.
 pub(super) fn lookup(db: &Db, ns: &str, name: &str) -> Result<Arc<TableDef>> {
     if ns == "system" || ns == "information_schema" {
         return Err(Error::Unsupported(format!(
             "{ns} tables are described by information_schema.columns"
         )));
     }
-    if db.catalog.namespace(ns).is_none() {
-        return Err(Error::NamespaceNotFound(ns.to_string()));
-    }
-    db.catalog
-        .table(ns, name)
-        .ok_or_else(|| Error::TableNotFound(format!("{ns}.{name}")))
+    db.catalog.resolve_table(ns, name)
 }

@@ -8,8 +8,7 @@ mod namespaces;
 mod tables;
 mod users;
 
-use kalamdb_core::db::Db;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{Db, Error, Result};
 
 use crate::engine::{Caller, StatementOutput};
 use crate::statement::parser::KalamStatement;

@@ -1,7 +1,6 @@
 //! CREATE, DROP and SHOW NAMESPACES.
 
-use kalamdb_core::db::Db;
-use kalamdb_core::Result;
+use kalamdb_core::{Db, Result};
 
 use super::common::{message, rows};
 use crate::engine::{Caller, StatementOutput};

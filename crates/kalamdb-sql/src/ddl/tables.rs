@@ -1,14 +1,9 @@
 //! CREATE, ALTER, DROP, SHOW and DESCRIBE TABLE.
 
-use kalamdb_core::catalog::{
-    validate_name, AccessLevel, ColumnDef, ColumnDefault, TableDef, TableKind, TableOptions,
-    ROWID_COLUMN,
+use kalamdb_core::{
+    now_millis, validate_name, value_from_text, AccessLevel, ColumnDef, ColumnDefault, DataType,
+    Db, Error, Result, TableDef, TableKind, TableOptions, Value, ROWID_COLUMN,
 };
-use kalamdb_core::clock::now_millis;
-use kalamdb_core::db::Db;
-use kalamdb_core::encoding::arrow_values::value_from_text;
-use kalamdb_core::types::{DataType, Value};
-use kalamdb_core::{Error, Result};
 
 use super::common::{lookup, message, resolve, rows, short, yes_no};
 use crate::engine::{Caller, StatementOutput};
@@ -122,7 +117,7 @@ fn column_default(col: &ColumnSpec) -> Result<Option<ColumnDefault>> {
             Some(ColumnDefault::Literal(value_from_text(text, &dt)?))
         }
         Some(DefaultSpec::Bytes(bytes)) => match dt {
-            DataType::Bytea => Some(ColumnDefault::Literal(kalamdb_core::types::Value::Bytes(
+            DataType::Bytea => Some(ColumnDefault::Literal(kalamdb_core::Value::Bytes(
                 bytes.clone(),
             ))),
             _ => return mismatch("X'...'"),
@@ -222,7 +217,7 @@ fn table_options(kind: TableKind, raw: &[(String, String)]) -> Result<TableOptio
                         "STREAM tables are never flushed; FLUSH_POLICY does not apply".into(),
                     ));
                 }
-                kalamdb_core::flush::policy::FlushPolicy::parse(v)?;
+                kalamdb_core::FlushPolicy::parse(v)?;
                 o.flush_policy = Some(v.clone());
             }
             "ACCESS_LEVEL" => {
@@ -281,103 +276,123 @@ pub(super) fn alter_table(
         AlterTableOp::AddColumn {
             spec,
             if_not_exists,
-        } => {
-            if if_not_exists
-                && db
-                    .catalog
-                    .table(&ns, &name)
-                    .is_some_and(|t| t.column(&spec.name).is_some())
-            {
-                return Ok(message(format!(
-                    "Column '{}' already exists in '{ns}.{name}'; skipped",
-                    spec.name
-                )));
-            }
-            if spec.primary_key {
-                return Err(Error::Unsupported(
-                    "ADD COLUMN cannot add a primary key".into(),
-                ));
-            }
-            let def = column_def(0, &spec, false)?;
-            if !def.nullable && def.default.is_none() {
-                return Err(Error::ConstraintViolation(format!(
-                    "column '{}' is NOT NULL and has no DEFAULT, so existing rows would break it",
-                    spec.name
-                )));
-            }
-            db.catalog.alter_table(&ns, &name, |old| {
-                if old.column(&spec.name).is_some() {
-                    return Err(Error::AlreadyExists(format!(
-                        "column '{}' already exists in '{ns}.{name}'",
-                        spec.name
-                    )));
-                }
-                let mut new = old.clone();
-                let mut col = def.clone();
-                col.id = old.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
-                col.added_in = old.schema_version + 1;
-                col.value_for_older_rows = match &col.default {
-                    Some(ColumnDefault::Literal(v)) => Some(v.clone()),
-                    Some(ColumnDefault::Now) => Some(now_value(&col.data_type)),
-                    _ => None,
-                };
-                if !col.nullable && col.value_for_older_rows.is_none() {
-                    return Err(Error::ConstraintViolation(format!(
-                        "column '{}' is NOT NULL but its DEFAULT cannot fill existing rows",
-                        col.name
-                    )));
-                }
-                new.columns.push(col);
-                Ok(new)
-            })?;
-            Ok(message(format!(
-                "Column '{}' added to '{ns}.{name}'",
-                spec.name
-            )))
-        }
+        } => add_column(db, &ns, &name, spec, if_not_exists),
         AlterTableOp::DropColumn {
             name: col,
             if_exists,
-        } => {
-            let mut missing = false;
-            db.catalog.alter_table(&ns, &name, |old| {
-                let Some(c) = old.column(&col) else {
-                    if if_exists {
-                        missing = true;
-                        return Ok(old.clone());
-                    }
-                    return Err(Error::InvalidParameter(format!(
-                        "column '{}' does not exist in '{ns}.{name}'",
-                        short(&col)
-                    )));
-                };
-                if old.primary_key.as_deref() == Some(col.as_str()) {
-                    return Err(Error::Unsupported(
-                        "the primary key column cannot be dropped".into(),
-                    ));
-                }
-                if old.live_columns().count() == 1 {
-                    return Err(Error::InvalidParameter(
-                        "a table must keep at least one column".into(),
-                    ));
-                }
-                let id = c.id;
-                let mut new = old.clone();
-                let version = old.schema_version + 1;
-                for c in &mut new.columns {
-                    if c.id == id {
-                        c.dropped_in = Some(version);
-                    }
-                }
-                Ok(new)
-            })?;
-            Ok(message(if missing {
-                format!("Column '{col}' does not exist in '{ns}.{name}'")
-            } else {
-                format!("Column '{col}' dropped from '{ns}.{name}'")
-            }))
-        }
+        } => drop_column(db, &ns, &name, col, if_exists),
     }
+}
+
+/// ALTER TABLE ... ADD COLUMN: a new schema version; rows written before it read the
+/// column's DEFAULT (a literal, or the time of the ALTER for NOW()), or NULL.
+fn add_column(
+    db: &Db,
+    ns: &str,
+    name: &str,
+    spec: ColumnSpec,
+    if_not_exists: bool,
+) -> Result<StatementOutput> {
+    if if_not_exists
+        && db
+            .catalog
+            .table(&ns, &name)
+            .is_some_and(|t| t.column(&spec.name).is_some())
+    {
+        return Ok(message(format!(
+            "Column '{}' already exists in '{ns}.{name}'; skipped",
+            spec.name
+        )));
+    }
+    if spec.primary_key {
+        return Err(Error::Unsupported(
+            "ADD COLUMN cannot add a primary key".into(),
+        ));
+    }
+    let def = column_def(0, &spec, false)?;
+    if !def.nullable && def.default.is_none() {
+        return Err(Error::ConstraintViolation(format!(
+            "column '{}' is NOT NULL and has no DEFAULT, so existing rows would break it",
+            spec.name
+        )));
+    }
+    db.catalog.alter_table(ns, name, |old| {
+        if old.column(&spec.name).is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "column '{}' already exists in '{ns}.{name}'",
+                spec.name
+            )));
+        }
+        let mut new = old.clone();
+        let mut col = def.clone();
+        col.id = old.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
+        col.added_in = old.schema_version + 1;
+        col.value_for_older_rows = match &col.default {
+            Some(ColumnDefault::Literal(v)) => Some(v.clone()),
+            Some(ColumnDefault::Now) => Some(now_value(&col.data_type)),
+            _ => None,
+        };
+        if !col.nullable && col.value_for_older_rows.is_none() {
+            return Err(Error::ConstraintViolation(format!(
+                "column '{}' is NOT NULL but its DEFAULT cannot fill existing rows",
+                col.name
+            )));
+        }
+        new.columns.push(col);
+        Ok(new)
+    })?;
+    Ok(message(format!(
+        "Column '{}' added to '{ns}.{name}'",
+        spec.name
+    )))
+}
+
+/// ALTER TABLE ... DROP COLUMN: a new schema version in which the column is gone (its values
+/// stay in older rows, unread).
+fn drop_column(
+    db: &Db,
+    ns: &str,
+    name: &str,
+    col: String,
+    if_exists: bool,
+) -> Result<StatementOutput> {
+    let mut missing = false;
+    db.catalog.alter_table(ns, name, |old| {
+        let Some(c) = old.column(&col) else {
+            if if_exists {
+                missing = true;
+                return Ok(old.clone());
+            }
+            return Err(Error::InvalidParameter(format!(
+                "column '{}' does not exist in '{ns}.{name}'",
+                short(&col)
+            )));
+        };
+        if old.primary_key.as_deref() == Some(col.as_str()) {
+            return Err(Error::Unsupported(
+                "the primary key column cannot be dropped".into(),
+            ));
+        }
+        if old.live_columns().count() == 1 {
+            return Err(Error::InvalidParameter(
+                "a table must keep at least one column".into(),
+            ));
+        }
+        let id = c.id;
+        let mut new = old.clone();
+        let version = old.schema_version + 1;
+        for c in &mut new.columns {
+            if c.id == id {
+                c.dropped_in = Some(version);
+            }
+        }
+        Ok(new)
+    })?;
+    Ok(message(if missing {
+        format!("Column '{col}' does not exist in '{ns}.{name}'")
+    } else {
+        format!("Column '{col}' dropped from '{ns}.{name}'")
+    }))
 }
 
 fn now_value(dt: &DataType) -> Value {

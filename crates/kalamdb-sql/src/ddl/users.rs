@@ -1,10 +1,8 @@
 //! CREATE, ALTER and DROP USER.
 
-use kalamdb_core::catalog::password::hash_password;
-use kalamdb_core::catalog::{validate_user_id, Role, UserDef, ROOT_USER};
-use kalamdb_core::clock::now_millis;
-use kalamdb_core::db::Db;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{
+    hash_password, now_millis, validate_user_id, Db, Error, Result, Role, UserDef, ROOT_USER,
+};
 
 use super::common::{check_outranks, message, short};
 use crate::engine::{Caller, StatementOutput};

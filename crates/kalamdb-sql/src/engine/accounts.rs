@@ -1,9 +1,7 @@
 //! Accounts a request runs as: EXECUTE AS USER, and the per-account locks that keep DROP USER
 //! from racing the account's requests.
 
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::catalog::Role;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{Error, Principal, Result, Role};
 use std::sync::Arc;
 
 use super::limits::*;
@@ -18,7 +16,7 @@ impl Engine {
         let target = self.db.catalog.user(user_id).ok_or_else(|| {
             Error::InvalidParameter(format!(
                 "user '{}' does not exist",
-                kalamdb_core::error::truncate_for_message(user_id)
+                kalamdb_core::truncate_for_message(user_id)
             ))
         })?;
         caller.principal.check_execute_as(target.role)?;
@@ -57,7 +55,7 @@ impl Engine {
         if self.db.catalog.user(user_id).is_none() {
             return Err(missing(format!(
                 "user '{}' does not exist",
-                kalamdb_core::error::truncate_for_message(user_id)
+                kalamdb_core::truncate_for_message(user_id)
             )));
         }
         Ok(guard)

@@ -2,9 +2,7 @@
 //! statement's deadline) and SHOW FUNCTIONS.
 
 use arrow::array::RecordBatch;
-use kalamdb_core::catalog::TableKind;
-use kalamdb_core::jobs::flush_job::{start_flush, FlushTrigger};
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{start_flush, Error, FlushTrigger, Result, TableKind};
 use std::sync::Arc;
 
 use super::output::*;
@@ -15,31 +13,22 @@ impl Engine {
         &self,
         caller: &Caller,
         table: &crate::statement::parser::TableName,
-    ) -> Result<Arc<kalamdb_core::catalog::TableDef>> {
+    ) -> Result<Arc<kalamdb_core::TableDef>> {
         caller.principal.check_flush()?;
-        let ns = table
-            .namespace
-            .clone()
-            .unwrap_or_else(|| caller.namespace.clone());
-        if kalamdb_core::catalog::RESERVED_NAMESPACES.contains(&ns.as_str()) {
+        let (ns, name) = table.qualified(&caller.namespace);
+        if kalamdb_core::RESERVED_NAMESPACES.contains(&ns.as_str()) {
             return Err(Error::Unsupported(format!(
                 "{ns} tables are views of the server's state and are never flushed"
             )));
         }
-        if self.db.catalog.namespace(&ns).is_none() {
-            return Err(Error::NamespaceNotFound(ns));
-        }
-        self.db
-            .catalog
-            .table(&ns, &table.name)
-            .ok_or_else(|| Error::TableNotFound(format!("{ns}.{}", table.name)))
+        self.db.catalog.resolve_table(&ns, &name)
     }
 
     /// Start a flush of `def` (its queued row is written, synced, off the async workers).
     pub(super) async fn start_flush(
         &self,
         caller: &Caller,
-        def: Arc<kalamdb_core::catalog::TableDef>,
+        def: Arc<kalamdb_core::TableDef>,
     ) -> Result<String> {
         let (jobs, db, by) = (
             self.jobs.clone(),
@@ -74,7 +63,7 @@ impl Engine {
         }
         let deadline = started + self.statement_timeout(caller);
         let job = self.jobs.wait(&job_id, deadline).await?;
-        let batch = kalamdb_core::query::system_tables::jobs_batch(std::slice::from_ref(&job))?;
+        let batch = crate::df::system_tables::jobs_batch(std::slice::from_ref(&job))?;
         let schema = batch.schema();
         let batches = vec![batch];
         Ok(StatementOutput::Job {
@@ -127,9 +116,9 @@ impl Engine {
         }
         let completed = jobs
             .iter()
-            .filter(|j| j.status == kalamdb_core::jobs::record::JobStatus::Completed)
+            .filter(|j| j.status == kalamdb_core::JobStatus::Completed)
             .count();
-        let batch = kalamdb_core::query::system_tables::jobs_batch(&jobs)?;
+        let batch = crate::df::system_tables::jobs_batch(&jobs)?;
         let schema = batch.schema();
         Ok(StatementOutput::Job {
             message: format!(

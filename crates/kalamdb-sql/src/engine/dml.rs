@@ -2,15 +2,14 @@
 //! one atomic synced batch per statement; read-modify-write statements serialise per scope.
 
 use super::session::StatementSession;
+use crate::df::provider::KalamTable;
 use crate::planning::errors::from_datafusion;
 use arrow::array::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::prelude::DataFrame;
-use kalamdb_core::catalog::ROWID_COLUMN;
-use kalamdb_core::query::provider::KalamTable;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{Error, Result, ROWID_COLUMN};
 use std::sync::Arc;
 
 use super::limits::*;
@@ -25,7 +24,7 @@ impl Engine {
         dml: DmlStatement,
     ) -> Result<StatementOutput> {
         let provider = datafusion::catalog::default_table_source::source_as_provider(&dml.target)
-            .map_err(|e| from_datafusion(e, &self.db))?;
+            .map_err(|e| from_datafusion(e))?;
         let Some(table) = provider.downcast_ref::<KalamTable>() else {
             return Err(Error::PermissionDenied(format!(
                 "table '{}' is read-only",
@@ -88,7 +87,7 @@ impl Engine {
     pub(super) async fn lock_scope_for_dml(
         &self,
         table_id: u64,
-        scope: &kalamdb_core::encoding::row_key::Scope,
+        scope: &kalamdb_core::Scope,
         deadline: std::time::Instant,
     ) -> Result<tokio::sync::OwnedMutexGuard<()>> {
         let lock = {
@@ -108,8 +107,8 @@ impl Engine {
     /// Write a DML statement's rows through the row store, off the async runtime.
     pub(super) async fn write_rows(
         &self,
-        def: Arc<kalamdb_core::catalog::TableDef>,
-        scope: kalamdb_core::encoding::row_key::Scope,
+        def: Arc<kalamdb_core::TableDef>,
+        scope: kalamdb_core::Scope,
         op: WriteOp,
         batches: Vec<RecordBatch>,
         with_rowid: bool,
@@ -123,12 +122,10 @@ impl Engine {
         tokio::task::spawn_blocking(move || -> Result<StatementOutput> {
             let rows_of = |batches: &[RecordBatch],
                            with_rowid: bool|
-             -> Result<Vec<Vec<kalamdb_core::types::Value>>> {
+             -> Result<Vec<Vec<kalamdb_core::Value>>> {
                 let mut rows = Vec::new();
                 for b in batches {
-                    rows.extend(kalamdb_core::hot::validate::rows_from_batch(
-                        &def, b, with_rowid,
-                    )?);
+                    rows.extend(kalamdb_core::rows_from_batch(&def, b, with_rowid)?);
                 }
                 Ok(rows)
             };

@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::memory::Account;
-use kalamdb_core::Error;
+use kalamdb_core::{Account, Error, Principal};
 
 /// Who runs a request and where unqualified names resolve.
 #[derive(Debug, Clone)]

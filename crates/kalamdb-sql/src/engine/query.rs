@@ -1,6 +1,7 @@
 //! Statements DataFusion plans: parse, route to a fast path, plan under the deadline, run.
 
 use super::session::StatementSession;
+use crate::df::provider::KalamTable;
 use crate::fast::insert as fast_insert;
 use crate::fast::select as fast_select;
 use crate::planning::errors::from_datafusion;
@@ -12,9 +13,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
-use kalamdb_core::memory::Account;
-use kalamdb_core::query::provider::KalamTable;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{Account, Error, Result};
 use sqlparser::ast::Statement as SqlStatement;
 use sqlparser::dialect::GenericDialect;
 use std::sync::Arc;
@@ -98,7 +97,7 @@ impl Engine {
         } else {
             parse()
         };
-        let mut parsed = parsed.map_err(|e| from_datafusion(e.into(), &self.db))?;
+        let mut parsed = parsed.map_err(|e| from_datafusion(e.into()))?;
         if parsed.len() != 1 {
             return Err(Error::invalid_sql("expected exactly one statement"));
         }
@@ -133,7 +132,7 @@ impl Engine {
                 other => {
                     return Err(Error::Unsupported(format!(
                         "statement not supported: {}",
-                        kalamdb_core::error::truncate_for_message(&other.to_string())
+                        kalamdb_core::truncate_for_message(&other.to_string())
                     )))
                 }
             },
@@ -196,6 +195,8 @@ impl Engine {
     }
 
     /// Plan the statement on the query runtime under its deadline and run the plan.
+    // long: planning on the query runtime (with its one retry for duplicate names) and the
+    // dispatch on the plan's kind; each arm is a call.
     async fn plan_and_run(
         &self,
         caller: &Caller,
@@ -229,18 +230,22 @@ impl Engine {
             let state = state.clone();
             let db = self.db.clone();
             async move {
+                let missing = |e, statement: &DfStatement| {
+                    crate::planning::errors::missing_table(&state, statement, &db)
+                        .unwrap_or_else(|| from_datafusion(e))
+                };
                 match state.statement_to_plan(statement).await {
                     Ok(plan) => Ok((plan, explicit)),
                     Err(e) if crate::planning::names::is_duplicate_name_error(&e) => {
-                        let mut statement = original;
+                        let mut statement = original.clone();
                         let explicit = alias(&mut statement, true)?;
                         let plan = state
                             .statement_to_plan(statement)
                             .await
-                            .map_err(|e| from_datafusion(e, &db))?;
+                            .map_err(|e| missing(e, &original))?;
                         Ok((plan, explicit))
                     }
-                    Err(e) => Err(from_datafusion(e, &db)),
+                    Err(e) => Err(missing(e, &original)),
                 }
             }
         };
@@ -255,7 +260,7 @@ impl Engine {
             plan
         } else {
             plan.with_param_values(ParamValues::from(params.to_vec()))
-                .map_err(|e| from_datafusion(e, &self.db))?
+                .map_err(|e| from_datafusion(e))?
         };
         match plan {
             LogicalPlan::Dml(dml) => self.execute_dml(&session, &state, dml).await,
@@ -266,9 +271,7 @@ impl Engine {
             }
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) => {
                 let df = DataFrame::new(state, plan);
-                df.collect()
-                    .await
-                    .map_err(|e| from_datafusion(e, &self.db))?;
+                df.collect().await.map_err(|e| from_datafusion(e))?;
                 Ok(StatementOutput::Message("OK".into()))
             }
             plan => self.execute_query(&session, state, plan, &renames).await,
@@ -290,7 +293,7 @@ impl Engine {
             // rows ("physical_plan_error"); such an error is refused the same way.
             let inner = DataFrame::new(state.clone(), explain.plan.as_ref().clone());
             if let Err(e) = inner.create_physical_plan().await {
-                if let e @ Error::PermissionDenied(_) = from_datafusion(e, &self.db) {
+                if let e @ Error::PermissionDenied(_) = from_datafusion(e) {
                     return Err(e);
                 }
             }

@@ -5,10 +5,7 @@ use std::sync::Arc;
 use datafusion::common::ScalarValue;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use kalamdb_core::db::Db;
-use kalamdb_core::jobs::manager::JobManager;
-use kalamdb_core::memory::{Account, QueryHeap};
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{Account, Db, Error, JobManager, QueryHeap, Result};
 
 use super::session::StatementSession;
 use crate::ddl;
@@ -38,10 +35,7 @@ pub struct Engine {
     /// their write, so concurrent read-modify-write statements on one scope serialise and no
     /// update is lost (ADR 0008).
     pub(super) dml_locks: parking_lot::Mutex<
-        std::collections::HashMap<
-            (u64, kalamdb_core::encoding::row_key::Scope),
-            Arc<tokio::sync::Mutex<()>>,
-        >,
+        std::collections::HashMap<(u64, kalamdb_core::Scope), Arc<tokio::sync::Mutex<()>>>,
     >,
     /// One lock per account name: every request holds it shared for the account it runs as
     /// (and EXECUTE AS for its target) from its start to its end; DROP USER holds it
@@ -109,10 +103,12 @@ impl Engine {
         crate::planning::checked_sum::install(&mut base_state)?;
         crate::planning::growing::install(&mut base_state)?;
         base_state
-            .register_udf(Arc::new(db.snowflake_id_udf.clone()))
+            .register_udf(Arc::new(crate::df::functions::snowflake_id_udf(
+                db.seq.clone(),
+            )))
             .map_err(|e| Error::Internal(e.to_string()))?;
         base_state
-            .register_udf(Arc::new(db.uuid_v7_udf.clone()))
+            .register_udf(Arc::new(crate::df::functions::uuid_v7_udf()))
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Engine {
             db,
@@ -271,14 +267,7 @@ impl Engine {
                 if !allow_execute_as {
                     return Err(Error::invalid_sql("EXECUTE AS cannot be nested"));
                 }
-                let target = self.impersonate(caller, &user_id)?;
-                // The target's account, held as the caller's is (the caller's own is held).
-                let _account = if user_id == caller.principal.user_id {
-                    None
-                } else {
-                    Some(self.hold_account(&user_id, Error::InvalidParameter).await?)
-                };
-                Box::pin(self.execute_statement(&target, &statement, params, false)).await
+                self.execute_as(caller, &user_id, &statement, params).await
             }
             KalamStatement::FlushTable { table, wait } => {
                 self.flush_table(caller, &table, wait, started).await
@@ -287,18 +276,7 @@ impl Engine {
                 self.flush_all(caller, namespace.as_deref(), wait, started)
                     .await
             }
-            KalamStatement::KillJob { job_id } => {
-                let job = self.jobs.kill(&job_id, &caller.principal)?;
-                Ok(StatementOutput::Job {
-                    message: if job.status.is_finished() {
-                        format!("Job '{job_id}' already ended with status {}", job.status)
-                    } else {
-                        format!("Job '{job_id}' will stop at the next user boundary")
-                    },
-                    job_ids: vec![job_id],
-                    job: None,
-                })
-            }
+            KalamStatement::KillJob { job_id } => self.kill_job(caller, job_id),
             KalamStatement::ShowFunctions => self.show_functions(),
             // Acting as a user is for that user's data: an impersonator never gets what the
             // user may do to its own account (its password) nor anything on other accounts.
@@ -318,26 +296,61 @@ impl Engine {
                         "params are only accepted by queries and DML statements".into(),
                     ));
                 }
-                // DROP USER waits for the account's requests in flight and keeps new ones out.
-                let _exclusive = match &stmt {
-                    KalamStatement::DropUser { user_id, .. } => {
-                        if *user_id == caller.principal.user_id {
-                            return Err(Error::InvalidParameter(
-                                "a user cannot drop itself".into(),
-                            ));
-                        }
-                        Some(self.hold_account_exclusively(user_id).await?)
-                    }
-                    _ => None,
-                };
-                defaults_within(&stmt, self.limits.max_value_bytes)?;
-                let db = self.db.clone();
-                let caller = caller.clone();
-                tokio::task::spawn_blocking(move || ddl::execute(&db, &caller, stmt))
-                    .await
-                    .map_err(|e| Error::Internal(format!("statement task failed: {e}")))?
+                self.execute_ddl(caller, stmt).await
             }
         }
+    }
+
+    /// EXECUTE AS USER: the statement runs as `user_id` (checked by the access rules), under
+    /// the target's account as the caller's is held.
+    async fn execute_as(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        statement: &str,
+        params: &[ScalarValue],
+    ) -> Result<StatementOutput> {
+        let target = self.impersonate(caller, user_id)?;
+        let _account = if user_id == caller.principal.user_id {
+            None
+        } else {
+            Some(self.hold_account(user_id, Error::InvalidParameter).await?)
+        };
+        Box::pin(self.execute_statement(&target, statement, params, false)).await
+    }
+
+    /// KILL JOB (the rule: `Principal::check_kill_job`, asked by the job manager).
+    fn kill_job(&self, caller: &Caller, job_id: String) -> Result<StatementOutput> {
+        let job = self.jobs.kill(&job_id, &caller.principal)?;
+        Ok(StatementOutput::Job {
+            message: if job.status.is_finished() {
+                format!("Job '{job_id}' already ended with status {}", job.status)
+            } else {
+                format!("Job '{job_id}' will stop at the next user boundary")
+            },
+            job_ids: vec![job_id],
+            job: None,
+        })
+    }
+
+    /// DDL, users and SHOW/DESCRIBE (crate::ddl), off the async workers (catalog writes are
+    /// synced). DROP USER waits for the account's requests in flight and keeps new ones out.
+    async fn execute_ddl(&self, caller: &Caller, stmt: KalamStatement) -> Result<StatementOutput> {
+        let _exclusive = match &stmt {
+            KalamStatement::DropUser { user_id, .. } => {
+                if *user_id == caller.principal.user_id {
+                    return Err(Error::InvalidParameter("a user cannot drop itself".into()));
+                }
+                Some(self.hold_account_exclusively(user_id).await?)
+            }
+            _ => None,
+        };
+        defaults_within(&stmt, self.limits.max_value_bytes)?;
+        let db = self.db.clone();
+        let caller = caller.clone();
+        tokio::task::spawn_blocking(move || ddl::execute(&db, &caller, stmt))
+            .await
+            .map_err(|e| Error::Internal(format!("statement task failed: {e}")))?
     }
 
     /// How long the caller's statements may run: the request's `timeout_ms`, else

@@ -9,8 +9,7 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
-use kalamdb_core::memory::{Account, Charged};
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{Account, Charged, Error, Result};
 use std::sync::Arc;
 
 use super::limits::*;
@@ -34,7 +33,6 @@ impl Engine {
     ) -> Result<(SchemaRef, Vec<RecordBatch>, usize)> {
         let account = session.account().clone();
         let fitted = Arc::new(session.clone());
-        let db = self.db.clone();
         let max_rows = self.limits.max_result_rows;
         let work = async move {
             let (state, plan) = df.into_parts();
@@ -47,11 +45,11 @@ impl Engine {
                         state
                             .create_physical_plan(&plan)
                             .await
-                            .map_err(|e| from_datafusion(e, &db))?,
+                            .map_err(|e| from_datafusion(e))?,
                         state,
                     )
                 }
-                (Err(e), None) => return Err(from_datafusion(e, &db)),
+                (Err(e), None) => return Err(from_datafusion(e)),
             };
             // A wide constant is repeated in every row (StatementSession::fit_batches).
             let rows =
@@ -63,11 +61,11 @@ impl Engine {
             let task_ctx = Arc::new(TaskContext::from(&state));
             let schema = physical.schema();
             let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx)
-                .map_err(|e| from_datafusion(e, &db))?;
+                .map_err(|e| from_datafusion(e))?;
             let mut batches = Vec::new();
             let mut row_count = 0usize;
             while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| from_datafusion(e, &db))?;
+                let batch = batch.map_err(|e| from_datafusion(e))?;
                 row_count += batch.num_rows();
                 if row_count > max_rows {
                     return Err(too_many_rows(max_rows));

@@ -16,18 +16,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::df::provider::KalamTable;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
-use kalamdb_core::query::provider::KalamTable;
 
+use crate::df::session_catalog::StatementCatalog;
+use crate::df::system_tables::CATALOG_NAME;
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::db::Db;
-use kalamdb_core::memory::{Account, QueryHeap};
-use kalamdb_core::query::session_catalog::StatementCatalog;
-use kalamdb_core::query::system_tables::CATALOG_NAME;
+use kalamdb_core::{Account, Db, Principal, QueryHeap};
 
 /// Everything a statement's DataFusion session is made from.
 #[derive(Debug, Clone)]

@@ -8,10 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::catalog::Role;
-use kalamdb_core::db::Db;
-use kalamdb_core::jobs::manager::{JobManager, JobSettings};
+use kalamdb_core::{Db, JobManager, JobSettings, Principal, Role};
 use proptest::prelude::*;
 
 use crate::engine::{Caller, Engine, Limits, StatementOutput};

@@ -23,6 +23,7 @@
 
 use std::sync::Arc;
 
+use crate::df::provider::KalamTable;
 use arrow::array::{
     new_null_array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
@@ -31,10 +32,7 @@ use arrow::util::display::FormatOptions;
 use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Expr as DfExpr;
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::db::Db;
-use kalamdb_core::query::provider::KalamTable;
-use kalamdb_core::Result;
+use kalamdb_core::{Db, Principal, Result};
 use sqlparser::ast::{Insert, SetExpr, TableObject};
 
 pub(crate) use super::literals::LiteralRows;
@@ -117,6 +115,8 @@ pub fn from_ast(insert: &Insert) -> Option<LiteralRows<'_>> {
 }
 
 /// Turn literal rows into a batch in the table's schema, or `None` when they need planning.
+// long: each condition that sends literal rows back to the planner is one early return, in one
+// list (ADR 0005), beside the conversion it guards.
 pub async fn prepare_rows(
     db: &Arc<Db>,
     principal: &Principal,
@@ -187,7 +187,7 @@ pub async fn prepare_rows(
         }
         // The table's own assignment rules (rounding, ranges, refused conversions).
         if let Some(column) = table.def().live_columns().find(|c| c.name == *field.name()) {
-            match kalamdb_core::encoding::arrow_values::conform(&array, &column.data_type) {
+            match kalamdb_core::conform(&array, &column.data_type) {
                 Ok(a) => arrays.push(a),
                 Err(e) => return Some(Err(e)),
             }
@@ -196,10 +196,10 @@ pub async fn prepare_rows(
         match cast_with_options(&array, field.data_type(), &options) {
             Ok(a) => arrays.push(a),
             Err(e) => {
-                return Some(Err(from_datafusion(
-                    DataFusionError::ArrowError(Box::new(e), None),
-                    db,
-                )))
+                return Some(Err(from_datafusion(DataFusionError::ArrowError(
+                    Box::new(e),
+                    None,
+                ))))
             }
         }
     }

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::df::provider::KalamTable;
+use crate::df::session_catalog::StatementCatalog;
+use crate::df::system_tables::CATALOG_NAME;
 use datafusion::catalog::{CatalogProvider, TableProvider};
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::db::Db;
-use kalamdb_core::query::provider::KalamTable;
-use kalamdb_core::query::session_catalog::StatementCatalog;
-use kalamdb_core::query::system_tables::CATALOG_NAME;
+use kalamdb_core::{Db, Principal};
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query};
 
 /// DataFusion's identifier normalization: unquoted names are lower-cased.

@@ -17,18 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::df::provider::{key_lookup, KalamTable, KeyLiteral};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
-use kalamdb_core::catalog::access::Principal;
-use kalamdb_core::db::Db;
-use kalamdb_core::encoding::arrow_values::value_from_text;
-use kalamdb_core::encoding::arrow_values::SCAN_BATCH_ROWS;
-use kalamdb_core::memory::Account;
-use kalamdb_core::query::provider::KalamTable;
-use kalamdb_core::read::scan::{ScanColumn, ScanRange};
-use kalamdb_core::types::DataType;
-use kalamdb_core::Result;
+use kalamdb_core::{Account, Db, Principal, Result, ScanColumn, ScanRange, SCAN_BATCH_ROWS};
 use sqlparser::ast::{
     BinaryOperator, Expr, Query, Select, SelectItem, SetExpr, TableFactor, Value,
 };
@@ -42,7 +35,7 @@ pub struct DirectSelect {
     columns: Vec<ScanColumn>,
     pub schema: SchemaRef,
     /// `None`: every row of the caller's scope.
-    pk: Option<kalamdb_core::types::Value>,
+    pk: Option<kalamdb_core::Value>,
 }
 
 fn plain_select(query: &Query) -> Option<&Select> {
@@ -74,6 +67,8 @@ fn plain_select(query: &Query) -> Option<&Select> {
 }
 
 /// The direct read `query` describes, or `None` when it needs planning.
+// long: each condition that sends a SELECT back to the planner is one early return, in one
+// list (ADR 0005).
 pub async fn prepare(
     db: &Arc<Db>,
     principal: &Principal,
@@ -161,12 +156,7 @@ pub async fn prepare(
 }
 
 /// The key value of `pk = literal` (either side), or `None` if `selection` is anything else.
-fn pk_equality(
-    def: &kalamdb_core::catalog::TableDef,
-    selection: &Expr,
-) -> Option<kalamdb_core::types::Value> {
-    let pk_name = def.primary_key.as_deref()?;
-    let pk_type = def.column(pk_name)?.data_type;
+fn pk_equality(def: &kalamdb_core::TableDef, selection: &Expr) -> Option<kalamdb_core::Value> {
     let Expr::BinaryOp {
         left,
         op: BinaryOperator::Eq,
@@ -181,21 +171,12 @@ fn pk_equality(
         }
         _ => return None,
     };
-    if normalize(col) != pk_name {
-        return None;
-    }
-    let text = match (lit, pk_type) {
-        (Value::Number(n, false), DataType::BigInt | DataType::Int | DataType::SmallInt)
-            if n.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            n.as_str()
-        }
-        (Value::SingleQuotedString(s), DataType::Text) => s.as_str(),
+    let literal = match lit {
+        Value::Number(n, false) => KeyLiteral::Integer(n.as_str()),
+        Value::SingleQuotedString(s) => KeyLiteral::Text(s.as_str()),
         _ => return None,
     };
-    // An integer literal outside the key type's range matches nothing in DataFusion too, but
-    // let the planner say so.
-    value_from_text(text, &pk_type).ok()
+    key_lookup(def, &normalize(col), literal)
 }
 
 impl DirectSelect {

@@ -16,7 +16,7 @@
 //!   time, a timestamp or bytea (`INSERT INTO t (ts) VALUES (99999999999)` is refused);
 //!   DataFusion reads such a number as a count of seconds, days or bytes.
 //!
-//! The fast INSERT path applies the same rules through [`kalamdb_core::encoding::arrow_values::conform`].
+//! The fast INSERT path applies the same rules through [`kalamdb_core::conform`].
 
 use std::sync::{Arc, LazyLock};
 
@@ -31,7 +31,7 @@ use datafusion::logical_expr::{
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::analyzer::AnalyzerRule;
-use kalamdb_core::encoding::arrow_values::{assignment_refused, is_integer};
+use kalamdb_core::{assignment_refused, is_integer};
 
 /// The analyzer rule (see the module docs).
 #[derive(Debug, Default)]
@@ -138,14 +138,14 @@ static ROUNDED: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
     Arc::new(ScalarUDF::new_from_impl(AssignmentCast::new(
         "rounded",
         ArrowType::Float64,
-        kalamdb_core::encoding::arrow_values::rounded,
+        kalamdb_core::rounded,
     )))
 });
 static TO_REAL: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| {
     Arc::new(ScalarUDF::new_from_impl(AssignmentCast::new(
         "to_real",
         ArrowType::Float32,
-        kalamdb_core::encoding::arrow_values::doubles_to_reals,
+        kalamdb_core::doubles_to_reals,
     )))
 });
 

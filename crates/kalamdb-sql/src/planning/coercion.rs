@@ -21,8 +21,7 @@ use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::{Between, Case, InList};
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::analyzer::AnalyzerRule;
-use kalamdb_core::types::TYPE_METADATA_KEY;
-use kalamdb_core::Error;
+use kalamdb_core::{Error, TYPE_METADATA_KEY};
 
 /// The analyzer rule (see the module docs).
 #[derive(Debug, Default)]
@@ -72,6 +71,8 @@ fn is_comparison(op: Operator) -> bool {
     )
 }
 
+// long: one arm per expression kind PostgreSQL types differently (comparisons, BETWEEN, IN,
+// literals); each arm is that kind's rule.
 fn rewrite(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) if is_comparison(op) => {
@@ -168,43 +169,46 @@ fn rewrite(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 negated,
             })))
         }
-        Expr::Case(Case {
-            expr,
-            when_then_expr,
-            else_expr,
-        }) => {
-            // The results (THEN and ELSE) must agree on the TIME precision.
-            let n = when_then_expr.len();
-            let (whens, mut results): (Vec<Box<Expr>>, Vec<Expr>) =
-                when_then_expr.into_iter().map(|(w, t)| (w, *t)).unzip();
-            let has_else = else_expr.is_some();
-            if let Some(e) = else_expr {
-                results.push(*e);
-            }
-            let changed = align_times(&mut results, schema);
-            let else_expr = if has_else {
-                results.pop().map(Box::new)
-            } else {
-                None
-            };
-            let when_then_expr = whens
-                .into_iter()
-                .zip(results.into_iter().map(Box::new))
-                .collect::<Vec<_>>();
-            debug_assert_eq!(when_then_expr.len(), n);
-            let case = Expr::Case(Case {
-                expr,
-                when_then_expr,
-                else_expr,
-            });
-            Ok(if changed {
-                Transformed::yes(case)
-            } else {
-                Transformed::no(case)
-            })
-        }
+        Expr::Case(case) => case_results(case, schema),
         other => Ok(Transformed::no(other)),
     }
+}
+
+/// CASE: the results (THEN and ELSE) agree on the TIME precision.
+fn case_results(case: Case, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Case {
+        expr,
+        when_then_expr,
+        else_expr,
+    } = case;
+    let n = when_then_expr.len();
+    let (whens, mut results): (Vec<Box<Expr>>, Vec<Expr>) =
+        when_then_expr.into_iter().map(|(w, t)| (w, *t)).unzip();
+    let has_else = else_expr.is_some();
+    if let Some(e) = else_expr {
+        results.push(*e);
+    }
+    let changed = align_times(&mut results, schema);
+    let else_expr = if has_else {
+        results.pop().map(Box::new)
+    } else {
+        None
+    };
+    let when_then_expr = whens
+        .into_iter()
+        .zip(results.into_iter().map(Box::new))
+        .collect::<Vec<_>>();
+    debug_assert_eq!(when_then_expr.len(), n);
+    let case = Expr::Case(Case {
+        expr,
+        when_then_expr,
+        else_expr,
+    });
+    Ok(if changed {
+        Transformed::yes(case)
+    } else {
+        Transformed::no(case)
+    })
 }
 
 fn time_unit(e: &Expr, schema: &DFSchema) -> Option<TimeUnit> {
@@ -258,7 +262,7 @@ fn boolean_literal(e: Expr) -> DfResult<Expr> {
             return Err(DataFusionError::External(Box::new(Error::TypeMismatch(
                 format!(
                     "invalid input for type BOOLEAN: '{}'",
-                    kalamdb_core::error::truncate_for_message(&text)
+                    kalamdb_core::truncate_for_message(&text)
                 ),
             ))))
         }
@@ -300,7 +304,7 @@ fn canonical_uuid_literal(e: Expr) -> DfResult<Expr> {
         Err(_) => Err(DataFusionError::External(Box::new(Error::TypeMismatch(
             format!(
                 "invalid input for type UUID: '{}'",
-                kalamdb_core::error::truncate_for_message(&text)
+                kalamdb_core::truncate_for_message(&text)
             ),
         )))),
     }

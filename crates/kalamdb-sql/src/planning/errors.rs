@@ -6,30 +6,33 @@
 
 use arrow::error::ArrowError;
 use datafusion::common::DataFusionError;
-use kalamdb_core::db::Db;
-use kalamdb_core::query::system_tables::CATALOG_NAME;
-use kalamdb_core::Error;
+use datafusion::common::TableReference;
+use datafusion::execution::SessionState;
+use datafusion::sql::parser::Statement as DfStatement;
+use kalamdb_core::{Db, Error};
+
+use crate::df::system_tables::{CATALOG_NAME, INFORMATION_SCHEMA_TABLES, SYSTEM_TABLES};
 
 /// Convert a DataFusion error to a KalamDB error.
-pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
+pub fn from_datafusion(e: DataFusionError) -> Error {
     tracing::debug!(error = %e, "DataFusion error");
     match e {
-        DataFusionError::External(inner) => external(inner, db),
-        DataFusionError::Context(_, inner) => from_datafusion(*inner, db),
+        DataFusionError::External(inner) => external(inner),
+        DataFusionError::Context(_, inner) => from_datafusion(*inner),
         DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
-            Ok(e) => from_datafusion(e, db),
+            Ok(e) => from_datafusion(e),
             // Held elsewhere too: our own error inside it is still ours (its code kept).
             Err(shared) => match shared.as_ref() {
                 DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
                     Some(e) => e.clone(),
-                    None => classify_message(&shared.to_string(), db),
+                    None => classify_message(&shared.to_string()),
                 },
-                _ => classify_message(&shared.to_string(), db),
+                _ => classify_message(&shared.to_string()),
             },
         },
-        DataFusionError::Diagnostic(_, inner) => from_datafusion(*inner, db),
+        DataFusionError::Diagnostic(_, inner) => from_datafusion(*inner),
         DataFusionError::Collection(mut errs) if !errs.is_empty() => {
-            from_datafusion(errs.swap_remove(0), db)
+            from_datafusion(errs.swap_remove(0))
         }
         DataFusionError::SQL(parser_error, _) => {
             let message = parser_error.to_string();
@@ -45,9 +48,9 @@ pub fn from_datafusion(e: DataFusionError, db: &Db) -> Error {
         DataFusionError::ResourcesExhausted(m) => Error::InvalidParameter(format!(
             "the query needs more memory than the server allows (query_memory_bytes): {m}"
         )),
-        DataFusionError::Plan(m) => classify_message(&m, db),
+        DataFusionError::Plan(m) => classify_message(&m),
         DataFusionError::SchemaError(s, _) => Error::invalid_sql(s.to_string()),
-        DataFusionError::Execution(m) => classify_message(&m, db),
+        DataFusionError::Execution(m) => classify_message(&m),
         DataFusionError::ExecutionJoin(e) => Error::Internal(e.to_string()),
         DataFusionError::Configuration(m) => Error::InvalidParameter(m),
         other => Error::Internal(other.to_string()),
@@ -74,11 +77,11 @@ pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Error {
     Error::Internal(format!("the query's work panicked: {message}"))
 }
 
-fn external(inner: Box<dyn std::error::Error + Send + Sync>, db: &Db) -> Error {
+fn external(inner: Box<dyn std::error::Error + Send + Sync>) -> Error {
     match inner.downcast::<Error>() {
         Ok(e) => *e,
         Err(inner) => match inner.downcast::<DataFusionError>() {
-            Ok(e) => from_datafusion(*e, db),
+            Ok(e) => from_datafusion(*e),
             Err(inner) => match inner.downcast::<ArrowError>() {
                 Ok(a) => from_arrow(*a),
                 Err(other) => foreign(other),
@@ -220,28 +223,12 @@ pub(crate) fn without_kind_prefixes(m: &str) -> String {
 }
 
 /// Classify a planning/execution message from DataFusion.
-fn classify_message(m: &str, db: &Db) -> Error {
+fn classify_message(m: &str) -> Error {
     let m = &without_internals(m);
     // Classified by DataFusion's whole text (its kind prefixes say what failed); reported
     // without the prefixes, which name DataFusion's error kinds, not the user's mistake.
     let lower = m.to_ascii_lowercase();
     let m = &without_kind_prefixes(m);
-    if let Some(name) = not_found_table(m) {
-        let parts: Vec<&str> = name.split('.').collect();
-        let (ns, table) = match parts.as_slice() {
-            [c, ns, t] if *c == CATALOG_NAME => (Some(*ns), *t),
-            [ns, t] => (Some(*ns), *t),
-            [t] => (None, *t),
-            _ => (None, name.as_str()),
-        };
-        if let Some(ns) = ns {
-            if ns != "system" && ns != "information_schema" && db.catalog.namespace(ns).is_none() {
-                return Error::NamespaceNotFound(ns.to_string());
-            }
-            return Error::TableNotFound(format!("{ns}.{table}"));
-        }
-        return Error::TableNotFound(table.to_string());
-    }
     if lower.contains("resources exhausted") {
         return Error::InvalidParameter(format!(
             "the query needs more memory than the server allows (limits.query_memory_bytes): {m}"
@@ -266,14 +253,71 @@ fn classify_message(m: &str, db: &Db) -> Error {
     }
 }
 
-/// `table 'x.y.z' not found` -> `x.y.z`.
-fn not_found_table(m: &str) -> Option<String> {
-    let start = m.find("table '")? + "table '".len();
-    let rest = &m[start..];
-    let end = rest.find('\'')?;
-    rest[end..]
-        .starts_with("' not found")
-        .then(|| rest[..end].to_string())
+/// Why a statement failed to plan when it names a table that does not exist: the first
+/// such table, as the one resolver ([`kalamdb_core::Catalog::resolve_table`]) reports it
+/// (NAMESPACE_NOT_FOUND or TABLE_NOT_FOUND). Asked only after planning failed, from the
+/// statement's own table references, so a missing table is never read out of DataFusion's
+/// message. A bare name that is a table function (`generate_series`) is not a table.
+pub(crate) fn missing_table(
+    state: &SessionState,
+    statement: &DfStatement,
+    db: &Db,
+) -> Option<Error> {
+    let mut references = state.resolve_table_references(statement).ok()?;
+    // In the order the statement names them (DataFusion's set is sorted), so that of two
+    // missing tables the first written is reported.
+    let order = in_text_order(statement);
+    let position = |r: &TableReference| order.iter().position(|t| t == r);
+    references.sort_by_key(|r| position(r).unwrap_or(usize::MAX));
+    let defaults = &state.config_options().catalog;
+    for reference in references {
+        if let TableReference::Bare { table } = &reference {
+            if state.table_functions().contains_key(table.as_ref()) {
+                continue;
+            }
+        }
+        let r = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
+        let (ns, table) = (r.schema.as_ref(), r.table.as_ref());
+        let views: Option<&[&str]> = match ns {
+            "system" => Some(SYSTEM_TABLES),
+            "information_schema" => Some(INFORMATION_SCHEMA_TABLES),
+            _ => None,
+        };
+        if r.catalog.as_ref() != CATALOG_NAME {
+            return Some(Error::TableNotFound(r.to_string()));
+        }
+        match views {
+            Some(names) if names.contains(&table) => {}
+            Some(_) => return Some(Error::TableNotFound(format!("{ns}.{table}"))),
+            None => {
+                if let Err(e) = db.catalog.resolve_table(ns, table) {
+                    return Some(e);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The relations a statement names, in the order they are written (CTE names included; the
+/// caller keeps those DataFusion resolved as tables).
+fn in_text_order(statement: &DfStatement) -> Vec<TableReference> {
+    let mut names = Vec::new();
+    let mut inner = statement;
+    while let DfStatement::Explain(e) = inner {
+        inner = e.statement.as_ref();
+    }
+    if let DfStatement::Statement(s) = inner {
+        let _ = sqlparser::ast::visit_relations(s.as_ref(), |name| {
+            if let Ok(r) =
+                datafusion::sql::planner::object_name_to_table_reference(name.clone(), true)
+            {
+                names.push(r);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    names
 }
 
 /// `... at Line: 1, Column: 8` -> (1, 8).
@@ -333,14 +377,5 @@ mod tests {
             "oops"
         );
         assert_eq!(without_kind_prefixes("plain"), "plain");
-    }
-
-    #[test]
-    fn missing_table_names_are_extracted() {
-        assert_eq!(
-            not_found_table("Error during planning: table 'kalam.app.t' not found"),
-            Some("kalam.app.t".into())
-        );
-        assert_eq!(not_found_table("column 'x' not found"), None);
     }
 }

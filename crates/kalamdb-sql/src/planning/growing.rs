@@ -6,7 +6,7 @@
 //! operator: 6,000 rows of 107 bytes built 5 GB and answered 200 under a 256 MiB limit, and
 //! 200,000 rows took the server past 6 GB, since the memory limit is checked between batches.
 //! Wrapped here, their accumulators check the statement's account
-//! (`kalamdb_core::memory::check_current`) after every value they produce and every batch
+//! (`kalamdb_core::check_current`) after every value they produce and every batch
 //! they take in, so such a query is refused near the limit, as any query over it is. The
 //! functions keep their names, signatures, orderings and grouped forms (the grouped
 //! accumulators are DataFusion's own: their state is checked between batches).
@@ -49,7 +49,7 @@ pub(crate) fn install(registry: &mut dyn FunctionRegistry) -> kalamdb_core::Resu
 }
 
 fn check() -> DfResult<()> {
-    kalamdb_core::memory::check_current().map_err(|e| DataFusionError::External(Box::new(e)))
+    kalamdb_core::check_current().map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 /// One of DataFusion's aggregates, its accumulators checked.
@@ -243,7 +243,7 @@ impl Accumulator for Checked {
         let value = self.inner.evaluate()?;
         check()?;
         let copies = (value.size() as u128).saturating_mul(self.rows.max(1) as u128);
-        let limit = kalamdb_core::memory::current_limit();
+        let limit = kalamdb_core::current_limit();
         if self.in_window && self.rows > 1 && limit.is_some_and(|limit| copies > limit as u128) {
             return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
                 "the query needs more memory than the server allows (limits.query_memory_bytes = {} bytes \

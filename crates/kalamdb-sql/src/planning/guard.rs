@@ -47,7 +47,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::Stream;
-use kalamdb_core::memory::Account;
+use kalamdb_core::Account;
 
 /// DataFusion's operators that run their inputs on tasks of their own: the work below them
 /// is not inside the statement's task's polls.

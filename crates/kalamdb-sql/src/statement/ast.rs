@@ -1,7 +1,6 @@
 //! KalamDB's own statements as the parser hands them to the engine.
 
-use kalamdb_core::catalog::{Role, TableKind};
-use kalamdb_core::types::DataType;
+use kalamdb_core::{DataType, Role, TableKind};
 use sqlparser::tokenizer::TokenWithSpan;
 
 /// `[namespace.]table` as written.
@@ -9,6 +8,14 @@ use sqlparser::tokenizer::TokenWithSpan;
 pub struct TableName {
     pub namespace: Option<String>,
     pub name: String,
+}
+
+impl TableName {
+    /// `(namespace, name)`, the caller's default namespace when none was written.
+    pub fn qualified(&self, default_namespace: &str) -> (String, String) {
+        let ns = self.namespace.as_deref().unwrap_or(default_namespace);
+        (ns.to_string(), self.name.clone())
+    }
 }
 
 /// A column's DEFAULT clause as written.

@@ -42,10 +42,7 @@ impl Cursor {
     pub(super) fn found(&self) -> String {
         match self.peek() {
             None => "end of statement".to_string(),
-            Some(t) => format!(
-                "'{}'",
-                kalamdb_core::error::truncate_for_message(&t.to_string())
-            ),
+            Some(t) => format!("'{}'", kalamdb_core::truncate_for_message(&t.to_string())),
         }
     }
 

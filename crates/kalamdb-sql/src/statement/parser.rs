@@ -4,9 +4,7 @@
 //! DESCRIBE TABLE, users, EXECUTE AS and the storage/job commands, and returns `None` for
 //! everything else (queries and DML), which goes to DataFusion's SQL planner.
 
-use kalamdb_core::catalog::{Role, TableKind};
-use kalamdb_core::types::DataType;
-use kalamdb_core::{Error, Result};
+use kalamdb_core::{DataType, Error, Result, Role, TableKind};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
@@ -128,6 +126,7 @@ fn parse_drop_namespace(c: &mut Cursor) -> Result<KalamStatement> {
     })
 }
 
+// long: the grammar of CREATE TABLE, clause after clause, as it reads.
 fn parse_create_table(c: &mut Cursor) -> Result<KalamStatement> {
     c.expect_kw("CREATE")?;
     let kind = if c.eat_kw("USER") {
@@ -292,7 +291,7 @@ fn hex_bytes(h: &str) -> Result<Vec<u8>> {
     if h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::TypeMismatch(format!(
             "X'{}' is not a BYTEA literal: it needs an even number of hex digits",
-            kalamdb_core::error::truncate_for_message(h)
+            kalamdb_core::truncate_for_message(h)
         )));
     }
     Ok((0..h.len())
@@ -462,7 +461,7 @@ fn parse_execute_as(c: &mut Cursor, sql: &str) -> Result<KalamStatement> {
     {
         return Err(Error::InvalidParameter(format!(
             "user '{}' does not exist",
-            kalamdb_core::error::truncate_for_message(&user_id)
+            kalamdb_core::truncate_for_message(&user_id)
         )));
     }
     // Locate the parenthesised body in the original text: the user name is quoted or a plain

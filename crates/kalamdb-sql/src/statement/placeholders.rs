@@ -55,7 +55,7 @@ fn number(placeholder: &str) -> Option<usize> {
 }
 
 fn describe(placeholder: &str, bound: usize) -> String {
-    let shown = kalamdb_core::error::truncate_for_message(placeholder);
+    let shown = kalamdb_core::truncate_for_message(placeholder);
     let bound_text = match bound {
         0 => "the request binds no params".to_string(),
         1 => "the request binds 1 param ($1)".to_string(),

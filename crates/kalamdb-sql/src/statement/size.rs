@@ -21,6 +21,7 @@ pub const MAX_TOKENS_PER_STATEMENT: usize = 500_000;
 /// Operators, tokens and SELECTs of a statement, counted on its tokens before it is parsed:
 /// the planning caps that need the syntax tree (crate::statement::syntax) come too late for a statement
 /// whose tree alone is too large.
+// long: one pass over the tokens with its per-parenthesis counters, which are local to it.
 pub(crate) fn check_statement_size<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<()> {
     // The operators that can stack into one expression tree: those of one item (between
     // commas) at each parenthesis level, plus the deepest parenthesized operand inside it.

@@ -33,7 +33,7 @@ pub(crate) trait StatementContext: std::fmt::Debug + Send + Sync {
     /// Every subquery is evaluated per outer row (the fallback when DataFusion's
     /// decorrelation of one fails).
     fn evaluate_all_subqueries(&self) -> bool;
-    fn account(&self) -> &Arc<kalamdb_core::memory::Account>;
+    fn account(&self) -> &Arc<kalamdb_core::Account>;
     fn deadline(&self) -> Instant;
     fn max_rows(&self) -> usize;
     /// A DataFusion state for the statement, these rules in it.
@@ -99,28 +99,9 @@ pub(super) fn to_function(
     ctx: &Arc<StatementSession>,
 ) -> DfResult<Expr> {
     let name = e.schema_name().to_string();
-    let (kind, subquery, probe) = match e {
-        Expr::ScalarSubquery(s) => (Kind::Scalar, s, None),
-        Expr::Exists(Exists { subquery, negated }) => (Kind::Exists { negated }, subquery, None),
-        Expr::InSubquery(InSubquery {
-            expr,
-            subquery,
-            negated,
-        }) => (Kind::In { negated }, subquery, Some(*expr)),
-        Expr::SetComparison(SetComparison {
-            expr,
-            subquery,
-            op,
-            quantifier,
-        }) => (
-            Kind::Compare {
-                op,
-                all: matches!(quantifier, SetQuantifier::All),
-            },
-            subquery,
-            Some(*expr),
-        ),
-        other => return Ok(other),
+    let (kind, subquery, probe) = match split_subquery(e) {
+        Ok(parts) => parts,
+        Err(other) => return Ok(other),
     };
     let Subquery { subquery: plan, .. } = subquery;
     let plan = match kind {
@@ -141,26 +122,14 @@ pub(super) fn to_function(
         Kind::Exists { .. } => (ArrowType::Boolean, false),
         Kind::In { .. } | Kind::Compare { .. } => (ArrowType::Boolean, true),
     };
-    // Every outer reference anywhere inside (nested subqueries included). Those this node's
-    // inputs provide become plain columns; the others belong to an enclosing query and stay
-    // outer references, which that query substitutes when it runs this one.
-    let mut outer_refs: Vec<(FieldRef, Column)> = Vec::new();
-    plan.apply_with_subqueries(|p| {
-        p.apply_expressions(|ex| {
-            ex.apply(|ex| {
-                if let Expr::OuterReferenceColumn(f, c) = ex {
-                    if !outer_refs.iter().any(|(_, seen)| seen == c) {
-                        outer_refs.push((f.clone(), c.clone()));
-                    }
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    })?;
+    let outer_refs = outer_references(&plan)?;
     let mut args = Vec::with_capacity(outer_refs.len() + 1);
     if let Some(p) = probe {
         args.push(p);
     }
+    // Those this node's inputs provide become plain columns; the others belong to an
+    // enclosing query and stay outer references, which that query substitutes when it runs
+    // this one.
     for (f, c) in &outer_refs {
         let here = scopes.iter().any(|s| s.has_column(c));
         args.push(if here {
@@ -194,6 +163,52 @@ pub(super) fn to_function(
         cache: Arc::new(Mutex::new(HashMap::new())),
     };
     Ok(ScalarUDF::new_from_impl(function).call(args))
+}
+
+/// A subquery expression's kind, plan and probe (the left side of IN or of a comparison);
+/// any other expression back as it was.
+fn split_subquery(e: Expr) -> Result<(Kind, Subquery, Option<Expr>), Expr> {
+    Ok(match e {
+        Expr::ScalarSubquery(s) => (Kind::Scalar, s, None),
+        Expr::Exists(Exists { subquery, negated }) => (Kind::Exists { negated }, subquery, None),
+        Expr::InSubquery(InSubquery {
+            expr,
+            subquery,
+            negated,
+        }) => (Kind::In { negated }, subquery, Some(*expr)),
+        Expr::SetComparison(SetComparison {
+            expr,
+            subquery,
+            op,
+            quantifier,
+        }) => (
+            Kind::Compare {
+                op,
+                all: matches!(quantifier, SetQuantifier::All),
+            },
+            subquery,
+            Some(*expr),
+        ),
+        other => return Err(other),
+    })
+}
+
+/// Every outer reference anywhere inside `plan` (nested subqueries included), once each.
+fn outer_references(plan: &LogicalPlan) -> DfResult<Vec<(FieldRef, Column)>> {
+    let mut outer_refs: Vec<(FieldRef, Column)> = Vec::new();
+    plan.apply_with_subqueries(|p| {
+        p.apply_expressions(|ex| {
+            ex.apply(|ex| {
+                if let Expr::OuterReferenceColumn(f, c) = ex {
+                    if !outer_refs.iter().any(|(_, seen)| seen == c) {
+                        outer_refs.push((f.clone(), c.clone()));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(outer_refs)
 }
 
 /// A subquery as a scalar function of the outer values it reads (see the module docs).

@@ -1,7 +1,7 @@
 //! What DataFusion sees of the database: table providers, the per-statement catalog,
 //! system tables and SQL functions.
 
-pub mod functions;
-pub mod provider;
-pub mod session_catalog;
-pub mod system_tables;
+pub(crate) mod functions;
+pub(crate) mod provider;
+pub(crate) mod session_catalog;
+pub(crate) mod system_tables;

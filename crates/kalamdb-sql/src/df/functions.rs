@@ -12,7 +12,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::clock::SeqGenerator;
+use kalamdb_core::SeqGenerator;
 
 /// `SNOWFLAKE_ID()`: a unique, time-ordered BIGINT.
 #[derive(Debug)]

@@ -11,14 +11,11 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 
-use crate::catalog::access::Principal;
-use crate::catalog::Role;
-use crate::db::Db;
-use crate::error::Error;
-use crate::query::provider::{df_error, KalamTable};
-use crate::query::system_tables::{
+use crate::df::provider::{df_error, KalamTable};
+use crate::df::system_tables::{
     information_schema_table, system_table, INFORMATION_SCHEMA_TABLES, SYSTEM_TABLES,
 };
+use kalamdb_core::{Db, Principal};
 
 /// Catalog of namespaces for one statement.
 #[derive(Debug)]
@@ -115,8 +112,7 @@ impl SchemaProvider for NamespaceSchema {
             self.principal.clone(),
             self.with_rowid,
             self.statement_time_micros,
-            &self.db.snowflake_id_udf,
-            &self.db.uuid_v7_udf,
+            &self.db.seq,
         ))))
     }
 
@@ -143,19 +139,12 @@ impl SchemaProvider for SystemSchema {
         }
         if name == "jobs" {
             // Everyone may query jobs; below dba, only the jobs they created.
-            let mut jobs = crate::jobs::record::list_jobs(&self.db.store).map_err(df_error)?;
-            if self.principal.role < Role::Dba {
-                jobs.retain(|j| j.created_by == self.principal.user_id);
-            }
-            let t = crate::query::system_tables::jobs_table(&jobs).map_err(df_error)?;
+            let mut jobs = kalamdb_core::list_jobs(&self.db.store).map_err(df_error)?;
+            jobs.retain(|j| self.principal.sees_job(&j.created_by));
+            let t = crate::df::system_tables::jobs_table(&jobs).map_err(df_error)?;
             return Ok(Some(t as Arc<dyn TableProvider>));
         }
-        if self.principal.role < Role::Dba {
-            return Err(df_error(Error::PermissionDenied(format!(
-                "role '{}' may not read system.{name}",
-                self.principal.role
-            ))));
-        }
+        self.principal.check_read_system(name).map_err(df_error)?;
         let t = system_table(name, &self.db.catalog, &self.db.rows).map_err(df_error)?;
         Ok(t.map(|t| t as Arc<dyn TableProvider>))
     }

@@ -14,19 +14,17 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Expr, Operator, ScalarUDF, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 
-use crate::catalog::access::Principal;
-use crate::catalog::{ColumnDefault, TableDef, ROWID_COLUMN};
-use crate::encoding::arrow_values::{value_from_text, SCAN_BATCH_ROWS};
-use crate::encoding::row_key::Scope;
-use crate::error::Error;
-use crate::hot::rows::RowStore;
-use crate::read::scan::{ScanColumn, ScanRange};
-use crate::types::{DataType, Value, TYPE_METADATA_KEY};
+use kalamdb_core::{
+    value_from_text, ColumnDefault, DataType, Error, Principal, RowStore, ScanColumn, ScanRange,
+    Scope, SeqGenerator, TableDef, Value, ROWID_COLUMN, SCAN_BATCH_ROWS, TYPE_METADATA_KEY,
+};
+
+use super::functions::{snowflake_id_udf, uuid_v7_udf};
 
 /// Wrap a KalamDB error so it crosses DataFusion and can be recovered at the edge.
 pub fn df_error(e: Error) -> DataFusionError {
@@ -84,8 +82,7 @@ impl KalamTable {
         principal: Principal,
         with_rowid: bool,
         statement_time_micros: i64,
-        snowflake_id: &ScalarUDF,
-        uuid_v7: &ScalarUDF,
+        seq: &Arc<SeqGenerator>,
     ) -> KalamTable {
         let with_rowid = with_rowid && def.primary_key.is_none();
         let schema = table_schema(&def, with_rowid);
@@ -101,8 +98,8 @@ impl KalamTable {
                         Some("UTC".into()),
                     ))
                 }
-                Some(ColumnDefault::SnowflakeId) => snowflake_id.call(vec![]),
-                Some(ColumnDefault::UuidV7) => uuid_v7.call(vec![]),
+                Some(ColumnDefault::SnowflakeId) => snowflake_id_udf(seq.clone()).call(vec![]),
+                Some(ColumnDefault::UuidV7) => uuid_v7_udf().call(vec![]),
                 Some(ColumnDefault::Literal(v)) => match scalar_of(v, &c.data_type) {
                     Some(s) => datafusion::logical_expr::lit(s),
                     None => continue,
@@ -138,33 +135,59 @@ impl KalamTable {
         self.with_rowid
     }
 
-    /// `pk = literal` among the filters, as a value of the key's type.
+    /// `pk = literal` among the filters, as a value of the key's type ([`key_lookup`]).
     fn pk_equality(&self, filters: &[Expr]) -> Option<Value> {
-        let pk = self.def.primary_key.as_deref()?;
-        let dt = self.def.column(pk)?.data_type;
-        for f in filters {
-            let Expr::BinaryExpr(b) = f else { continue };
+        filters.iter().find_map(|f| {
+            let Expr::BinaryExpr(b) = f else { return None };
             if b.op != Operator::Eq {
-                continue;
+                return None;
             }
-            let (col, lit) = match (b.left.as_ref(), b.right.as_ref()) {
+            match (b.left.as_ref(), b.right.as_ref()) {
                 (Expr::Column(c), Expr::Literal(s, _)) | (Expr::Literal(s, _), Expr::Column(c)) => {
-                    (c, s)
+                    key_lookup(&self.def, &c.name, KeyLiteral::Typed(s))
                 }
-                _ => continue,
-            };
-            if col.name != pk || lit.is_null() {
-                continue;
+                _ => None,
             }
-            // Convert through text so '5' = 5 style comparisons follow SQL casting rules; a
-            // literal that does not convert exactly simply is not pushed down.
-            let text = lit.to_string();
-            if let Ok(v) = value_from_text(&text, &dt) {
-                return Some(v);
-            }
-        }
-        None
+        })
     }
+}
+
+/// The literal of a `pk = literal` comparison, as each reader of one sees it.
+pub(crate) enum KeyLiteral<'a> {
+    /// After planning: DataFusion has given the literal the column's type ('5' = 5).
+    Typed(&'a ScalarValue),
+    /// Before planning (the point SELECT bypass): an unsigned integer literal as written.
+    Integer(&'a str),
+    /// Before planning: a single-quoted string as written.
+    Text(&'a str),
+}
+
+/// The one rule for `pk = literal`: the key it addresses, or `None` when the comparison is
+/// not an exact lookup of `def`'s primary key (another column, NULL, a literal that does not
+/// convert exactly, or, before planning, a literal whose type the planner would still have
+/// to coerce). Both the table scan and the point SELECT bypass ask it.
+pub(crate) fn key_lookup(def: &TableDef, column: &str, literal: KeyLiteral<'_>) -> Option<Value> {
+    let pk = def.primary_key.as_deref()?;
+    if column != pk {
+        return None;
+    }
+    let dt = def.column(pk)?.data_type;
+    let text = match literal {
+        // Through text so the key gets SQL's casting rules; a NULL key matches nothing.
+        KeyLiteral::Typed(s) if s.is_null() => return None,
+        KeyLiteral::Typed(s) => s.to_string(),
+        KeyLiteral::Integer(n)
+            if matches!(dt, DataType::BigInt | DataType::Int | DataType::SmallInt)
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            n.to_string()
+        }
+        KeyLiteral::Text(s) if dt == DataType::Text => s.to_string(),
+        KeyLiteral::Integer(_) | KeyLiteral::Text(_) => return None,
+    };
+    // An integer outside the key type's range matches nothing; the planner says so.
+    value_from_text(&text, &dt).ok()
 }
 
 /// The ScalarValue of a stored literal, for column defaults.
@@ -280,7 +303,7 @@ impl PartitionStream for HotScan {
         // The reader runs on a blocking thread: its batches are charged to the statement. One
         // batch waits in the channel: the reader still works while the consumer does, and what
         // a scan holds stays a few batches (SCAN_BATCH_BYTES).
-        let account = crate::memory::Account::of(&ctx);
+        let account = kalamdb_core::Account::of(&ctx);
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 1);
         let tx = builder.tx();
         let (def, rows, scope, columns, schema, range) = (

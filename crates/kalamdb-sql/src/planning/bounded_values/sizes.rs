@@ -1,97 +1,11 @@
-//! Functions that build values from a count refuse, before they allocate, a value beyond
-//! `limits.max_value_bytes`.
-//!
-//! `lpad('x', 2000000000)` or `range(200000000)` is one call of one kernel: nothing can stop
-//! it once it runs (a statement timeout cannot interrupt a single allocation and copy), and the
-//! memory pool does not see the value it builds. So the arguments are checked first, row by
-//! row: the size the result would have is computed from them, and a result over the limit is
-//! INVALID_PARAMETER naming the function and the limit. The functions keep their names,
-//! signatures and behaviour otherwise (each wraps DataFusion's own).
-//!
-//! A call's whole result (all its rows: `repeat('x', 10000000)` over 8,192 rows is 80 GB of
-//! values under the limit each) must also fit the queries' memory pool
-//! (`limits.query_memory_bytes`) while it is built; otherwise the statement fails as any
-//! query over the pool does.
-//!
-//! Which functions: those whose result can be much larger than their arguments: `lpad`,
-//! `rpad`, `repeat`, `replace`, `regexp_replace`, `range`, `generate_series` (the array
-//! functions; the table functions of those names stream their rows and are stopped by the
-//! timeout and the row limit), `array_repeat`, `array_resize`, `concat`, `concat_ws`,
-//! `encode`, and those that join many values each under the limit (`make_array`,
-//! `array_concat`, `array_to_string`). The others produce values no larger than their inputs together. `array_resize`
-//! and `array_position` also have arguments checked that DataFusion's own do not (a negative
-//! size was an internal error, a start position of i64::MIN an arithmetic overflow).
-
-use std::sync::Arc;
+//! How large each bounded function's result would be, computed from its arguments before it
+//! runs, and the argument checks DataFusion's own functions lack.
 
 use arrow::array::{Array, ArrayRef, Int64Array, LargeStringArray};
-use arrow::datatypes::{DataType as ArrowType, FieldRef, IntervalUnit, TimeUnit};
-use datafusion::common::{DataFusionError, Result as DfResult};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
-use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature,
-};
-use kalamdb_core::Error;
-
-/// Replace DataFusion's functions named above with bounded ones in `registry`; a call's
-/// whole result (all its rows) is also reserved in `pool`, the queries' memory pool, while
-/// it is built.
-pub(crate) fn install(
-    registry: &mut dyn FunctionRegistry,
-    max_value_bytes: usize,
-    pool: Arc<dyn MemoryPool>,
-) -> kalamdb_core::Result<()> {
-    let functions: [(&str, SizeOf, Option<ArgCheck>); 17] = [
-        ("lpad", padded, None),
-        ("rpad", padded, None),
-        ("repeat", repeated, None),
-        ("replace", replaced, None),
-        ("regexp_replace", regexp_replaced, None),
-        ("range", range, None),
-        ("generate_series", generate_series, None),
-        ("array_repeat", array_repeated, None),
-        ("array_resize", array_resized, Some(size_not_negative)),
-        ("concat", concatenated, None),
-        ("concat_ws", concatenated_with_separator, None),
-        ("encode", encoded, None),
-        ("array_position", no_larger, Some(start_position)),
-        ("make_array", all_arguments, None),
-        ("array_concat", all_arguments, None),
-        ("array_to_string", joined_elements, None),
-        ("levenshtein", no_larger, Some(levenshtein_cost)),
-    ];
-    for (name, size, check) in functions {
-        let inner = registry
-            .udf(name)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let bounded = Bounded {
-            inner: inner.inner().clone(),
-            size,
-            check,
-            max_value_bytes,
-            pool: pool.clone(),
-        };
-        registry
-            .register_udf(Arc::new(ScalarUDF::new_from_impl(bounded)))
-            .map_err(|e| Error::Internal(e.to_string()))?;
-    }
-    Ok(())
-}
-
-/// How large each row's result of a function can be (bytes; elements x 8 for arrays), from
-/// its arguments, or `None` where that cannot be told (a NULL argument, an argument type this
-/// check does not read).
-type SizeOf = fn(&[ArrayRef], usize) -> Vec<Option<u128>>;
-
-/// Arguments DataFusion's function does not check (its error is an internal one, a 500, or
-/// an arithmetic overflow): the message of an INVALID_PARAMETER, or Ok.
-type ArgCheck = fn(&[ArrayRef], usize) -> Result<(), String>;
+use arrow::datatypes::{DataType as ArrowType, IntervalUnit, TimeUnit};
 
 /// `array_resize(a, n)`: n not negative ("failed to convert size to usize").
-fn size_not_negative(args: &[ArrayRef], rows: usize) -> Result<(), String> {
+pub(super) fn size_not_negative(args: &[ArrayRef], rows: usize) -> Result<(), String> {
     match ints(args.get(1), rows)
         .into_iter()
         .flatten()
@@ -103,7 +17,7 @@ fn size_not_negative(args: &[ArrayRef], rows: usize) -> Result<(), String> {
 }
 
 /// `array_position(a, x, from)`: from at least 1 (i64::MIN overflowed in `from - 1`).
-fn start_position(args: &[ArrayRef], rows: usize) -> Result<(), String> {
+pub(super) fn start_position(args: &[ArrayRef], rows: usize) -> Result<(), String> {
     match ints(args.get(2), rows)
         .into_iter()
         .flatten()
@@ -120,7 +34,7 @@ fn start_position(args: &[ArrayRef], rows: usize) -> Result<(), String> {
 /// character strings kept a query thread busy for minutes after their 408, and every other
 /// statement waited behind it). PostgreSQL's allows 255 characters each; here the product is
 /// capped.
-fn levenshtein_cost(args: &[ArrayRef], rows: usize) -> Result<(), String> {
+pub(super) fn levenshtein_cost(args: &[ArrayRef], rows: usize) -> Result<(), String> {
     const MAX_STEPS: u128 = 100_000_000;
     let (a, b) = (lens(args.first(), rows), lens(args.get(1), rows));
     match a.iter().zip(&b).find_map(|(a, b)| Some((*a)? as u128 * (*b)? as u128).filter(|&n| n > MAX_STEPS)) {
@@ -133,14 +47,14 @@ fn levenshtein_cost(args: &[ArrayRef], rows: usize) -> Result<(), String> {
 
 /// `make_array(...)`, `array_concat(...)`: as large as all their arguments together (each
 /// may be up to the limit: 30 arguments of 16 MB built one 480 MB value).
-fn all_arguments(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn all_arguments(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     (0..rows)
         .map(|i| Some(args.iter().map(|a| range_bytes(a.as_ref(), i, i + 1)).sum()))
         .collect()
 }
 
 /// `array_to_string(a, delimiter [, null])`: the elements and a delimiter between each two.
-fn joined_elements(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn joined_elements(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     use arrow::array::AsArray;
     let delimiter = lens(args.get(1), rows);
     let null = lens(args.get(2), rows);
@@ -165,12 +79,12 @@ fn joined_elements(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 }
 
 /// A function whose result is not larger than its arguments.
-fn no_larger(_: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn no_larger(_: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     vec![None; rows]
 }
 
 /// `lpad(s, n [, fill])`, `rpad`: n characters of up to 4 bytes.
-fn padded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn padded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     ints(args.get(1), rows)
         .into_iter()
         .map(|n| n.map(|n| n.max(0) as u128 * 4))
@@ -178,7 +92,7 @@ fn padded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 }
 
 /// `repeat(s, n)`: len(s) x n.
-fn repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let (s, n) = (lens(args.first(), rows), ints(args.get(1), rows));
     s.into_iter()
         .zip(n)
@@ -187,7 +101,7 @@ fn repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 }
 
 /// `replace(s, from, to)`: at most len(s) / len(from) replacements.
-fn replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let (s, from, to) = (
         lens(args.first(), rows),
         lens(args.get(1), rows),
@@ -204,7 +118,7 @@ fn replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 /// `regexp_replace(s, pattern, repl [, flags])`: at most len(s) + 1 matches, each replaced by
 /// the replacement's text, and every group reference in it (`\1`, `$1`) adds at most all of
 /// s over all matches (matches do not overlap).
-fn regexp_replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn regexp_replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let s = lens(args.first(), rows);
     let repl = texts(args.get(2), rows);
     (0..rows)
@@ -218,7 +132,7 @@ fn regexp_replaced(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 }
 
 /// `concat(a, b, ...)`: the sum of the parts (each a value under the limit, many of them not).
-fn concatenated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn concatenated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let parts: Vec<Vec<Option<usize>>> = args.iter().map(|a| lens(Some(a), rows)).collect();
     (0..rows)
         .map(|i| Some(parts.iter().map(|p| p[i].unwrap_or(0) as u128).sum()))
@@ -226,7 +140,7 @@ fn concatenated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 }
 
 /// `concat_ws(sep, a, b, ...)`: the parts and a separator between each two.
-fn concatenated_with_separator(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn concatenated_with_separator(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let sep = lens(args.first(), rows);
     let parts = concatenated(args.get(1..).unwrap_or(&[]), rows);
     let n = args.len().saturating_sub(2) as u128;
@@ -237,7 +151,7 @@ fn concatenated_with_separator(args: &[ArrayRef], rows: usize) -> Vec<Option<u12
 
 /// `encode(b, format)`: hex two characters per byte, base64 four per three, escape at most
 /// four per byte (a nested encode doubled per level: five levels around 16 MB built 512 MB).
-fn encoded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn encoded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let (b, format) = (byte_lens(args.first(), rows), texts(args.get(1), rows));
     (0..rows)
         .map(|i| {
@@ -254,19 +168,19 @@ fn encoded(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 }
 
 /// `range(stop)`, `range(start, stop [, step])`: the number of elements, x 8.
-fn range(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn range(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     series(args, rows, false)
 }
 
 /// `generate_series(...)`: as range, with its end included.
-fn generate_series(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn generate_series(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     series(args, rows, true)
 }
 
 /// `array_repeat(x, n)`: n copies of x (its bytes, at least 8: a nested array or a string
 /// element is as large as it is; counting 8 bytes an element let
 /// `array_repeat(array_repeat(array_repeat(1, 1000), 1000), 1000)` build 8 GB).
-fn array_repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn array_repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let n = ints(args.get(1), rows);
     (0..rows)
         .map(|i| {
@@ -279,7 +193,7 @@ fn array_repeated(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 }
 
 /// `array_resize(a, n [, fill])`: n elements as wide as a's widest or the fill.
-fn array_resized(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
+pub(super) fn array_resized(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
     let n = ints(args.get(1), rows);
     (0..rows)
         .map(|i| {
@@ -291,7 +205,7 @@ fn array_resized(args: &[ArrayRef], rows: usize) -> Vec<Option<u128>> {
 }
 
 /// The bytes of the widest element of row `i` of a list array (8 for other arrays).
-fn element_bytes(array: &dyn Array, i: usize) -> u128 {
+pub(super) fn element_bytes(array: &dyn Array, i: usize) -> u128 {
     use arrow::array::AsArray;
     let (values, start, end) = match array.data_type() {
         ArrowType::List(_) => {
@@ -320,7 +234,7 @@ fn element_bytes(array: &dyn Array, i: usize) -> u128 {
 
 /// The bytes the values of rows `start..end` of an array hold (their data, offsets and
 /// nested children; at least 1 a value), computed from the offsets, without reading values.
-fn range_bytes(array: &dyn Array, start: usize, end: usize) -> u128 {
+pub(super) fn range_bytes(array: &dyn Array, start: usize, end: usize) -> u128 {
     use arrow::array::AsArray;
     if end <= start || end > array.len() {
         return 0;
@@ -388,7 +302,7 @@ fn range_bytes(array: &dyn Array, start: usize, end: usize) -> u128 {
     }
 }
 
-fn series(args: &[ArrayRef], rows: usize, inclusive: bool) -> Vec<Option<u128>> {
+pub(super) fn series(args: &[ArrayRef], rows: usize, inclusive: bool) -> Vec<Option<u128>> {
     let (start, stop, step) = match args {
         [stop] => (None, ordinal(stop, rows), None),
         [start, stop] => (ordinal(start, rows), ordinal(stop, rows), None),
@@ -420,7 +334,7 @@ fn series(args: &[ArrayRef], rows: usize, inclusive: bool) -> Vec<Option<u128>> 
 }
 
 /// Integers, dates or timestamps as a number on one scale (nanoseconds for times).
-fn ordinal(a: &ArrayRef, rows: usize) -> Option<Vec<Option<i128>>> {
+pub(super) fn ordinal(a: &ArrayRef, rows: usize) -> Option<Vec<Option<i128>>> {
     let scale: i128 = match a.data_type() {
         t if t.is_integer() => 1,
         ArrowType::Date32 => 86_400_000_000_000,
@@ -442,7 +356,7 @@ fn ordinal(a: &ArrayRef, rows: usize) -> Option<Vec<Option<i128>>> {
 
 /// A step: an integer, or an interval as nanoseconds (a month counted as 28 days, so the
 /// count is never underestimated).
-fn step_of(a: &ArrayRef, rows: usize) -> Vec<Option<i128>> {
+pub(super) fn step_of(a: &ArrayRef, rows: usize) -> Vec<Option<i128>> {
     if let ArrowType::Interval(IntervalUnit::MonthDayNano) = a.data_type() {
         let Some(iv) = a
             .as_any()
@@ -464,7 +378,7 @@ fn step_of(a: &ArrayRef, rows: usize) -> Vec<Option<i128>> {
     ordinal(a, rows).unwrap_or_else(|| vec![None; rows])
 }
 
-fn ints(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<i64>> {
+pub(super) fn ints(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<i64>> {
     let Some(a) = a else { return vec![None; rows] };
     let Ok(cast) = arrow::compute::cast(a, &ArrowType::Int64) else {
         return vec![None; rows];
@@ -477,7 +391,7 @@ fn ints(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<i64>> {
         .collect()
 }
 
-fn texts(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<String>> {
+pub(super) fn texts(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<String>> {
     let Some(a) = a else { return vec![None; rows] };
     let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeUtf8) else {
         return vec![None; rows];
@@ -491,7 +405,7 @@ fn texts(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<String>> {
 }
 
 /// The byte length of each value of a binary or text argument.
-fn byte_lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
+pub(super) fn byte_lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
     let Some(a) = a else { return vec![None; rows] };
     let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeBinary) else {
         return vec![None; rows];
@@ -507,7 +421,7 @@ fn byte_lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
-fn lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
+pub(super) fn lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
     let Some(a) = a else { return vec![None; rows] };
     let Ok(cast) = arrow::compute::cast(a, &ArrowType::LargeUtf8) else {
         return vec![None; rows];
@@ -518,137 +432,4 @@ fn lens(a: Option<&ArrayRef>, rows: usize) -> Vec<Option<usize>> {
     (0..rows)
         .map(|i| (s.len() > i && s.is_valid(i)).then(|| s.value(i).len()))
         .collect()
-}
-
-/// A DataFusion function whose result size is checked before it runs.
-#[derive(Debug)]
-struct Bounded {
-    inner: Arc<dyn ScalarUDFImpl>,
-    size: SizeOf,
-    check: Option<ArgCheck>,
-    max_value_bytes: usize,
-    pool: Arc<dyn MemoryPool>,
-}
-
-impl PartialEq for Bounded {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner.name() == other.inner.name() && self.max_value_bytes == other.max_value_bytes
-    }
-}
-impl Eq for Bounded {}
-impl std::hash::Hash for Bounded {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.name().hash(state);
-        self.max_value_bytes.hash(state);
-    }
-}
-
-impl Bounded {
-    /// Each row's result size, or the refusal of arguments that fail their check or would
-    /// build a value over the limit.
-    fn refused(&self, arrays: &[ArrayRef], rows: usize) -> DfResult<Vec<Option<u128>>> {
-        if let Some(Err(message)) = self.check.map(|check| check(arrays, rows)) {
-            return Err(DataFusionError::External(Box::new(
-                Error::InvalidParameter(message),
-            )));
-        }
-        let limit = self.max_value_bytes as u128;
-        let sizes = (self.size)(arrays, rows);
-        if let Some(size) = sizes.iter().flatten().find(|&&s| s > limit) {
-            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
-                "{}() would build a value of about {} bytes; at most {} are allowed (limits.max_value_bytes)",
-                self.inner.name(),
-                size,
-                self.max_value_bytes
-            )))));
-        }
-        Ok(sizes)
-    }
-}
-
-impl ScalarUDFImpl for Bounded {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn aliases(&self) -> &[String] {
-        self.inner.aliases()
-    }
-    fn display_name(&self, args: &[Expr]) -> DfResult<String> {
-        #[allow(deprecated)]
-        self.inner.display_name(args)
-    }
-    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
-        self.inner.schema_name(args)
-    }
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-    fn return_type(&self, arg_types: &[ArrowType]) -> DfResult<ArrowType> {
-        self.inner.return_type(arg_types)
-    }
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        self.inner.return_field_from_args(args)
-    }
-    fn is_strict(&self) -> bool {
-        self.inner.is_strict()
-    }
-    // Not DataFusion's own `simplify` (concat's folds literal arguments into the result at
-    // planning, around the size check; constant folding calls `invoke_with_args` instead).
-    // Literal arguments whose result is over the limit fail the statement here, at once:
-    // constant folding swallows the refusal and tries again in every pass of every rule
-    // (a refused `encode()` of a 13 MB literal took 20 s of planning in a debug build, its
-    // allowed 12 MB form 0.3 s).
-    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
-        let literals: Option<Vec<ArrayRef>> = args
-            .iter()
-            .map(|a| match a {
-                Expr::Literal(v, _) => v.to_array_of_size(1).ok(),
-                _ => None,
-            })
-            .collect();
-        if let Some(arrays) = literals {
-            self.refused(&arrays, 1)?;
-        }
-        Ok(ExprSimplifyResult::Original(args))
-    }
-    fn short_circuits(&self) -> bool {
-        self.inner.short_circuits()
-    }
-    fn coerce_types(&self, arg_types: &[ArrowType]) -> DfResult<Vec<ArrowType>> {
-        self.inner.coerce_types(arg_types)
-    }
-    fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows.max(1);
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| match a {
-                ColumnarValue::Array(a) => Ok(a.clone()),
-                ColumnarValue::Scalar(s) => s.to_array_of_size(rows),
-            })
-            .collect::<DfResult<Vec<ArrayRef>>>()?;
-        let sizes = self.refused(&arrays, rows)?;
-        drop(arrays);
-        // Many values under the limit make one large batch: the batch is built only if the
-        // memory pool has room for it (held while it is built; the operators that keep it
-        // account for it from there).
-        let total: u128 = sizes.iter().flatten().sum();
-        let reservation =
-            MemoryConsumer::new(format!("{}() result", self.inner.name())).register(&self.pool);
-        reservation.try_grow(usize::try_from(total).unwrap_or(usize::MAX))?;
-        if total > i32::MAX as u128 {
-            // One Arrow string or list array holds at most 2 GiB (i32 offsets).
-            return Err(DataFusionError::External(Box::new(Error::InvalidParameter(format!(
-                "{}() would build about {total} bytes in one batch of rows; at most {} are possible",
-                self.inner.name(),
-                i32::MAX
-            )))));
-        }
-        let result = self.inner.invoke_with_args(args);
-        reservation.free();
-        result
-    }
 }

@@ -1,7 +1,7 @@
 //! The read-only SYSTEM tables (`system.*`) and `information_schema`, built from the catalog
 //! when a statement reads them.
 //!
-//! They never show password hashes. Who may read them is decided in [`crate::query::session_catalog`].
+//! They never show password hashes. Who may read them is decided in [`crate::df::session_catalog`].
 
 use std::sync::Arc;
 
@@ -12,10 +12,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
 use datafusion::catalog::MemTable;
 
-use crate::catalog::{Catalog, TableKind};
-use crate::error::Result;
-use crate::hot::rows::RowStore;
-use crate::jobs::record::JobRecord;
+use kalamdb_core::{Catalog, JobRecord, Result, RowStore, TableKind};
 
 /// Names of the tables in the `system` schema.
 pub const SYSTEM_TABLES: &[&str] = &["namespaces", "tables", "users", "storages", "jobs"];
@@ -53,7 +50,7 @@ fn mem_table(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Arc<MemTable>
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     let table = MemTable::try_new(schema, vec![vec![batch]])
-        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        .map_err(|e| kalamdb_core::Error::Internal(e.to_string()))?;
     Ok(Arc::new(table))
 }
 
@@ -70,7 +67,7 @@ pub fn jobs_table(jobs: &[JobRecord]) -> Result<Arc<MemTable>> {
     let batch = jobs_batch(jobs)?;
     MemTable::try_new(batch.schema(), vec![vec![batch]])
         .map(Arc::new)
-        .map_err(|e| crate::error::Error::Internal(e.to_string()))
+        .map_err(|e| kalamdb_core::Error::Internal(e.to_string()))
 }
 
 /// The rows of `system.jobs` for these jobs, as one batch.
@@ -168,7 +165,7 @@ fn tables_table(catalog: &Catalog, rows: &RowStore) -> Result<Arc<MemTable>> {
     let mut flushed = Vec::with_capacity(tables.len());
     for t in &tables {
         buffered.push(rows.buffered(t.id) as i64);
-        let headers = crate::cold::manifest::table_headers(rows.store(), t.id)?;
+        let headers = kalamdb_core::table_headers(rows.store(), t.id)?;
         flushed.push(headers.iter().map(|(_, h)| h.rows).sum::<u64>() as i64);
     }
     let columns_json: Vec<String> = tables
