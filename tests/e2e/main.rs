@@ -14,6 +14,7 @@ mod hostile;
 mod isolation;
 mod isolation_matrix;
 mod ops;
+mod returning;
 mod slt;
 mod sql_surface;
 mod stress;

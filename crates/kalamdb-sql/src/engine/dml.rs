@@ -22,6 +22,8 @@ impl Engine {
         session: &Arc<StatementSession>,
         state: &SessionState,
         dml: DmlStatement,
+        returning: Option<&super::returning::Returning>,
+        params: &[datafusion::common::ScalarValue],
     ) -> Result<StatementOutput> {
         let provider = datafusion::catalog::default_table_source::source_as_provider(&dml.target)
             .map_err(|e| from_datafusion(e))?;
@@ -79,8 +81,18 @@ impl Engine {
             .then(|| (session.clone(), input.clone()));
         let df = DataFrame::new(state.clone(), input);
         let (_, batches, _) = self.collect_bounded(df, fallback, session).await?;
-        self.write_rows(def, scope, dml.op.clone(), batches, with_rowid)
-            .await
+        // RETURNING first: an error in it writes nothing.
+        let returned = match returning {
+            Some(r) => Some(
+                self.returning_rows(session, state, &def, &batches, r, params)
+                    .await?,
+            ),
+            None => None,
+        };
+        let written = self
+            .write_rows(def, scope, dml.op.clone(), batches, with_rowid)
+            .await?;
+        Ok(returned.unwrap_or(written))
     }
 
     /// Wait (until the statement's deadline) for the scope's read-modify-write lock.

@@ -14,6 +14,7 @@ mod dml;
 mod limits;
 mod output;
 mod query;
+mod returning;
 mod router;
 mod run;
 pub(crate) mod session;

@@ -213,6 +213,7 @@ impl Engine {
             crate::statement::syntax::check(s.as_ref())?;
             crate::statement::syntax::correct(s.as_mut());
         }
+        let returning = super::returning::take_returning(&mut statement)?;
         let original = statement.clone();
         let alias = |st: &mut DfStatement, every: bool| match st {
             DfStatement::Statement(s) => {
@@ -263,7 +264,10 @@ impl Engine {
                 .map_err(|e| from_datafusion(e))?
         };
         match plan {
-            LogicalPlan::Dml(dml) => self.execute_dml(&session, &state, dml).await,
+            LogicalPlan::Dml(dml) => {
+                self.execute_dml(&session, &state, dml, returning.as_ref(), params)
+                    .await
+            }
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)
                 if !is_system =>
             {
