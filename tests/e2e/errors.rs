@@ -275,3 +275,43 @@ fn user_without_password_cannot_log_in_but_can_be_acted_for() {
         .ok();
     assert_eq!(r.rows(0), vec![vec![json!("kept")]]);
 }
+
+/// Found by the black-box attack of issue #13: EXPLAIN of a write or of DDL answered 200 with
+/// DataFusion's internal "physical_plan_error" text (and EXPLAIN DROP TABLE of a missing
+/// table, or by a `user`, described a plan); DDL naming the server's views answered
+/// NAMESPACE_NOT_FOUND for a namespace every query can read.
+#[test]
+fn explain_of_writes_and_ddl_and_ddl_on_the_servers_views_are_refused_clearly() {
+    let s = TestServer::start();
+    s.root("CREATE NAMESPACE app");
+    s.root("CREATE SHARED TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)");
+    let root = Auth::root();
+    let alice = s.create_user("alice", "user");
+    for sql in [
+        "EXPLAIN INSERT INTO app.t VALUES (1, 'a')",
+        "EXPLAIN UPDATE app.t SET v = 'b' WHERE id = 1",
+        "EXPLAIN DELETE FROM app.t WHERE id = 1",
+        "EXPLAIN DROP TABLE app.nope",
+        "EXPLAIN CREATE TABLE app.zz (a INT)",
+    ] {
+        expect(&s, &root, sql, 400, "UNSUPPORTED");
+    }
+    expect(&s, &alice, "EXPLAIN DROP TABLE app.t", 400, "UNSUPPORTED");
+    for sql in [
+        "DROP TABLE system.users",
+        "DROP TABLE IF EXISTS system.users",
+        "DROP TABLE information_schema.tables",
+        "ALTER TABLE system.users ADD COLUMN x INT",
+    ] {
+        expect(&s, &root, sql, 400, "UNSUPPORTED");
+    }
+    for sql in [
+        "DESCRIBE TABLE system.nope",
+        "ALTER TABLE system.nope ADD COLUMN x INT",
+        "DROP TABLE information_schema.nope",
+    ] {
+        expect(&s, &root, sql, 404, "TABLE_NOT_FOUND");
+    }
+    s.root("DROP TABLE IF EXISTS system.nope");
+    assert_eq!(s.root("SELECT count(*) FROM system.users").rows(0).len(), 1);
+}

@@ -561,3 +561,42 @@ fn drop_user_racing_the_users_own_writes_leaves_the_next_user_empty() {
         r.body
     );
 }
+
+/// Found by the black-box attack of issue #13: a predicate the optimizer proves empty
+/// (`WHERE false`, `id = NULL`, `LIMIT 0`) removed the scan, and the read check with it, so a
+/// `user` got 200 and no rows from a private SHARED table it may not read at all.
+#[test]
+fn a_table_one_may_not_read_is_refused_whatever_the_predicate() {
+    let s = TestServer::start();
+    s.root("CREATE NAMESPACE app");
+    s.root("CREATE SHARED TABLE app.s (id BIGINT PRIMARY KEY, v TEXT)");
+    s.root("INSERT INTO app.s VALUES (1, 'secret')");
+    let alice = s.create_user("alice", "user");
+    for sql in [
+        "SELECT * FROM app.s",
+        "SELECT * FROM app.s WHERE false",
+        "SELECT * FROM app.s WHERE id = NULL",
+        "SELECT * FROM app.s LIMIT 0",
+        "SELECT EXISTS (SELECT 1 FROM app.s WHERE false)",
+        "SELECT 1 WHERE false UNION ALL SELECT id FROM app.s WHERE false",
+        "EXPLAIN SELECT * FROM app.s WHERE false",
+    ] {
+        let r = s.sql_as(&alice, sql);
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "PERMISSION_DENIED"),
+            "{sql}: {}",
+            r.body
+        );
+    }
+    let r = s.request(
+        &alice,
+        json!({"sql": "SELECT * FROM app.s WHERE id = $1", "params": [null]}),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "PERMISSION_DENIED"),
+        "{}",
+        r.body
+    );
+}

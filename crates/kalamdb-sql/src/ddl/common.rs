@@ -44,13 +44,27 @@ pub(super) fn resolve(caller: &Caller, t: &TableName) -> (String, String) {
     t.qualified(&caller.namespace)
 }
 
-/// A table DDL or DESCRIBE names, through the one resolver; the server's views are not
-/// tables one can alter or describe this way.
-pub(super) fn lookup(db: &Db, ns: &str, name: &str) -> Result<Arc<TableDef>> {
-    if ns == "system" || ns == "information_schema" {
-        return Err(Error::Unsupported(format!(
-            "{ns} tables are described by information_schema.columns"
-        )));
-    }
+/// A table DDL or DESCRIBE names (`doing`: what the statement would do, for the message),
+/// through the one resolver. The server's views (`system.*`, `information_schema.*`) are not
+/// tables: one that exists is refused as UNSUPPORTED, one that does not is TABLE_NOT_FOUND,
+/// as a query of it would answer.
+pub(super) fn lookup(db: &Db, ns: &str, name: &str, doing: &str) -> Result<Arc<TableDef>> {
+    refuse_views(ns, name, doing)?;
     db.catalog.resolve_table(ns, name)
+}
+
+/// UNSUPPORTED for a view of the server's state, TABLE_NOT_FOUND for a name in its
+/// namespaces that is none; Ok for any other namespace.
+pub(super) fn refuse_views(ns: &str, name: &str, doing: &str) -> Result<()> {
+    let views = match ns {
+        "system" => crate::df::system_tables::SYSTEM_TABLES,
+        "information_schema" => crate::df::system_tables::INFORMATION_SCHEMA_TABLES,
+        _ => return Ok(()),
+    };
+    if !views.contains(&name) {
+        return Err(Error::TableNotFound(format!("{ns}.{}", short(name))));
+    }
+    Err(Error::Unsupported(format!(
+        "{ns}.{name} is a view of the server's state and cannot be {doing}"
+    )))
 }

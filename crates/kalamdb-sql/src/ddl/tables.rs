@@ -5,7 +5,7 @@ use kalamdb_core::{
     Db, Error, Result, TableDef, TableKind, TableOptions, Value, ROWID_COLUMN,
 };
 
-use super::common::{lookup, message, resolve, rows, short, yes_no};
+use super::common::{lookup, message, refuse_views, resolve, rows, short, yes_no};
 use crate::engine::{Caller, StatementOutput};
 use crate::statement::parser::{AlterTableOp, ColumnSpec, CreateTable, DefaultSpec, TableName};
 
@@ -22,6 +22,12 @@ pub(super) fn drop(
     let p = &caller.principal;
     p.check_admin("drop tables")?;
     let (ns, name) = resolve(caller, &table);
+    match refuse_views(&ns, &name, "dropped") {
+        Err(Error::TableNotFound(_)) if if_exists => {
+            return Ok(message(format!("Table '{ns}.{name}' does not exist")))
+        }
+        other => other?,
+    }
     if db.catalog.namespace(&ns).is_none() && !if_exists {
         return Err(Error::NamespaceNotFound(ns));
     }
@@ -58,7 +64,12 @@ pub(super) fn show(db: &Db, namespace: Option<String>) -> Result<StatementOutput
 pub(super) fn describe(db: &Db, caller: &Caller, table: TableName) -> Result<StatementOutput> {
     let _p = &caller.principal;
     let (ns, name) = resolve(caller, &table);
-    let def = lookup(db, &ns, &name)?;
+    let def = lookup(
+        db,
+        &ns,
+        &name,
+        "described with DESCRIBE (query information_schema.columns)",
+    )?;
     let cols: Vec<_> = def.live_columns().collect();
     let pk = def.primary_key.as_deref();
     rows(
@@ -271,7 +282,7 @@ pub(super) fn alter_table(
 ) -> Result<StatementOutput> {
     caller.principal.check_admin("alter tables")?;
     let (ns, name) = resolve(caller, &table);
-    lookup(db, &ns, &name)?;
+    lookup(db, &ns, &name, "altered")?;
     match op {
         AlterTableOp::AddColumn {
             spec,

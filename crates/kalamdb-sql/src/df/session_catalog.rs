@@ -11,11 +11,38 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 
+use kalamdb_core::Error;
+use parking_lot::Mutex;
+
 use crate::df::provider::{df_error, KalamTable};
 use crate::df::system_tables::{
     information_schema_table, system_table, INFORMATION_SCHEMA_TABLES, SYSTEM_TABLES,
 };
 use kalamdb_core::{Db, Principal};
+
+/// The names a statement's planning asked for and did not find, with the error each is
+/// (NAMESPACE_NOT_FOUND or TABLE_NOT_FOUND), recorded as DataFusion asks: when planning then
+/// fails, the missing table is known from here, never read out of DataFusion's message, and
+/// a table created again since (a DROP racing the statement) does not change the answer.
+#[derive(Debug, Default)]
+pub(crate) struct Misses(Mutex<Vec<(String, Option<String>, Error)>>);
+
+impl Misses {
+    fn record(&self, namespace: &str, table: Option<&str>, error: Error) {
+        self.0
+            .lock()
+            .push((namespace.to_string(), table.map(str::to_string), error));
+    }
+
+    /// Why `namespace.table` was not found, if planning looked for it and did not.
+    pub(crate) fn find(&self, namespace: &str, table: &str) -> Option<Error> {
+        self.0
+            .lock()
+            .iter()
+            .find(|(ns, t, _)| ns == namespace && t.as_deref().is_none_or(|t| t == table))
+            .map(|(_, _, e)| e.clone())
+    }
+}
 
 /// Catalog of namespaces for one statement.
 #[derive(Debug)]
@@ -24,6 +51,7 @@ pub struct StatementCatalog {
     principal: Principal,
     with_rowid: bool,
     statement_time_micros: i64,
+    misses: Arc<Misses>,
 }
 
 impl StatementCatalog {
@@ -35,12 +63,14 @@ impl StatementCatalog {
         principal: Principal,
         with_rowid: bool,
         statement_time_micros: i64,
+        misses: Arc<Misses>,
     ) -> StatementCatalog {
         StatementCatalog {
             db,
             principal,
             with_rowid,
             statement_time_micros,
+            misses,
         }
     }
 }
@@ -64,18 +94,25 @@ impl CatalogProvider for StatementCatalog {
             "system" => Some(Arc::new(SystemSchema {
                 db: self.db.clone(),
                 principal: self.principal.clone(),
+                misses: self.misses.clone(),
             })),
             "information_schema" => Some(Arc::new(InformationSchema {
                 db: self.db.clone(),
+                misses: self.misses.clone(),
             })),
             ns => {
-                self.db.catalog.namespace(ns)?;
+                if self.db.catalog.namespace(ns).is_none() {
+                    let missing = Error::NamespaceNotFound(ns.to_string());
+                    self.misses.record(ns, None, missing);
+                    return None;
+                }
                 Some(Arc::new(NamespaceSchema {
                     db: self.db.clone(),
                     namespace: ns.to_string(),
                     principal: self.principal.clone(),
                     with_rowid: self.with_rowid,
                     statement_time_micros: self.statement_time_micros,
+                    misses: self.misses.clone(),
                 }))
             }
         }
@@ -89,6 +126,7 @@ struct NamespaceSchema {
     principal: Principal,
     with_rowid: bool,
     statement_time_micros: i64,
+    misses: Arc<Misses>,
 }
 
 #[async_trait]
@@ -103,8 +141,12 @@ impl SchemaProvider for NamespaceSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let Some(def) = self.db.catalog.table(&self.namespace, name) else {
-            return Ok(None);
+        let def = match self.db.catalog.resolve_table(&self.namespace, name) {
+            Ok(def) => def,
+            Err(missing) => {
+                self.misses.record(&self.namespace, Some(name), missing);
+                return Ok(None);
+            }
         };
         Ok(Some(Arc::new(KalamTable::new(
             def,
@@ -125,6 +167,7 @@ impl SchemaProvider for NamespaceSchema {
 struct SystemSchema {
     db: Arc<Db>,
     principal: Principal,
+    misses: Arc<Misses>,
 }
 
 #[async_trait]
@@ -135,6 +178,8 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
         if !SYSTEM_TABLES.contains(&name) {
+            let missing = Error::TableNotFound(format!("system.{name}"));
+            self.misses.record("system", Some(name), missing);
             return Ok(None);
         }
         if name == "jobs" {
@@ -157,6 +202,7 @@ impl SchemaProvider for SystemSchema {
 #[derive(Debug)]
 struct InformationSchema {
     db: Arc<Db>,
+    misses: Arc<Misses>,
 }
 
 #[async_trait]
@@ -170,6 +216,11 @@ impl SchemaProvider for InformationSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let t = information_schema_table(name, &self.db.catalog).map_err(df_error)?;
+        if t.is_none() {
+            let missing = Error::TableNotFound(format!("information_schema.{name}"));
+            self.misses
+                .record("information_schema", Some(name), missing);
+        }
         Ok(t.map(|t| t as Arc<dyn TableProvider>))
     }
 

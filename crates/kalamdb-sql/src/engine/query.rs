@@ -229,10 +229,10 @@ impl Engine {
         // HTTP worker, past the timeout, while /health waited behind it).
         let planning = {
             let state = state.clone();
-            let db = self.db.clone();
+            let misses = session.misses().clone();
             async move {
                 let missing = |e, statement: &DfStatement| {
-                    crate::planning::errors::missing_table(&state, statement, &db)
+                    crate::planning::errors::missing_table(&state, statement, &misses)
                         .unwrap_or_else(|| from_datafusion(e))
                 };
                 match state.statement_to_plan(statement).await {
@@ -252,6 +252,9 @@ impl Engine {
         };
         let (plan, explicit) = self.on_query_runtime(&session, planning).await?;
         check_plan_size(&plan)?;
+        // Every table the statement reads or writes, checked on the plan as written: the
+        // optimizer may remove a scan it proves empty (`WHERE false`), never the check.
+        check_plan_access(&plan)?;
         session.fit_batches(&mut state, &plan);
         let renames = match explicit {
             Some(explicit) => crate::planning::names::renames(&plan, explicit),
@@ -290,9 +293,22 @@ impl Engine {
         renames: &std::collections::HashMap<String, String>,
     ) -> Result<StatementOutput> {
         if let LogicalPlan::Explain(explain) = &plan {
-            // A table the caller may not read (in a subquery too), or a DML target it may not
-            // write, is refused (403) as the statement itself would be, never described.
-            check_explained_access(&explain.plan)?;
+            // Writes and DDL are not run by DataFusion's physical plans: their EXPLAIN would
+            // describe a plan that never runs, or an internal error.
+            match explain.plan.as_ref() {
+                LogicalPlan::Dml(_) => {
+                    return Err(Error::Unsupported(
+                        "EXPLAIN of INSERT, UPDATE or DELETE is not supported; EXPLAIN its query"
+                            .into(),
+                    ))
+                }
+                LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) => {
+                    return Err(Error::Unsupported(
+                        "EXPLAIN of DDL or a utility statement is not supported".into(),
+                    ))
+                }
+                _ => {}
+            }
             // DataFusion writes a planning error of the explained statement into the plan's
             // rows ("physical_plan_error"); such an error is refused the same way.
             let inner = DataFrame::new(state.clone(), explain.plan.as_ref().clone());
@@ -317,8 +333,9 @@ impl Engine {
     }
 }
 
-/// The access checks of every table an explained statement reads or writes.
-fn check_explained_access(plan: &LogicalPlan) -> Result<()> {
+/// The access checks of every table a statement reads or writes (an explained one too),
+/// on its logical plan before optimization.
+fn check_plan_access(plan: &LogicalPlan) -> Result<()> {
     let mut denied: Option<Error> = None;
     let _ = plan.apply_with_subqueries(|node| {
         let (source, write) = match node {

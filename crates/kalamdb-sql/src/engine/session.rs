@@ -20,7 +20,7 @@ use crate::df::provider::KalamTable;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::df::session_catalog::StatementCatalog;
+use crate::df::session_catalog::{Misses, StatementCatalog};
 use crate::df::system_tables::CATALOG_NAME;
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -50,6 +50,8 @@ pub(crate) struct StatementSession {
     /// ([`StatementSession::fit_batches`]); shared with the sessions built again for its
     /// subqueries.
     widest_rows: Arc<AtomicUsize>,
+    /// What planning looked for and did not find (crate::df::session_catalog::Misses).
+    misses: Arc<Misses>,
 }
 
 /// DataFusion's batch size, in rows, for statements over rows of ordinary widths.
@@ -80,6 +82,7 @@ impl StatementSession {
             account: Account::new(heap),
             all_subqueries: false,
             widest_rows: Arc::new(AtomicUsize::new(0)),
+            misses: Default::default(),
         })
     }
 
@@ -137,6 +140,10 @@ impl StatementSession {
     }
 
     /// When the statement must have finished.
+    pub(crate) fn misses(&self) -> &Arc<Misses> {
+        &self.misses
+    }
+
     pub(crate) fn deadline(&self) -> Instant {
         self.deadline
     }
@@ -168,6 +175,7 @@ impl StatementSession {
                 self.principal.clone(),
                 self.with_rowid,
                 self.now.timestamp_micros(),
+                self.misses.clone(),
             )),
         );
         let context: Arc<dyn crate::planning::subquery::StatementContext> = self.clone();

@@ -45,7 +45,13 @@ pub(crate) async fn kalam_table(
         _ => return None,
     };
     let now = crate::engine::session::statement_time().timestamp_micros();
-    let catalog = StatementCatalog::new(db.clone(), principal.clone(), false, now);
+    let catalog = StatementCatalog::new(
+        db.clone(),
+        principal.clone(),
+        false,
+        now,
+        Default::default(),
+    );
     let provider = catalog.schema(&ns)?.table(&table).await.ok()??;
     provider.downcast_ref::<KalamTable>()?;
     Some(provider)

@@ -9,9 +9,10 @@ use datafusion::common::DataFusionError;
 use datafusion::common::TableReference;
 use datafusion::execution::SessionState;
 use datafusion::sql::parser::Statement as DfStatement;
-use kalamdb_core::{Db, Error};
+use kalamdb_core::Error;
 
-use crate::df::system_tables::{CATALOG_NAME, INFORMATION_SCHEMA_TABLES, SYSTEM_TABLES};
+use crate::df::session_catalog::Misses;
+use crate::df::system_tables::CATALOG_NAME;
 
 /// Convert a DataFusion error to a KalamDB error.
 pub fn from_datafusion(e: DataFusionError) -> Error {
@@ -253,15 +254,15 @@ fn classify_message(m: &str) -> Error {
     }
 }
 
-/// Why a statement failed to plan when it names a table that does not exist: the first
-/// such table, as the one resolver ([`kalamdb_core::Catalog::resolve_table`]) reports it
-/// (NAMESPACE_NOT_FOUND or TABLE_NOT_FOUND). Asked only after planning failed, from the
-/// statement's own table references, so a missing table is never read out of DataFusion's
-/// message. A bare name that is a table function (`generate_series`) is not a table.
+/// Why a statement failed to plan when it names a table that does not exist: the first such
+/// table as written, with the error the catalog recorded when planning asked for it
+/// ([`Misses`]: NAMESPACE_NOT_FOUND or TABLE_NOT_FOUND), or TABLE_NOT_FOUND for a catalog
+/// other than KalamDB's. Never read out of DataFusion's message. A bare name that is a table
+/// function (`generate_series`) is not a table.
 pub(crate) fn missing_table(
     state: &SessionState,
     statement: &DfStatement,
-    db: &Db,
+    misses: &Misses,
 ) -> Option<Error> {
     let mut references = state.resolve_table_references(statement).ok()?;
     // In the order the statement names them (DataFusion's set is sorted), so that of two
@@ -277,23 +278,11 @@ pub(crate) fn missing_table(
             }
         }
         let r = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
-        let (ns, table) = (r.schema.as_ref(), r.table.as_ref());
-        let views: Option<&[&str]> = match ns {
-            "system" => Some(SYSTEM_TABLES),
-            "information_schema" => Some(INFORMATION_SCHEMA_TABLES),
-            _ => None,
-        };
         if r.catalog.as_ref() != CATALOG_NAME {
             return Some(Error::TableNotFound(r.to_string()));
         }
-        match views {
-            Some(names) if names.contains(&table) => {}
-            Some(_) => return Some(Error::TableNotFound(format!("{ns}.{table}"))),
-            None => {
-                if let Err(e) = db.catalog.resolve_table(ns, table) {
-                    return Some(e);
-                }
-            }
+        if let Some(e) = misses.find(&r.schema, &r.table) {
+            return Some(e);
         }
     }
     None
