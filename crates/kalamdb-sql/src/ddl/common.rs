@@ -6,7 +6,6 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use kalamdb_core::{Db, Error, Result, TableDef, UserDef};
 
 use crate::engine::{text_schema, Caller, StatementOutput};
-use crate::statement::parser::TableName;
 
 pub(super) fn short(s: &str) -> String {
     kalamdb_core::truncate_for_message(s)
@@ -38,10 +37,6 @@ pub(super) fn rows(names: &[&str], columns: Vec<Vec<String>>) -> Result<Statemen
         batches: vec![batch],
         row_count,
     })
-}
-
-pub(super) fn resolve(caller: &Caller, t: &TableName) -> (String, String) {
-    t.qualified(&caller.namespace)
 }
 
 /// A table DDL or DESCRIBE names (`doing`: what the statement would do, for the message),

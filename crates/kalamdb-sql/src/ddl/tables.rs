@@ -5,7 +5,7 @@ use kalamdb_core::{
     Db, Error, Result, TableDef, TableKind, TableOptions, Value, ROWID_COLUMN,
 };
 
-use super::common::{lookup, message, refuse_views, resolve, rows, short, yes_no};
+use super::common::{lookup, message, refuse_views, rows, short, yes_no};
 use crate::engine::{Caller, StatementOutput};
 use crate::statement::parser::{AlterTableOp, ColumnSpec, CreateTable, DefaultSpec, TableName};
 
@@ -21,7 +21,7 @@ pub(super) fn drop(
 ) -> Result<StatementOutput> {
     let p = &caller.principal;
     p.check_admin("drop tables")?;
-    let (ns, name) = resolve(caller, &table);
+    let (ns, name) = table.qualified(&caller.namespace);
     match refuse_views(&ns, &name, "dropped") {
         Err(Error::TableNotFound(_)) if if_exists => {
             return Ok(message(format!("Table '{ns}.{name}' does not exist")))
@@ -63,7 +63,7 @@ pub(super) fn show(db: &Db, namespace: Option<String>) -> Result<StatementOutput
 /// DESCRIBE TABLE: its live columns.
 pub(super) fn describe(db: &Db, caller: &Caller, table: TableName) -> Result<StatementOutput> {
     let _p = &caller.principal;
-    let (ns, name) = resolve(caller, &table);
+    let (ns, name) = table.qualified(&caller.namespace);
     let def = lookup(
         db,
         &ns,
@@ -157,7 +157,7 @@ fn column_def(id: u32, spec: &ColumnSpec, is_pk: bool) -> Result<ColumnDef> {
 
 pub(super) fn create_table(db: &Db, caller: &Caller, ct: CreateTable) -> Result<StatementOutput> {
     caller.principal.check_admin("create tables")?;
-    let (ns, name) = resolve(caller, &ct.table);
+    let (ns, name) = ct.table.qualified(&caller.namespace);
     if ns == "system" || ns == "information_schema" {
         return Err(Error::InvalidParameter(format!(
             "namespace '{ns}' is reserved"
@@ -281,7 +281,7 @@ pub(super) fn alter_table(
     op: AlterTableOp,
 ) -> Result<StatementOutput> {
     caller.principal.check_admin("alter tables")?;
-    let (ns, name) = resolve(caller, &table);
+    let (ns, name) = table.qualified(&caller.namespace);
     lookup(db, &ns, &name, "altered")?;
     match op {
         AlterTableOp::AddColumn {

@@ -264,7 +264,7 @@ impl Engine {
             plan
         } else {
             plan.with_param_values(ParamValues::from(params.to_vec()))
-                .map_err(|e| from_datafusion(e))?
+                .map_err(from_datafusion)?
         };
         match plan {
             LogicalPlan::Dml(dml) => {
@@ -278,7 +278,7 @@ impl Engine {
             }
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_) => {
                 let df = DataFrame::new(state, plan);
-                df.collect().await.map_err(|e| from_datafusion(e))?;
+                df.collect().await.map_err(from_datafusion)?;
                 Ok(StatementOutput::Message("OK".into()))
             }
             plan => self.execute_query(&session, state, plan, &renames).await,

@@ -45,7 +45,7 @@ impl Engine {
                         state
                             .create_physical_plan(&plan)
                             .await
-                            .map_err(|e| from_datafusion(e))?,
+                            .map_err(from_datafusion)?,
                         state,
                     )
                 }
@@ -61,11 +61,11 @@ impl Engine {
             let task_ctx = Arc::new(TaskContext::from(&state));
             let schema = physical.schema();
             let mut stream = datafusion::physical_plan::execute_stream(physical, task_ctx)
-                .map_err(|e| from_datafusion(e))?;
+                .map_err(from_datafusion)?;
             let mut batches = Vec::new();
             let mut row_count = 0usize;
             while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| from_datafusion(e))?;
+                let batch = batch.map_err(from_datafusion)?;
                 row_count += batch.num_rows();
                 if row_count > max_rows {
                     return Err(too_many_rows(max_rows));
