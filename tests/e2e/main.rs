@@ -20,4 +20,6 @@ mod sql_surface;
 mod stress;
 mod time_functions;
 mod types;
+mod upsert;
+mod views;
 mod writes;

@@ -37,7 +37,7 @@ pub use catalog::access::Principal;
 pub use catalog::password::{hash_password, verify_password};
 pub use catalog::{
     validate_name, validate_user_id, AccessLevel, Catalog, ColumnDef, ColumnDefault, Role,
-    TableDef, TableKind, TableOptions, UserDef, DEFAULT_NAMESPACE, RESERVED_NAMESPACES, ROOT_USER,
+    TableDef, TableKind, TableOptions, UserDef, ViewDef, DEFAULT_NAMESPACE, RESERVED_NAMESPACES, ROOT_USER,
     ROWID_COLUMN,
 };
 
@@ -48,7 +48,7 @@ pub use encoding::arrow_values::{
     SCAN_BATCH_ROWS,
 };
 pub use encoding::row_key::Scope;
-pub use hot::rows::RowStore;
+pub use hot::rows::{display_value, RowStore};
 pub use hot::validate::rows_from_batch;
 pub use read::scan::{ScanColumn, ScanRange};
 

@@ -289,6 +289,26 @@ impl TableDef {
     }
 }
 
+/// A view: a named query, planned again for each statement that reads it, as its caller
+/// (so it never shows more than the caller may read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub namespace: String,
+    pub name: String,
+    /// The query as written (`SELECT ...`); unqualified names resolve in `namespace`.
+    pub sql: String,
+    /// The names of its columns when it was created (listings; the query decides at reading).
+    pub columns: Vec<String>,
+    pub created_by: String,
+    pub created_at_ms: u64,
+}
+
+impl ViewDef {
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+}
+
 /// A namespace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamespaceDef {

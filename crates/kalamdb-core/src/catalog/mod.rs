@@ -9,6 +9,7 @@
 
 pub mod access;
 mod defs;
+mod views;
 pub mod password;
 
 pub use defs::*;
@@ -32,6 +33,8 @@ struct State {
     namespaces: BTreeMap<String, NamespaceDef>,
     /// Keyed by (namespace, table).
     tables: BTreeMap<(String, String), Arc<TableDef>>,
+    /// Keyed by (namespace, view); a view and a table never share a name.
+    views: BTreeMap<(String, String), Arc<ViewDef>>,
     users: BTreeMap<String, UserDef>,
     storages: BTreeMap<String, StorageDef>,
     next_table_id: u64,
@@ -80,6 +83,12 @@ impl Catalog {
             state
                 .tables
                 .insert((t.namespace.clone(), t.name.clone()), Arc::new(t));
+        }
+        for (k, v) in store.catalog_scan(keyspace::VIEWS)? {
+            let v: ViewDef = from_json(&k, &v)?;
+            state
+                .views
+                .insert((v.namespace.clone(), v.name.clone()), Arc::new(v));
         }
         for (k, v) in store.catalog_scan(keyspace::USERS)? {
             let u: UserDef = from_json(&k, &v)?;
@@ -202,10 +211,13 @@ impl Catalog {
             };
         }
         let tables = self.tables_in(name);
-        if !tables.is_empty() && !cascade {
+        let views = self.views_in(name);
+        let empty = tables.is_empty() && views.is_empty();
+        if !empty && !cascade {
             return Err(Error::ConstraintViolation(format!(
-                "namespace '{name}' still has {} table(s); use DROP NAMESPACE {name} CASCADE",
-                tables.len()
+                "namespace '{name}' still has {} table(s) and {} view(s); use DROP NAMESPACE {name} CASCADE",
+                tables.len(),
+                views.len()
             )));
         }
         let _no_flush = self.drops.write();
@@ -214,11 +226,17 @@ impl Catalog {
         for t in &tables {
             self.delete_table_into(&mut b, t, &mut files)?;
         }
+        for v in &views {
+            b.delete_cf(self.store.cf(CF_CATALOG)?, keyspace::view(name, &v.name));
+        }
         b.delete_cf(self.store.cf(CF_CATALOG)?, keyspace::namespace(name));
         self.store.write(b)?;
         let mut st = self.state.write();
         for t in &tables {
             st.tables.remove(&(t.namespace.clone(), t.name.clone()));
+        }
+        for v in &views {
+            st.views.remove(&(v.namespace.clone(), v.name.clone()));
         }
         st.namespaces.remove(name);
         Ok(Some(Dropped { tables, files }))
@@ -279,6 +297,12 @@ impl Catalog {
         let _g = self.ddl_lock.lock();
         if self.namespace(&def.namespace).is_none() {
             return Err(Error::NamespaceNotFound(def.namespace.clone()));
+        }
+        if self.view(&def.namespace, &def.name).is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "a view named '{}' already exists",
+                def.qualified_name()
+            )));
         }
         if self.table(&def.namespace, &def.name).is_some() {
             return if if_not_exists {

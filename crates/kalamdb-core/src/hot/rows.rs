@@ -228,6 +228,54 @@ impl RowStore {
 
     /// Insert new rows (values in live-column order). Fails with CONSTRAINT_VIOLATION, writing
     /// nothing, if a primary key already exists in the scope or repeats within `rows`.
+    pub fn insert(&self, def: &TableDef, scope: &Scope, rows: Vec<Vec<Value>>) -> Result<u64> {
+        self.write_new(def, scope, rows, Vec::new()).map(|(n, _)| n)
+    }
+
+    /// Which of these primary-key values are live (not deleted, not expired) in the scope,
+    /// hot or flushed; in the order given. An upsert's split into new and conflicting rows.
+    pub fn live(&self, def: &TableDef, scope: &Scope, keys: &[Value]) -> Result<Vec<bool>> {
+        let prefix = scope_prefix(def.id, scope);
+        let pks = keys
+            .iter()
+            .map(Self::encode_key_value)
+            .collect::<Result<Vec<_>>>()?;
+        let mut sorted: Vec<&[u8]> = pks.iter().map(Vec::as_slice).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let live_sorted = self.live_keys(def, &prefix, &sorted)?;
+        let live = pks
+            .iter()
+            .map(|pk| {
+                sorted
+                    .binary_search(&pk.as_slice())
+                    .is_ok_and(|j| live_sorted[j])
+            })
+            .collect();
+        Ok(live)
+    }
+
+    /// An upsert's write: `inserts` (keys that must not be live, as [`RowStore::insert`]) and
+    /// `updates` (new versions of live rows, keys distinct from the inserts'), in one synced
+    /// batch. The caller holds the scope's read-modify-write lock, so no UPDATE, DELETE or
+    /// other upsert changes the updated rows in between; a plain INSERT that made one of the
+    /// inserted keys live since fails this call with CONSTRAINT_VIOLATION and writes nothing.
+    /// Returns (inserted, updated).
+    pub fn upsert(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        inserts: Vec<Vec<Value>>,
+        updates: Vec<Vec<Value>>,
+    ) -> Result<(u64, u64)> {
+        if Self::pk_index(def).is_none() {
+            return Err(Error::Internal("upsert into a table without a primary key".into()));
+        }
+        self.write_new(def, scope, inserts, updates)
+    }
+
+    /// The check, reservation, batch and synced write of new rows (and an upsert's updated
+    /// rows).
     ///
     /// The uniqueness check and the building of the batch happen under the scope lock; the
     /// synced write does not, so concurrent inserts into one scope share fsyncs (RocksDB group
@@ -235,7 +283,13 @@ impl RowStore {
     /// insert of a reserved key fails as a duplicate, as it would once the write is visible.
     // long: the check, reservation, batch and synced write of one insert, with the scope lock's
     // extent visible in one place.
-    pub fn insert(&self, def: &TableDef, scope: &Scope, rows: Vec<Vec<Value>>) -> Result<u64> {
+    fn write_new(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        rows: Vec<Vec<Value>>,
+        updates: Vec<Vec<Value>>,
+    ) -> Result<(u64, u64)> {
         let prefix = scope_prefix(def.id, scope);
         let cf = self.store.cf(CF_ROWS)?;
         let mut batch = WriteBatch::default();
@@ -295,6 +349,18 @@ impl RowStore {
                     widest = widest.max(buf.len());
                     batch.put_cf(cf, row_key(&prefix, pk, self.seq.next()), &buf);
                 }
+                for row in &updates {
+                    let pk = Self::encode_key_value(&row[pk_idx])?;
+                    if sorted.binary_search(&pk.as_slice()).is_ok() {
+                        return Err(Error::Internal(
+                            "an upsert both inserts and updates one key".into(),
+                        ));
+                    }
+                    buf.clear();
+                    encode_row(def.schema_version, row, &mut buf);
+                    widest = widest.max(buf.len());
+                    batch.put_cf(cf, row_key(&prefix, &pk, self.seq.next()), &buf);
+                }
                 Some(reservation)
             }
             None => {
@@ -314,7 +380,11 @@ impl RowStore {
         drop(reservation);
         self.counters
             .note_written(def.id, rows.len() as u64, "insert");
-        Ok(rows.len() as u64)
+        if !updates.is_empty() {
+            self.counters
+                .note_written(def.id, updates.len() as u64, "update");
+        }
+        Ok((rows.len() as u64, updates.len() as u64))
     }
 
     /// Write new versions of existing rows (values in live-column order, plus the row id last

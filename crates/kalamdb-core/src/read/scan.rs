@@ -146,6 +146,39 @@ impl RowStore {
         Ok(())
     }
 
+    /// The latest live versions of the rows with these primary-key values, hot or flushed,
+    /// every live column (`schema` is the table's, without the row id), in the order the keys
+    /// are given; a key without a live row yields nothing. One point read per key: an
+    /// upsert's conflicting rows.
+    pub fn read_keys(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        schema: SchemaRef,
+        keys: &[Value],
+    ) -> Result<Vec<RecordBatch>> {
+        let columns: Vec<ScanColumn> = def
+            .live_columns()
+            .map(|c| ScanColumn::Column {
+                id: c.id,
+                data_type: c.data_type,
+                value_for_older_rows: c.value_for_older_rows.clone(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        for key in keys {
+            let range = ScanRange {
+                pk_equals: Some(key.clone()),
+                limit: Some(1),
+            };
+            self.scan(def, scope, &columns, schema.clone(), &range, 1, |b| {
+                out.push(b);
+                true
+            })?;
+        }
+        Ok(out)
+    }
+
     /// The scan's sources: the hot rows and every segment that must be merged with them (one
     /// merge, key order), and the isolated segments read by column, by first key. None when
     /// the scan can match nothing.

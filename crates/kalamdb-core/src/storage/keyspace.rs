@@ -8,6 +8,7 @@
 //! ```text
 //! ns/{namespace}                      NamespaceDef
 //! table/{namespace}/{table}           TableDef
+//! view/{namespace}/{view}             ViewDef
 //! user/{user_id}                      UserDef
 //! storage/{storage_id}                StorageDef
 //! job/{job_id}                        JobRecord
@@ -30,6 +31,7 @@ pub const CF_FLUSHED: &str = "flushed";
 
 pub const NAMESPACES: &str = "ns/";
 pub const TABLES: &str = "table/";
+pub const VIEWS: &str = "view/";
 pub const USERS: &str = "user/";
 pub const STORAGES: &str = "storage/";
 pub const JOBS: &str = "job/";
@@ -45,6 +47,10 @@ pub fn namespace(name: &str) -> String {
 
 pub fn table(namespace: &str, name: &str) -> String {
     format!("{TABLES}{namespace}/{name}")
+}
+
+pub fn view(namespace: &str, name: &str) -> String {
+    format!("{VIEWS}{namespace}/{name}")
 }
 
 pub fn user(user_id: &str) -> String {

@@ -31,6 +31,11 @@ pub(super) fn drop(
     if db.catalog.namespace(&ns).is_none() && !if_exists {
         return Err(Error::NamespaceNotFound(ns));
     }
+    if db.catalog.view(&ns, &name).is_some() {
+        return Err(Error::invalid_sql(format!(
+            "'{ns}.{name}' is a view, not a table: use DROP VIEW"
+        )));
+    }
     let dropped = db.drop_table(&ns, &name, if_exists)?;
     Ok(message(if dropped {
         format!("Table '{ns}.{name}' dropped")
@@ -50,13 +55,25 @@ pub(super) fn show(db: &Db, namespace: Option<String>) -> Result<StatementOutput
         }
         None => db.catalog.tables(),
     };
+    let views = match &namespace {
+        Some(ns) => db.catalog.views_in(ns),
+        None => db.catalog.views(),
+    };
+    let mut listed: Vec<[String; 3]> = tables
+        .iter()
+        .map(|t| [t.namespace.clone(), t.name.clone(), t.kind.to_string()])
+        .chain(
+            views
+                .iter()
+                .map(|v| [v.namespace.clone(), v.name.clone(), "VIEW".to_string()]),
+        )
+        .collect();
+    listed.sort();
     rows(
         &["namespace", "table_name", "table_type"],
-        vec![
-            tables.iter().map(|t| t.namespace.clone()).collect(),
-            tables.iter().map(|t| t.name.clone()).collect(),
-            tables.iter().map(|t| t.kind.to_string()).collect(),
-        ],
+        (0..3)
+            .map(|i| listed.iter().map(|r| r[i].clone()).collect())
+            .collect(),
     )
 }
 

@@ -18,7 +18,9 @@ use crate::df::provider::{df_error, KalamTable};
 use crate::df::system_tables::{
     information_schema_table, system_table, INFORMATION_SCHEMA_TABLES, SYSTEM_TABLES,
 };
-use kalamdb_core::{Db, Principal};
+use datafusion::catalog::view::ViewTable;
+use datafusion::logical_expr::LogicalPlan;
+use kalamdb_core::{Db, Principal, ViewDef};
 
 /// The names a statement's planning asked for and did not find, with the error each is
 /// (NAMESPACE_NOT_FOUND or TABLE_NOT_FOUND), recorded as DataFusion asks: when planning then
@@ -44,6 +46,13 @@ impl Misses {
     }
 }
 
+/// Plans a view's query for the statement that reads it, as that statement's caller: a view
+/// never shows more than its reader may read, and a USER table in it is the reader's rows.
+#[async_trait]
+pub(crate) trait ViewPlanner: Send + Sync + std::fmt::Debug {
+    async fn plan_view(&self, view: &ViewDef) -> kalamdb_core::Result<LogicalPlan>;
+}
+
 /// Catalog of namespaces for one statement.
 #[derive(Debug)]
 pub struct StatementCatalog {
@@ -52,6 +61,8 @@ pub struct StatementCatalog {
     with_rowid: bool,
     statement_time_micros: i64,
     misses: Arc<Misses>,
+    /// None where views are not read (the fast paths: a view name then goes to the planner).
+    views: Option<Arc<dyn ViewPlanner>>,
 }
 
 impl StatementCatalog {
@@ -71,7 +82,14 @@ impl StatementCatalog {
             with_rowid,
             statement_time_micros,
             misses,
+            views: None,
         }
+    }
+
+    /// Read views through `planner`.
+    pub(crate) fn with_views(mut self, planner: Arc<dyn ViewPlanner>) -> StatementCatalog {
+        self.views = Some(planner);
+        self
     }
 }
 
@@ -113,6 +131,7 @@ impl CatalogProvider for StatementCatalog {
                     with_rowid: self.with_rowid,
                     statement_time_micros: self.statement_time_micros,
                     misses: self.misses.clone(),
+                    views: self.views.clone(),
                 }))
             }
         }
@@ -127,20 +146,29 @@ struct NamespaceSchema {
     with_rowid: bool,
     statement_time_micros: i64,
     misses: Arc<Misses>,
+    views: Option<Arc<dyn ViewPlanner>>,
 }
 
 #[async_trait]
 impl SchemaProvider for NamespaceSchema {
     fn table_names(&self) -> Vec<String> {
-        self.db
-            .catalog
-            .tables_in(&self.namespace)
+        let tables = self.db.catalog.tables_in(&self.namespace);
+        let views = self.db.catalog.views_in(&self.namespace);
+        tables
             .iter()
             .map(|t| t.name.clone())
+            .chain(views.iter().map(|v| v.name.clone()))
             .collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if let Some(view) = self.db.catalog.view(&self.namespace, name) {
+            let Some(planner) = &self.views else {
+                return Ok(None);
+            };
+            let plan = planner.plan_view(&view).await.map_err(df_error)?;
+            return Ok(Some(Arc::new(ViewTable::new(plan, Some(view.sql.clone())))));
+        }
         let def = match self.db.catalog.resolve_table(&self.namespace, name) {
             Ok(def) => def,
             Err(missing) => {
@@ -160,6 +188,7 @@ impl SchemaProvider for NamespaceSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.db.catalog.table(&self.namespace, name).is_some()
+            || self.db.catalog.view(&self.namespace, name).is_some()
     }
 }
 

@@ -158,70 +158,112 @@ fn namespaces_table(catalog: &Catalog) -> Result<Arc<MemTable>> {
     )
 }
 
-/// One row per table, with its buffered and flushed rows (manifest headers only).
+/// One row per table, with its buffered and flushed rows (manifest headers only), then one per
+/// view (table_type VIEW; its column names as of its creation, no rows of its own).
 fn tables_table(catalog: &Catalog, rows: &RowStore) -> Result<Arc<MemTable>> {
-    let tables = catalog.tables();
-    let mut buffered = Vec::with_capacity(tables.len());
-    let mut flushed = Vec::with_capacity(tables.len());
-    for t in &tables {
-        buffered.push(rows.buffered(t.id) as i64);
-        let headers = kalamdb_core::table_headers(rows.store(), t.id)?;
-        flushed.push(headers.iter().map(|(_, h)| h.rows).sum::<u64>() as i64);
+    let mut listing = TableListing::default();
+    for t in catalog.tables() {
+        listing.push_table(&t, rows)?;
     }
-    let columns_json: Vec<String> = tables
-        .iter()
-        .map(|t| {
-            serde_json::Value::Array(
-                t.live_columns()
-                    .map(|c| {
-                        serde_json::json!({
-                            "name": c.name,
-                            "data_type": c.data_type.to_string(),
-                            "nullable": c.nullable,
-                            "default": c.default.as_ref().map(|d| d.sql(&c.data_type)),
-                        })
-                    })
-                    .collect(),
-            )
-            .to_string()
-        })
-        .collect();
-    mem_table(
-        vec![
-            f("namespace", ArrowType::Utf8, false),
-            f("table_name", ArrowType::Utf8, false),
-            f("table_type", ArrowType::Utf8, false),
-            f("columns", ArrowType::Utf8, false),
-            f("primary_key", ArrowType::Utf8, true),
-            f("options", ArrowType::Utf8, false),
-            f("buffered_rows", ArrowType::Int64, false),
-            f("flushed_rows", ArrowType::Int64, false),
-            f("schema_version", ArrowType::Int32, false),
-            f("created_at", ts_type(), false),
-        ],
-        vec![
-            text(tables.iter().map(|t| t.namespace.clone()).collect()),
-            text(tables.iter().map(|t| t.name.clone()).collect()),
-            text(tables.iter().map(|t| t.kind.to_string()).collect()),
-            text(columns_json),
-            opt_text(tables.iter().map(|t| t.primary_key.clone()).collect()),
-            text(
-                tables
-                    .iter()
-                    .map(|t| serde_json::to_string(&t.options).unwrap_or_default())
-                    .collect(),
-            ),
-            Arc::new(Int64Array::from(buffered)),
-            Arc::new(Int64Array::from(flushed)),
-            Arc::new(Int32Array::from(
-                tables
-                    .iter()
-                    .map(|t| t.schema_version as i32)
-                    .collect::<Vec<_>>(),
-            )),
-            ts(tables.iter().map(|t| t.created_at_ms).collect()),
-        ],
-    )
+    for v in catalog.views() {
+        listing.push_view(&v);
+    }
+    listing.into_table()
+}
+
+/// The columns of system.tables, row by row.
+#[derive(Default)]
+struct TableListing {
+    namespaces: Vec<String>,
+    names: Vec<String>,
+    kinds: Vec<String>,
+    columns: Vec<String>,
+    primary_keys: Vec<Option<String>>,
+    options: Vec<String>,
+    buffered: Vec<i64>,
+    flushed: Vec<i64>,
+    versions: Vec<i32>,
+    created: Vec<u64>,
+}
+
+impl TableListing {
+    fn push_table(&mut self, t: &kalamdb_core::TableDef, rows: &RowStore) -> Result<()> {
+        self.namespaces.push(t.namespace.clone());
+        self.names.push(t.name.clone());
+        self.kinds.push(t.kind.to_string());
+        let columns: Vec<serde_json::Value> = t
+            .live_columns()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "data_type": c.data_type.to_string(),
+                    "nullable": c.nullable,
+                    "default": c.default.as_ref().map(|d| d.sql(&c.data_type)),
+                })
+            })
+            .collect();
+        self.columns
+            .push(serde_json::Value::Array(columns).to_string());
+        self.primary_keys.push(t.primary_key.clone());
+        self.options
+            .push(serde_json::to_string(&t.options).unwrap_or_default());
+        self.buffered.push(rows.buffered(t.id) as i64);
+        let headers = kalamdb_core::table_headers(rows.store(), t.id)?;
+        self.flushed
+            .push(headers.iter().map(|(_, h)| h.rows).sum::<u64>() as i64);
+        self.versions.push(t.schema_version as i32);
+        self.created.push(t.created_at_ms);
+        Ok(())
+    }
+
+    fn push_view(&mut self, v: &kalamdb_core::ViewDef) {
+        self.namespaces.push(v.namespace.clone());
+        self.names.push(v.name.clone());
+        self.kinds.push("VIEW".to_string());
+        let columns: Vec<serde_json::Value> = v
+            .columns
+            .iter()
+            .map(|c| serde_json::json!({ "name": c }))
+            .collect();
+        self.columns
+            .push(serde_json::Value::Array(columns).to_string());
+        self.primary_keys.push(None);
+        self.options
+            .push(serde_json::json!({ "definition": v.sql }).to_string());
+        self.buffered.push(0);
+        self.flushed.push(0);
+        self.versions.push(1);
+        self.created.push(v.created_at_ms);
+    }
+
+    fn into_table(self) -> Result<Arc<MemTable>> {
+        mem_table(
+            vec![
+                f("namespace", ArrowType::Utf8, false),
+                f("table_name", ArrowType::Utf8, false),
+                f("table_type", ArrowType::Utf8, false),
+                f("columns", ArrowType::Utf8, false),
+                f("primary_key", ArrowType::Utf8, true),
+                f("options", ArrowType::Utf8, false),
+                f("buffered_rows", ArrowType::Int64, false),
+                f("flushed_rows", ArrowType::Int64, false),
+                f("schema_version", ArrowType::Int32, false),
+                f("created_at", ts_type(), false),
+            ],
+            vec![
+                text(self.namespaces),
+                text(self.names),
+                text(self.kinds),
+                text(self.columns),
+                opt_text(self.primary_keys),
+                text(self.options),
+                Arc::new(Int64Array::from(self.buffered)),
+                Arc::new(Int64Array::from(self.flushed)),
+                Arc::new(Int32Array::from(self.versions)),
+                ts(self.created),
+            ],
+        )
+    }
 }
 
 /// One row per user, never a password hash.
@@ -280,6 +322,11 @@ pub fn information_schema_table(name: &str, catalog: &Catalog) -> Result<Option<
                 schema.push(t.namespace.clone());
                 names.push(t.name.clone());
                 kinds.push(t.kind.to_string());
+            }
+            for v in catalog.views() {
+                schema.push(v.namespace.clone());
+                names.push(v.name.clone());
+                kinds.push("VIEW".to_string());
             }
             for s in SYSTEM_TABLES {
                 schema.push("system".to_string());

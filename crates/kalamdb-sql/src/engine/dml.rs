@@ -16,23 +16,25 @@ use super::limits::*;
 use super::output::*;
 use super::router::Engine;
 
+/// The clauses of a write taken out of it before DataFusion planned it.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Clauses<'a> {
+    pub(super) returning: Option<&'a super::returning::Returning>,
+    pub(super) on_conflict: Option<&'a super::on_conflict::OnConflict>,
+}
+
 impl Engine {
     pub(super) async fn execute_dml(
         &self,
         session: &Arc<StatementSession>,
         state: &SessionState,
         dml: DmlStatement,
-        returning: Option<&super::returning::Returning>,
+        clauses: Clauses<'_>,
         params: &[datafusion::common::ScalarValue],
     ) -> Result<StatementOutput> {
         let provider = datafusion::catalog::default_table_source::source_as_provider(&dml.target)
             .map_err(from_datafusion)?;
-        let Some(table) = provider.downcast_ref::<KalamTable>() else {
-            return Err(Error::PermissionDenied(format!(
-                "table '{}' is read-only",
-                dml.table_name
-            )));
-        };
+        let table = written_table(provider.as_ref(), &dml)?;
         let def = table.def().clone();
         let scope = table.scope().clone();
         // Write (and read) permission: checked on the plan before it got here (check_plan_access).
@@ -43,44 +45,34 @@ impl Engine {
             )?;
         }
         let with_rowid = table.has_rowid();
-        // UPDATE and DELETE read the rows they then write, and so does an INSERT whose query
-        // reads its own table (`INSERT ... SELECT ... WHERE NOT EXISTS (...)`): no other such
-        // statement of the scope may write between the read and the write (a lost update, or
-        // a duplicate, otherwise). Other INSERTs (VALUES, params, other tables) never wait.
-        let reads_target = || {
-            let mut found = false;
-            let _ = dml.input.apply_with_subqueries(|node| {
-                if let LogicalPlan::TableScan(scan) = node {
-                    found |= scan.table_name.table() == def.name
-                        && scan
-                            .table_name
-                            .schema()
-                            .is_none_or(|ns| ns == def.namespace);
-                }
-                Ok(if found {
-                    TreeNodeRecursion::Stop
-                } else {
-                    TreeNodeRecursion::Continue
-                })
-            });
-            found
-        };
-        let _serial = match dml.op {
-            WriteOp::Update | WriteOp::Delete => Some(
+        let _serial = if needs_scope_lock(&dml, &def, clauses) {
+            Some(
                 self.lock_scope_for_dml(def.id, &scope, session.deadline())
                     .await?,
-            ),
-            WriteOp::Insert(_) if reads_target() => Some(
-                self.lock_scope_for_dml(def.id, &scope, session.deadline())
-                    .await?,
-            ),
-            _ => None,
+            )
+        } else {
+            None
         };
         let input = Arc::unwrap_or_clone(dml.input);
         let fallback = crate::planning::subquery::has_subqueries(&input)
             .then(|| (session.clone(), input.clone()));
         let df = DataFrame::new(state.clone(), input);
         let (_, batches, _) = self.collect_bounded(df, fallback, session).await?;
+        let returning = clauses.returning;
+        if let (WriteOp::Insert(_), Some(on_conflict)) = (&dml.op, clauses.on_conflict) {
+            return self
+                .upsert(
+                    session,
+                    state,
+                    def,
+                    scope,
+                    batches,
+                    on_conflict,
+                    returning,
+                    params,
+                )
+                .await;
+        }
         // RETURNING first: an error in it writes nothing.
         let returned = match returning {
             Some(r) => Some(
@@ -177,6 +169,56 @@ impl Engine {
         })
         .await
         .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+    }
+}
+
+/// The table a write writes: views and the server's own tables are read-only.
+fn written_table<'a>(
+    provider: &'a dyn datafusion::catalog::TableProvider,
+    dml: &DmlStatement,
+) -> Result<&'a KalamTable> {
+    if provider
+        .downcast_ref::<datafusion::catalog::view::ViewTable>()
+        .is_some()
+    {
+        return Err(Error::Unsupported(format!(
+            "'{}' is a view, and views are read-only: write to its table",
+            dml.table_name
+        )));
+    }
+    provider
+        .downcast_ref::<KalamTable>()
+        .ok_or_else(|| Error::PermissionDenied(format!("table '{}' is read-only", dml.table_name)))
+}
+
+/// Whether a write takes its scope's read-modify-write lock. UPDATE and DELETE read the rows
+/// they then write, and so do an upsert and an INSERT whose query reads its own table
+/// (`INSERT ... SELECT ... WHERE NOT EXISTS (...)`): no other such statement of the scope may
+/// write between the read and the write (a lost update, or a duplicate, otherwise). Other
+/// INSERTs (VALUES, params, other tables) never wait.
+fn needs_scope_lock(dml: &DmlStatement, def: &kalamdb_core::TableDef, clauses: Clauses<'_>) -> bool {
+    let reads_target = || {
+        let mut found = false;
+        let _ = dml.input.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                found |= scan.table_name.table() == def.name
+                    && scan
+                        .table_name
+                        .schema()
+                        .is_none_or(|ns| ns == def.namespace);
+            }
+            Ok(if found {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        found
+    };
+    match dml.op {
+        WriteOp::Update | WriteOp::Delete => true,
+        WriteOp::Insert(_) => clauses.on_conflict.is_some() || reads_target(),
+        _ => false,
     }
 }
 

@@ -12,12 +12,15 @@ mod commands;
 pub(crate) mod deadline;
 mod dml;
 mod limits;
+mod on_conflict;
 mod output;
 mod query;
 mod returning;
 mod router;
 mod run;
 pub(crate) mod session;
+mod upsert;
+mod views;
 
 pub(crate) use limits::too_many_rows;
 pub use limits::Limits;

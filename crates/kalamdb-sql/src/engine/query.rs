@@ -2,6 +2,7 @@
 
 use super::session::StatementSession;
 use crate::df::provider::KalamTable;
+use datafusion::catalog::view::ViewTable;
 use crate::fast::insert as fast_insert;
 use crate::fast::select as fast_select;
 use crate::planning::errors::from_datafusion;
@@ -64,6 +65,9 @@ impl Engine {
             }
         }
         let statement = self.parse_tokens(caller, tokens, started).await?;
+        if let Some(out) = self.view_ddl(caller, &statement, started).await {
+            return out;
+        }
         crate::statement::placeholders::check(&statement, params.len())?;
         let with_rowid = Self::with_rowid(caller, &statement)?;
         if params.is_empty() && self.fast_paths {
@@ -214,6 +218,7 @@ impl Engine {
             crate::statement::syntax::correct(s.as_mut());
         }
         let returning = super::returning::take_returning(&mut statement)?;
+        let on_conflict = super::on_conflict::take_on_conflict(&mut statement)?;
         let original = statement.clone();
         let alias = |st: &mut DfStatement, every: bool| match st {
             DfStatement::Statement(s) => {
@@ -268,7 +273,11 @@ impl Engine {
         };
         match plan {
             LogicalPlan::Dml(dml) => {
-                self.execute_dml(&session, &state, dml, returning.as_ref(), params)
+                let clauses = super::dml::Clauses {
+                    returning: returning.as_ref(),
+                    on_conflict: on_conflict.as_ref(),
+                };
+                self.execute_dml(&session, &state, dml, clauses, params)
                     .await
             }
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)
@@ -347,6 +356,13 @@ fn check_plan_access(plan: &LogicalPlan) -> Result<()> {
             if let Ok(provider) =
                 datafusion::catalog::default_table_source::source_as_provider(source)
             {
+                if let Some(view) = provider.downcast_ref::<ViewTable>() {
+                    // A view's tables, as its reader reads them.
+                    if let Err(e) = check_plan_access(view.logical_plan()) {
+                        denied = Some(e);
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
                 if let Some(table) = provider.downcast_ref::<KalamTable>() {
                     let check = if write {
                         table.principal().check_write(table.def())

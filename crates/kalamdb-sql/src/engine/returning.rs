@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::SchemaRef;
 use datafusion::catalog::memory::{MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::catalog::{CatalogProvider, MemTable, SchemaProvider};
 use datafusion::common::{ParamValues, ScalarValue};
@@ -111,24 +112,7 @@ impl Engine {
         params: &[ScalarValue],
     ) -> Result<StatementOutput> {
         let schema = table_schema(def, false);
-        let rows = batches
-            .iter()
-            .map(|b| {
-                let columns = schema
-                    .fields()
-                    .iter()
-                    .map(|f| -> Result<ArrayRef> {
-                        let column = b.column_by_name(f.name()).ok_or_else(|| {
-                            Error::Internal(format!("written rows lack column '{}'", f.name()))
-                        })?;
-                        arrow::compute::cast(column, f.data_type())
-                            .map_err(|e| Error::Internal(e.to_string()))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                RecordBatch::try_new(schema.clone(), columns)
-                    .map_err(|e| Error::Internal(e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let rows = vec![conform_to(&schema, batches)?];
         let written = MemTable::try_new(schema.clone(), vec![rows]).map_err(from_datafusion)?;
         let namespace = Arc::new(MemorySchemaProvider::new());
         namespace
@@ -166,4 +150,27 @@ impl Engine {
             row_count,
         })
     }
+}
+
+/// Batches as one batch in exactly `schema`'s columns and types.
+pub(super) fn conform_to(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let mut parts = Vec::with_capacity(batches.len());
+    for b in batches {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| -> Result<ArrayRef> {
+                let column = b.column_by_name(f.name()).ok_or_else(|| {
+                    Error::Internal(format!("written rows lack column '{}'", f.name()))
+                })?;
+                arrow::compute::cast(column, f.data_type())
+                    .map_err(|e| Error::Internal(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        parts.push(
+            RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        );
+    }
+    arrow::compute::concat_batches(schema, &parts).map_err(|e| Error::Internal(e.to_string()))
 }

@@ -20,12 +20,12 @@ use crate::df::provider::KalamTable;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::df::session_catalog::{Misses, StatementCatalog};
+use crate::df::session_catalog::{Misses, StatementCatalog, ViewPlanner};
 use crate::df::system_tables::CATALOG_NAME;
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
-use kalamdb_core::{Account, Db, Principal, QueryHeap};
+use kalamdb_core::{Account, Db, Principal, QueryHeap, ViewDef};
 
 /// Everything a statement's DataFusion session is made from.
 #[derive(Debug, Clone)]
@@ -52,7 +52,13 @@ pub(crate) struct StatementSession {
     widest_rows: Arc<AtomicUsize>,
     /// What planning looked for and did not find (crate::df::session_catalog::Misses).
     misses: Arc<Misses>,
+    /// The views (`ns.v`) whose queries this session plans, outermost first (empty for the
+    /// statement itself): a view that reads itself, directly or through others, is refused.
+    view_chain: Arc<Vec<String>>,
 }
+
+/// Views read through views at most this deep.
+const MAX_VIEW_DEPTH: usize = 16;
 
 /// DataFusion's batch size, in rows, for statements over rows of ordinary widths.
 const BATCH_ROWS: usize = 8192;
@@ -83,6 +89,7 @@ impl StatementSession {
             all_subqueries: false,
             widest_rows: Arc::new(AtomicUsize::new(0)),
             misses: Default::default(),
+            view_chain: Default::default(),
         })
     }
 
@@ -97,6 +104,14 @@ impl StatementSession {
     /// `TARGET_BATCH_BYTES / (the widest rows of the statement's scans, added)` rows stay near
     /// that size. Tables of ordinary rows (under 4 KB together) keep 8,192.
     pub(crate) fn fit_batches(&self, state: &mut SessionState, plan: &LogicalPlan) {
+        self.widest_rows
+            .store(self.widest_of(plan), Ordering::Relaxed);
+        let config = std::mem::take(state.config_mut());
+        *state.config_mut() = config.with_batch_size(self.batch_rows(0));
+    }
+
+    /// The widest rows of the tables `plan` scans (through views too), added.
+    fn widest_of(&self, plan: &LogicalPlan) -> usize {
         let mut widest = 0usize;
         let _ = plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
@@ -106,13 +121,16 @@ impl StatementSession {
                     if let Some(table) = provider.downcast_ref::<KalamTable>() {
                         widest = widest.saturating_add(self.db.rows.widest_row(table.def()));
                     }
+                    if let Some(view) =
+                        provider.downcast_ref::<datafusion::catalog::view::ViewTable>()
+                    {
+                        widest = widest.saturating_add(self.widest_of(view.logical_plan()));
+                    }
                 }
             }
             Ok(TreeNodeRecursion::Continue)
         });
-        self.widest_rows.store(widest, Ordering::Relaxed);
-        let config = std::mem::take(state.config_mut());
-        *state.config_mut() = config.with_batch_size(self.batch_rows(0));
+        widest
     }
 
     /// The batch size for rows of the statement's tables and `computed` more bytes (the
@@ -176,7 +194,8 @@ impl StatementSession {
                 self.with_rowid,
                 self.now.timestamp_micros(),
                 self.misses.clone(),
-            )),
+            )
+            .with_views(self.clone())),
         );
         let context: Arc<dyn crate::planning::subquery::StatementContext> = self.clone();
         let (analyzer_rule, optimizer_rule) = crate::planning::subquery::rules(&context);
@@ -201,6 +220,71 @@ impl StatementSession {
 pub(crate) fn statement_time() -> chrono::DateTime<chrono::Utc> {
     let now = chrono::Utc::now();
     chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+impl StatementSession {
+    /// The same statement, planning the query of view `namespace.name` (to read it, or to
+    /// check it in CREATE VIEW): unqualified names resolve in its namespace.
+    pub(crate) fn in_view(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kalamdb_core::Result<Arc<StatementSession>> {
+        let qualified = format!("{namespace}.{name}");
+        if self.view_chain.contains(&qualified) {
+            let mut circle: Vec<String> = self.view_chain.to_vec();
+            circle.push(qualified);
+            return Err(kalamdb_core::Error::invalid_sql(format!(
+                "view '{namespace}.{name}' would read itself: {}",
+                circle.join(" -> ")
+            )));
+        }
+        if self.view_chain.len() >= MAX_VIEW_DEPTH {
+            return Err(kalamdb_core::Error::invalid_sql(format!(
+                "views nest more than {MAX_VIEW_DEPTH} deep"
+            )));
+        }
+        let mut chain = self.view_chain.to_vec();
+        chain.push(qualified);
+        Ok(Arc::new(StatementSession {
+            namespace: namespace.to_string(),
+            with_rowid: false,
+            view_chain: Arc::new(chain),
+            ..self.clone()
+        }))
+    }
+}
+
+impl StatementSession {
+    /// Plan `sql` (one query; a view's) in this session, whose namespace unqualified names
+    /// resolve in.
+    pub(crate) async fn plan_query(self: &Arc<Self>, sql: &str) -> kalamdb_core::Result<LogicalPlan> {
+        use crate::planning::errors::{from_datafusion, missing_table};
+        let mut statements = datafusion::sql::parser::DFParser::parse_sql_with_dialect(
+            sql,
+            &sqlparser::dialect::GenericDialect {},
+        )
+        .map_err(from_datafusion)?;
+        let (Some(statement), None) = (statements.pop_front(), statements.pop_front()) else {
+            return Err(kalamdb_core::Error::Internal(
+                "a view's query is not one statement".into(),
+            ));
+        };
+        let state = self.state();
+        match state.statement_to_plan(statement.clone()).await {
+            Ok(plan) => Ok(plan),
+            Err(e) => Err(missing_table(&state, &statement, &self.misses)
+                .unwrap_or_else(|| from_datafusion(e))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ViewPlanner for StatementSession {
+    async fn plan_view(&self, view: &ViewDef) -> kalamdb_core::Result<LogicalPlan> {
+        let inner = self.in_view(&view.namespace, &view.name)?;
+        inner.plan_query(&view.sql).await
+    }
 }
 
 impl crate::planning::subquery::StatementContext for StatementSession {
