@@ -36,7 +36,7 @@ struct Args {
     /// Where temporary data dirs go (KalamDB, PostgreSQL, raw RocksDB and Parquet).
     #[arg(long)]
     scratch: Option<PathBuf>,
-    /// Run only these scenarios (1-6), e.g. --only 1,3.
+    /// Run only these scenarios (1-7), e.g. --only 1,3.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u32>,
     /// Skip PostgreSQL (its columns stay empty).
@@ -187,6 +187,9 @@ fn main() {
     }
     if run(6) {
         b.mixed();
+    }
+    if run(7) {
+        b.upsert_ingest();
     }
     write_report(&b, &args);
 }
