@@ -114,3 +114,33 @@ fn each_user_upserts_only_its_own_rows_and_params_bind() {
         vec![vec![json!("theme"), json!("light"), json!(0)]]
     );
 }
+
+/// The black-box attack of #14: an upsert of 4,000 flushed keys answered TIMEOUT after 48 s
+/// (each conflicting row was a point read opening its segment; 2,000 took 24 s), and one of
+/// 30,000 kept the CPU busy for minutes past its timeout. Now the conflicting rows are one
+/// scan: this answers, with every row updated, over two segments and hot rows.
+#[test]
+fn an_upsert_of_thousands_of_flushed_keys_answers() {
+    let s = TestServer::start_with_env(&[("KALAMDB_FLUSH_DEFAULT_POLICY", "")]);
+    s.root("CREATE NAMESPACE app");
+    s.root("CREATE SHARED TABLE app.big (id BIGINT PRIMARY KEY, n BIGINT)");
+    let values = |ids: std::ops::Range<i64>, n: i64| {
+        ids.map(|i| format!("({i}, {n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    s.root(&format!("INSERT INTO app.big VALUES {}", values(0..4000, 1)));
+    s.flush_wait("app.big");
+    s.root(&format!("INSERT INTO app.big VALUES {}", values(4000..8000, 1)));
+    s.flush_wait("app.big");
+    s.root(&format!("INSERT INTO app.big VALUES {}", values(8000..9000, 1)));
+    let r = s.root(&format!(
+        "INSERT INTO app.big VALUES {} ON CONFLICT (id) DO UPDATE SET n = big.n + excluded.n",
+        values(0..10_000, 10)
+    ));
+    assert_eq!(r.row_count(0), 10_000, "{}", r.body);
+    assert_eq!(
+        s.root("SELECT count(*), sum(n) FROM app.big").rows(0),
+        vec![vec![json!(10_000), json!(9_000 * 11 + 1_000 * 10)]]
+    );
+}

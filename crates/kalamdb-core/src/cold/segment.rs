@@ -184,7 +184,8 @@ pub struct SegmentReader {
     layout: Vec<Option<(usize, DataType)>>,
     batch: Option<RecordBatch>,
     row: usize,
-    pk_filter: Option<Vec<u8>>,
+    /// Only the rows with these keys (encoded, sorted, distinct): point reads.
+    pk_filter: Option<std::sync::Arc<Vec<Vec<u8>>>>,
 }
 
 impl SegmentReader {
@@ -193,12 +194,12 @@ impl SegmentReader {
         data: Bytes,
         schema_version: u32,
         wanted: &[u32],
-        pk_filter: Option<Vec<u8>>,
+        pk_filter: Option<std::sync::Arc<Vec<Vec<u8>>>>,
         batch_rows: usize,
     ) -> Result<SegmentReader> {
-        // A point read decodes only the pages whose `_pk` range may hold the key (segments are
-        // sorted by key and carry page statistics): a 100k-row segment is otherwise decoded
-        // whole for one row.
+        // A point read decodes only the pages whose `_pk` range may hold one of its keys
+        // (segments are sorted by key and carry page statistics): a 100k-row segment is
+        // otherwise decoded whole for one row.
         let policy = if pk_filter.is_some() {
             PageIndexPolicy::Optional
         } else {
@@ -208,8 +209,8 @@ impl SegmentReader {
         let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, options)
             .map_err(parquet_error)?;
         check_table(def, builder.metadata())?;
-        if let Some(pk) = &pk_filter {
-            if let Some(selection) = pages_for_key(builder.metadata(), pk) {
+        if let Some(keys) = &pk_filter {
+            if let Some(selection) = pages_for_keys(builder.metadata(), keys) {
                 builder = builder.with_row_selection(selection);
             }
         }
@@ -242,8 +243,9 @@ impl SegmentReader {
                     let r = self.row;
                     self.row += 1;
                     let pks = downcast::<BinaryArray>(b.column(2))?;
-                    if let Some(f) = &self.pk_filter {
-                        if pks.value(r) != f.as_slice() {
+                    if let Some(keys) = &self.pk_filter {
+                        let pk = pks.value(r);
+                        if keys.binary_search_by(|k| k.as_slice().cmp(pk)).is_err() {
                             continue;
                         }
                     }
@@ -310,7 +312,7 @@ fn rows_per_batch(meta: &ParquetMetaData, roots: &[usize], batch_rows: usize) ->
 
 /// Rows of the pages whose `_pk` bounds may contain `pk`, from the page index; `None` when the
 /// file has no usable page index (then every row is read and filtered).
-fn pages_for_key(meta: &ParquetMetaData, pk: &[u8]) -> Option<RowSelection> {
+fn pages_for_keys(meta: &ParquetMetaData, keys: &[Vec<u8>]) -> Option<RowSelection> {
     let (columns, offsets) = (meta.column_index()?, meta.offset_index()?);
     let mut selectors = Vec::new();
     for (rg, rg_meta) in meta.row_groups().iter().enumerate() {
@@ -327,7 +329,11 @@ fn pages_for_key(meta: &ParquetMetaData, pk: &[u8]) -> Option<RowSelection> {
             };
             // Bounds may be truncated (min rounded down, max rounded up): still safe to compare.
             let may_hold = match (index.min_value(p), index.max_value(p)) {
-                (Some(min), Some(max)) => min <= pk && pk <= max,
+                (Some(min), Some(max)) => {
+                    // The first key at or above the page's minimum, if it is not above its max.
+                    let i = keys.partition_point(|k| k.as_slice() < min);
+                    keys.get(i).is_some_and(|k| k.as_slice() <= max)
+                }
                 _ => true,
             };
             selectors.push(if may_hold {

@@ -7,6 +7,7 @@
 //! size.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -30,6 +31,8 @@ use crate::types::{DataType, Value};
 pub struct ScanRange {
     /// Only the row with this primary-key value (pushed down from `pk = literal`).
     pub pk_equals: Option<Value>,
+    /// Only the rows with these primary-key values (an upsert's conflicting rows).
+    pub pk_in: Option<Vec<Value>>,
     /// Stop after this many rows.
     pub limit: Option<usize>,
 }
@@ -147,9 +150,10 @@ impl RowStore {
     }
 
     /// The latest live versions of the rows with these primary-key values, hot or flushed,
-    /// every live column (`schema` is the table's, without the row id), in the order the keys
-    /// are given; a key without a live row yields nothing. One point read per key: an
-    /// upsert's conflicting rows.
+    /// every live column (`schema` is the table's, without the row id), in key order; a key
+    /// without a live row yields nothing. One scan: the hot
+    /// versions by one seek per key, each segment that may hold a key opened once, only its
+    /// pages that may hold one decoded (an upsert's conflicting rows).
     pub fn read_keys(
         &self,
         def: &TableDef,
@@ -166,16 +170,14 @@ impl RowStore {
             })
             .collect();
         let mut out = Vec::new();
-        for key in keys {
-            let range = ScanRange {
-                pk_equals: Some(key.clone()),
-                limit: Some(1),
-            };
-            self.scan(def, scope, &columns, schema.clone(), &range, 1, |b| {
-                out.push(b);
-                true
-            })?;
-        }
+        let range = ScanRange {
+            pk_in: Some(keys.to_vec()),
+            ..ScanRange::default()
+        };
+        self.scan(def, scope, &columns, schema, &range, 8192, |b| {
+            out.push(b);
+            true
+        })?;
         Ok(out)
     }
 
@@ -192,6 +194,9 @@ impl RowStore {
         range: &ScanRange,
         batch_rows: usize,
     ) -> Result<Option<Sources<'s>>> {
+        if let Some(keys) = &range.pk_in {
+            return self.open_key_sources(def, scope, columns, keys, batch_rows);
+        }
         let prefix = scope_prefix(def.id, scope);
         let pk_filter = match &range.pk_equals {
             Some(v) => {
@@ -256,7 +261,7 @@ impl RowStore {
                 data,
                 seg.schema_version,
                 &wanted,
-                pk_filter.clone(),
+                pk_filter.clone().map(|pk| Arc::new(vec![pk])),
                 batch_rows,
             )?;
             sources.push(Box::new(reader));
@@ -265,6 +270,91 @@ impl RowStore {
         Ok(Some(Sources {
             merge: Merge::new(sources)?,
             columnar,
+            wanted,
+        }))
+    }
+
+    /// The sources of a scan of some keys: the newest hot version of each (one seek each,
+    /// through one RocksDB snapshot taken before the manifest is read, so that a flush
+    /// committing in between shows a row in both, never in neither), and each segment that
+    /// may hold one of them, filtered to them.
+    fn open_key_sources<'s>(
+        &'s self,
+        def: &'s TableDef,
+        scope: &Scope,
+        columns: &[ScanColumn],
+        keys: &[Value],
+        batch_rows: usize,
+    ) -> Result<Option<Sources<'s>>> {
+        let prefix = scope_prefix(def.id, scope);
+        let mut pks: Vec<Vec<u8>> = keys
+            .iter()
+            .filter_map(|v| {
+                let mut pk = Vec::new();
+                encode_pk(v, &mut pk).then_some(pk) // a NULL key matches nothing
+            })
+            .collect();
+        pks.sort_unstable();
+        pks.dedup();
+        if pks.is_empty() {
+            return Ok(None);
+        }
+        let store = self.store();
+        let mut hot = Vec::new();
+        {
+            let snapshot = store.db().snapshot();
+            for pk in &pks {
+                let mut lower = prefix.clone();
+                lower.extend_from_slice(pk);
+                let upper = prefix_upper_bound(&lower);
+                let mut read_options = Store::range_read_options(&lower, &upper);
+                read_options.set_snapshot(&snapshot);
+                let mut it = store
+                    .db()
+                    .raw_iterator_cf_opt(store.cf(CF_ROWS)?, read_options);
+                it.seek(&lower);
+                let mut source = HotSource {
+                    it,
+                    def,
+                    prefix_len: prefix.len(),
+                    last_pk: None,
+                    now_ms: now_millis(),
+                    started: false,
+                };
+                if let Some(version) = source.next().transpose()? {
+                    if &version.pk == pk {
+                        hot.push(version);
+                    }
+                }
+            }
+        }
+        let manifest = manifest::load(store, def.id, scope)?;
+        let wanted: Vec<u32> = columns
+            .iter()
+            .filter_map(|c| match c {
+                ScanColumn::Column { id, .. } => Some(*id),
+                ScanColumn::RowId => None,
+            })
+            .collect();
+        let mut sources: Vec<Source<'_>> = vec![Box::new(hot.into_iter().map(Ok))];
+        let pks = Arc::new(pks);
+        for seg in &manifest.segments {
+            if !pks.iter().any(|pk| seg.may_contain(pk)) {
+                continue;
+            }
+            let data = self.segment_bytes(def, scope, &seg.path)?;
+            sources.push(Box::new(SegmentReader::open(
+                def,
+                data,
+                seg.schema_version,
+                &wanted,
+                Some(pks.clone()),
+                batch_rows,
+            )?));
+        }
+        Ok(Some(Sources {
+            merge: Merge::new(sources)?,
+            columnar: Vec::new(),
             wanted,
         }))
     }

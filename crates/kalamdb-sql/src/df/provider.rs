@@ -269,6 +269,7 @@ impl TableProvider for KalamTable {
             range: ScanRange {
                 pk_equals: self.pk_equality(filters),
                 limit,
+                ..ScanRange::default()
             },
         };
         let exec = StreamingTableExec::try_new(

@@ -122,6 +122,14 @@ fn parse_action(action: OnConflictAction, has_target: bool) -> Result<Action> {
             .ok_or_else(|| Error::invalid_sql(format!("bad SET target '{column}'")))?;
         assignments.push((normalized(ident), a.value));
     }
+    if let Some(hidden) = assignments
+        .iter()
+        .map(|(_, e)| e)
+        .chain(update.selection.as_ref())
+        .find_map(internal_name)
+    {
+        return Err(Error::invalid_sql(format!("column '{hidden}' does not exist")));
+    }
     let reads_rows = assignments
         .iter()
         .map(|(_, e)| e)
@@ -136,6 +144,24 @@ fn parse_action(action: OnConflictAction, has_target: bool) -> Result<Action> {
         assignments,
         selection: update.selection.map(Box::new),
     })
+}
+
+/// A name of the server's own columns of `excluded` (`__kalamdb_...`), if `expr` uses one.
+fn internal_name(expr: &Expr) -> Option<String> {
+    let mut found = None;
+    let _ = sqlparser::ast::visit_expressions(expr, |e| {
+        let idents: &[Ident] = match e {
+            Expr::Identifier(i) => std::slice::from_ref(i),
+            Expr::CompoundIdentifier(parts) => parts,
+            _ => &[],
+        };
+        if let Some(i) = idents.iter().find(|i| normalized(i).starts_with("__kalamdb_")) {
+            found = Some(i.value.clone());
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    found
 }
 
 fn has_subquery(expr: &Expr) -> bool {

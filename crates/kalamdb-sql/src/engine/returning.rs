@@ -137,6 +137,7 @@ impl Engine {
             .create_logical_plan(&sql)
             .await
             .map_err(from_datafusion)?;
+        refuse_aggregates(&plan, "RETURNING")?;
         if !params.is_empty() {
             plan = plan
                 .with_param_values(ParamValues::from(params.to_vec()))
@@ -173,4 +174,26 @@ pub(super) fn conform_to(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<
         );
     }
     arrow::compute::concat_batches(schema, &parts).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// PostgreSQL's rule for clauses evaluated per written row (RETURNING, ON CONFLICT DO UPDATE):
+/// no aggregate or window function, which would compute over all the rows instead.
+pub(super) fn refuse_aggregates(plan: &datafusion::logical_expr::LogicalPlan, clause: &str) -> Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::LogicalPlan;
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        found |= matches!(node, LogicalPlan::Aggregate(_) | LogicalPlan::Window(_));
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    if found {
+        return Err(Error::invalid_sql(format!(
+            "aggregate and window functions are not allowed in {clause}"
+        )));
+    }
+    Ok(())
 }

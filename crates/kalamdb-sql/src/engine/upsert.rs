@@ -172,7 +172,8 @@ impl Engine {
             .collect();
         let inserts: Vec<Vec<Value>> = new.iter().map(|&i| rows[i].clone()).collect();
         let (updates, updated_batch, updated_at) = match &on_conflict.action {
-            Action::Update { .. } if !conflicting.is_empty() => {
+            // Evaluated even with no conflicting row, so that a bad SET fails alike either way.
+            Action::Update { .. } => {
                 let keys = conflicting.iter().map(|&i| rows[i][pk_index].clone()).collect();
                 let (batch, ordinals) = self
                     .updated_rows(
@@ -284,6 +285,7 @@ impl Engine {
             .create_logical_plan(&sql)
             .await
             .map_err(from_datafusion)?;
+        super::returning::refuse_aggregates(&plan, "ON CONFLICT DO UPDATE")?;
         if !params.is_empty() {
             plan = plan
                 .with_param_values(ParamValues::from(params.to_vec()))

@@ -18,6 +18,17 @@ use sqlparser::ast::{ObjectName, ObjectType, Statement as SqlStatement};
 use super::output::{Caller, StatementOutput};
 use super::router::Engine;
 
+/// Whether a query body only reads: sqlparser also accepts `CREATE VIEW v AS INSERT ...`.
+fn is_query(body: &sqlparser::ast::SetExpr) -> bool {
+    use sqlparser::ast::SetExpr;
+    match body {
+        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => true,
+        SetExpr::Query(q) => is_query(&q.body),
+        SetExpr::SetOperation { left, right, .. } => is_query(left) && is_query(right),
+        _ => false,
+    }
+}
+
 /// `ns.name` of a view as the statement names it (the caller's namespace by default).
 fn view_name(caller: &Caller, name: &ObjectName) -> Result<(String, String)> {
     let parts = crate::fast::path::name_parts(name)
@@ -70,6 +81,11 @@ impl Engine {
         ];
         if let Some((_, what)) = refused.iter().find(|(yes, _)| *yes) {
             return Err(Error::Unsupported(format!("{what} is not supported")));
+        }
+        if !is_query(&create.query.body) {
+            return Err(Error::invalid_sql(
+                "a view's body must be a query (SELECT, VALUES, set operations), not a write",
+            ));
         }
         let (ns, name) = view_name(caller, &create.name)?;
         if ns == "system" || ns == "information_schema" {

@@ -199,7 +199,7 @@ impl DirectSelect {
                 .expect("checked in prepare");
             let range = ScanRange {
                 pk_equals: self.pk,
-                limit: None,
+                ..ScanRange::default()
             };
             let mut batches = Vec::new();
             let mut n = 0usize;
