@@ -153,14 +153,16 @@ impl RowStore {
     /// every live column (`schema` is the table's, without the row id), in key order; a key
     /// without a live row yields nothing. One scan: the hot
     /// versions by one seek per key, each segment that may hold a key opened once, only its
-    /// pages that may hold one decoded (an upsert's conflicting rows).
+    /// pages that may hold one decoded (an upsert's conflicting rows). None when `deadline`
+    /// passed (checked between batches).
     pub fn read_keys(
         &self,
         def: &TableDef,
         scope: &Scope,
         schema: SchemaRef,
         keys: &[Value],
-    ) -> Result<Vec<RecordBatch>> {
+        deadline: std::time::Instant,
+    ) -> Result<Option<Vec<RecordBatch>>> {
         let columns: Vec<ScanColumn> = def
             .live_columns()
             .map(|c| ScanColumn::Column {
@@ -174,11 +176,13 @@ impl RowStore {
             pk_in: Some(keys.to_vec()),
             ..ScanRange::default()
         };
+        let mut late = false;
         self.scan(def, scope, &columns, schema, &range, 8192, |b| {
             out.push(b);
-            true
+            late = std::time::Instant::now() > deadline;
+            !late
         })?;
-        Ok(out)
+        Ok((!late).then_some(out))
     }
 
     /// The scan's sources: the hot rows and every segment that must be merged with them (one

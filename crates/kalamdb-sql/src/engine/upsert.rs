@@ -259,7 +259,10 @@ impl Engine {
         let existing = {
             let (rows_store, def, scope, schema) =
                 (self.db.rows.clone(), def.clone(), scope.clone(), schema.clone());
-            blocking(move || rows_store.read_keys(&def, &scope, schema, &keys)).await?
+            let deadline = session.deadline();
+            blocking(move || rows_store.read_keys(&def, &scope, schema, &keys, deadline))
+                .await?
+                .ok_or_else(|| super::limits::timed_out(session.timeout()))?
         };
         // The proposed rows of those keys, with their input positions.
         let excluded = {
