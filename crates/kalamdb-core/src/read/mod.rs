@@ -1,4 +1,5 @@
 //! The only code that merges the two tiers into one table.
 
+mod keys;
 mod merge;
 pub mod scan;

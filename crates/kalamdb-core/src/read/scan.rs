@@ -55,7 +55,7 @@ impl RowStore {
     /// NAMESPACE) or its scope's rows (DROP USER); a statement that read the manifest before
     /// such a drop finds the file gone: the table was dropped under it (TABLE_NOT_FOUND), not a
     /// fault of the server (it answered 500).
-    fn segment_bytes(&self, def: &TableDef, scope: &Scope, path: &str) -> Result<bytes::Bytes> {
+    pub(super) fn segment_bytes(&self, def: &TableDef, scope: &Scope, path: &str) -> Result<bytes::Bytes> {
         self.cold().get(path).map_err(|e| {
             let listed = manifest::load(self.store(), def.id, scope)
                 .map(|m| m.segments.iter().any(|s| s.path == path))
@@ -147,42 +147,6 @@ impl RowStore {
         }
         batcher.flush(&mut emit)?;
         Ok(())
-    }
-
-    /// The latest live versions of the rows with these primary-key values, hot or flushed,
-    /// every live column (`schema` is the table's, without the row id), in key order; a key
-    /// without a live row yields nothing. One scan: the hot
-    /// versions by one seek per key, each segment that may hold a key opened once, only its
-    /// pages that may hold one decoded (an upsert's conflicting rows). None when `deadline`
-    /// passed (checked between batches).
-    pub fn read_keys(
-        &self,
-        def: &TableDef,
-        scope: &Scope,
-        schema: SchemaRef,
-        keys: &[Value],
-        deadline: std::time::Instant,
-    ) -> Result<Option<Vec<RecordBatch>>> {
-        let columns: Vec<ScanColumn> = def
-            .live_columns()
-            .map(|c| ScanColumn::Column {
-                id: c.id,
-                data_type: c.data_type,
-                value_for_older_rows: c.value_for_older_rows.clone(),
-            })
-            .collect();
-        let mut out = Vec::new();
-        let range = ScanRange {
-            pk_in: Some(keys.to_vec()),
-            ..ScanRange::default()
-        };
-        let mut late = false;
-        self.scan(def, scope, &columns, schema, &range, 8192, |b| {
-            out.push(b);
-            late = std::time::Instant::now() > deadline;
-            !late
-        })?;
-        Ok((!late).then_some(out))
     }
 
     /// The scan's sources: the hot rows and every segment that must be merged with them (one
@@ -278,91 +242,6 @@ impl RowStore {
         }))
     }
 
-    /// The sources of a scan of some keys: the newest hot version of each (one seek each,
-    /// through one RocksDB snapshot taken before the manifest is read, so that a flush
-    /// committing in between shows a row in both, never in neither), and each segment that
-    /// may hold one of them, filtered to them.
-    fn open_key_sources<'s>(
-        &'s self,
-        def: &'s TableDef,
-        scope: &Scope,
-        columns: &[ScanColumn],
-        keys: &[Value],
-        batch_rows: usize,
-    ) -> Result<Option<Sources<'s>>> {
-        let prefix = scope_prefix(def.id, scope);
-        let mut pks: Vec<Vec<u8>> = keys
-            .iter()
-            .filter_map(|v| {
-                let mut pk = Vec::new();
-                encode_pk(v, &mut pk).then_some(pk) // a NULL key matches nothing
-            })
-            .collect();
-        pks.sort_unstable();
-        pks.dedup();
-        if pks.is_empty() {
-            return Ok(None);
-        }
-        let store = self.store();
-        let mut hot = Vec::new();
-        {
-            let snapshot = store.db().snapshot();
-            for pk in &pks {
-                let mut lower = prefix.clone();
-                lower.extend_from_slice(pk);
-                let upper = prefix_upper_bound(&lower);
-                let mut read_options = Store::range_read_options(&lower, &upper);
-                read_options.set_snapshot(&snapshot);
-                let mut it = store
-                    .db()
-                    .raw_iterator_cf_opt(store.cf(CF_ROWS)?, read_options);
-                it.seek(&lower);
-                let mut source = HotSource {
-                    it,
-                    def,
-                    prefix_len: prefix.len(),
-                    last_pk: None,
-                    now_ms: now_millis(),
-                    started: false,
-                };
-                if let Some(version) = source.next().transpose()? {
-                    if &version.pk == pk {
-                        hot.push(version);
-                    }
-                }
-            }
-        }
-        let manifest = manifest::load(store, def.id, scope)?;
-        let wanted: Vec<u32> = columns
-            .iter()
-            .filter_map(|c| match c {
-                ScanColumn::Column { id, .. } => Some(*id),
-                ScanColumn::RowId => None,
-            })
-            .collect();
-        let mut sources: Vec<Source<'_>> = vec![Box::new(hot.into_iter().map(Ok))];
-        let pks = Arc::new(pks);
-        for seg in &manifest.segments {
-            if !pks.iter().any(|pk| seg.may_contain(pk)) {
-                continue;
-            }
-            let data = self.segment_bytes(def, scope, &seg.path)?;
-            sources.push(Box::new(SegmentReader::open(
-                def,
-                data,
-                seg.schema_version,
-                &wanted,
-                Some(pks.clone()),
-                batch_rows,
-            )?));
-        }
-        Ok(Some(Sources {
-            merge: Merge::new(sources)?,
-            columnar: Vec::new(),
-            wanted,
-        }))
-    }
-
     /// An iterator over the scope's hot rows from `prefix` (and `pk`, for a point read), and
     /// where it starts. Order matters: this iterator (a consistent view from its creation)
     /// must exist before the manifest is read. A flush committing in between then shows its
@@ -445,10 +324,10 @@ impl RowStore {
 
 /// What a scan reads: the merge of the hot rows and the overlapping segments, the isolated
 /// segments (with their first keys, in key order) and the column ids it wants.
-struct Sources<'a> {
-    merge: Merge<'a>,
-    columnar: Vec<(manifest::SegmentMeta, Vec<u8>)>,
-    wanted: Vec<u32>,
+pub(super) struct Sources<'a> {
+    pub(super) merge: Merge<'a>,
+    pub(super) columnar: Vec<(manifest::SegmentMeta, Vec<u8>)>,
+    pub(super) wanted: Vec<u32>,
 }
 
 /// What reading one isolated segment by column needs of its scan.

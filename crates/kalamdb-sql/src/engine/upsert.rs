@@ -193,38 +193,7 @@ impl Engine {
             }
             _ => (Vec::new(), None, Vec::new()),
         };
-        // The written rows in input order: (source, row) pairs for arrow's interleave.
-        let mut order: Vec<(usize, usize)> = Vec::with_capacity(new.len() + updated_at.len());
-        let mut u = updated_at.iter().enumerate().map(|(j, &o)| (o, j)).collect::<Vec<_>>();
-        u.sort_unstable();
-        let (mut a, mut b) = (0, 0);
-        while a < new.len() || b < u.len() {
-            if b >= u.len() || (a < new.len() && new[a] < u[b].0) {
-                order.push((0, new[a]));
-                a += 1;
-            } else {
-                order.push((1, u[b].1));
-                b += 1;
-            }
-        }
-        let written = if order.is_empty() {
-            None
-        } else {
-            let schema = proposed.schema();
-            let sources: Vec<&RecordBatch> = match &updated_batch {
-                Some(ub) => vec![proposed, ub],
-                None => vec![proposed],
-            };
-            let columns = (0..schema.fields().len())
-                .map(|c| {
-                    let arrays: Vec<&dyn arrow::array::Array> =
-                        sources.iter().map(|s| s.column(c).as_ref()).collect();
-                    arrow::compute::interleave(&arrays, &order)
-                        .map_err(|e| Error::Internal(e.to_string()))
-                })
-                .collect::<Result<Vec<ArrayRef>>>()?;
-            Some(RecordBatch::try_new(schema, columns).map_err(|e| Error::Internal(e.to_string()))?)
-        };
+        let written = written_in_order(proposed, &new, updated_batch.as_ref(), &updated_at)?;
         Ok(Decided {
             inserts,
             updates,
@@ -313,6 +282,49 @@ impl Engine {
         let (_, batches, _) = self.collect_bounded(df, None, session).await?;
         split_ordinals(&schema, &batches)
     }
+}
+
+/// The rows an upsert writes, in the order of its input: the proposed rows at `new` and the
+/// updated rows (`updated_at[j]`: the input position of updated row j). None when none.
+fn written_in_order(
+    proposed: &RecordBatch,
+    new: &[usize],
+    updated: Option<&RecordBatch>,
+    updated_at: &[usize],
+) -> Result<Option<RecordBatch>> {
+    // (source, row) pairs for arrow's interleave, merged by input position.
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(new.len() + updated_at.len());
+    let mut u = updated_at
+        .iter()
+        .enumerate()
+        .map(|(j, &o)| (o, j))
+        .collect::<Vec<_>>();
+    u.sort_unstable();
+    let (mut a, mut b) = (0, 0);
+    while a < new.len() || b < u.len() {
+        if b >= u.len() || (a < new.len() && new[a] < u[b].0) {
+            order.push((0, new[a]));
+            a += 1;
+        } else {
+            order.push((1, u[b].1));
+            b += 1;
+        }
+    }
+    if order.is_empty() {
+        return Ok(None);
+    }
+    let schema = proposed.schema();
+    let sources: Vec<&RecordBatch> = std::iter::once(proposed).chain(updated).collect();
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn arrow::array::Array> =
+                sources.iter().map(|s| s.column(c).as_ref()).collect();
+            arrow::compute::interleave(&arrays, &order).map_err(|e| Error::Internal(e.to_string()))
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    Ok(Some(
+        RecordBatch::try_new(schema, columns).map_err(|e| Error::Internal(e.to_string()))?,
+    ))
 }
 
 /// The updated rows in the table's columns, and the input position of each (the last column).
