@@ -37,7 +37,8 @@ pub const SCAN_BATCH_BYTES: usize = 8 << 20;
 ///   NULL (arrow's default cast is the "safe" one that turns failures into NULLs);
 /// - a fraction stored in an integer is rounded half away from zero (1.5 -> 2, 2.5 -> 3);
 /// - a finite DOUBLE beyond REAL's range is an error, not Infinity;
-/// - a number is not a date, a time, a timestamp or bytes ([`assignment_refused`]).
+/// - a number is not a date, a time, a timestamp or bytes, and a fraction is not a BOOLEAN
+///   ([`assignment_refused`]).
 ///
 /// The planned path applies the same rules to its casts (kalamdb-sql's `checked` module).
 pub fn conform(array: &ArrayRef, dt: &DataType) -> Result<ArrayRef> {
@@ -128,7 +129,10 @@ pub fn assignment_refused(from: &ArrowType, to: &ArrowType) -> Option<String> {
             | ArrowType::LargeBinary
             | ArrowType::BinaryView
     );
-    (number && temporal_or_bytes).then(|| {
+    // A fraction is not a truth value (PostgreSQL refuses every number; the planned path
+    // refuses DECIMAL, which a literal with a point is, and the bypass must answer alike).
+    let fraction_to_bool = (from.is_floating() || from.is_decimal()) && to == &ArrowType::Boolean;
+    (number && temporal_or_bytes || fraction_to_bool).then(|| {
         format!(
             "cannot convert a {} to {}",
             DataType::name_of_arrow(from).to_lowercase(),

@@ -57,7 +57,7 @@ impl Engine {
         params: &[ScalarValue],
         started: std::time::Instant,
     ) -> Result<StatementOutput> {
-        if params.is_empty() {
+        if params.is_empty() && self.fast_paths {
             if let Some(rows) = fast_insert::from_tokens(&tokens) {
                 if let Some(out) = self.write_literal_rows(caller, rows).await {
                     return out;
@@ -71,7 +71,7 @@ impl Engine {
         crate::statement::placeholders::check(&statement, params.len())?;
         let with_rowid = Self::with_rowid(caller, &statement)?;
         if params.is_empty() && self.fast_paths {
-            if let Some(out) = self.try_fast_path(caller, &statement).await {
+            if let Some(out) = self.try_fast_path(caller, &statement, started).await {
                 return out;
             }
         }
@@ -159,6 +159,7 @@ impl Engine {
         &self,
         caller: &Caller,
         statement: &DfStatement,
+        started: std::time::Instant,
     ) -> Option<Result<StatementOutput>> {
         let DfStatement::Statement(s) = statement else {
             return None;
@@ -169,10 +170,65 @@ impl Engine {
             return Some(self.run_point_read(caller, point).await);
         }
         if let SqlStatement::Insert(insert) = s.as_ref() {
+            if insert.on.is_some() {
+                return self.literal_upsert(caller, statement, started).await;
+            }
             let rows = fast_insert::from_ast(insert)?;
             return self.write_literal_rows(caller, rows).await;
         }
         None
+    }
+
+    /// An upsert of literal rows without planning its INSERT (the rows are built as a literal
+    /// INSERT's are: the planner took 40 ms of a 1,000-row upsert's 45), or `None`: plan it.
+    /// Its ON CONFLICT clause runs as it does after planning (engine::upsert).
+    async fn literal_upsert(
+        &self,
+        caller: &Caller,
+        statement: &DfStatement,
+        started: std::time::Instant,
+    ) -> Option<Result<StatementOutput>> {
+        let mut statement = statement.clone();
+        let on_conflict = match super::on_conflict::take_on_conflict(&mut statement) {
+            Ok(Some(c)) => c,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        let DfStatement::Statement(s) = &statement else {
+            return None;
+        };
+        let SqlStatement::Insert(insert) = s.as_ref() else {
+            return None;
+        };
+        let rows = fast_insert::from_ast(insert)?;
+        let prepared =
+            match fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows)
+                .await?
+            {
+                Ok(p) => p,
+                Err(e) => return Some(Err(e)),
+            };
+        let table = prepared.table(); // write permission checked in prepare_rows
+        let (def, scope) = (table.def().clone(), table.scope().clone());
+        let session = self.session_for(caller, false, started);
+        let state = session.state();
+        let run = async {
+            let _serial = self
+                .lock_scope_for_dml(def.id, &scope, session.deadline())
+                .await?;
+            self.upsert(
+                &session,
+                &state,
+                def,
+                scope,
+                vec![prepared.batch],
+                &on_conflict,
+                None,
+                &[],
+            )
+            .await
+        };
+        Some(run.await)
     }
 
     async fn run_point_read(

@@ -232,8 +232,31 @@ proptest! {
             }
             Ok(())
         };
+        // Upserts of the same literals: over the existing keys and over new ones, hot and
+        // flushed (the literal upsert bypass against the planned INSERT ... ON CONFLICT).
+        let upsert = |base: usize, action: &str| -> Result<(), TestCaseError> {
+            let values: Vec<String> = rows
+                .iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    let items: Vec<&str> = listed.iter().map(|i| row[*i].as_str()).collect();
+                    format!("({}, {})", base + r, items.join(", "))
+                })
+                .collect();
+            both(&format!(
+                "INSERT INTO {t} (id, {}) VALUES {} ON CONFLICT (id) {action}",
+                names.join(", "),
+                values.join(", ")
+            ))?;
+            Ok(())
+        };
+        upsert(1, "DO UPDATE SET c0 = excluded.c0")?;
+        upsert(200, "DO NOTHING")?;
         read(&t)?;
         both(&format!("STORAGE FLUSH TABLE {t} WAIT"))?;
+        read(&t)?;
+        upsert(100, "DO UPDATE SET c0 = excluded.c0")?;
+        upsert(300, "DO UPDATE SET c0 = excluded.c0")?;
         read(&t)?;
     }
 }
