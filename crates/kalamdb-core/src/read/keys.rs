@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use super::merge::{HotSource, Merge, Source};
-use super::scan::{ScanColumn, ScanRange, Sources};
+use super::scan::{column_ids, ScanColumn, ScanRange, Sources};
 use crate::catalog::TableDef;
 use crate::clock::now_millis;
 use crate::cold::manifest;
@@ -112,13 +112,7 @@ impl RowStore {
             }
         }
         let manifest = manifest::load(store, def.id, scope)?;
-        let wanted: Vec<u32> = columns
-            .iter()
-            .filter_map(|c| match c {
-                ScanColumn::Column { id, .. } => Some(*id),
-                ScanColumn::RowId => None,
-            })
-            .collect();
+        let wanted = column_ids(columns);
         let mut sources: Vec<Source<'_>> = vec![Box::new(hot.into_iter().map(Ok))];
         let pks = Arc::new(pks);
         for seg in &manifest.segments {

@@ -202,13 +202,7 @@ impl RowStore {
         };
         let mut sources: Vec<Source<'_>> = vec![Box::new(hot)];
 
-        let wanted: Vec<u32> = columns
-            .iter()
-            .filter_map(|c| match c {
-                ScanColumn::Column { id, .. } => Some(*id),
-                ScanColumn::RowId => None,
-            })
-            .collect();
+        let wanted = column_ids(columns);
         let isolated = if columnar_ok {
             manifest::isolated_segments(&manifest.segments, hot_range.as_ref())
         } else {
@@ -320,6 +314,17 @@ impl RowStore {
         }
         Ok(true)
     }
+}
+
+/// The table column ids among a scan's columns.
+pub(super) fn column_ids(columns: &[ScanColumn]) -> Vec<u32> {
+    columns
+        .iter()
+        .filter_map(|c| match c {
+            ScanColumn::Column { id, .. } => Some(*id),
+            ScanColumn::RowId => None,
+        })
+        .collect()
 }
 
 /// What a scan reads: the merge of the hot rows and the overlapping segments, the isolated

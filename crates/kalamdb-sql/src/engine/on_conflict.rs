@@ -9,6 +9,8 @@ use sqlparser::ast::{
     Statement as SqlStatement, TableObject,
 };
 
+use crate::fast::path::normalize;
+
 /// The in-memory table of proposed rows, and its column of input positions.
 pub(super) const EXCLUDED_TABLE: &str = "__kalamdb_excluded";
 pub(super) const ORDINAL: &str = "__kalamdb_ordinal";
@@ -32,14 +34,6 @@ pub(super) enum Action {
         assignments: Vec<(String, Expr)>,
         selection: Option<Box<Expr>>,
     },
-}
-
-/// An identifier as DataFusion resolves it: unquoted ones are lower-cased.
-fn normalized(ident: &Ident) -> String {
-    match ident.quote_style {
-        None => ident.value.to_lowercase(),
-        Some(_) => ident.value.clone(),
-    }
 }
 
 /// Take the ON CONFLICT clause out of an INSERT (None for anything else).
@@ -78,7 +72,7 @@ pub(crate) fn take_on_conflict(statement: &mut DfStatement) -> Result<Option<OnC
     };
     let columns = match clause.conflict_target {
         None => None,
-        Some(ConflictTarget::Columns(cs)) => Some(cs.iter().map(normalized).collect()),
+        Some(ConflictTarget::Columns(cs)) => Some(cs.iter().map(normalize).collect()),
         Some(ConflictTarget::OnConstraint(c)) => {
             return Err(Error::Unsupported(format!(
                 "ON CONFLICT ON CONSTRAINT {c}; name the primary key column: ON CONFLICT (key)"
@@ -120,7 +114,7 @@ fn parse_action(action: OnConflictAction, has_target: bool) -> Result<Action> {
         let ident = part
             .as_ident()
             .ok_or_else(|| Error::invalid_sql(format!("bad SET target '{column}'")))?;
-        assignments.push((normalized(ident), a.value));
+        assignments.push((normalize(ident), a.value));
     }
     if let Some(hidden) = assignments
         .iter()
@@ -155,7 +149,7 @@ fn internal_name(expr: &Expr) -> Option<String> {
             Expr::CompoundIdentifier(parts) => parts,
             _ => &[],
         };
-        if let Some(i) = idents.iter().find(|i| normalized(i).starts_with("__kalamdb_")) {
+        if let Some(i) = idents.iter().find(|i| normalize(i).starts_with("__kalamdb_")) {
             found = Some(i.value.clone());
             return std::ops::ControlFlow::Break(());
         }
@@ -186,7 +180,7 @@ impl OnConflict {
         assignments: &[(String, Expr)],
         selection: Option<&Expr>,
     ) -> String {
-        let q = Ident::with_quote('"', normalized(&self.qualifier));
+        let q = Ident::with_quote('"', normalize(&self.qualifier));
         let mut select = Vec::with_capacity(names.len() + 1);
         for name in names {
             let quoted = Ident::with_quote('"', name.as_str());
@@ -258,7 +252,7 @@ impl OnConflict {
 fn qualify_columns(mut expr: Expr, qualifier: &Ident, names: &[String]) -> Expr {
     let _ = sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
         if let Expr::Identifier(id) = e {
-            if names.iter().any(|n| n == &normalized(id)) {
+            if names.iter().any(|n| n == &normalize(id)) {
                 *e = Expr::CompoundIdentifier(vec![qualifier.clone(), id.clone()]);
             }
         }

@@ -24,19 +24,26 @@ use super::output::*;
 use super::router::Engine;
 
 impl Engine {
+    /// Literal rows as a batch of their table's columns (write permission checked), or `None`
+    /// when they need planning.
+    async fn prepare_literal(
+        &self,
+        caller: &Caller,
+        rows: fast_insert::LiteralRows<'_>,
+    ) -> Option<Result<fast_insert::LiteralInsert>> {
+        fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows).await
+    }
+
     /// Write a literal INSERT without planning, or `None` when it needs planning.
     pub(super) async fn write_literal_rows(
         &self,
         caller: &Caller,
         rows: fast_insert::LiteralRows<'_>,
     ) -> Option<Result<StatementOutput>> {
-        let prepared =
-            match fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows)
-                .await?
-            {
-                Ok(p) => p,
-                Err(e) => return Some(Err(e)),
-            };
+        let prepared = match self.prepare_literal(caller, rows).await? {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
         let table = prepared.table(); // write permission checked in prepare_rows
         Some(
             self.write_rows(
@@ -201,13 +208,10 @@ impl Engine {
             return None;
         };
         let rows = fast_insert::from_ast(insert)?;
-        let prepared =
-            match fast_insert::prepare_rows(&self.db, &caller.principal, &caller.namespace, rows)
-                .await?
-            {
-                Ok(p) => p,
-                Err(e) => return Some(Err(e)),
-            };
+        let prepared = match self.prepare_literal(caller, rows).await? {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
         let table = prepared.table(); // write permission checked in prepare_rows
         let (def, scope) = (table.def().clone(), table.scope().clone());
         let session = self.session_for(caller, false, started);

@@ -114,35 +114,10 @@ impl Engine {
         let schema = table_schema(def, false);
         let rows = vec![conform_to(&schema, batches)?];
         let written = MemTable::try_new(schema.clone(), vec![rows]).map_err(from_datafusion)?;
-        let namespace = Arc::new(MemorySchemaProvider::new());
-        namespace
-            .register_table(def.name.clone(), Arc::new(written))
-            .map_err(from_datafusion)?;
-        let catalog = Arc::new(MemoryCatalogProvider::new());
-        catalog
-            .register_schema(&def.namespace, namespace)
-            .map_err(from_datafusion)?;
-        let catalogs = Arc::new(datafusion::catalog::MemoryCatalogProviderList::new());
-        datafusion::catalog::CatalogProviderList::register_catalog(
-            catalogs.as_ref(),
-            CATALOG_NAME.to_string(),
-            catalog,
-        );
-        let state = SessionStateBuilder::new_from_existing(state.clone())
-            .with_catalog_list(catalogs)
-            .build();
+        let state = in_memory_state(state, &def.namespace, vec![(def.name.clone(), written)])?;
         let items: Vec<String> = returning.items.iter().map(|i| i.to_string()).collect();
         let sql = format!("SELECT {} FROM {}", items.join(", "), returning.target);
-        let mut plan = state
-            .create_logical_plan(&sql)
-            .await
-            .map_err(from_datafusion)?;
-        refuse_aggregates(&plan, "RETURNING")?;
-        if !params.is_empty() {
-            plan = plan
-                .with_param_values(ParamValues::from(params.to_vec()))
-                .map_err(from_datafusion)?;
-        }
+        let plan = plan_clause(&state, &sql, "RETURNING", params).await?;
         let df = DataFrame::new(state, plan);
         let (schema, batches, row_count) = self.collect_bounded(df, None, session).await?;
         Ok(StatementOutput::Rows {
@@ -196,4 +171,51 @@ pub(super) fn refuse_aggregates(plan: &datafusion::logical_expr::LogicalPlan, cl
         )));
     }
     Ok(())
+}
+
+/// A state whose only tables are `tables`, in schema `namespace` of the one catalog, with the
+/// statement's functions, limits and start time: the clauses evaluated over a write's rows.
+pub(super) fn in_memory_state(
+    state: &SessionState,
+    namespace: &str,
+    tables: Vec<(String, MemTable)>,
+) -> Result<SessionState> {
+    let schema = Arc::new(MemorySchemaProvider::new());
+    for (name, table) in tables {
+        schema
+            .register_table(name, Arc::new(table))
+            .map_err(from_datafusion)?;
+    }
+    let catalog = Arc::new(MemoryCatalogProvider::new());
+    catalog
+        .register_schema(namespace, schema)
+        .map_err(from_datafusion)?;
+    let catalogs = Arc::new(datafusion::catalog::MemoryCatalogProviderList::new());
+    datafusion::catalog::CatalogProviderList::register_catalog(
+        catalogs.as_ref(),
+        CATALOG_NAME.to_string(),
+        catalog,
+    );
+    Ok(SessionStateBuilder::new_from_existing(state.clone())
+        .with_catalog_list(catalogs)
+        .build())
+}
+
+/// Plan a clause's query (`clause` names it in errors) with the statement's parameters.
+pub(super) async fn plan_clause(
+    state: &SessionState,
+    sql: &str,
+    clause: &str,
+    params: &[ScalarValue],
+) -> Result<datafusion::logical_expr::LogicalPlan> {
+    let plan = state
+        .create_logical_plan(sql)
+        .await
+        .map_err(from_datafusion)?;
+    refuse_aggregates(&plan, clause)?;
+    if params.is_empty() {
+        return Ok(plan);
+    }
+    plan.with_param_values(ParamValues::from(params.to_vec()))
+        .map_err(from_datafusion)
 }

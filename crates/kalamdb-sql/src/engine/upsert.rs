@@ -13,20 +13,18 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
-use datafusion::catalog::memory::{MemoryCatalogProvider, MemorySchemaProvider};
-use datafusion::catalog::{CatalogProvider, MemTable, SchemaProvider};
-use datafusion::common::{Column, ParamValues, ScalarValue};
-use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::catalog::MemTable;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::DataFrame;
 use kalamdb_core::{Error, Result, Scope, TableDef, Value};
 
 use super::on_conflict::{Action, OnConflict, EXCLUDED_TABLE, ORDINAL};
-use super::returning::{conform_to, Returning};
+use super::returning::{conform_to, in_memory_state, plan_clause, Returning};
 use super::router::Engine;
 use super::session::StatementSession;
 use super::StatementOutput;
 use crate::df::provider::table_schema;
-use crate::df::system_tables::CATALOG_NAME;
 use crate::planning::errors::from_datafusion;
 
 /// Which rows repeat the key of an earlier row of the statement: a conflict with that row,
@@ -250,19 +248,20 @@ impl Engine {
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
                 .map_err(|e| Error::Internal(e.to_string()))?
         };
-        let state = memory_state(state, def, &schema, existing, excluded)?;
+        let existing = MemTable::try_new(schema.clone(), vec![existing]).map_err(from_datafusion)?;
+        let excluded =
+            MemTable::try_new(excluded.schema(), vec![vec![excluded]]).map_err(from_datafusion)?;
+        let state = in_memory_state(
+            state,
+            &def.namespace,
+            vec![
+                (def.name.clone(), existing),
+                (EXCLUDED_TABLE.to_string(), excluded),
+            ],
+        )?;
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let sql = on_conflict.update_query(def, &names, assignments, selection.as_deref());
-        let mut plan = state
-            .create_logical_plan(&sql)
-            .await
-            .map_err(from_datafusion)?;
-        super::returning::refuse_aggregates(&plan, "ON CONFLICT DO UPDATE")?;
-        if !params.is_empty() {
-            plan = plan
-                .with_param_values(ParamValues::from(params.to_vec()))
-                .map_err(from_datafusion)?;
-        }
+        let plan = plan_clause(&state, &sql, "ON CONFLICT DO UPDATE", params).await?;
         // Each value cast to its column's type, as UPDATE's SET values are.
         let mut casts: Vec<datafusion::logical_expr::Expr> = schema
             .fields()
@@ -346,39 +345,6 @@ fn split_ordinals(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(Record
         .collect();
     let columns = all.project(&(0..width).collect::<Vec<_>>()).map_err(internal)?;
     Ok((conform_to(schema, &[columns])?, ordinals))
-}
-
-/// A state whose only tables are the existing rows (named as the target) and the proposed
-/// ones (`excluded`), with the statement's functions, limits and start time.
-fn memory_state(
-    state: &SessionState,
-    def: &TableDef,
-    schema: &SchemaRef,
-    existing: Vec<RecordBatch>,
-    excluded: RecordBatch,
-) -> Result<SessionState> {
-    let existing = MemTable::try_new(schema.clone(), vec![existing]).map_err(from_datafusion)?;
-    let excluded = MemTable::try_new(excluded.schema(), vec![vec![excluded]]).map_err(from_datafusion)?;
-    let namespace = Arc::new(MemorySchemaProvider::new());
-    namespace
-        .register_table(def.name.clone(), Arc::new(existing))
-        .map_err(from_datafusion)?;
-    namespace
-        .register_table(EXCLUDED_TABLE.to_string(), Arc::new(excluded))
-        .map_err(from_datafusion)?;
-    let catalog = Arc::new(MemoryCatalogProvider::new());
-    catalog
-        .register_schema(&def.namespace, namespace)
-        .map_err(from_datafusion)?;
-    let catalogs = Arc::new(datafusion::catalog::MemoryCatalogProviderList::new());
-    datafusion::catalog::CatalogProviderList::register_catalog(
-        catalogs.as_ref(),
-        CATALOG_NAME.to_string(),
-        catalog,
-    );
-    Ok(SessionStateBuilder::new_from_existing(state.clone())
-        .with_catalog_list(catalogs)
-        .build())
 }
 
 /// Run blocking row-store work off the async runtime.
