@@ -184,7 +184,8 @@ fn first_word(sql: &str) -> String {
 
 fn kind_of(sql: &str) -> StatementKind {
     match first_word(sql).as_str() {
-        "INSERT" | "UPDATE" | "DELETE" => StatementKind::Dml,
+        // A transaction's record writes as a DML statement does (and is flushed after it).
+        "INSERT" | "UPDATE" | "DELETE" | "BEGIN" | "START" => StatementKind::Dml,
         "CREATE" | "DROP" | "ALTER" | "STORAGE" | "KILL" | "EXECUTE" => StatementKind::Once,
         _ => StatementKind::Query,
     }

@@ -19,6 +19,7 @@ mod slt;
 mod sql_surface;
 mod stress;
 mod time_functions;
+mod transactions;
 mod types;
 mod upsert;
 mod views;

@@ -76,7 +76,11 @@ fn concurrent_upserts_of_one_key_count_exactly_with_a_flush_loop() {
     let raced = s
         .root("SELECT count(*), min(n), max(n) FROM app.hits WHERE id >= 100")
         .rows(0);
-    assert_eq!(raced[0][0], json!((CLIENTS / 2 * ROUNDS) as i64), "{raced:?}");
+    assert_eq!(
+        raced[0][0],
+        json!((CLIENTS / 2 * ROUNDS) as i64),
+        "{raced:?}"
+    );
     assert!(raced[0][1].as_i64() >= Some(1) && raced[0][2].as_i64() <= Some(2));
 }
 
@@ -87,8 +91,11 @@ fn each_user_upserts_only_its_own_rows_and_params_bind() {
     s.root("CREATE USER TABLE app.prefs (k TEXT PRIMARY KEY, v TEXT, n INT DEFAULT 0)");
     let alice = s.create_user("alice", "user");
     let bob = s.create_user("bob", "user");
-    s.sql_as(&alice, "INSERT INTO app.prefs (k, v) VALUES ('theme', 'dark')")
-        .ok();
+    s.sql_as(
+        &alice,
+        "INSERT INTO app.prefs (k, v) VALUES ('theme', 'dark')",
+    )
+    .ok();
     s.flush_wait("app.prefs");
     let upsert = |auth: &Auth, v: &str| {
         s.request(
@@ -102,11 +109,19 @@ fn each_user_upserts_only_its_own_rows_and_params_bind() {
         .rows(0)
     };
     // Bob's scope has no 'theme': his upsert inserts, it does not see alice's flushed row.
-    assert_eq!(upsert(&bob, "light"), vec![vec![json!("theme"), json!("light"), json!(0)]]);
-    // Alice's flushed row is the conflict.
-    assert_eq!(upsert(&alice, "blue"), vec![vec![json!("theme"), json!("blue"), json!(1)]]);
     assert_eq!(
-        s.sql_as(&alice, "SELECT k, v, n FROM app.prefs").ok().rows(0),
+        upsert(&bob, "light"),
+        vec![vec![json!("theme"), json!("light"), json!(0)]]
+    );
+    // Alice's flushed row is the conflict.
+    assert_eq!(
+        upsert(&alice, "blue"),
+        vec![vec![json!("theme"), json!("blue"), json!(1)]]
+    );
+    assert_eq!(
+        s.sql_as(&alice, "SELECT k, v, n FROM app.prefs")
+            .ok()
+            .rows(0),
         vec![vec![json!("theme"), json!("blue"), json!(1)]]
     );
     assert_eq!(
@@ -129,11 +144,20 @@ fn an_upsert_of_thousands_of_flushed_keys_answers() {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    s.root(&format!("INSERT INTO app.big VALUES {}", values(0..4000, 1)));
+    s.root(&format!(
+        "INSERT INTO app.big VALUES {}",
+        values(0..4000, 1)
+    ));
     s.flush_wait("app.big");
-    s.root(&format!("INSERT INTO app.big VALUES {}", values(4000..8000, 1)));
+    s.root(&format!(
+        "INSERT INTO app.big VALUES {}",
+        values(4000..8000, 1)
+    ));
     s.flush_wait("app.big");
-    s.root(&format!("INSERT INTO app.big VALUES {}", values(8000..9000, 1)));
+    s.root(&format!(
+        "INSERT INTO app.big VALUES {}",
+        values(8000..9000, 1)
+    ));
     let r = s.root(&format!(
         "INSERT INTO app.big VALUES {} ON CONFLICT (id) DO UPDATE SET n = big.n + excluded.n",
         values(0..10_000, 10)

@@ -15,8 +15,11 @@ fn a_view_shows_each_reader_only_what_it_may_read() {
     s.root("INSERT INTO app.secrets VALUES (1, 'classified')");
     let alice = s.create_user("alice", "user");
     let bob = s.create_user("bob", "user");
-    s.sql_as(&alice, "INSERT INTO app.notes VALUES (1, 'a-open', false), (2, 'a-done', true)")
-        .ok();
+    s.sql_as(
+        &alice,
+        "INSERT INTO app.notes VALUES (1, 'a-open', false), (2, 'a-done', true)",
+    )
+    .ok();
     s.sql_as(&bob, "INSERT INTO app.notes VALUES (1, 'b-open', false)")
         .ok();
     s.flush_wait("app.notes");
@@ -24,7 +27,8 @@ fn a_view_shows_each_reader_only_what_it_may_read() {
         .ok();
     s.root("CREATE VIEW app.open_notes AS SELECT id, body FROM notes WHERE NOT done")
         .ok();
-    s.root("CREATE VIEW app.leak AS SELECT v FROM app.secrets").ok();
+    s.root("CREATE VIEW app.leak AS SELECT v FROM app.secrets")
+        .ok();
 
     assert_eq!(
         s.sql_as(&alice, "SELECT id, body FROM app.open_notes ORDER BY id")
@@ -48,8 +52,16 @@ fn a_view_shows_each_reader_only_what_it_may_read() {
     );
     // A private SHARED table stays private through a view; so does a user's DDL right.
     let r = s.sql_as(&alice, "SELECT * FROM app.leak");
-    assert_eq!((r.status, r.code()), (403, "PERMISSION_DENIED"), "{}", r.body);
-    let r = s.sql_as(&alice, "SELECT * FROM app.open_notes o JOIN app.leak l ON true");
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "PERMISSION_DENIED"),
+        "{}",
+        r.body
+    );
+    let r = s.sql_as(
+        &alice,
+        "SELECT * FROM app.open_notes o JOIN app.leak l ON true",
+    );
     assert_eq!(r.code(), "PERMISSION_DENIED", "{}", r.body);
     let r = s.sql_as(&alice, "CREATE VIEW app.mine AS SELECT * FROM app.notes");
     assert_eq!(r.code(), "PERMISSION_DENIED", "{}", r.body);
@@ -79,11 +91,17 @@ fn views_are_listed_survive_a_restart_and_cannot_read_themselves() {
         .root("SELECT table_type, options FROM system.tables WHERE namespace = 'app' AND table_name = 'a'")
         .rows(0);
     assert_eq!(listed[0][0], json!("VIEW"));
-    assert!(listed[0][1].as_str().unwrap_or("").contains("WHERE id > 1"), "{listed:?}");
+    assert!(
+        listed[0][1].as_str().unwrap_or("").contains("WHERE id > 1"),
+        "{listed:?}"
+    );
 
     // A circle through OR REPLACE is refused, and the old definition stays.
     let root = Auth::root();
-    let r = s.sql_as(&root, "CREATE OR REPLACE VIEW app.a AS SELECT id, 'z' AS v FROM app.b");
+    let r = s.sql_as(
+        &root,
+        "CREATE OR REPLACE VIEW app.a AS SELECT id, 'z' AS v FROM app.b",
+    );
     assert_eq!(r.code(), "INVALID_SQL", "{}", r.body);
     assert!(r.message().contains("read itself"), "{}", r.body);
     let r = s.sql_as(&root, "CREATE OR REPLACE VIEW app.a AS SELECT * FROM app.a");

@@ -13,6 +13,9 @@ pub enum ErrorCode {
     InvalidParameter,
     TypeMismatch,
     ConstraintViolation,
+    /// A transaction wrote a key another transaction or statement committed after its
+    /// snapshot: it changed nothing (first committer wins).
+    SerializationFailure,
     NamespaceNotFound,
     TableNotFound,
     JobNotFound,
@@ -32,6 +35,7 @@ impl ErrorCode {
             ErrorCode::InvalidParameter => "INVALID_PARAMETER",
             ErrorCode::TypeMismatch => "TYPE_MISMATCH",
             ErrorCode::ConstraintViolation => "CONSTRAINT_VIOLATION",
+            ErrorCode::SerializationFailure => "SERIALIZATION_FAILURE",
             ErrorCode::NamespaceNotFound => "NAMESPACE_NOT_FOUND",
             ErrorCode::TableNotFound => "TABLE_NOT_FOUND",
             ErrorCode::JobNotFound => "JOB_NOT_FOUND",
@@ -67,6 +71,8 @@ pub enum Error {
     TypeMismatch(String),
     #[error("{0}")]
     ConstraintViolation(String),
+    #[error("{0}")]
+    SerializationFailure(String),
     #[error("namespace '{0}' does not exist")]
     NamespaceNotFound(String),
     #[error("table '{0}' does not exist")]
@@ -97,6 +103,7 @@ impl Error {
             Error::InvalidParameter(_) => ErrorCode::InvalidParameter,
             Error::TypeMismatch(_) => ErrorCode::TypeMismatch,
             Error::ConstraintViolation(_) => ErrorCode::ConstraintViolation,
+            Error::SerializationFailure(_) => ErrorCode::SerializationFailure,
             Error::NamespaceNotFound(_) => ErrorCode::NamespaceNotFound,
             Error::TableNotFound(_) => ErrorCode::TableNotFound,
             Error::JobNotFound(_) => ErrorCode::JobNotFound,

@@ -9,6 +9,7 @@
 //! flush.pause_after_temp=30000     # sleep (ms) after the .tmp file is written and fsynced, before the rename
 //! flush.pause_after_write=30000    # sleep (ms) after the segment file is renamed into place, before the commit
 //! flush.pause_after_commit=30000   # sleep (ms) after the manifest commit
+//! transaction.pause_before_commit=1000  # sleep (ms) at COMMIT, before its locks and checks
 //! ```
 //!
 //! Release builds compile the checks to nothing that can be switched on.
@@ -39,6 +40,13 @@ pub fn fail_for_scope(name: &str, scope: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The pause `name` gives, if any (for async code, which must not block its thread).
+pub fn pause_of(name: &str) -> Option<Duration> {
+    value(name)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
 }
 
 /// Sleep for the number of milliseconds `name` gives, if any.

@@ -14,7 +14,7 @@ mod cold;
 mod db;
 mod encoding;
 mod error;
-mod failpoints;
+pub mod failpoints;
 mod flush;
 mod hot;
 mod jobs;
@@ -37,8 +37,8 @@ pub use catalog::access::Principal;
 pub use catalog::password::{hash_password, verify_password};
 pub use catalog::{
     validate_name, validate_user_id, AccessLevel, Catalog, ColumnDef, ColumnDefault, Role,
-    TableDef, TableKind, TableOptions, UserDef, ViewDef, DEFAULT_NAMESPACE, RESERVED_NAMESPACES, ROOT_USER,
-    ROWID_COLUMN,
+    TableDef, TableKind, TableOptions, UserDef, ViewDef, DEFAULT_NAMESPACE, RESERVED_NAMESPACES,
+    ROOT_USER, ROWID_COLUMN,
 };
 
 // Rows: written through the hot buffer, read through both tiers merged.
@@ -48,6 +48,8 @@ pub use encoding::arrow_values::{
     SCAN_BATCH_ROWS,
 };
 pub use encoding::row_key::Scope;
+pub use hot::commit::{Committed, ScopeWrites};
+pub use hot::overlay::{Overlay, ReadView};
 pub use hot::rows::{display_value, RowStore};
 pub use hot::validate::rows_from_batch;
 pub use read::scan::{ScanColumn, ScanRange};
@@ -66,4 +68,4 @@ pub use memory::{check_current, current_limit, Account, Charged, Counting, Query
 pub use encoding::row_codec::{decode_row, encode_row, encode_tombstone};
 pub use encoding::row_key::{encode_pk, row_key, scope_prefix};
 pub use storage::keyspace::CF_ROWS;
-pub use storage::rocks::Store;
+pub use storage::rocks::{ReadPoint, Store};

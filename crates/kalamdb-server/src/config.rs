@@ -141,6 +141,10 @@ pub struct LimitsSection {
     pub max_statement_timeout_secs: u64,
     /// Largest value lpad/repeat/range/... may build, in bytes.
     pub max_value_bytes: usize,
+    /// Most rows one transaction may write (BEGIN ... COMMIT).
+    pub max_transaction_rows: usize,
+    /// Longest a transaction may stay open, from BEGIN to COMMIT, in seconds.
+    pub transaction_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +216,8 @@ impl Default for LimitsSection {
             statement_timeout_secs: d.statement_timeout.as_secs(),
             max_statement_timeout_secs: d.max_statement_timeout.as_secs(),
             max_value_bytes: d.max_value_bytes,
+            max_transaction_rows: d.max_transaction_rows,
+            transaction_timeout_secs: d.transaction_timeout.as_secs(),
         }
     }
 }
@@ -442,6 +448,10 @@ impl Config {
             ),
             query_threads: kalamdb_sql::Limits::default().query_threads,
             max_value_bytes: self.limits.max_value_bytes,
+            max_transaction_rows: self.limits.max_transaction_rows.max(1),
+            transaction_timeout: std::time::Duration::from_secs(
+                self.limits.transaction_timeout_secs.max(1),
+            ),
         }
     }
 }

@@ -70,7 +70,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidParameter
         | ErrorCode::TypeMismatch
         | ErrorCode::Unsupported => StatusCode::BAD_REQUEST,
-        ErrorCode::ConstraintViolation | ErrorCode::AlreadyExists => StatusCode::CONFLICT,
+        ErrorCode::ConstraintViolation
+        | ErrorCode::AlreadyExists
+        | ErrorCode::SerializationFailure => StatusCode::CONFLICT,
         ErrorCode::NamespaceNotFound | ErrorCode::TableNotFound | ErrorCode::JobNotFound => {
             StatusCode::NOT_FOUND
         }
@@ -287,11 +289,7 @@ async fn sql(
         Err(e) => return fail(e, start),
     };
     let user_id = principal.user_id.clone();
-    let caller = Caller {
-        principal,
-        namespace,
-        timeout,
-    };
+    let caller = Caller::new(principal, namespace, timeout);
     let span = info_span!("sql", user = %user_id);
     let outcome = {
         use tracing::Instrument;

@@ -25,6 +25,8 @@ mod statement;
 #[cfg(test)]
 mod fuzz_tests;
 
-pub use engine::{Caller, Engine, Limits, RequestOutcome, StatementOutput};
+pub use engine::{
+    Caller, Engine, Limits, RequestOutcome, Session, StatementOutput, TransactionStatus,
+};
 pub use statement::parser::parse_kalam_statement;
 pub use statement::split::split_statements;

@@ -49,7 +49,10 @@ impl Bench {
                 .pg_exec(&format!("CREATE TABLE {pg_table} ({})", data::PG_COLUMNS))
                 .is_some()
             {
-                self.pg_parallel(Arc::new(Self::insert_statements(&pg_table, 0, n / 2)), CLIENTS);
+                self.pg_parallel(
+                    Arc::new(Self::insert_statements(&pg_table, 0, n / 2)),
+                    CLIENTS,
+                );
                 let t = self
                     .pg_parallel(Arc::new(upsert_statements(&pg_table, n)), CLIENTS)
                     .unwrap();

@@ -9,8 +9,8 @@
 
 pub mod access;
 mod defs;
-mod views;
 pub mod password;
+mod views;
 
 pub use defs::*;
 

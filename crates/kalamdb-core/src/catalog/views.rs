@@ -12,7 +12,6 @@ use crate::storage::keyspace;
 use crate::storage::keyspace::CF_CATALOG;
 
 impl Catalog {
-
     pub fn view(&self, ns: &str, name: &str) -> Option<Arc<ViewDef>> {
         self.state
             .read()

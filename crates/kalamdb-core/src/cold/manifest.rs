@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::row_key::Scope;
 use crate::error::{Error, Result};
 use crate::storage::keyspace;
-use crate::storage::rocks::Store;
+use crate::storage::rocks::{ReadPoint, Store};
 use crate::types::Value;
 
 /// One committed segment.
@@ -185,8 +185,17 @@ fn decode_header(key: &str, b: &[u8]) -> Result<ManifestHeader> {
 
 /// A scope's header (empty if it has none).
 pub fn load_header(store: &Store, table_id: u64, scope: &Scope) -> Result<ManifestHeader> {
+    load_header_at(store, table_id, scope, None)
+}
+
+fn load_header_at(
+    store: &Store,
+    table_id: u64,
+    scope: &Scope,
+    at: Option<&ReadPoint>,
+) -> Result<ManifestHeader> {
     let key = keyspace::manifest(table_id, scope);
-    match store.catalog_get(&key)? {
+    match store.catalog_get_at(&key, at)? {
         None => Ok(ManifestHeader::default()),
         Some(b) => decode_header(&key, &b),
     }
@@ -231,8 +240,16 @@ pub fn commit_into(
 
 /// The segment entries stored under `prefix`, in key order, with the scope each names.
 fn entries(store: &Store, prefix: &str) -> Result<Vec<(String, SegmentMeta)>> {
+    entries_at(store, prefix, None)
+}
+
+fn entries_at(
+    store: &Store,
+    prefix: &str,
+    at: Option<&ReadPoint>,
+) -> Result<Vec<(String, SegmentMeta)>> {
     store
-        .catalog_scan(prefix)?
+        .catalog_scan_at(prefix, at)?
         .into_iter()
         .map(|(k, v)| {
             let meta = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
@@ -267,14 +284,24 @@ pub fn upper_bound_hex(b: &[u8]) -> String {
 
 /// Load a scope's manifest, every segment in segment order (empty if it has none).
 pub fn load(store: &Store, table_id: u64, scope: &Scope) -> Result<ScopeManifest> {
-    let header = load_header(store, table_id, scope)?;
+    load_at(store, table_id, scope, None)
+}
+
+/// A scope's manifest as of `at` (now when None): a transaction's snapshot.
+pub fn load_at(
+    store: &Store,
+    table_id: u64,
+    scope: &Scope,
+    at: Option<&ReadPoint>,
+) -> Result<ScopeManifest> {
+    let header = load_header_at(store, table_id, scope, at)?;
     let paged = header.segment_count as usize > header.segments.len();
     let mut segments = header.segments;
     // Entries are written with their header, in one batch: a scope whose header counts none
     // beyond its inline ones has none (every scan of a never-flushed scope skips the read).
     if paged {
         segments.extend(
-            entries(store, &keyspace::scope_segments(table_id, scope))?
+            entries_at(store, &keyspace::scope_segments(table_id, scope), at)?
                 .into_iter()
                 .map(|(_, s)| s),
         );

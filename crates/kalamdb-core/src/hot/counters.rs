@@ -76,20 +76,36 @@ impl Counters {
         &self,
         store: &Store,
         table_id: u64,
-        mut batch: WriteBatch,
+        batch: WriteBatch,
         widest: usize,
     ) -> Result<()> {
-        if self.raised_mark(table_id, widest).is_none() {
+        self.write_raising_all(store, &[(table_id, widest)], batch)
+    }
+
+    /// [`Counters::write_raising`] for a batch of several tables' rows (a transaction's):
+    /// `widest` holds each table's widest encoded row.
+    pub fn write_raising_all(
+        &self,
+        store: &Store,
+        widest: &[(u64, usize)],
+        mut batch: WriteBatch,
+    ) -> Result<()> {
+        if widest
+            .iter()
+            .all(|&(t, w)| self.raised_mark(t, w).is_none())
+        {
             return store.write(batch);
         }
         let _raising = self.raising.lock();
-        if let Some(mark) = self.raised_mark(table_id, widest) {
-            batch.put_cf(
-                store.cf(keyspace::CF_CATALOG)?,
-                keyspace::widest_row(table_id),
-                (mark as u64).to_be_bytes(),
-            );
-            self.widest.lock().insert(table_id, mark);
+        for &(table_id, w) in widest {
+            if let Some(mark) = self.raised_mark(table_id, w) {
+                batch.put_cf(
+                    store.cf(keyspace::CF_CATALOG)?,
+                    keyspace::widest_row(table_id),
+                    (mark as u64).to_be_bytes(),
+                );
+                self.widest.lock().insert(table_id, mark);
+            }
         }
         store.write(batch)
     }

@@ -20,9 +20,10 @@ use crate::encoding::row_key::{
 };
 use crate::error::{Error, Result};
 use crate::hot::counters::Counters;
+use crate::hot::overlay::ReadView;
 use crate::storage::keyspace::{CF_FLUSHED, CF_ROWS};
 use crate::storage::objects::ColdStore;
-use crate::storage::rocks::Store;
+use crate::storage::rocks::{ReadPoint, Store};
 use crate::types::Value;
 
 /// Reads and writes row versions of tables.
@@ -33,7 +34,7 @@ pub struct RowStore {
     seq: Arc<SeqGenerator>,
     scope_locks: Mutex<HashMap<(u64, Scope), Arc<Mutex<()>>>>,
     /// Full keys (scope prefix + pk) of inserts checked but not yet written.
-    pending: Mutex<HashSet<Vec<u8>>>,
+    pub(super) pending: Mutex<HashSet<Vec<u8>>>,
     /// Buffered row versions and widest-row marks per table.
     pub(super) counters: Counters,
 }
@@ -115,7 +116,7 @@ impl RowStore {
         locks.entry((table_id, scope.clone())).or_default().clone()
     }
 
-    fn pk_index(def: &TableDef) -> Option<usize> {
+    pub(super) fn pk_index(def: &TableDef) -> Option<usize> {
         let pk = def.primary_key.as_deref()?;
         def.live_columns().position(|c| c.name == pk)
     }
@@ -132,7 +133,7 @@ impl RowStore {
 
     /// Whether the newest version of `pk` in the scope is a live (not deleted, not expired)
     /// row: the newest hot version decides; without one, the flushed-key index does.
-    fn is_live(&self, def: &TableDef, prefix: &[u8], pk: &[u8]) -> Result<bool> {
+    pub(super) fn is_live(&self, def: &TableDef, prefix: &[u8], pk: &[u8]) -> Result<bool> {
         let mut lower = prefix.to_vec();
         lower.extend_from_slice(pk);
         let upper = prefix_upper_bound(&lower);
@@ -169,15 +170,28 @@ impl RowStore {
     /// ascend and the pk encoding is prefix-free, so every pk below that key is absent. A
     /// batch of new keys (ascending ids, a fresh user) costs one seek instead of one per row,
     /// which was 39% of the server's CPU in batched ingest (docs/BENCHMARKS.md).
-    fn live_keys(&self, def: &TableDef, prefix: &[u8], pks: &[&[u8]]) -> Result<Vec<bool>> {
+    fn live_keys(
+        &self,
+        def: &TableDef,
+        prefix: &[u8],
+        pks: &[&[u8]],
+        at: Option<&ReadPoint>,
+    ) -> Result<Vec<bool>> {
         let mut live = vec![false; pks.len()];
         let mut in_hot = vec![false; pks.len()];
         let now = now_millis();
         let upper = prefix_upper_bound(prefix);
-        let hot = self.store.db().raw_iterator_cf_opt(
-            self.store.cf(CF_ROWS)?,
-            Store::range_read_options(prefix, &upper),
-        );
+        let options = || {
+            let mut ro = Store::range_read_options(prefix, &upper);
+            if let Some(at) = at {
+                at.apply(&mut ro);
+            }
+            ro
+        };
+        let hot = self
+            .store
+            .db()
+            .raw_iterator_cf_opt(self.store.cf(CF_ROWS)?, options());
         // The newest version of a pk is the first key at or after prefix|pk (seq descends).
         walk_sorted(
             hot,
@@ -197,10 +211,10 @@ impl RowStore {
             return Ok(live);
         }
         let ask_pks: Vec<&[u8]> = ask.iter().map(|&i| pks[i]).collect();
-        let flushed = self.store.db().raw_iterator_cf_opt(
-            self.store.cf(CF_FLUSHED)?,
-            Store::range_read_options(prefix, &upper),
-        );
+        let flushed = self
+            .store
+            .db()
+            .raw_iterator_cf_opt(self.store.cf(CF_FLUSHED)?, options());
         walk_sorted(
             flushed,
             prefix,
@@ -233,8 +247,15 @@ impl RowStore {
     }
 
     /// Which of these primary-key values are live (not deleted, not expired) in the scope,
-    /// hot or flushed; in the order given. An upsert's split into new and conflicting rows.
-    pub fn live(&self, def: &TableDef, scope: &Scope, keys: &[Value]) -> Result<Vec<bool>> {
+    /// hot or flushed, as `view` sees them (a transaction's own writes decide their keys); in
+    /// the order given. An upsert's split into new and conflicting rows.
+    pub fn live(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        keys: &[Value],
+        view: &ReadView,
+    ) -> Result<Vec<bool>> {
         let prefix = scope_prefix(def.id, scope);
         let pks = keys
             .iter()
@@ -243,13 +264,16 @@ impl RowStore {
         let mut sorted: Vec<&[u8]> = pks.iter().map(Vec::as_slice).collect();
         sorted.sort_unstable();
         sorted.dedup();
-        let live_sorted = self.live_keys(def, &prefix, &sorted)?;
+        let own = view.overlay.as_deref().map(|o| &o.rows);
+        sorted.retain(|pk| !own.is_some_and(|o| o.contains_key(*pk)));
+        let live_sorted = self.live_keys(def, &prefix, &sorted, view.at())?;
         let live = pks
             .iter()
-            .map(|pk| {
-                sorted
+            .map(|pk| match own.and_then(|o| o.get(pk)) {
+                Some(row) => row.is_some(),
+                None => sorted
                     .binary_search(&pk.as_slice())
-                    .is_ok_and(|j| live_sorted[j])
+                    .is_ok_and(|j| live_sorted[j]),
             })
             .collect();
         Ok(live)
@@ -269,7 +293,9 @@ impl RowStore {
         updates: Vec<Vec<Value>>,
     ) -> Result<(u64, u64)> {
         if Self::pk_index(def).is_none() {
-            return Err(Error::Internal("upsert into a table without a primary key".into()));
+            return Err(Error::Internal(
+                "upsert into a table without a primary key".into(),
+            ));
         }
         self.write_new(def, scope, inserts, updates)
     }
@@ -339,7 +365,7 @@ impl RowStore {
                     }
                 };
                 let sorted: Vec<&[u8]> = order.iter().map(|&i| pks[i].as_slice()).collect();
-                let live = self.live_keys(def, &prefix, &sorted)?;
+                let live = self.live_keys(def, &prefix, &sorted, None)?;
                 if let Some(n) = live.iter().position(|l| *l) {
                     return Err(duplicate(order[n]));
                 }

@@ -15,6 +15,7 @@ use crate::cold::manifest;
 use crate::cold::segment::SegmentReader;
 use crate::encoding::row_key::{encode_pk, prefix_upper_bound, scope_prefix, Scope};
 use crate::error::Result;
+use crate::hot::overlay::ReadView;
 use crate::hot::rows::RowStore;
 use crate::storage::keyspace::CF_ROWS;
 use crate::storage::rocks::Store;
@@ -33,6 +34,7 @@ impl RowStore {
         scope: &Scope,
         schema: SchemaRef,
         keys: &[Value],
+        view: ReadView,
         deadline: std::time::Instant,
     ) -> Result<Option<Vec<RecordBatch>>> {
         let columns: Vec<ScanColumn> = def
@@ -46,6 +48,7 @@ impl RowStore {
         let mut out = Vec::new();
         let range = ScanRange {
             pk_in: Some(keys.to_vec()),
+            view,
             ..ScanRange::default()
         };
         let mut late = false;
@@ -67,6 +70,7 @@ impl RowStore {
         scope: &Scope,
         columns: &[ScanColumn],
         keys: &[Value],
+        view: &ReadView,
         batch_rows: usize,
     ) -> Result<Option<Sources<'s>>> {
         let prefix = scope_prefix(def.id, scope);
@@ -85,13 +89,20 @@ impl RowStore {
         let store = self.store();
         let mut hot = Vec::new();
         {
-            let snapshot = store.db().snapshot();
+            let own;
+            let snapshot = match view.at() {
+                Some(at) => at.snapshot(),
+                None => {
+                    own = store.db().snapshot();
+                    &own
+                }
+            };
             for pk in &pks {
                 let mut lower = prefix.clone();
                 lower.extend_from_slice(pk);
                 let upper = prefix_upper_bound(&lower);
                 let mut read_options = Store::range_read_options(&lower, &upper);
-                read_options.set_snapshot(&snapshot);
+                read_options.set_snapshot(snapshot);
                 let mut it = store
                     .db()
                     .raw_iterator_cf_opt(store.cf(CF_ROWS)?, read_options);
@@ -111,9 +122,12 @@ impl RowStore {
                 }
             }
         }
-        let manifest = manifest::load(store, def.id, scope)?;
+        let manifest = manifest::load_at(store, def.id, scope, view.at())?;
         let wanted = column_ids(columns);
         let mut sources: Vec<Source<'_>> = vec![Box::new(hot.into_iter().map(Ok))];
+        if view.has_writes() {
+            sources.push(Box::new(view.versions(Some(&pks)).into_iter().map(Ok)));
+        }
         let pks = Arc::new(pks);
         for seg in &manifest.segments {
             if !pks.iter().any(|pk| seg.may_contain(pk)) {

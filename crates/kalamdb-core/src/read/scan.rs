@@ -21,6 +21,7 @@ use crate::cold::segment::{SegmentColumns, SegmentReader};
 use crate::encoding::arrow_values::ColumnBuilder;
 use crate::encoding::row_key::{encode_pk, prefix_upper_bound, scope_prefix, split_row_key, Scope};
 use crate::error::{Error, Result};
+use crate::hot::overlay::ReadView;
 use crate::hot::rows::{decode_rowid, RowStore};
 use crate::storage::keyspace::CF_ROWS;
 use crate::storage::rocks::Store;
@@ -35,6 +36,8 @@ pub struct ScanRange {
     pub pk_in: Option<Vec<Value>>,
     /// Stop after this many rows.
     pub limit: Option<usize>,
+    /// A transaction's snapshot and writes (ADR 0014); the database now by default.
+    pub view: ReadView,
 }
 
 /// One output column of a scan.
@@ -55,7 +58,12 @@ impl RowStore {
     /// NAMESPACE) or its scope's rows (DROP USER); a statement that read the manifest before
     /// such a drop finds the file gone: the table was dropped under it (TABLE_NOT_FOUND), not a
     /// fault of the server (it answered 500).
-    pub(super) fn segment_bytes(&self, def: &TableDef, scope: &Scope, path: &str) -> Result<bytes::Bytes> {
+    pub(super) fn segment_bytes(
+        &self,
+        def: &TableDef,
+        scope: &Scope,
+        path: &str,
+    ) -> Result<bytes::Bytes> {
         self.cold().get(path).map_err(|e| {
             let listed = manifest::load(self.store(), def.id, scope)
                 .map(|m| m.segments.iter().any(|s| s.path == path))
@@ -163,8 +171,9 @@ impl RowStore {
         batch_rows: usize,
     ) -> Result<Option<Sources<'s>>> {
         if let Some(keys) = &range.pk_in {
-            return self.open_key_sources(def, scope, columns, keys, batch_rows);
+            return self.open_key_sources(def, scope, columns, keys, &range.view, batch_rows);
         }
+        let at = range.view.at();
         let prefix = scope_prefix(def.id, scope);
         let pk_filter = match &range.pk_equals {
             Some(v) => {
@@ -176,12 +185,13 @@ impl RowStore {
             }
             None => None,
         };
-        let (mut it, lower) = self.hot_iterator(&prefix, pk_filter.as_deref())?;
+        let (mut it, lower) = self.hot_iterator(&prefix, pk_filter.as_deref(), at)?;
         let store = self.store();
-        let manifest = manifest::load(store, def.id, scope)?;
+        let manifest = manifest::load_at(store, def.id, scope, at)?;
         // Key range of the hot rows (the iterator's snapshot, the one the merge reads), for
         // isolating segments; only worth two seeks when there are segments to isolate.
         let columnar_ok = pk_filter.is_none()
+            && !range.view.has_writes()
             && !manifest.segments.is_empty()
             && columns
                 .iter()
@@ -201,6 +211,11 @@ impl RowStore {
             started: false,
         };
         let mut sources: Vec<Source<'_>> = vec![Box::new(hot)];
+        if range.view.has_writes() {
+            let only = pk_filter.clone().map(|pk| vec![pk]);
+            let own = range.view.versions(only.as_deref());
+            sources.push(Box::new(own.into_iter().map(Ok)));
+        }
 
         let wanted = column_ids(columns);
         let isolated = if columnar_ok {
@@ -244,6 +259,7 @@ impl RowStore {
         &self,
         prefix: &[u8],
         pk: Option<&[u8]>,
+        at: Option<&crate::storage::rocks::ReadPoint>,
     ) -> Result<(DBRawIteratorWithThreadMode<'_, DB>, Vec<u8>)> {
         let mut lower = prefix.to_vec();
         if let Some(pk) = pk {
@@ -256,6 +272,9 @@ impl RowStore {
             // what point reads keep there, and the blocks it caches would be counted as this
             // statement's memory (allocated on its thread, freed by others).
             read_options.fill_cache(false);
+        }
+        if let Some(at) = at {
+            at.apply(&mut read_options);
         }
         let store = self.store();
         let it = store

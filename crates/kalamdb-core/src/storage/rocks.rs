@@ -31,7 +31,46 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A consistent, point-in-time view of the whole database (a RocksDB snapshot) that may be
+/// held across statements: a transaction's reads (ADR 0014). Hot rows, the flushed-key index
+/// and the manifests read through it are one instant's; a flush commits all three in one
+/// batch, so a scope's rows are seen exactly once.
+pub struct ReadPoint {
+    // Declared first, dropped first: the snapshot is released before the handle it borrows.
+    snapshot: rocksdb::Snapshot<'static>,
+    _db: Arc<DB>,
+}
+
+impl std::fmt::Debug for ReadPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadPoint")
+    }
+}
+
+impl ReadPoint {
+    /// Read options with this snapshot set.
+    pub(crate) fn apply(&self, read_options: &mut ReadOptions) {
+        read_options.set_snapshot(&self.snapshot);
+    }
+
+    pub(crate) fn snapshot(&self) -> &rocksdb::Snapshot<'static> {
+        &self.snapshot
+    }
+}
+
 impl Store {
+    /// A read point at this instant.
+    pub fn read_point(&self) -> Arc<ReadPoint> {
+        let snapshot = self.db.snapshot();
+        // SAFETY: the snapshot borrows the DB, which `_db` keeps alive for as long as the
+        // ReadPoint exists; the snapshot field is dropped before it (declaration order).
+        let snapshot: rocksdb::Snapshot<'static> = unsafe { std::mem::transmute(snapshot) };
+        Arc::new(ReadPoint {
+            snapshot,
+            _db: self.db.clone(),
+        })
+    }
+
     /// Open (or create) the database under `dir`.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)
@@ -100,12 +139,38 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_CATALOG)?, key.as_bytes())?)
     }
 
+    /// A catalog entry as of `at` (now when None).
+    pub fn catalog_get_at(&self, key: &str, at: Option<&ReadPoint>) -> Result<Option<Vec<u8>>> {
+        let Some(at) = at else {
+            return self.catalog_get(key);
+        };
+        let mut ro = ReadOptions::default();
+        at.apply(&mut ro);
+        Ok(self
+            .db
+            .get_cf_opt(self.cf(CF_CATALOG)?, key.as_bytes(), &ro)?)
+    }
+
     /// All catalog entries whose key starts with `prefix`, in key order.
     pub fn catalog_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.catalog_scan_at(prefix, None)
+    }
+
+    /// All catalog entries whose key starts with `prefix` as of `at` (now when None).
+    pub fn catalog_scan_at(
+        &self,
+        prefix: &str,
+        at: Option<&ReadPoint>,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
         let cf = self.cf(CF_CATALOG)?;
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
+        let mut ro = ReadOptions::default();
+        if let Some(at) = at {
+            at.apply(&mut ro);
+        }
+        let iter = self.db.iterator_cf_opt(
             cf,
+            ro,
             IteratorMode::From(prefix.as_bytes(), Direction::Forward),
         );
         for item in iter {

@@ -20,8 +20,9 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 
 use kalamdb_core::{
-    value_from_text, ColumnDefault, DataType, Error, Principal, RowStore, ScanColumn, ScanRange,
-    Scope, SeqGenerator, TableDef, Value, ROWID_COLUMN, SCAN_BATCH_ROWS, TYPE_METADATA_KEY,
+    value_from_text, ColumnDefault, DataType, Error, Principal, ReadView, RowStore, ScanColumn,
+    ScanRange, Scope, SeqGenerator, TableDef, Value, ROWID_COLUMN, SCAN_BATCH_ROWS,
+    TYPE_METADATA_KEY,
 };
 
 use super::functions::{snowflake_id_udf, uuid_v7_udf};
@@ -61,6 +62,12 @@ pub fn table_schema(def: &TableDef, with_rowid: bool) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// What a transaction's statements read (ADR 0014): its snapshot and, per scope, its own
+/// uncommitted writes.
+pub(crate) trait TransactionReads: Send + Sync + std::fmt::Debug {
+    fn view(&self, table_id: u64, scope: &Scope) -> ReadView;
+}
+
 /// A KalamDB table as DataFusion sees it for one statement.
 #[derive(Debug)]
 pub struct KalamTable {
@@ -71,6 +78,8 @@ pub struct KalamTable {
     with_rowid: bool,
     schema: SchemaRef,
     defaults: HashMap<String, Expr>,
+    /// What its scans see: the database now, or a transaction's snapshot and writes.
+    view: ReadView,
 }
 
 impl KalamTable {
@@ -116,7 +125,14 @@ impl KalamTable {
             with_rowid,
             schema,
             defaults,
+            view: ReadView::default(),
         }
+    }
+
+    /// The same table read as a transaction reads it.
+    pub(crate) fn read_as(mut self, reads: &dyn TransactionReads) -> KalamTable {
+        self.view = reads.view(self.def.id, &self.scope);
+        self
     }
 
     pub fn def(&self) -> &Arc<TableDef> {
@@ -269,6 +285,7 @@ impl TableProvider for KalamTable {
             range: ScanRange {
                 pk_equals: self.pk_equality(filters),
                 limit,
+                view: self.view.clone(),
                 ..ScanRange::default()
             },
         };

@@ -14,7 +14,7 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use kalamdb_core::Error;
 use parking_lot::Mutex;
 
-use crate::df::provider::{df_error, KalamTable};
+use crate::df::provider::{df_error, KalamTable, TransactionReads};
 use crate::df::system_tables::{
     information_schema_table, system_table, INFORMATION_SCHEMA_TABLES, SYSTEM_TABLES,
 };
@@ -63,6 +63,8 @@ pub struct StatementCatalog {
     misses: Arc<Misses>,
     /// None where views are not read (the fast paths: a view name then goes to the planner).
     views: Option<Arc<dyn ViewPlanner>>,
+    /// The transaction the statement runs in, whose snapshot and writes its scans read.
+    transaction: Option<Arc<dyn TransactionReads>>,
 }
 
 impl StatementCatalog {
@@ -83,7 +85,17 @@ impl StatementCatalog {
             statement_time_micros,
             misses,
             views: None,
+            transaction: None,
         }
+    }
+
+    /// Read tables as `transaction` reads them.
+    pub(crate) fn in_transaction(
+        mut self,
+        transaction: Option<Arc<dyn TransactionReads>>,
+    ) -> StatementCatalog {
+        self.transaction = transaction;
+        self
     }
 
     /// Read views through `planner`.
@@ -132,6 +144,7 @@ impl CatalogProvider for StatementCatalog {
                     statement_time_micros: self.statement_time_micros,
                     misses: self.misses.clone(),
                     views: self.views.clone(),
+                    transaction: self.transaction.clone(),
                 }))
             }
         }
@@ -147,6 +160,7 @@ struct NamespaceSchema {
     statement_time_micros: i64,
     misses: Arc<Misses>,
     views: Option<Arc<dyn ViewPlanner>>,
+    transaction: Option<Arc<dyn TransactionReads>>,
 }
 
 #[async_trait]
@@ -176,14 +190,18 @@ impl SchemaProvider for NamespaceSchema {
                 return Ok(None);
             }
         };
-        Ok(Some(Arc::new(KalamTable::new(
+        let table = KalamTable::new(
             def,
             self.db.rows.clone(),
             self.principal.clone(),
             self.with_rowid,
             self.statement_time_micros,
             &self.db.seq,
-        ))))
+        );
+        Ok(Some(Arc::new(match &self.transaction {
+            Some(t) => table.read_as(t.as_ref()),
+            None => table,
+        })))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -27,6 +27,7 @@ impl Engine {
             },
             namespace: caller.namespace.clone(),
             timeout: caller.timeout,
+            transaction: None,
         })
     }
 

@@ -45,7 +45,9 @@ impl Engine {
             )?;
         }
         let with_rowid = table.has_rowid();
-        let _serial = if needs_scope_lock(&dml, &def, clauses) {
+        let transaction = session.transaction().cloned();
+        // A transaction reads its snapshot and is checked at COMMIT instead (ADR 0014).
+        let _serial = if transaction.is_none() && needs_scope_lock(&dml, &def, clauses) {
             Some(
                 self.lock_scope_for_dml(def.id, &scope, session.deadline())
                     .await?,
@@ -81,9 +83,16 @@ impl Engine {
             ),
             None => None,
         };
-        let written = self
-            .write_rows(def, scope, dml.op.clone(), batches, with_rowid)
-            .await?;
+        let written = match &transaction {
+            Some(t) => {
+                self.write_in_transaction(t, def, scope, dml.op.clone(), batches, with_rowid)
+                    .await?
+            }
+            None => {
+                self.write_rows(def, scope, dml.op.clone(), batches, with_rowid)
+                    .await?
+            }
+        };
         Ok(returned.unwrap_or(written))
     }
 
@@ -196,7 +205,11 @@ fn written_table<'a>(
 /// (`INSERT ... SELECT ... WHERE NOT EXISTS (...)`): no other such statement of the scope may
 /// write between the read and the write (a lost update, or a duplicate, otherwise). Other
 /// INSERTs (VALUES, params, other tables) never wait.
-fn needs_scope_lock(dml: &DmlStatement, def: &kalamdb_core::TableDef, clauses: Clauses<'_>) -> bool {
+fn needs_scope_lock(
+    dml: &DmlStatement,
+    def: &kalamdb_core::TableDef,
+    clauses: Clauses<'_>,
+) -> bool {
     let reads_target = || {
         let mut found = false;
         let _ = dml.input.apply_with_subqueries(|node| {

@@ -28,6 +28,10 @@ pub struct Limits {
     /// Largest value a function that builds values from a count (`lpad`, `repeat`, `range`,
     /// ...) may build, in bytes (crate::planning::bounded_values).
     pub max_value_bytes: usize,
+    /// Most rows one transaction may write (its write set, ADR 0014).
+    pub max_transaction_rows: usize,
+    /// Longest a transaction may stay open, from BEGIN to COMMIT.
+    pub transaction_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -43,6 +47,8 @@ impl Default for Limits {
                 .map(|n| n.get())
                 .unwrap_or(2),
             max_value_bytes: 16 << 20,
+            max_transaction_rows: 100_000,
+            transaction_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -19,6 +19,7 @@ mod returning;
 mod router;
 mod run;
 pub(crate) mod session;
+mod transaction;
 mod upsert;
 mod views;
 
@@ -27,3 +28,4 @@ pub use limits::Limits;
 pub(crate) use output::text_schema;
 pub use output::{Caller, RequestOutcome, StatementOutput};
 pub use router::Engine;
+pub use transaction::{Session, TransactionStatus};

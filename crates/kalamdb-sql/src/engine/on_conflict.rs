@@ -122,7 +122,9 @@ fn parse_action(action: OnConflictAction, has_target: bool) -> Result<Action> {
         .chain(update.selection.as_ref())
         .find_map(internal_name)
     {
-        return Err(Error::invalid_sql(format!("column '{hidden}' does not exist")));
+        return Err(Error::invalid_sql(format!(
+            "column '{hidden}' does not exist"
+        )));
     }
     let reads_rows = assignments
         .iter()
@@ -149,7 +151,10 @@ fn internal_name(expr: &Expr) -> Option<String> {
             Expr::CompoundIdentifier(parts) => parts,
             _ => &[],
         };
-        if let Some(i) = idents.iter().find(|i| normalize(i).starts_with("__kalamdb_")) {
+        if let Some(i) = idents
+            .iter()
+            .find(|i| normalize(i).starts_with("__kalamdb_"))
+        {
             found = Some(i.value.clone());
             return std::ops::ControlFlow::Break(());
         }
@@ -202,7 +207,10 @@ impl OnConflict {
             self.target
         );
         if let Some(w) = selection {
-            sql.push_str(&format!(" WHERE ({})", qualify_columns(w.clone(), &q, names)));
+            sql.push_str(&format!(
+                " WHERE ({})",
+                qualify_columns(w.clone(), &q, names)
+            ));
         }
         sql
     }
@@ -260,4 +268,3 @@ fn qualify_columns(mut expr: Expr, qualifier: &Ident, names: &[String]) -> Expr 
     });
     expr
 }
-

@@ -14,6 +14,23 @@ pub struct Caller {
     /// The request's own statement timeout (its `timeout_ms` option), instead of
     /// `limits.statement_timeout`; at most `limits.max_statement_timeout`.
     pub timeout: Option<std::time::Duration>,
+    /// The transaction its statements run in (set by the engine from the session).
+    pub(crate) transaction: Option<Arc<super::transaction::Transaction>>,
+}
+
+impl Caller {
+    pub fn new(
+        principal: Principal,
+        namespace: String,
+        timeout: Option<std::time::Duration>,
+    ) -> Caller {
+        Caller {
+            principal,
+            namespace,
+            timeout,
+            transaction: None,
+        }
+    }
 }
 
 /// What one statement produced.

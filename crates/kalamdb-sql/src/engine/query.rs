@@ -2,11 +2,11 @@
 
 use super::session::StatementSession;
 use crate::df::provider::KalamTable;
-use datafusion::catalog::view::ViewTable;
 use crate::fast::insert as fast_insert;
 use crate::fast::select as fast_select;
 use crate::planning::errors::from_datafusion;
 use arrow::datatypes::SchemaRef;
+use datafusion::catalog::view::ViewTable;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::session_state::SessionState;
@@ -64,7 +64,9 @@ impl Engine {
         params: &[ScalarValue],
         started: std::time::Instant,
     ) -> Result<StatementOutput> {
-        if params.is_empty() && self.fast_paths {
+        // The planner bypasses read and write the database now: not inside a transaction.
+        let fast_paths = self.fast_paths && caller.transaction.is_none();
+        if params.is_empty() && fast_paths {
             if let Some(rows) = fast_insert::from_tokens(&tokens) {
                 if let Some(out) = self.write_literal_rows(caller, rows).await {
                     return out;
@@ -77,7 +79,7 @@ impl Engine {
         }
         crate::statement::placeholders::check(&statement, params.len())?;
         let with_rowid = Self::with_rowid(caller, &statement)?;
-        if params.is_empty() && self.fast_paths {
+        if params.is_empty() && fast_paths {
             if let Some(out) = self.try_fast_path(caller, &statement, started).await {
                 return out;
             }

@@ -153,7 +153,10 @@ pub(super) fn conform_to(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<
 
 /// PostgreSQL's rule for clauses evaluated per written row (RETURNING, ON CONFLICT DO UPDATE):
 /// no aggregate or window function, which would compute over all the rows instead.
-pub(super) fn refuse_aggregates(plan: &datafusion::logical_expr::LogicalPlan, clause: &str) -> Result<()> {
+pub(super) fn refuse_aggregates(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    clause: &str,
+) -> Result<()> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::LogicalPlan;
     let mut found = false;

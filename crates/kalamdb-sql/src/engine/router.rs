@@ -131,9 +131,25 @@ impl Engine {
         self
     }
 
-    /// Run every statement of `sql` in order, stopping at the first error.
+    /// Run every statement of `sql` in order, stopping at the first error, in a session of
+    /// its own: a transaction the request leaves open is rolled back (nothing of it written).
     pub async fn execute(
         &self,
+        caller: &Caller,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> RequestOutcome {
+        let mut session = super::transaction::Session::new();
+        self.execute_in(&mut session, caller, sql, params).await
+    }
+
+    /// Run every statement of `sql` in order in `session`, stopping at the first error (which
+    /// aborts the session's transaction, if one is open).
+    // long: the request's checks, its account lease and the statement loop with the results'
+    // memory accounting.
+    pub async fn execute_in(
+        &self,
+        session: &mut super::transaction::Session,
         caller: &Caller,
         sql: &str,
         params: &[serde_json::Value],
@@ -170,7 +186,24 @@ impl Engine {
         outcome.held = Some(held.clone());
         let mut result_bytes = 0usize;
         for (i, stmt) in statements.iter().enumerate() {
-            match self.execute_statement(caller, stmt, &params, true).await {
+            let result = match super::transaction::control(stmt) {
+                Some(Ok(control)) => {
+                    self.run_control(session, control, std::time::Instant::now())
+                        .await
+                }
+                Some(Err(e)) => Err(e),
+                None => {
+                    let caller = session.caller(caller);
+                    match self.check_transaction(&caller) {
+                        Ok(()) => self.execute_statement(&caller, stmt, &params, true).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if result.is_err() {
+                session.failed();
+            }
+            match result {
                 Ok(out) => {
                     let bytes = out.bytes();
                     result_bytes += bytes;
@@ -236,7 +269,8 @@ impl Engine {
         params: &[ScalarValue],
         allow_execute_as: bool,
     ) -> Result<StatementOutput> {
-        if params.is_empty() && self.fast_paths {
+        let in_transaction = caller.transaction.is_some();
+        if params.is_empty() && self.fast_paths && !in_transaction {
             if let Some(rows) = fast_insert::from_text(sql) {
                 if let Some(out) = self.write_literal_rows(caller, rows).await {
                     return out;
@@ -255,6 +289,9 @@ impl Engine {
             parse_statement(sql)?
         };
         let stmt = match parsed {
+            Parsed::Kalam(stmt) if in_transaction && !stmt.reads_only() => {
+                return Err(Self::refused_in_transaction(stmt.kind()))
+            }
             Parsed::Kalam(stmt) => stmt,
             Parsed::Sql(tokens) => {
                 return self
@@ -376,6 +413,7 @@ impl Engine {
             self.statement_timeout(caller),
             self.limits.max_result_rows,
             &self.query_heap,
+            caller.transaction.clone(),
         )
     }
 }

@@ -27,6 +27,8 @@ use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 use kalamdb_core::{Account, Db, Principal, QueryHeap, ViewDef};
 
+use super::transaction::Transaction;
+
 /// Everything a statement's DataFusion session is made from.
 #[derive(Debug, Clone)]
 pub(crate) struct StatementSession {
@@ -55,6 +57,8 @@ pub(crate) struct StatementSession {
     /// The views (`ns.v`) whose queries this session plans, outermost first (empty for the
     /// statement itself): a view that reads itself, directly or through others, is refused.
     view_chain: Arc<Vec<String>>,
+    /// The transaction the statement runs in (ADR 0014), if any.
+    transaction: Option<Arc<Transaction>>,
 }
 
 /// Views read through views at most this deep.
@@ -74,6 +78,7 @@ impl StatementSession {
         timeout: std::time::Duration,
         max_rows: usize,
         heap: &Arc<QueryHeap>,
+        transaction: Option<Arc<Transaction>>,
     ) -> Arc<StatementSession> {
         Arc::new(StatementSession {
             base,
@@ -90,7 +95,13 @@ impl StatementSession {
             widest_rows: Arc::new(AtomicUsize::new(0)),
             misses: Default::default(),
             view_chain: Default::default(),
+            transaction,
         })
+    }
+
+    /// The transaction the statement runs in.
+    pub(crate) fn transaction(&self) -> Option<&Arc<Transaction>> {
+        self.transaction.as_ref()
     }
 
     /// Fit DataFusion's batch size to the widest rows the statement reads, for `state` and
@@ -188,14 +199,21 @@ impl StatementSession {
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog(
             CATALOG_NAME.to_string(),
-            Arc::new(StatementCatalog::new(
-                self.db.clone(),
-                self.principal.clone(),
-                self.with_rowid,
-                self.now.timestamp_micros(),
-                self.misses.clone(),
-            )
-            .with_views(self.clone())),
+            Arc::new(
+                StatementCatalog::new(
+                    self.db.clone(),
+                    self.principal.clone(),
+                    self.with_rowid,
+                    self.now.timestamp_micros(),
+                    self.misses.clone(),
+                )
+                .with_views(self.clone())
+                .in_transaction(
+                    self.transaction
+                        .clone()
+                        .map(|t| t as Arc<dyn crate::df::provider::TransactionReads>),
+                ),
+            ),
         );
         let context: Arc<dyn crate::planning::subquery::StatementContext> = self.clone();
         let (analyzer_rule, optimizer_rule) = crate::planning::subquery::rules(&context);
@@ -258,7 +276,10 @@ impl StatementSession {
 impl StatementSession {
     /// Plan `sql` (one query; a view's) in this session, whose namespace unqualified names
     /// resolve in.
-    pub(crate) async fn plan_query(self: &Arc<Self>, sql: &str) -> kalamdb_core::Result<LogicalPlan> {
+    pub(crate) async fn plan_query(
+        self: &Arc<Self>,
+        sql: &str,
+    ) -> kalamdb_core::Result<LogicalPlan> {
         use crate::planning::errors::{from_datafusion, missing_table};
         let mut statements = datafusion::sql::parser::DFParser::parse_sql_with_dialect(
             sql,

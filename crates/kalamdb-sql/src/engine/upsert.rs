@@ -91,22 +91,43 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let view = read_view(session, &def, &scope);
             let live = {
-                let (rows_store, def, scope, keys) =
-                    (self.db.rows.clone(), def.clone(), scope.clone(), keys.clone());
-                blocking(move || rows_store.live(&def, &scope, &keys)).await?
+                let (rows_store, def, scope, keys) = (
+                    self.db.rows.clone(),
+                    def.clone(),
+                    scope.clone(),
+                    keys.clone(),
+                );
+                blocking(move || rows_store.live(&def, &scope, &keys, &view)).await?
             };
             let decided = self
                 .decide(
-                    session, state, &def, &scope, &proposed, &rows, pk_index, &live, &repeated,
-                    on_conflict, params,
+                    session,
+                    state,
+                    &def,
+                    &scope,
+                    &proposed,
+                    &rows,
+                    pk_index,
+                    &live,
+                    &repeated,
+                    on_conflict,
+                    params,
                 )
                 .await?;
             // RETURNING first: an error in it writes nothing.
             let returned = match (returning, &decided.written) {
                 (Some(r), Some(written)) => Some(
-                    self.returning_rows(session, state, &def, std::slice::from_ref(written), r, params)
-                        .await?,
+                    self.returning_rows(
+                        session,
+                        state,
+                        &def,
+                        std::slice::from_ref(written),
+                        r,
+                        params,
+                    )
+                    .await?,
                 ),
                 (Some(r), None) => Some(
                     self.returning_rows(session, state, &def, &[], r, params)
@@ -117,7 +138,10 @@ impl Engine {
             if let Some(w) = &decided.written {
                 super::limits::values_within(w, self.limits.max_value_bytes)?;
             }
-            let (inserted, updated) = {
+            let (inserted, updated) = if let Some(t) = session.transaction() {
+                let (inserts, updates) = (decided.inserts, decided.updates);
+                self.upsert_in_transaction(t, &def, &scope, pk_index, inserts, updates)?
+            } else {
                 let (rows_store, def, scope) = (self.db.rows.clone(), def.clone(), scope.clone());
                 let (inserts, updates) = (decided.inserts, decided.updates);
                 let result =
@@ -172,7 +196,10 @@ impl Engine {
         let (updates, updated_batch, updated_at) = match &on_conflict.action {
             // Evaluated even with no conflicting row, so that a bad SET fails alike either way.
             Action::Update { .. } => {
-                let keys = conflicting.iter().map(|&i| rows[i][pk_index].clone()).collect();
+                let keys = conflicting
+                    .iter()
+                    .map(|&i| rows[i][pk_index].clone())
+                    .collect();
                 let (batch, ordinals) = self
                     .updated_rows(
                         session,
@@ -224,10 +251,15 @@ impl Engine {
         let schema = proposed.schema();
         // The existing rows: hot or flushed, latest version (live, checked under the lock).
         let existing = {
-            let (rows_store, def, scope, schema) =
-                (self.db.rows.clone(), def.clone(), scope.clone(), schema.clone());
+            let view = read_view(session, def, scope);
+            let (rows_store, def, scope, schema) = (
+                self.db.rows.clone(),
+                def.clone(),
+                scope.clone(),
+                schema.clone(),
+            );
             let deadline = session.deadline();
-            blocking(move || rows_store.read_keys(&def, &scope, schema, &keys, deadline))
+            blocking(move || rows_store.read_keys(&def, &scope, schema, &keys, view, deadline))
                 .await?
                 .ok_or_else(|| super::limits::timed_out(session.timeout()))?
         };
@@ -243,12 +275,14 @@ impl Engine {
             columns.push(Arc::new(UInt64Array::from_iter_values(
                 conflicting.iter().map(|&i| i as u64),
             )));
-            let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
             fields.push(Field::new(ORDINAL, ArrowType::UInt64, false));
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
                 .map_err(|e| Error::Internal(e.to_string()))?
         };
-        let existing = MemTable::try_new(schema.clone(), vec![existing]).map_err(from_datafusion)?;
+        let existing =
+            MemTable::try_new(schema.clone(), vec![existing]).map_err(from_datafusion)?;
         let excluded =
             MemTable::try_new(excluded.schema(), vec![vec![excluded]]).map_err(from_datafusion)?;
         let state = in_memory_state(
@@ -274,7 +308,9 @@ impl Engine {
                 .alias(f.name())
             })
             .collect();
-        casts.push(datafusion::logical_expr::Expr::Column(Column::new_unqualified(ORDINAL)));
+        casts.push(datafusion::logical_expr::Expr::Column(
+            Column::new_unqualified(ORDINAL),
+        ));
         let df = DataFrame::new(state, plan)
             .select(casts)
             .map_err(from_datafusion)?;
@@ -327,7 +363,10 @@ fn written_in_order(
 }
 
 /// The updated rows in the table's columns, and the input position of each (the last column).
-fn split_ordinals(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(RecordBatch, Vec<usize>)> {
+fn split_ordinals(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(RecordBatch, Vec<usize>)> {
     let Some(out_schema) = batches.first().map(|b| b.schema()) else {
         return Ok((RecordBatch::new_empty(schema.clone()), Vec::new()));
     };
@@ -343,8 +382,18 @@ fn split_ordinals(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(Record
         .iter()
         .map(|&o| o as usize)
         .collect();
-    let columns = all.project(&(0..width).collect::<Vec<_>>()).map_err(internal)?;
+    let columns = all
+        .project(&(0..width).collect::<Vec<_>>())
+        .map_err(internal)?;
     Ok((conform_to(schema, &[columns])?, ordinals))
+}
+
+/// What the statement's reads see: its transaction's snapshot and writes, or now.
+fn read_view(session: &StatementSession, def: &TableDef, scope: &Scope) -> kalamdb_core::ReadView {
+    match session.transaction() {
+        Some(t) => crate::df::provider::TransactionReads::view(t.as_ref(), def.id, scope),
+        None => kalamdb_core::ReadView::default(),
+    }
 }
 
 /// Run blocking row-store work off the async runtime.

@@ -53,8 +53,23 @@ impl Engine {
         let DfStatement::Statement(s) = statement else {
             return None;
         };
+        let is_view_ddl = matches!(
+            s.as_ref(),
+            SqlStatement::CreateView(_)
+                | SqlStatement::Drop {
+                    object_type: ObjectType::View,
+                    ..
+                }
+        );
+        if is_view_ddl && caller.transaction.is_some() {
+            return Some(Err(Self::refused_in_transaction(
+                "CREATE VIEW or DROP VIEW",
+            )));
+        }
         match s.as_ref() {
-            SqlStatement::CreateView(create) => Some(self.create_view(caller, create, started).await),
+            SqlStatement::CreateView(create) => {
+                Some(self.create_view(caller, create, started).await)
+            }
             SqlStatement::Drop {
                 object_type: ObjectType::View,
                 if_exists,
@@ -76,7 +91,10 @@ impl Engine {
             (create.materialized, "MATERIALIZED views"),
             (create.temporary, "TEMPORARY views"),
             (create.or_alter, "CREATE OR ALTER VIEW"),
-            (!create.columns.is_empty(), "a column list in CREATE VIEW (alias the columns in the query)"),
+            (
+                !create.columns.is_empty(),
+                "a column list in CREATE VIEW (alias the columns in the query)",
+            ),
             (create.to.is_some(), "CREATE VIEW ... TO"),
         ];
         if let Some((_, what)) = refused.iter().find(|(yes, _)| *yes) {
@@ -94,17 +112,22 @@ impl Engine {
             )));
         }
         let sql = create.query.to_string();
-        let query_statement = DfStatement::Statement(Box::new(SqlStatement::Query(create.query.clone())));
+        let query_statement =
+            DfStatement::Statement(Box::new(SqlStatement::Query(create.query.clone())));
         crate::statement::placeholders::check(&query_statement, 0)
             .map_err(|_| Error::invalid_sql("a view's query cannot have parameters ($1, ...)"))?;
         if create.if_not_exists && self.db.catalog.view(&ns, &name).is_some() {
-            return Ok(StatementOutput::Message(format!("View '{ns}.{name}' already exists")));
+            return Ok(StatementOutput::Message(format!(
+                "View '{ns}.{name}' already exists"
+            )));
         }
         if self.db.catalog.namespace(&ns).is_none() {
             return Err(Error::NamespaceNotFound(ns));
         }
         // Planned once as its creator: a view that cannot be read is refused now.
-        let session = self.session_for(caller, false, started).in_view(&ns, &name)?;
+        let session = self
+            .session_for(caller, false, started)
+            .in_view(&ns, &name)?;
         let plan = {
             let (inner, sql) = (session.clone(), sql.clone());
             self.on_query_runtime(&session, async move { inner.plan_query(&sql).await })

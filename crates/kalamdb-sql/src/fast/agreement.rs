@@ -61,6 +61,7 @@ fn root() -> Caller {
         },
         namespace: "default".into(),
         timeout: None,
+        transaction: None,
     }
 }
 

@@ -137,6 +137,40 @@ pub enum KalamStatement {
     },
 }
 
+impl KalamStatement {
+    /// Whether it only reads the catalog (SHOW, DESCRIBE): what may run inside a transaction.
+    pub fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            KalamStatement::ShowNamespaces
+                | KalamStatement::ShowFunctions
+                | KalamStatement::ShowTables { .. }
+                | KalamStatement::DescribeTable { .. }
+        )
+    }
+
+    /// What kind of statement it is, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KalamStatement::CreateNamespace { .. }
+            | KalamStatement::DropNamespace { .. }
+            | KalamStatement::CreateTable(_)
+            | KalamStatement::AlterTable { .. }
+            | KalamStatement::DropTable { .. } => "DDL",
+            KalamStatement::CreateUser { .. }
+            | KalamStatement::AlterUser { .. }
+            | KalamStatement::DropUser { .. } => "user management",
+            KalamStatement::ExecuteAs { .. } => "EXECUTE AS",
+            KalamStatement::FlushTable { .. } | KalamStatement::FlushAll { .. } => "STORAGE FLUSH",
+            KalamStatement::KillJob { .. } => "KILL JOB",
+            KalamStatement::ShowNamespaces
+            | KalamStatement::ShowFunctions
+            | KalamStatement::ShowTables { .. }
+            | KalamStatement::DescribeTable { .. } => "SHOW",
+        }
+    }
+}
+
 /// One statement, tokenized once: a KalamDB statement, or the tokens for DataFusion's parser.
 pub enum Parsed {
     Kalam(KalamStatement),
