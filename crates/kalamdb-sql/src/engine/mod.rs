@@ -19,6 +19,7 @@ mod returning;
 mod router;
 mod run;
 pub(crate) mod session;
+mod transact;
 mod transaction;
 mod upsert;
 mod views;

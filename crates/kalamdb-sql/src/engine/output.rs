@@ -31,6 +31,14 @@ impl Caller {
             transaction: None,
         }
     }
+
+    /// The caller as its statements run in `session` (in its transaction, if one is open).
+    pub(super) fn in_session(&self, session: &super::transaction::Session) -> Caller {
+        Caller {
+            transaction: session.transaction.clone(),
+            ..self.clone()
+        }
+    }
 }
 
 /// What one statement produced.

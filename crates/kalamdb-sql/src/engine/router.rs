@@ -193,7 +193,7 @@ impl Engine {
                 }
                 Some(Err(e)) => Err(e),
                 None => {
-                    let caller = session.caller(caller);
+                    let caller = caller.in_session(session);
                     match self.check_transaction(&caller) {
                         Ok(()) => self.execute_statement(&caller, stmt, &params, true).await,
                         Err(e) => Err(e),
