@@ -171,9 +171,11 @@ pub(super) fn control(sql: &str) -> Option<Result<Control>> {
     };
     let parsed = sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
         .try_with_sql(&text)
-        .and_then(|mut p| p.parse_statement());
+        .and_then(|mut p| p.parse_statements());
+    // The whole text: `BEGIN garbage` is a syntax error, not a BEGIN.
     let statement = match parsed {
-        Ok(s) => s,
+        Ok(mut s) if s.len() == 1 => s.remove(0),
+        Ok(_) => return Some(Err(Error::invalid_sql("expected exactly one statement"))),
         Err(e) => return Some(Err(Error::invalid_sql(e.to_string()))),
     };
     Some(match statement {
