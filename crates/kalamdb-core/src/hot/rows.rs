@@ -121,7 +121,8 @@ impl RowStore {
         def.live_columns().position(|c| c.name == pk)
     }
 
-    fn encode_key_value(v: &Value) -> Result<Vec<u8>> {
+    /// A primary-key value encoded for a row key; NULL is CONSTRAINT_VIOLATION.
+    pub fn encode_key_value(v: &Value) -> Result<Vec<u8>> {
         let mut pk = Vec::new();
         if !encode_pk(v, &mut pk) {
             return Err(Error::ConstraintViolation(

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use datafusion::logical_expr::WriteOp;
-use kalamdb_core::{encode_pk, Error, Result, Scope, ScopeWrites, TableDef, Value};
+use kalamdb_core::{Error, Result, Scope, ScopeWrites, TableDef, Value};
 use parking_lot::Mutex;
 
 use super::limits::values_within;
@@ -274,13 +274,7 @@ impl Engine {
 }
 
 fn encoded_key(v: &Value) -> Result<Vec<u8>> {
-    let mut key = Vec::new();
-    if !encode_pk(v, &mut key) {
-        return Err(Error::ConstraintViolation(
-            "primary key must not be NULL".into(),
-        ));
-    }
-    Ok(key)
+    kalamdb_core::RowStore::encode_key_value(v)
 }
 
 fn duplicate(def: &TableDef, key: &Value) -> Error {
